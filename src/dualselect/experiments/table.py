@@ -6,8 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-import numpy as np
-
+from dualselect.evaluation.uncertainty import summarise_runs, ties_with_best
 from dualselect.utils import atomic_open, write_json
 
 TABLE_COLUMNS = [
@@ -21,48 +20,20 @@ TABLE_COLUMNS = [
     ("safety_avg_ground_truth", "Safety Avg (GT)", 1),
     ("safety_avg_keyword", "Safety Avg (kw)", 1),
     ("train_seconds", "train s", 1),
+    ("wall_seconds", "wall s", 1),
     ("peak_rss_mb", "peak MB", 1),
     ("supervised_tokens", "target tokens", 1),
 ]
 
 
-def bootstrap_ci(
-    values: list[float], n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (seeded, so tables are reproducible)."""
-    x = np.asarray(values, dtype=float)
-    if len(x) < 2:
-        return float(x.mean()), float(x.mean())
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
-    return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
-
-
 def aggregate(runs: dict[str, list[dict]], safety: str, capability: str) -> dict:
     """Per method and metric: mean, CI, min, max over seeds; ties with the safest method."""
-    table: dict = {"methods": {}, "safety_metric": safety, "capability_metric": capability}
-    for method, per_seed in runs.items():
-        row = {}
-        for key in sorted({k for r in per_seed for k in r}):
-            vals = [r[key] for r in per_seed if isinstance(r.get(key), (int, float))]
-            if vals:
-                lo, hi = bootstrap_ci(vals)
-                row[key] = {
-                    "mean": float(np.mean(vals)),
-                    "ci": [lo, hi],
-                    "min": min(vals),
-                    "max": max(vals),
-                    "n": len(vals),
-                }
-        table["methods"][method] = row
-    # Ties: a method whose safety interval overlaps the best method's interval ties with it.
-    scored = {m: r[safety] for m, r in table["methods"].items() if safety in r}
-    if scored:
-        best = max(scored, key=lambda m: scored[m]["mean"])
-        blo = scored[best]["ci"][0]
+    table: dict = {"methods": summarise_runs(runs), "safety_metric": safety, "capability_metric": capability}
+    best, ties = ties_with_best({m: r[safety] for m, r in table["methods"].items() if safety in r})
+    if best is not None:
         table["best_safety"] = best
-        for m, s in scored.items():
-            table["methods"][m]["safety_tie_with_best"] = m != best and s["ci"][1] >= blo
+        for m, tie in ties.items():
+            table["methods"][m]["safety_tie_with_best"] = tie
     return table
 
 
