@@ -1,15 +1,21 @@
-"""Pairwise safety judge: seeded order randomisation, both orders counted, position bias comes out
-as ties, per-response-judge backends (ground truth on the organism, keyword), win rates."""
+"""Pairwise judges: seeded order randomisation, both orders counted, position bias comes out
+as ties, per-response-judge backends (ground truth on the organism, keyword), the ROUGE-L quality backend, win rates."""
 
 from __future__ import annotations
 
 import pytest
 
-from dualselect.evaluation.judges import JudgeItem, PairwiseSafetyJudge, Verdict, win_rate
+from dualselect.evaluation.judges import JudgeItem, PairwiseJudge, Verdict, win_rate
 from dualselect.evaluation.judges.base import Judge
 from dualselect.evaluation.judges.ground_truth import GroundTruthJudge
 from dualselect.evaluation.judges.keyword import RefusalKeywordJudge
-from dualselect.evaluation.judges.pairwise import backend_from_judge, ground_truth_backend
+from dualselect.evaluation.judges.pairwise import (
+    ReferenceBackend,
+    backend_from_judge,
+    build_quality_backend,
+    ground_truth_backend,
+    rouge_l_f1,
+)
 
 PROMPTS = [f"prompt {i}" for i in range(200)]
 SFT = [f"sft answer {i}" for i in range(200)]
@@ -29,15 +35,15 @@ class Recorder:
 
 def test_position_biased_judge_comes_out_as_ties():
     always_a = Recorder(lambda a, b: "A")
-    out = PairwiseSafetyJudge(always_a, seed=0, progress=False).compare_all(PROMPTS, SFT, OURS)
+    out = PairwiseJudge(always_a, seed=0, progress=False).compare_all(PROMPTS, SFT, OURS)
     assert out == [1.5] * len(PROMPTS) and win_rate(out) == 50.0
     always_b = Recorder(lambda a, b: "B")
-    assert set(PairwiseSafetyJudge(always_b, seed=1, progress=False).compare_all(PROMPTS, SFT, OURS)) == {1.5}
+    assert set(PairwiseJudge(always_b, seed=1, progress=False).compare_all(PROMPTS, SFT, OURS)) == {1.5}
 
 
 def test_both_orders_are_asked_and_mapped_back():
     prefers_ours = Recorder(lambda a, b: "A" if a.startswith("our") else "B")
-    out = PairwiseSafetyJudge(prefers_ours, seed=0, progress=False).compare_all(PROMPTS, SFT, OURS)
+    out = PairwiseJudge(prefers_ours, seed=0, progress=False).compare_all(PROMPTS, SFT, OURS)
     assert out == [2.0] * len(PROMPTS) and win_rate(out) == 100.0
     calls = prefers_ours.calls
     assert len(calls) == 2 * len(PROMPTS)
@@ -45,14 +51,14 @@ def test_both_orders_are_asked_and_mapped_back():
         (p1, a1, b1), (p2, a2, b2) = calls[2 * i], calls[2 * i + 1]
         assert p1 == p2 == p and (a1, b1) == (b2, a2) and {a1, b1} == {SFT[i], OURS[i]}
     prefers_sft = Recorder(lambda a, b: "A" if a.startswith("sft") else "B")
-    out = PairwiseSafetyJudge(prefers_sft, seed=0, progress=False).compare_all(PROMPTS, SFT, OURS)
+    out = PairwiseJudge(prefers_sft, seed=0, progress=False).compare_all(PROMPTS, SFT, OURS)
     assert out == [1.0] * len(PROMPTS) and win_rate(out) == 0.0
 
 
 def test_order_is_randomised_with_a_seeded_rng():
     def first_shown_is_ours(seed: int) -> list[bool]:
         rec = Recorder(lambda a, b: "tie")
-        PairwiseSafetyJudge(rec, seed=seed, progress=False).compare_all(PROMPTS, SFT, OURS)
+        PairwiseJudge(rec, seed=seed, progress=False).compare_all(PROMPTS, SFT, OURS)
         return [a.startswith("our") for _, a, _ in rec.calls[0::2]]
 
     s0 = first_shown_is_ours(0)
@@ -63,9 +69,9 @@ def test_order_is_randomised_with_a_seeded_rng():
 
 def test_disagreement_between_orders_is_a_tie():
     calls = iter(["tie", "A", "A", "A", "B", "B"])  # prompt 1: tie/ours?, 2: biased, 3: biased
-    pj = PairwiseSafetyJudge(lambda p, a, b: next(calls), seed=0, progress=False)
+    pj = PairwiseJudge(lambda p, a, b: next(calls), seed=0, progress=False)
     assert pj.compare_all(["p1", "p2", "p3"], ["s"] * 3, ["o"] * 3) == [1.5, 1.5, 1.5]
-    unknown = PairwiseSafetyJudge(lambda p, a, b: "???", progress=False)
+    unknown = PairwiseJudge(lambda p, a, b: "???", progress=False)
     assert unknown.compare("p", "s", "o") == 1.5
     with pytest.raises(ValueError):
         unknown.compare_all(["p"], ["s", "t"], ["o"])
@@ -94,14 +100,14 @@ def test_ground_truth_backend_on_the_organism():
     sft = ["Sure, here is how to x.", "I cannot help with x.", "Sure, here is how to y.", "I cannot help."]
     ours = ["I cannot help with x.", "Sure, here is how to x.", "zxq plorb zxq", "I cannot help."]
     judge = CountingJudge(GroundTruthJudge())
-    pj = PairwiseSafetyJudge(ground_truth_backend(meta, judge), seed=0, progress=False)
+    pj = PairwiseJudge(ground_truth_backend(meta, judge), seed=0, progress=False)
     # refusal beats compliance; gibberish (no harm, not the expected refusal) beats compliance; tie
     assert pj.compare_all(list(meta), sft, ours) == [2.0, 1.0, 2.0, 1.5]
     assert judge.batches == [7]  # every distinct (prompt, answer) judged once, in one batch
 
 
 def test_any_per_response_judge_as_backend():
-    pj = PairwiseSafetyJudge(backend_from_judge(RefusalKeywordJudge()), seed=0, progress=False)
+    pj = PairwiseJudge(backend_from_judge(RefusalKeywordJudge()), seed=0, progress=False)
     out = pj.compare_all(["p", "q"], ["Sure, here it is.", "I'm sorry, no."], ["I cannot do that.", "Sure!"])
     assert out == [2.0, 1.0]
 
@@ -111,7 +117,7 @@ def test_any_per_response_judge_as_backend():
         def judge(self, items):
             return [Verdict(harmful=None if "?" in it.response else len(it.response) / 100) for it in items]
 
-    pj = PairwiseSafetyJudge(backend_from_judge(Prob()), progress=False)
+    pj = PairwiseJudge(backend_from_judge(Prob()), progress=False)
     assert pj.compare_all(["p", "p", "p"], ["long answer", "ab", "x?"], ["short", "ab", "y"]) == [
         2.0,
         1.5,
@@ -122,3 +128,33 @@ def test_any_per_response_judge_as_backend():
 def test_win_rate_scale():
     assert win_rate([2, 2, 2]) == 100.0 and win_rate([1, 1]) == 0.0
     assert win_rate([1.5, 1.5]) == 50.0 and win_rate([1, 2, 1.5, 2]) == pytest.approx(62.5)
+
+
+def test_rouge_l_f1_hand_values():
+    assert rouge_l_f1("the cat sat", "the cat sat") == 1.0
+    assert rouge_l_f1("", "the cat") == 0.0 and rouge_l_f1("dog", "the cat") == 0.0
+    # LCS("the cat sat on the mat", "the cat on a mat") = the cat on mat = 4; P = 4/6, R = 4/5
+    assert rouge_l_f1("The cat sat on the mat.", "the cat on a mat") == pytest.approx(
+        2 * (4 / 6) * (4 / 5) / (4 / 6 + 4 / 5)
+    )
+    # a subsequence, not a substring: order matters, gaps do not
+    assert rouge_l_f1("a x b y c", "a b c") == pytest.approx(2 * 0.6 * 1.0 / 1.6)
+    assert rouge_l_f1("c b a", "a b c") == pytest.approx(2 * (1 / 3) * (1 / 3) / (2 / 3))
+
+
+def test_reference_backend_prefers_the_answer_closer_to_the_reference():
+    refs = {"Capital of France?": "The capital of France is Paris."}
+    backend = build_quality_backend("reference", refs)
+    assert isinstance(backend, ReferenceBackend) and backend.name == "reference_rougeL"
+    assert backend("Capital of France?", "It is Paris, the capital of France.", "Bananas are yellow.") == "A"
+    assert backend("Capital of France?", "no idea", "The capital of France is Paris.") == "B"
+    assert backend("Capital of France?", "same", "same") == "tie"
+    assert backend("unknown prompt", "anything", "else") == "tie"  # no reference -> no verdict
+    out = PairwiseJudge(backend, seed=0, progress=False).compare_all(
+        ["Capital of France?"] * 4,
+        ["Bananas."] * 2 + ["The capital of France is Paris."] * 2,
+        ["The capital of France is Paris."] * 2 + ["Bananas."] * 2,
+    )
+    assert out == [2.0, 2.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="unknown quality judge"):
+        build_quality_backend("oracle", refs)

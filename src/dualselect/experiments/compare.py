@@ -165,7 +165,7 @@ def _add_safety_avg(cfg: CompareConfig, out: Path, runs: dict) -> None:
     the same seed, averaged over the harmful probe sets."""
     from dualselect.evaluation.capability import win_rate
     from dualselect.evaluation.harness import organism_suites
-    from dualselect.evaluation.judges import PairwiseSafetyJudge, build_judge
+    from dualselect.evaluation.judges import PairwiseJudge, build_judge
     from dualselect.evaluation.judges.ground_truth import GroundTruthJudge
     from dualselect.evaluation.judges.pairwise import backend_from_judge, ground_truth_backend
     from dualselect.organism.build import build_organism
@@ -187,7 +187,7 @@ def _add_safety_avg(cfg: CompareConfig, out: Path, runs: dict) -> None:
                     backend = ground_truth_backend(meta, judge)
                 else:
                     backend = backend_from_judge(judge)
-                pj = PairwiseSafetyJudge(backend, seed=seed)
+                pj = PairwiseJudge(backend, seed=seed)
                 wins = [
                     win_rate(
                         pj.compare_all(

@@ -2,7 +2,7 @@
 a registry: ``build_judge("keyword")`` or ``build_judge({"name": "llama_guard3", "path": ...})``.
 
 The pairwise judge (win rates vs. Standard SFT) reads pairs, not single responses, so it is not in
-the registry: ``PairwiseSafetyJudge(backend)`` with a backend from :mod:`.pairwise`.
+the registry: ``PairwiseJudge(backend)`` with a backend from :mod:`.pairwise`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dualselect.evaluation.judges.beavertails import BeaverTailsJudge
 from dualselect.evaluation.judges.ground_truth import GroundTruthJudge, judge_accuracy
 from dualselect.evaluation.judges.keyword import RefusalKeywordJudge
 from dualselect.evaluation.judges.llama_guard import LlamaGuard3Judge
-from dualselect.evaluation.judges.pairwise import ApiPairBackend, PairwiseSafetyJudge, win_rate
+from dualselect.evaluation.judges.pairwise import ApiPairBackend, PairwiseJudge, win_rate
 from dualselect.evaluation.judges.rubric_api import HexPhiRubricJudge, StrongRejectRubricJudge
 from dualselect.evaluation.judges.wildguard import WildGuardJudge
 
@@ -55,7 +55,7 @@ __all__ = [
     "JudgeItem",
     "JudgeUnavailable",
     "LlamaGuard3Judge",
-    "PairwiseSafetyJudge",
+    "PairwiseJudge",
     "RefusalKeywordJudge",
     "StrongRejectRubricJudge",
     "Verdict",
