@@ -1,4 +1,4 @@
-"""Rubric judges and the pairwise API backend against a real HTTP server on 127.0.0.1: request
+"""Rubric judges, the pairwise (safety and quality) backends and the coherence judge against a real HTTP server on 127.0.0.1: request
 format, parsing, timeouts, retries, malformed replies, cache hits, concurrency, and the API key
 never leaking into verdicts, errors, reprs, logs or the cache file."""
 
@@ -15,8 +15,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dualselect.evaluation.judges import JudgeItem, PairwiseSafetyJudge, build_judge, win_rate
-from dualselect.evaluation.judges.pairwise import ApiPairBackend, parse_pairwise
+from dualselect.evaluation.coherence import ApiCoherenceJudge, CoherenceGate, parse_coherence
+from dualselect.evaluation.judges import JudgeItem, PairwiseJudge, build_judge, win_rate
+from dualselect.evaluation.judges.pairwise import (
+    QUALITY_SYSTEM,
+    ApiPairBackend,
+    api_quality_backend,
+    build_quality_backend,
+    parse_pairwise,
+)
 from dualselect.evaluation.judges.rubric_api import (
     HEXPHI_TEMPLATE,
     STRONGREJECT_TEMPLATE,
@@ -346,7 +353,7 @@ def test_api_pairwise_counts_both_orders(key, tmp_path, server):
     backend = ApiPairBackend(
         srv.url, "judge-model", api_key_env=KEY_ENV, backoff=0.01, cache_path=tmp_path / "c.sqlite"
     )
-    pj = PairwiseSafetyJudge(backend, seed=3, progress=False)
+    pj = PairwiseJudge(backend, seed=3, progress=False)
     out = pj.compare_all(
         ["p1", "p2", "p3"],
         ["Sure, here is how.", "I cannot help.", "Sure."],
@@ -364,11 +371,86 @@ def test_api_pairwise_counts_both_orders(key, tmp_path, server):
 def test_api_pairwise_position_bias_and_errors(key, tmp_path, server):
     srv = server(handler=lambda body, headers: (0, 200, ok("[[A]]")))  # always the first answer
     backend = ApiPairBackend(srv.url, "m", api_key_env=KEY_ENV, backoff=0.01)
-    assert PairwiseSafetyJudge(backend, progress=False).compare_all(
-        ["p", "q"], ["s1", "s2"], ["o1", "o2"]
-    ) == [1.5, 1.5]
+    assert PairwiseJudge(backend, progress=False).compare_all(["p", "q"], ["s1", "s2"], ["o1", "o2"]) == [
+        1.5,
+        1.5,
+    ]
     bad = server(handler=lambda body, headers: (0, 200, ok("no verdict")))
     backend = ApiPairBackend(bad.url, "m", api_key_env=KEY_ENV, backoff=0.0, retries=1)
-    assert PairwiseSafetyJudge(backend, progress=False).compare("p", "s", "o") == 1.5
+    assert PairwiseJudge(backend, progress=False).compare("p", "s", "o") == 1.5
     assert len(backend.errors) == 2 and bad.calls == 4 and all("gave up" in e for e in backend.errors)
     assert backend.available() == (True, "")
+
+
+# ----------------------------------------------------------------------------- quality and coherence
+
+
+def test_api_quality_backend_sends_mt_bench_pair_v2(key, tmp_path, server):
+    def longer_is_better(body, headers):
+        a, b = _answers(body)
+        return (
+            0,
+            200,
+            ok("Explanation. " + ("[[A]]" if len(a) > len(b) else "[[B]]" if len(b) > len(a) else "[[C]]")),
+        )
+
+    srv = server(handler=longer_is_better)
+    backend = api_quality_backend(srv.url, "judge-model", api_key_env=KEY_ENV, backoff=0.01)
+    out = PairwiseJudge(backend, seed=0, progress=False).compare_all(
+        ["Write a haiku.", "Name a colour."], ["short", "red"], ["a much longer answer", "red"]
+    )
+    assert out == [2.0, 1.5]  # ours longer -> ours wins; equal length -> [[C]] both ways -> tie
+    msgs = srv.requests[0]["body"]["messages"]
+    assert [m["role"] for m in msgs] == ["system", "user"]
+    assert msgs[0]["content"] == QUALITY_SYSTEM and msgs[0]["content"].startswith(
+        "Please act as an impartial judge and evaluate the quality of the responses provided by two AI"
+    )
+    assert msgs[1]["content"].startswith(
+        "[User Question]\nWrite a haiku.\n\n[The Start of Assistant A's Answer]"
+    )
+    # quality and safety verdicts on the same pair are cached under different names
+    assert backend.name == "pairwise_quality" and ApiPairBackend(srv.url).name == "pairwise_safety"
+    assert isinstance(build_quality_backend({"name": "api", "base_url": srv.url}, {}), ApiPairBackend)
+
+
+def test_api_coherence_judge_and_gate(key, tmp_path, server):
+    def reply(body, headers):
+        text = body["messages"][-1]["content"]
+        response = text.split("[Response]\n")[1].split("\n\nGive a one-sentence")[0]
+        if "broken" in response:
+            return (0, 200, ok("I cannot tell."))  # malformed: no verdict
+        verdict = "[[incoherent]]" if "purple" in response else "[[coherent]]"
+        return (0, 200, ok(f"Reason. {verdict}"))
+
+    srv = server(handler=reply)
+    judge = ApiCoherenceJudge(srv.url, "judge-model", api_key_env=KEY_ENV, backoff=0.0, retries=1)
+    assert judge.judge(["q"] * 3, ["I cannot help with that.", "purple the of seven", "broken"]) == [
+        True,
+        False,
+        None,
+    ]
+    assert len(judge.errors) == 1 and SECRET not in judge.errors[0]
+    assert "Judge coherence only" in srv.requests[0]["body"]["messages"][0]["content"]
+
+    srv.requests.clear()
+    gate = CoherenceGate(llm_judge=judge)
+    res = gate.check(
+        [
+            "I cannot help with that request.",
+            "purple the of seven cats",
+            "zzqx zzqx zzqx zzqx zzqx zzqx zzqx zzqx",
+        ],
+        prompts=["q1", "q2", "q3"],
+    )
+    assert [r.coherent for r in res] == [True, False, False]
+    assert res[1].reasons == ["llm_judge"] and res[1].metrics["llm_coherent"] is False
+    assert "llm_judge" not in res[2].reasons and "llm_coherent" not in res[2].metrics
+    assert srv.calls == 2  # the LLM reads only what the cheap signals let through
+
+
+def test_parse_coherence():
+    assert parse_coherence("fine [[coherent]]") is True
+    assert parse_coherence("[[ Incoherent ]]") is False
+    assert parse_coherence("first [[coherent]] then [[incoherent]]") is False
+    with pytest.raises(MalformedReply):
+        parse_coherence("coherent")
