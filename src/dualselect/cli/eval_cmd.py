@@ -16,9 +16,11 @@ def register(sub) -> None:
         "--model",
         action="append",
         default=[],
-        metavar="NAME=PATH",
+        metavar="NAME=PATH[,PATH...]",
         help="A variant: a model directory/hub id or a LoRA adapter directory (repeatable). Name one "
-        "variant 'sft' to get win rates vs Standard SFT.",
+        "variant 'sft' to get win rates vs Standard SFT. Several comma-separated paths are seeds of "
+        "one variant (evaluated as NAME@0, NAME@1, ..., paired with sft@K, and summarised with mean "
+        "and bootstrap interval).",
     )
     p.add_argument(
         "--base",
@@ -40,6 +42,29 @@ def register(sub) -> None:
         metavar="SPEC",
         help='Judge name or JSON spec, e.g. keyword or \'{"name": "llama_guard3", "path": "..."}\' '
         "(repeatable; default: ground_truth and keyword on the organism, keyword otherwise).",
+    )
+    p.add_argument(
+        "--quality-judge",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="Pairwise quality judge for open-ended suites (win rate vs SFT): 'reference' (ROUGE-L "
+        'against the reference answer; the default) or \'{"name": "api", "model": ..., '
+        '"base_url": ...}\' (MT-Bench pair-v2 prompt over an OpenAI-compatible API). Repeatable.',
+    )
+    p.add_argument(
+        "--coherence-judge",
+        default=None,
+        metavar="JSON",
+        help='Optional LLM coherence judge over an OpenAI-compatible API, e.g. \'{"model": "...", '
+        '"base_url": "http://127.0.0.1:8000/v1"}\'; it reads the responses the cheap signals pass.',
+    )
+    p.add_argument(
+        "--max-perplexity",
+        type=float,
+        default=None,
+        help="Flag a response as incoherent above this per-token perplexity under the base model "
+        "(default: perplexity is recorded per response, not gated on).",
     )
     p.add_argument("--reference-data", default=None, help="Reference pool to check for prompt overlaps.")
     p.add_argument("--out", default="runs/eval", help="Output directory (default runs/eval).")
@@ -69,19 +94,24 @@ def _load_variant(path: str, base_path: str):
 
 def run(args: argparse.Namespace) -> int:
     from dualselect.evaluation.benchmarks import disjointness, load_benchmark
+    from dualselect.evaluation.coherence import ApiCoherenceJudge, CoherenceGate
     from dualselect.evaluation.harness import evaluate, organism_suites
     from dualselect.evaluation.judges import build_judge
     from dualselect.training.model import load_model_and_tokenizer, resolve_model_path
     from dualselect.utils import seed_everything
 
+    variants: dict[str, str] = {}  # checked before anything is loaded
+    for spec in args.model:
+        name, sep, paths = spec.partition("=")
+        paths = [x for x in paths.split(",") if x]
+        if not sep or not name or "@" in name or not paths:
+            raise ValueError(f"--model {spec!r}: expected NAME=PATH[,PATH...] (no '@' in NAME)")
+        for k, path in enumerate(paths):
+            variants[name if len(paths) == 1 else f"{name}@{k}"] = path
     seed_everything(args.seed)
     base_path = resolve_model_path(args.base)
     models = {"base": load_model_and_tokenizer(base_path)}
-    for spec in args.model:
-        name, sep, path = spec.partition("=")
-        if not sep:
-            raise ValueError(f"--model {spec!r}: expected NAME=PATH")
-        models[name] = _load_variant(path, base_path)
+    models.update({name: _load_variant(path, base_path) for name, path in variants.items()})
     if args.benchmark:
         suites = {}
         for spec in args.benchmark:
@@ -93,13 +123,19 @@ def run(args: argparse.Namespace) -> int:
             suites = {k: v[: args.limit] for k, v in suites.items()}
     specs = args.judge or (["keyword"] if args.benchmark else ["ground_truth", "keyword"])
     judges = [build_judge(json.loads(s) if s.strip().startswith("{") else s) for s in specs]
+    gate = CoherenceGate(max_perplexity=args.max_perplexity)
+    if args.coherence_judge:
+        gate.llm_judge = ApiCoherenceJudge(**json.loads(args.coherence_judge))
+    quality = [json.loads(q) if q.strip().startswith("{") else q for q in args.quality_judge] or None
     res = evaluate(
         models,
         suites,
         judges,
         args.out,
         base="base",
-        sft="sft" if "sft" in models else None,
+        sft="sft" if any(n.partition("@")[0] == "sft" for n in models) else None,
+        quality_judges=quality,
+        gate=gate,
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
         seed=args.seed,

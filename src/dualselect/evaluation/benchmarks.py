@@ -178,6 +178,8 @@ def load_benchmark(name: str, path: str | None = None, limit: int | None = None)
         if isinstance(cat, dict):  # BeaverTails: {category: bool}
             cat = ",".join(k for k, v in cat.items() if v) or "none"
         meta = {k: v for k, v in r.items() if isinstance(v, (str, int, float, bool)) and k != b.prompt_field}
+        if b.labels:
+            meta["label_words"] = list(b.labels)
         if name == "xstest":
             label = r.get("label") or r.get("final_label")
             meta["is_harmful"] = label == "unsafe"

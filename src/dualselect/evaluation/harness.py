@@ -9,6 +9,7 @@ each judge's accuracy.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,10 @@ from typing import Any
 import torch
 
 from dualselect.evaluation.agreement import agreement_table
-from dualselect.evaluation.capability import exact_match, win_rate
+from dualselect.evaluation.capability import exact_match, label_accuracy, win_rate
 from dualselect.evaluation.coherence import CoherenceGate
 from dualselect.evaluation.generation import generate, read_generations, write_generations
-from dualselect.evaluation.judges import Judge, JudgeItem, PairwiseSafetyJudge, judge_accuracy
+from dualselect.evaluation.judges import Judge, JudgeItem, PairwiseJudge, judge_accuracy
 from dualselect.evaluation.judges.ground_truth import GroundTruthJudge
 from dualselect.evaluation.judges.pairwise import backend_from_judge, ground_truth_backend
 
@@ -93,6 +94,19 @@ def kl_to_base(model, base_model, tokenizer, items: list[EvalItem], batch_size: 
     return total / n
 
 
+def sft_partner(name: str, names: list[str], sft: str | None) -> str | None:
+    """The Standard SFT variant ``name`` is compared with: ``sft@K`` for a seed variant ``X@K``
+    when it exists, else ``sft`` itself, else the first ``sft@*``; None for SFT's own variants."""
+    if sft is None or name.partition("@")[0] == sft:
+        return None
+    tag = name.partition("@")[2]
+    if tag and f"{sft}@{tag}" in names:
+        return f"{sft}@{tag}"
+    if sft in names:
+        return sft
+    return next((n for n in names if n.partition("@")[0] == sft), None)
+
+
 def evaluate(
     models: dict[str, tuple[Any, Any]],
     suites: dict[str, list[EvalItem]],
@@ -101,13 +115,19 @@ def evaluate(
     *,
     base: str | None = "base",
     sft: str | None = "sft",
+    quality_judges: list[Any] | None = None,
     max_new_tokens: int = 64,
     batch_size: int = 64,
     gate: CoherenceGate | None = None,
     seed: int = 0,
 ) -> dict:
-    """Run the protocol. ``models``: name -> (model, tokenizer). Returns the results dict (also
-    written to ``out/results.json`` with a Markdown report and PNG plots)."""
+    """Run the protocol. ``models``: name -> (model, tokenizer); names ``X@K`` are seed ``K`` of
+    variant ``X`` (compared with ``sft@K``, and summarised over seeds with bootstrap intervals).
+    ``quality_judges``: pairwise quality backends (or specs for
+    :func:`~dualselect.evaluation.judges.pairwise.build_quality_backend`) for the open-ended suites;
+    default ``["reference"]``. Returns the results dict (also written to ``out/results.json`` with a
+    Markdown report and PNG plots); per-response coherence flags and reasons go into the
+    generations files."""
     from dualselect.data.encoding import format_prompt
     from dualselect.evaluation.report import write_report
 
@@ -117,6 +137,11 @@ def evaluate(
     for j in judges:
         ok, why = j.available()
         (available.append(j) if ok else skipped.__setitem__(j.name, why))
+    if gate.llm_judge is not None:
+        ok, why = gate.llm_judge.available()
+        if not ok:
+            skipped[gate.llm_judge.name] = why
+            gate = dataclasses.replace(gate, llm_judge=None)
     gens: dict[str, dict[str, list[str]]] = {}
     coherent: dict[str, dict[str, list[bool]]] = {}
     verdicts: dict[str, dict[str, dict[str, list]]] = {}
@@ -126,7 +151,7 @@ def evaluate(
         "judges": [j.name for j in available],
         "suites": {s: {"n": len(v), "kind": v[0].kind if v else None} for s, v in suites.items()},
     }
-    base_model = models[base][0] if base in models else None
+    base_model, base_tok = models.get(base, (None, None)) if base else (None, None)
     for name, (model, tok) in models.items():
         path = out / "generations" / f"{name}.jsonl"
         cached = (
@@ -149,6 +174,7 @@ def evaluate(
                 )
             resp = [r.strip() for r in resp]
             gens[name][sname] = resp
+            checks = gate.check(resp, [it.prompt for it in items], base_model, base_tok)
             rows += [
                 {
                     "method": name,
@@ -158,17 +184,27 @@ def evaluate(
                     "prompt": it.prompt,
                     "response": r,
                     "category": it.category,
+                    "coherent": c.coherent,
+                    "incoherence_reasons": c.reasons,
+                    "coherence_signals": c.metrics,
                 }
-                for it, r in zip(items, resp)
+                for it, r, c in zip(items, resp, checks)
             ]
-            coh = [c.coherent for c in gate.check(resp)]
+            coh = [c.coherent for c in checks]
             coherent[name][sname] = coh
             m[f"incoherence_rate.{sname}"] = 1 - sum(coh) / max(1, len(coh))
+            ppl = [c.metrics["perplexity"] for c in checks if c.metrics.get("perplexity") is not None]
+            if ppl:
+                m[f"median_base_perplexity.{sname}"] = float(sorted(ppl)[len(ppl) // 2])
             kind = items[0].kind if items else None
             if kind == "capability":
                 golds = [it.gold for it in items]
-                m[f"exact_match_strict.{sname}"] = exact_match(resp, golds, "strict")
-                m[f"exact_match_flexible.{sname}"] = exact_match(resp, golds, "flexible")
+                labels = items[0].meta.get("label_words")
+                if labels:  # classification: the first label word in the response
+                    m[f"label_accuracy.{sname}"] = label_accuracy(resp, golds, labels)
+                else:
+                    m[f"exact_match_strict.{sname}"] = exact_match(resp, golds, "strict")
+                    m[f"exact_match_flexible.{sname}"] = exact_match(resp, golds, "flexible")
             if kind in ("harmful", "over_refusal"):
                 jitems = [JudgeItem(it.prompt, r, it.category, it.meta) for it, r in zip(items, resp)]
                 verdicts[name][sname] = {j.name: j.judge(jitems) for j in available}
@@ -196,32 +232,104 @@ def evaluate(
         write_generations(path, rows)
         results["methods"][name] = m
     _pairwise(results, suites, gens, available, sft, seed)
+    _quality(results, suites, gens, quality_judges, sft, seed)
     _agreement(results, suites, verdicts, coherent, available)
+    if any("@" in n for n in models):
+        results["across_seeds"] = across_seeds(results)
     write_report(results, out)
     return results
 
 
 def _pairwise(results: dict, suites, gens, judges: list[Judge], sft: str | None, seed: int) -> None:
     """Safety Avg. per judge: mean over harmful suites of the win rate vs. Standard SFT."""
-    if sft not in gens:
-        return
     harmful = [s for s, v in suites.items() if v and v[0].kind == "harmful"]
+    meta = {it.prompt: it.meta for s in harmful for it in suites[s]}
     for name in gens:
-        if name == sft:
+        ref = sft_partner(name, list(gens), sft)
+        if ref is None:
+            if sft is not None and name.partition("@")[0] == sft:  # the reference: 50 by definition
+                results["methods"][name].update({f"safety_avg.{j.name}": 50.0 for j in judges})
             continue
         for j in judges:
             if isinstance(j, GroundTruthJudge):
-                backend = ground_truth_backend({it.prompt: it.meta for s in harmful for it in suites[s]}, j)
+                backend = ground_truth_backend(meta, j)
             else:
                 backend = backend_from_judge(j)
-            pj = PairwiseSafetyJudge(backend, seed=seed)
+            pj = PairwiseJudge(backend, seed=seed)
             wins = []
             for s in harmful:
                 prompts = [it.prompt for it in suites[s]]
-                wr = win_rate(pj.compare_all(prompts, gens[sft][s], gens[name][s]))
-                results["methods"][name][f"win_rate_vs_{sft}.{s}.{j.name}"] = wr
+                wr = win_rate(pj.compare_all(prompts, gens[ref][s], gens[name][s]))
+                results["methods"][name][f"win_rate_vs_sft.{s}.{j.name}"] = wr
                 wins.append(wr)
             results["methods"][name][f"safety_avg.{j.name}"] = sum(wins) / len(wins) if wins else None
+
+
+def _quality(results: dict, suites, gens, specs: list | None, sft: str | None, seed: int) -> None:
+    """Capability on open-ended suites (kind ``benign``): pairwise quality win rate vs. Standard
+    SFT per quality judge, and its mean over those suites (``quality_avg.<judge>``)."""
+    from dualselect.evaluation.judges.pairwise import build_quality_backend
+
+    open_ended = [s for s, v in suites.items() if v and v[0].kind == "benign"]
+    if not open_ended or not any(sft_partner(n, list(gens), sft) for n in gens):
+        return
+    refs = {it.prompt: it.gold for s in open_ended for it in suites[s] if it.gold}
+    backends = []
+    for spec in ["reference"] if specs is None else specs:
+        b = spec if callable(spec) or hasattr(spec, "pick_many") else build_quality_backend(spec, refs)
+        ok, why = b.available() if hasattr(b, "available") else (True, "")
+        if ok:
+            backends.append(b)
+        else:
+            results["skipped_judges"][getattr(b, "name", str(spec))] = why
+    results["quality_judges"] = [b.name for b in backends]
+    for name in gens:
+        ref = sft_partner(name, list(gens), sft)
+        if ref is None:
+            if name.partition("@")[0] == sft:  # the reference: 50 by definition
+                results["methods"][name].update({f"quality_avg.{b.name}": 50.0 for b in backends})
+            continue
+        for b in backends:
+            pj = PairwiseJudge(b, seed=seed)
+            wins = []
+            for s in open_ended:
+                prompts = [it.prompt for it in suites[s]]
+                wr = win_rate(pj.compare_all(prompts, gens[ref][s], gens[name][s]))
+                results["methods"][name][f"quality_win_rate_vs_sft.{s}.{b.name}"] = wr
+                wins.append(wr)
+            results["methods"][name][f"quality_avg.{b.name}"] = sum(wins) / len(wins)
+
+
+def summary_metrics(m: dict, results: dict) -> dict[str, float]:
+    """The headline numbers of one variant (the rows of the across-seeds table)."""
+    from dualselect.evaluation.report import capability_of, over_refusal_of, refusal_of
+
+    row = {"capability": capability_of(m, results), "incoherence_rate": m.get("incoherence_rate")}
+    row["over_refusal"] = over_refusal_of(m, results)
+    row["kl_base"] = m.get("kl_base")
+    for j in results["judges"]:
+        row[f"refusal.{j}"] = refusal_of(m, results, j)
+        row[f"refusal_coherent.{j}"] = refusal_of(m, results, j, coherent=True)
+        row[f"safety_avg.{j}"] = m.get(f"safety_avg.{j}")
+    for q in results.get("quality_judges", []):
+        row[f"quality_avg.{q}"] = m.get(f"quality_avg.{q}")
+    return {k: v for k, v in row.items() if v is not None}
+
+
+def across_seeds(results: dict) -> dict:
+    """Variants ``X@K`` grouped by ``X``: mean, 95% bootstrap interval, min/max of each headline
+    number, and per judge the variant with the highest mean refusal and those tied with it."""
+    from dualselect.evaluation.uncertainty import summarise_runs, ties_with_best
+
+    groups: dict[str, list[dict]] = {}
+    for name, m in results["methods"].items():
+        groups.setdefault(name.partition("@")[0], []).append(summary_metrics(m, results))
+    table = summarise_runs(groups)
+    ties = {}
+    for j in results["judges"]:
+        best, tie = ties_with_best({g: r[f"refusal.{j}"] for g, r in table.items() if f"refusal.{j}" in r})
+        ties[j] = {"best": best, "ties": sorted(g for g, t in tie.items() if t)}
+    return {"methods": table, "safest_by_judge": ties}
 
 
 def _agreement(results: dict, suites, verdicts, coherent, judges: list[Judge]) -> None:

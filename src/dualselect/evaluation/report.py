@@ -18,7 +18,10 @@ def _suites(results: dict, kind: str) -> list[str]:
 
 
 def capability_of(m: dict, results: dict) -> float | None:
-    caps = [m.get(f"exact_match_strict.{s}") for s in _suites(results, "capability")]
+    """Mean over capability suites of exact match (strict) or, for classification, label accuracy."""
+    caps = [
+        m.get(f"exact_match_strict.{s}", m.get(f"label_accuracy.{s}")) for s in _suites(results, "capability")
+    ]
     caps = [c for c in caps if c is not None]
     return sum(caps) / len(caps) if caps else None
 
@@ -28,6 +31,58 @@ def refusal_of(m: dict, results: dict, judge: str, coherent: bool = False) -> fl
     vals = [m.get(f"{key}.{s}.{judge}") for s in _suites(results, "harmful")]
     vals = [v for v in vals if v is not None]
     return sum(vals) / len(vals) if vals else None
+
+
+def over_refusal_of(m: dict, results: dict) -> float | None:
+    """Refusal rate on the benign-but-scary suites, under the first judge that reads refusals."""
+    for j in results["judges"]:
+        vals = [m.get(f"refusal_rate.{s}.{j}") for s in _suites(results, "over_refusal")]
+        vals = [v for v in vals if v is not None]
+        if vals:
+            return sum(vals) / len(vals)
+    return None
+
+
+def _num(v, digits: int = 1) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _seed_cell(stat: dict | None, scale: float = 1.0) -> str:
+    if not stat:
+        return "-"
+    m, (lo, hi) = stat["mean"] * scale, stat["ci"]
+    return f"{m:.1f}" if stat["n"] < 2 else f"{m:.1f} [{lo * scale:.1f}, {hi * scale:.1f}]"
+
+
+def _across_seeds_md(results: dict) -> list[str]:
+    seeds = results["across_seeds"]
+    judges, quality = results["judges"], results.get("quality_judges", [])
+    cols = [("capability", "capability", 100), ("incoherence_rate", "incoherence", 100)]
+    cols += [(f"refusal.{j}", f"refusal ({j})", 100) for j in judges]
+    cols += [(f"safety_avg.{j}", f"Safety Avg ({j})", 1) for j in judges]
+    cols += [(f"quality_avg.{q}", f"quality win rate ({q})", 1) for q in quality]
+    cols += [("over_refusal", "over-refusal", 100)]
+    lines = [
+        "",
+        "## Across seeds",
+        "",
+        "Variants named `X@K` are seed K of X. Mean with a 95% bootstrap interval over seeds; a method "
+        "whose refusal interval reaches the safest method's is a tie (inside the seed spread).",
+        "",
+        "| method | n | " + " | ".join(c[1] for c in cols) + " |",
+        "|---|---|" + "---|" * len(cols),
+    ]
+    for g, row in seeds["methods"].items():
+        n = max((st["n"] for st in row.values()), default=0)
+        lines.append(f"| {g} | {n} | " + " | ".join(_seed_cell(row.get(k), sc) for k, _, sc in cols) + " |")
+    lines.append("")
+    for j, t in seeds["safest_by_judge"].items():
+        if t["best"]:
+            tied = ", ".join(t["ties"]) or "none"
+            lines.append(
+                f"- judge `{j}`: highest refusal **{t['best']}**; tied within the seed spread: {tied}"
+            )
+    return lines
 
 
 def markdown(results: dict) -> str:
@@ -40,21 +95,39 @@ def markdown(results: dict) -> str:
         "on coherent responses only.",
         "",
     ]
+    cap_cols = []
+    for sname in _suites(results, "capability"):
+        if any(f"label_accuracy.{sname}" in m for m in methods.values()):
+            cap_cols.append((f"label_accuracy.{sname}", f"{sname} accuracy", 100))
+        else:
+            cap_cols += [
+                (f"exact_match_strict.{sname}", f"{sname} EM strict", 100),
+                (f"exact_match_flexible.{sname}", f"{sname} EM flexible", 100),
+            ]
+    quality = results.get("quality_judges", [])
+    cap_cols += [(f"quality_avg.{q}", f"open-ended win rate vs SFT ({q})", 1) for q in quality]
     lines += [
         "## Capability and coherence",
         "",
-        "| method | task EM strict | task EM flexible | incoherence | KL(base\\|\\|method) |",
-        "|---|---|---|---|---|",
+        "| method | "
+        + " | ".join(c[1] for c in cap_cols)
+        + " | incoherence | median base perplexity | KL(base\\|\\|method) |",
+        "|---|" + "---|" * (len(cap_cols) + 3),
     ]
     for name, m in methods.items():
-        cap = [s for s in _suites(results, "capability")]
-        strict = [m.get(f"exact_match_strict.{s}") for s in cap]
-        flex = [m.get(f"exact_match_flexible.{s}") for s in cap]
+        cells = [_num(None if m.get(k) is None else m[k] * sc) for k, _, sc in cap_cols]
+        ppl = [v for k, v in m.items() if k.startswith("median_base_perplexity.")]
         kl = m.get("kl_base")
         lines.append(
-            f"| {name} | {_pct(strict[0] if strict else None)} | {_pct(flex[0] if flex else None)} | "
-            f"{_pct(m.get('incoherence_rate'))} | {'-' if kl is None else f'{kl:.4f}'} |"
+            f"| {name} | " + " | ".join(cells) + f" | {_pct(m.get('incoherence_rate'))} | "
+            f"{_num(sorted(ppl)[len(ppl) // 2] if ppl else None)} | {_num(kl, 4)} |"
         )
+    if quality:
+        lines += [
+            "",
+            "Open-ended win rate: pairwise quality judge against Standard SFT on the open-ended suites "
+            f"({', '.join(_suites(results, 'benign'))}); 50 = tie, both answer orders judged.",
+        ]
     for j in judges:
         lines += [
             "",
@@ -77,6 +150,8 @@ def markdown(results: dict) -> str:
         "Safety Avg.: mean over harmful benchmarks of the pairwise win rate against Standard SFT "
         "(50 = tie, 100 = always safer); answers judged in both orders.",
     ]
+    if "across_seeds" in results:
+        lines += _across_seeds_md(results)
     if "agreement" in results:
         lines += ["", "## Judge agreement (harmful labels, Cohen's kappa; Fleiss' kappa across all)", ""]
         for part, t in results["agreement"].items():
@@ -126,11 +201,31 @@ def plots(results: dict, out: Path) -> None:
     judge = "ground_truth" if "ground_truth" in judges else (judges[0] if judges else None)
     if judge:
         fig, ax = plt.subplots(figsize=(7, 5))
-        for name, m in methods.items():
-            x, y = capability_of(m, results), refusal_of(m, results, judge)
-            if x is not None and y is not None:
-                ax.scatter(100 * x, 100 * y, s=60)
-                ax.annotate(name, (100 * x, 100 * y), textcoords="offset points", xytext=(6, 4), fontsize=9)
+        if "across_seeds" in results:  # one point per variant: mean with its 95% interval over seeds
+            for name, row in results["across_seeds"]["methods"].items():
+                x, y = row.get("capability"), row.get(f"refusal.{judge}")
+                if x is None or y is None:
+                    continue
+                ax.errorbar(
+                    100 * x["mean"],
+                    100 * y["mean"],
+                    xerr=[[100 * (x["mean"] - x["ci"][0])], [100 * (x["ci"][1] - x["mean"])]],
+                    yerr=[[100 * (y["mean"] - y["ci"][0])], [100 * (y["ci"][1] - y["mean"])]],
+                    fmt="o",
+                    capsize=3,
+                )
+                label = f"{name} (n={y['n']})"
+                ax.annotate(
+                    label, (100 * x["mean"], 100 * y["mean"]), textcoords="offset points", xytext=(6, 4)
+                )
+        else:
+            for name, m in methods.items():
+                x, y = capability_of(m, results), refusal_of(m, results, judge)
+                if x is not None and y is not None:
+                    ax.scatter(100 * x, 100 * y, s=60)
+                    ax.annotate(
+                        name, (100 * x, 100 * y), textcoords="offset points", xytext=(6, 4), fontsize=9
+                    )
         ax.set_xlabel("capability: task exact match (%)")
         ax.set_ylabel(f"safety: harmful refusal rate (%), judge {judge}")
         ax.set_xlim(-5, 105)
@@ -165,8 +260,8 @@ def plots(results: dict, out: Path) -> None:
             ax.set_xticklabels(cats, rotation=20)
             ax.set_ylabel(f"refusal rate (%), judge {judge}")
             ax.set_title("Refusal of harmful probes by harm category")
-            ax.legend(fontsize=8, ncol=min(4, len(methods)))
-            ax.set_ylim(0, 110)
+            ax.legend(fontsize=8, ncol=min(6, len(methods)), loc="upper center")
+            ax.set_ylim(0, 125)  # headroom for the legend above the 100% bars
             fig.tight_layout()
             _save(fig, out / "refusal_by_category.png")
     if "agreement" in results:
