@@ -34,6 +34,11 @@ def test_compare_runs_tables_and_resumes(organism_dir, tmp_path, monkeypatch):
         assert key in ds and ds[key]["n"] == 2, key
         assert ds[key]["ci"][0] <= ds[key]["mean"] <= ds[key]["ci"][1]
     assert table["best_safety"] in ("sft", "dualselect")
+    sft = table["methods"]["sft"]
+    assert sft["safety_avg_ground_truth"]["mean"] == 50.0  # the reference, by definition
+    assert "wall_seconds" in sft and sft["wall_seconds"]["mean"] >= sft["train_seconds"]["mean"]
+    md = (out / "comparison.md").read_text()
+    assert "wall s" in md and any(ln.startswith(("| sft", "| **sft**")) for ln in md.splitlines())
     for f in ("comparison.md", "comparison.csv", "safety_vs_capability.png"):
         assert (out / f).exists()
     # resume: a finished run is not redone

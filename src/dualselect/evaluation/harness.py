@@ -240,29 +240,45 @@ def evaluate(
     return results
 
 
+def _win_rates(
+    results: dict,
+    suites,
+    gens,
+    backends: dict[str, Any],
+    suite_names: list[str],
+    sft: str | None,
+    seed: int,
+    rate_key: str,
+    avg_key: str,
+) -> None:
+    """Per variant and backend: win rate vs. its SFT partner on each suite (``<rate_key>.<suite>.
+    <backend>``) and the mean over suites (``<avg_key>.<backend>``); SFT's own variants get 50."""
+    for name in gens:
+        ref = sft_partner(name, list(gens), sft)
+        m = results["methods"][name]
+        if ref is None:
+            if sft is not None and name.partition("@")[0] == sft:  # the reference: 50 by definition
+                m.update({f"{avg_key}.{b}": 50.0 for b in backends})
+            continue
+        for bname, backend in backends.items():
+            pj = PairwiseJudge(backend, seed=seed)
+            wins = []
+            for s in suite_names:
+                prompts = [it.prompt for it in suites[s]]
+                wins.append(win_rate(pj.compare_all(prompts, gens[ref][s], gens[name][s])))
+                m[f"{rate_key}.{s}.{bname}"] = wins[-1]
+            m[f"{avg_key}.{bname}"] = sum(wins) / len(wins) if wins else None
+
+
 def _pairwise(results: dict, suites, gens, judges: list[Judge], sft: str | None, seed: int) -> None:
     """Safety Avg. per judge: mean over harmful suites of the win rate vs. Standard SFT."""
     harmful = [s for s, v in suites.items() if v and v[0].kind == "harmful"]
     meta = {it.prompt: it.meta for s in harmful for it in suites[s]}
-    for name in gens:
-        ref = sft_partner(name, list(gens), sft)
-        if ref is None:
-            if sft is not None and name.partition("@")[0] == sft:  # the reference: 50 by definition
-                results["methods"][name].update({f"safety_avg.{j.name}": 50.0 for j in judges})
-            continue
-        for j in judges:
-            if isinstance(j, GroundTruthJudge):
-                backend = ground_truth_backend(meta, j)
-            else:
-                backend = backend_from_judge(j)
-            pj = PairwiseJudge(backend, seed=seed)
-            wins = []
-            for s in harmful:
-                prompts = [it.prompt for it in suites[s]]
-                wr = win_rate(pj.compare_all(prompts, gens[ref][s], gens[name][s]))
-                results["methods"][name][f"win_rate_vs_sft.{s}.{j.name}"] = wr
-                wins.append(wr)
-            results["methods"][name][f"safety_avg.{j.name}"] = sum(wins) / len(wins) if wins else None
+    backends = {
+        j.name: ground_truth_backend(meta, j) if isinstance(j, GroundTruthJudge) else backend_from_judge(j)
+        for j in judges
+    }
+    _win_rates(results, suites, gens, backends, harmful, sft, seed, "win_rate_vs_sft", "safety_avg")
 
 
 def _quality(results: dict, suites, gens, specs: list | None, sft: str | None, seed: int) -> None:
@@ -274,30 +290,19 @@ def _quality(results: dict, suites, gens, specs: list | None, sft: str | None, s
     if not open_ended or not any(sft_partner(n, list(gens), sft) for n in gens):
         return
     refs = {it.prompt: it.gold for s in open_ended for it in suites[s] if it.gold}
-    backends = []
+    backends = {}
     for spec in ["reference"] if specs is None else specs:
         b = spec if callable(spec) or hasattr(spec, "pick_many") else build_quality_backend(spec, refs)
         ok, why = b.available() if hasattr(b, "available") else (True, "")
+        bname = getattr(b, "name", None) or getattr(b, "__name__", str(spec))
         if ok:
-            backends.append(b)
+            backends[bname] = b
         else:
-            results["skipped_judges"][getattr(b, "name", str(spec))] = why
-    results["quality_judges"] = [b.name for b in backends]
-    for name in gens:
-        ref = sft_partner(name, list(gens), sft)
-        if ref is None:
-            if name.partition("@")[0] == sft:  # the reference: 50 by definition
-                results["methods"][name].update({f"quality_avg.{b.name}": 50.0 for b in backends})
-            continue
-        for b in backends:
-            pj = PairwiseJudge(b, seed=seed)
-            wins = []
-            for s in open_ended:
-                prompts = [it.prompt for it in suites[s]]
-                wr = win_rate(pj.compare_all(prompts, gens[ref][s], gens[name][s]))
-                results["methods"][name][f"quality_win_rate_vs_sft.{s}.{b.name}"] = wr
-                wins.append(wr)
-            results["methods"][name][f"quality_avg.{b.name}"] = sum(wins) / len(wins)
+            results["skipped_judges"][bname] = why
+    results["quality_judges"] = list(backends)
+    _win_rates(
+        results, suites, gens, backends, open_ended, sft, seed, "quality_win_rate_vs_sft", "quality_avg"
+    )
 
 
 def summary_metrics(m: dict, results: dict) -> dict[str, float]:

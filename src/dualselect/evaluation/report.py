@@ -181,13 +181,31 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
     tmp.replace(path)
+
+
+def errorbar_point(ax, label: str, x: dict, y: dict, annotate: bool = True, **style) -> None:
+    """One point at (mean x, mean y) in percent with its seed intervals (``ci``) as bars; labelled
+    next to the point (``annotate``) or only in the legend. ``style``: matplotlib marker/colour."""
+    ax.errorbar(
+        100 * x["mean"],
+        100 * y["mean"],
+        xerr=[[100 * (x["mean"] - x["ci"][0])], [100 * (x["ci"][1] - x["mean"])]],
+        yerr=[[100 * (y["mean"] - y["ci"][0])], [100 * (y["ci"][1] - y["mean"])]],
+        capsize=3,
+        label=label,
+        **({"fmt": "o"} | style),
+    )
+    if annotate:
+        ax.annotate(
+            label, (100 * x["mean"], 100 * y["mean"]), textcoords="offset points", xytext=(5, 4), fontsize=8
+        )
 
 
 def plots(results: dict, out: Path) -> None:
@@ -206,18 +224,7 @@ def plots(results: dict, out: Path) -> None:
                 x, y = row.get("capability"), row.get(f"refusal.{judge}")
                 if x is None or y is None:
                     continue
-                ax.errorbar(
-                    100 * x["mean"],
-                    100 * y["mean"],
-                    xerr=[[100 * (x["mean"] - x["ci"][0])], [100 * (x["ci"][1] - x["mean"])]],
-                    yerr=[[100 * (y["mean"] - y["ci"][0])], [100 * (y["ci"][1] - y["mean"])]],
-                    fmt="o",
-                    capsize=3,
-                )
-                label = f"{name} (n={y['n']})"
-                ax.annotate(
-                    label, (100 * x["mean"], 100 * y["mean"]), textcoords="offset points", xytext=(6, 4)
-                )
+                errorbar_point(ax, f"{name} (n={y['n']})", x, y)
         else:
             for name, m in methods.items():
                 x, y = capability_of(m, results), refusal_of(m, results, judge)
@@ -233,7 +240,7 @@ def plots(results: dict, out: Path) -> None:
         ax.grid(alpha=0.3)
         ax.set_title("Safety vs. capability")
         fig.tight_layout()
-        _save(fig, out / "safety_vs_capability.png")
+        save_figure(fig, out / "safety_vs_capability.png")
 
         cats = sorted(
             {
@@ -263,7 +270,7 @@ def plots(results: dict, out: Path) -> None:
             ax.legend(fontsize=8, ncol=min(6, len(methods)), loc="upper center")
             ax.set_ylim(0, 125)  # headroom for the legend above the 100% bars
             fig.tight_layout()
-            _save(fig, out / "refusal_by_category.png")
+            save_figure(fig, out / "refusal_by_category.png")
     if "agreement" in results:
         parts = [p for p in ("all", "coherent", "incoherent") if p in results["agreement"]]
         names = sorted(
@@ -293,7 +300,7 @@ def plots(results: dict, out: Path) -> None:
             ax.set_title(f"{p} (n={results['agreement'][p]['n']})", fontsize=10)
         fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="Cohen's kappa")
         fig.suptitle("Judge agreement on harmful labels")
-        _save(fig, out / "judge_agreement.png")
+        save_figure(fig, out / "judge_agreement.png")
 
 
 def write_report(results: dict, out: str | Path) -> None:

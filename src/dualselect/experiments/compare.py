@@ -176,12 +176,13 @@ def _add_safety_avg(cfg: CompareConfig, out: Path, runs: dict) -> None:
     for si, seed in enumerate(cfg.seeds):
         sft = _generations(out / "runs" / "sft" / f"seed{seed}", "sft")
         for m in cfg.methods:
-            if m == "sft":
-                continue
             ours = _generations(out / "runs" / m / f"seed{seed}", m)
             for spec in cfg.judges:
                 judge = build_judge(spec)
                 if not judge.available()[0]:
+                    continue
+                if m == "sft":  # the reference: 50 by definition
+                    runs[m][si][f"safety_avg_{judge.name}"] = 50.0
                     continue
                 if isinstance(judge, GroundTruthJudge):
                     backend = ground_truth_backend(meta, judge)

@@ -96,34 +96,27 @@ def write_tables(table: dict, out: str | Path, safety: str, capability: str) -> 
 
 
 def plot_safety_vs_capability(table: dict, path: Path, safety: str, capability: str) -> None:
+    """Every method at its mean with 95% seed intervals; colour and marker per method, legend
+    outside the axes (many methods crowd the safe, capable corner)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for method, row in table["methods"].items():
+    from dualselect.evaluation.report import errorbar_point, save_figure
+
+    fig, ax = plt.subplots(figsize=(10, 6))
+    colours, markers = plt.get_cmap("tab20").colors, "osD^vPX*<>"
+    for i, (method, row) in enumerate(table["methods"].items()):
         if safety not in row or capability not in row:
             continue
-        x, y = row[capability], row[safety]
-        ax.errorbar(
-            100 * x["mean"],
-            100 * y["mean"],
-            xerr=[[100 * (x["mean"] - x["ci"][0])], [100 * (x["ci"][1] - x["mean"])]],
-            yerr=[[100 * (y["mean"] - y["ci"][0])], [100 * (y["ci"][1] - y["mean"])]],
-            fmt="o",
-            capsize=3,
-        )
-        ax.annotate(
-            method, (100 * x["mean"], 100 * y["mean"]), textcoords="offset points", xytext=(5, 4), fontsize=8
-        )
+        style = {"fmt": markers[i % len(markers)], "color": colours[i % len(colours)], "markersize": 7}
+        errorbar_point(ax, method, row[capability], row[safety], annotate=False, **style)
     ax.set_xlabel(f"capability: {capability} (%)")
     ax.set_ylabel(f"safety: {safety} (%)")
+    ax.set_ylim(-3, 103)
     ax.set_title("Safety vs. capability (mean, 95% CI over seeds)")
     ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
