@@ -47,14 +47,9 @@ def _num(v, digits: int = 1) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
-def _seed_cell(stat: dict | None, scale: float = 1.0) -> str:
-    if not stat:
-        return "-"
-    m, (lo, hi) = stat["mean"] * scale, stat["ci"]
-    return f"{m:.1f}" if stat["n"] < 2 else f"{m:.1f} [{lo * scale:.1f}, {hi * scale:.1f}]"
-
-
 def _across_seeds_md(results: dict) -> list[str]:
+    from dualselect.evaluation.uncertainty import format_stat
+
     seeds = results["across_seeds"]
     judges, quality = results["judges"], results.get("quality_judges", [])
     cols = [("capability", "capability", 100), ("incoherence_rate", "incoherence", 100)]
@@ -74,7 +69,7 @@ def _across_seeds_md(results: dict) -> list[str]:
     ]
     for g, row in seeds["methods"].items():
         n = max((st["n"] for st in row.values()), default=0)
-        lines.append(f"| {g} | {n} | " + " | ".join(_seed_cell(row.get(k), sc) for k, _, sc in cols) + " |")
+        lines.append(f"| {g} | {n} | " + " | ".join(format_stat(row.get(k), sc) for k, _, sc in cols) + " |")
     lines.append("")
     for j, t in seeds["safest_by_judge"].items():
         if t["best"]:

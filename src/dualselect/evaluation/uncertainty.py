@@ -50,3 +50,14 @@ def ties_with_best(stats: dict[str, dict]) -> tuple[str | None, dict[str, bool]]
     best = max(stats, key=lambda m: stats[m]["mean"])
     lo = stats[best]["ci"][0]
     return best, {m: m != best and s["ci"][1] >= lo for m, s in stats.items()}
+
+
+def format_stat(stat: dict | None, scale: float = 1.0) -> str:
+    """``mean [lo, hi]`` of a :func:`summarise` entry times ``scale``; the mean alone for one
+    value or a zero-width interval; ``-`` when missing."""
+    if not stat:
+        return "-"
+    m, (lo, hi) = stat["mean"] * scale, stat["ci"]
+    if stat["n"] < 2 or lo == hi:
+        return f"{m:.1f}"
+    return f"{m:.1f} [{lo * scale:.1f}, {hi * scale:.1f}]"

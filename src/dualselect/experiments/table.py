@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from dualselect.evaluation.uncertainty import summarise_runs, ties_with_best
+from dualselect.evaluation.uncertainty import format_stat, summarise_runs, ties_with_best
 from dualselect.utils import atomic_open, write_json
 
 TABLE_COLUMNS = [
@@ -37,15 +37,6 @@ def aggregate(runs: dict[str, list[dict]], safety: str, capability: str) -> dict
     return table
 
 
-def _cell(stat: dict | None, scale: float) -> str:
-    if not stat:
-        return "-"
-    m, (lo, hi) = stat["mean"] * scale, stat["ci"]
-    if stat["n"] < 2 or lo == hi:
-        return f"{m:.1f}"
-    return f"{m:.1f} [{lo * scale:.1f}, {hi * scale:.1f}]"
-
-
 def markdown_table(table: dict) -> str:
     cols = [c for c in TABLE_COLUMNS if any(c[0] in r for r in table["methods"].values())]
     head = "| method | " + " | ".join(label for _, label, _ in cols) + " |"
@@ -54,7 +45,7 @@ def markdown_table(table: dict) -> str:
         name = method + (" (tie)" if row.get("safety_tie_with_best") else "")
         if method == table.get("best_safety"):
             name = f"**{method}**"
-        lines.append(f"| {name} | " + " | ".join(_cell(row.get(k), s) for k, _, s in cols) + " |")
+        lines.append(f"| {name} | " + " | ".join(format_stat(row.get(k), s) for k, _, s in cols) + " |")
     return "\n".join(lines)
 
 
