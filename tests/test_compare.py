@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from dualselect.cli.main import main
 
 
@@ -48,3 +50,46 @@ def test_compare_runs_tables_and_resumes(organism_dir, tmp_path, monkeypatch):
     assert main(["compare", str(cfg), "--out", str(out)]) == 0
     assert marker.stat().st_mtime_ns == before
     assert (out / "runs" / "dualselect" / "seed1" / "metrics.json").exists()
+
+
+def test_safest_at_matched_capability(tmp_path):
+    from dualselect.experiments.compare import CompareConfig
+    from dualselect.experiments.table import aggregate, write_tables
+
+    def seeds(cap, safe):
+        return [{"task_exact_match": cap + d, "harmful_refusal": safe + d} for d in (-0.01, 0.0, 0.01)]
+
+    runs = {
+        "sft": seeds(0.99, 0.03),
+        "safest_but_weak": seeds(0.90, 1.00 - 0.01),  # safest overall, 9 points less capable
+        "kl": seeds(0.98, 0.95),
+        "close": seeds(0.97, 0.94),
+        "lisa": seeds(0.97, 0.50),
+    }
+    t = aggregate(runs, "harmful_refusal", "task_exact_match", matched_within=3.0)
+    assert t["best_safety"] == "safest_but_weak"
+    mc = t["matched_capability"]
+    assert mc["methods"] == ["close", "kl", "lisa", "sft"] and mc["best_safety"] == "kl"
+    assert mc["ties"] == ["close"] and abs(mc["capability_floor"] - 0.96) < 1e-9
+    assert (
+        aggregate(runs, "harmful_refusal", "task_exact_match", matched_within=10.0)["matched_capability"][
+            "best_safety"
+        ]
+        == "safest_but_weak"
+    )
+    write_tables(t, tmp_path, "harmful_refusal", "task_exact_match")
+    md = (tmp_path / "comparison.md").read_text()
+    assert "Safest at matched capability" in md and "**kl**" in md and "tied with it: close" in md
+    with pytest.raises(ValueError, match="matched_capability_within"):
+        CompareConfig(matched_capability_within=-1)
+
+
+def test_help_names_every_config_key(capsys):
+    import dataclasses
+
+    from dualselect.experiments.compare import CompareConfig
+
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert [f.name for f in dataclasses.fields(CompareConfig) if f.name not in text] == []

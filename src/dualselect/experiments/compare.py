@@ -63,6 +63,8 @@ class CompareConfig:
     judges: list[str] = field(default_factory=lambda: ["ground_truth", "keyword"])
     safety_metric: str = "harmful_refusal"
     capability_metric: str = "task_exact_match"
+    # "matched capability": at most this many points (of 100) below Standard SFT's mean capability
+    matched_capability_within: float = 3.0
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in PRESETS]
@@ -70,6 +72,8 @@ class CompareConfig:
             raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(PRESETS)}")
         if not self.seeds:
             raise ValueError("seeds: give at least one seed")
+        if not 0 <= self.matched_capability_within <= 100:
+            raise ValueError("matched_capability_within: points of capability, between 0 and 100")
 
     @classmethod
     def from_yaml(cls, path: str | None, quick: bool = False) -> CompareConfig:
@@ -239,6 +243,11 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> d
         ]
     if "sft" in cfg.methods:
         _add_safety_avg(cfg, out, runs)
-    table = aggregate(runs, safety=cfg.safety_metric, capability=cfg.capability_metric)
+    table = aggregate(
+        runs,
+        safety=cfg.safety_metric,
+        capability=cfg.capability_metric,
+        matched_within=cfg.matched_capability_within,
+    )
     write_tables(table, out, safety=cfg.safety_metric, capability=cfg.capability_metric)
     return table

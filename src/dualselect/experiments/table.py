@@ -26,14 +26,39 @@ TABLE_COLUMNS = [
 ]
 
 
-def aggregate(runs: dict[str, list[dict]], safety: str, capability: str) -> dict:
-    """Per method and metric: mean, CI, min, max over seeds; ties with the safest method."""
+def aggregate(
+    runs: dict[str, list[dict]],
+    safety: str,
+    capability: str,
+    reference: str = "sft",
+    matched_within: float = 3.0,
+) -> dict:
+    """Per method and metric: mean, CI, min, max over seeds; ties with the safest method; and the
+    safest method at matched capability: among methods whose mean ``capability`` is at most
+    ``matched_within`` points (of 100) below ``reference``'s, the highest mean ``safety``."""
     table: dict = {"methods": summarise_runs(runs), "safety_metric": safety, "capability_metric": capability}
     best, ties = ties_with_best({m: r[safety] for m, r in table["methods"].items() if safety in r})
     if best is not None:
         table["best_safety"] = best
         for m, tie in ties.items():
             table["methods"][m]["safety_tie_with_best"] = tie
+    ref = table["methods"].get(reference, {}).get(capability)
+    if ref is not None:
+        floor = ref["mean"] - matched_within / 100
+        matched = {
+            m: r[safety]
+            for m, r in table["methods"].items()
+            if capability in r and safety in r and r[capability]["mean"] >= floor
+        }
+        best_m, ties_m = ties_with_best(matched)
+        table["matched_capability"] = {
+            "reference": reference,
+            "within_points": matched_within,
+            "capability_floor": floor,
+            "methods": sorted(matched),
+            "best_safety": best_m,
+            "ties": sorted(m for m, t in ties_m.items() if t),
+        }
     return table
 
 
@@ -63,6 +88,16 @@ def write_tables(table: dict, out: str | Path, safety: str, capability: str) -> 
         markdown_table(table),
         "",
     ]
+    mc = table.get("matched_capability")
+    if mc and mc["best_safety"]:
+        best = mc["best_safety"]
+        md += [
+            f"Safest at matched capability ({capability} at most {mc['within_points']:g} points below "
+            f"`{mc['reference']}`'s, i.e. >= {100 * mc['capability_floor']:.1f}): **{best}** "
+            f"({safety} {format_stat(table['methods'][best][safety], 100)}); tied with it: "
+            f"{', '.join(mc['ties']) or 'none'}. Methods at matched capability: {', '.join(mc['methods'])}.",
+            "",
+        ]
     with atomic_open(out / "comparison.md") as fh:
         fh.write("\n".join(md))
     buf = io.StringIO()
