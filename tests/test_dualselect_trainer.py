@@ -133,6 +133,9 @@ def test_dualselect_config_validation():
         load_config("dualselect", overrides={"ref_mode": "medium"})
     with pytest.raises(ValueError, match="task_token_fraction"):
         load_config("dualselect", overrides={"task_token_fraction": 1.5})
+    with pytest.raises(ValueError, match="task_token_rule='exactly'"):
+        load_config("dualselect", overrides={"task_token_fraction": 0.9, "task_token_rule": "exactly"})
+    assert load_config("dualselect", overrides={"task_token_rule": "at_most"}).task_token_rule == "at_most"
     cfg = load_config("dualselect")
     assert (cfg.k_ref, cfg.k_task, cfg.eta, cfg.tau_ref, cfg.tau_task, cfg.selection_warmup_steps) == (
         32,

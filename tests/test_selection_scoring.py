@@ -105,6 +105,19 @@ def test_token_budget_keeps_the_smallest_prefix_reaching_the_fraction():
     assert select_by_token_budget(t, n, 0.6).indices.tolist() == [1, 3]  # exactly 60 (0.6 * 100 in floats)
     assert select_by_token_budget(t, n, 0.61).indices.tolist() == [0, 1, 3]
     assert select_by_token_budget(t, n, 0.05).indices.tolist() == [1]
+    # at_most: the largest prefix within the budget (40, 60, 70 <= 90 < 100), still >= 1 sample
+    assert select_by_token_budget(t, n, 0.9, rule="at_most").indices.tolist() == [0, 1, 3]
+    assert select_by_token_budget(t, n, 0.6, rule="at_most").indices.tolist() == [1, 3]
+    assert select_by_token_budget(t, n, 0.59, rule="at_most").indices.tolist() == [1]
+    assert select_by_token_budget(t, n, 0.05, rule="at_most").indices.tolist() == [1]
+    assert select_by_token_budget(t, n, 1.0, rule="at_most").indices.tolist() == [0, 1, 2, 3]
+    eight = torch.full((8,), 12)  # 8 similar samples: 90% keeps all (at_least) or 7 (at_most)
+    assert len(select_by_token_budget(torch.arange(8.0), eight, 0.9).indices) == 8
+    assert select_by_token_budget(torch.arange(8.0), eight, 0.9, rule="at_most").indices.tolist() == list(
+        range(7)
+    )
+    with pytest.raises(ValueError, match="rule"):
+        select_by_token_budget(t, n, 0.9, rule="exactly")
     hard = select_by_token_budget(t, n, 0.7)
     assert hard.indices.tolist() == [0, 1, 3] and torch.allclose(hard.weights, torch.full((3,), 1 / 3))
     soft = select_by_token_budget(t, n, 0.6, mode="soft", tau=0.1)

@@ -111,10 +111,14 @@ def select_by_token_budget(
     fraction: float = 0.9,
     mode: str = "hard",
     tau: float = 0.1,
+    rule: str = "at_least",
 ) -> Selection:
     """The paper's task-side setting: whole samples in ascending score order until the kept
-    supervised target tokens reach ``>= fraction`` of the batch total (the smallest such prefix;
-    at least one sample). ``hard``: equal weights; ``soft``: ``softmax(-t / tau)`` over the kept set."""
+    supervised target tokens reach the budget ``fraction`` of the batch total. ``rule``:
+    ``at_least`` keeps the smallest such prefix with ``>= fraction``; ``at_most`` the largest with
+    ``<= fraction`` (always drops something when one sample exceeds the slack: on batches of 8
+    similar samples, 90% ``at_least`` keeps all 8 and ``at_most`` keeps 7). At least one sample
+    either way. ``hard``: equal weights; ``soft``: ``softmax(-t / tau)`` over the kept set."""
     scores = _check_scores(scores)
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction={fraction}: must be in (0, 1]")
@@ -126,9 +130,14 @@ def select_by_token_budget(
     order = rank_order(scores, largest=False)
     cum = n_tokens[order].double().cumsum(0)
     total = float(n_tokens.sum())
-    need = fraction * total - 1e-9 * max(total, 1.0)  # 0.6 * 100 is 60.00000000000001 in floats
-    m = max(1, int((cum < need).sum()) + 1)
-    m = min(m, scores.numel())
+    eps = 1e-9 * max(total, 1.0)  # 0.6 * 100 is 60.00000000000001 in floats
+    if rule == "at_least":
+        m = int((cum < fraction * total - eps).sum()) + 1
+    elif rule == "at_most":
+        m = int((cum <= fraction * total + eps).sum())
+    else:
+        raise ValueError(f"rule={rule!r}: expected 'at_least' or 'at_most'")
+    m = min(max(1, m), scores.numel())
     idx = order[:m]
     dtype = _out_dtype(scores)
     if mode == "hard":

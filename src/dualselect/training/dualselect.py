@@ -89,6 +89,14 @@ class DualSelectConfig(SFTConfig):
             "tokens (paper: 0.9); overrides k_task."
         },
     )
+    task_token_rule: str = field(
+        default="at_least",
+        metadata={
+            "help": "How whole samples meet task_token_fraction: 'at_least' (smallest prefix with "
+            ">= the share; keeps all 8 of 8 similar samples at 0.9) or 'at_most' (largest prefix "
+            "with <= the share; drops at least one there)."
+        },
+    )
     mu_task: float = field(default=1.0, metadata={"help": "Weight of the task loss in t_j."})
     mu_ref: float = field(default=1.0, metadata={"help": "Weight of the preservation loss in s_i."})
     nu: float = field(
@@ -169,6 +177,8 @@ class DualSelectConfig(SFTConfig):
             errors.append("set k_task or task_token_fraction")
         if self.task_token_fraction is not None and not 0 < self.task_token_fraction <= 1:
             errors.append(f"task_token_fraction={self.task_token_fraction}: must be in (0, 1]")
+        if self.task_token_rule not in ("at_least", "at_most"):
+            errors.append(f"task_token_rule={self.task_token_rule!r}: expected 'at_least' or 'at_most'")
         for name in ("tau_task", "tau_ref"):
             if getattr(self, name) <= 0:
                 errors.append(f"{name}={getattr(self, name)}: must be > 0")
@@ -227,7 +237,12 @@ class DualSelectTrainer(SFTTrainer):
             keep, w_keep = torch.arange(n), torch.full((n,), 1.0 / n)
         elif cfg.task_token_fraction is not None:
             sel = select_by_token_budget(
-                t, cap.n_target_tokens, cfg.task_token_fraction, mode=cfg.task_mode, tau=cfg.tau_task
+                t,
+                cap.n_target_tokens,
+                cfg.task_token_fraction,
+                mode=cfg.task_mode,
+                tau=cfg.tau_task,
+                rule=cfg.task_token_rule,
             )
             keep, w_keep = sel.indices, sel.weights
         else:
