@@ -67,6 +67,18 @@ def _response_text(record: Record, tokenizer, prompt_text: str) -> str:
     return " " + record.response
 
 
+def split_ids(record: Record, tokenizer) -> tuple[list[int], list[int]]:
+    """Token ids of the formatted prompt and of the response, split at the exact boundary the
+    model is trained on (chat template when present; else the response owns its leading space).
+    No EOS is appended: :func:`encode_record` adds it for training."""
+    prompt_text = format_prompt(record, tokenizer)
+    response_text = _response_text(record, tokenizer, prompt_text)
+    # With a template, BOS etc. are part of the rendered text; without, add them to the prompt only.
+    p_ids = tokenizer(prompt_text, add_special_tokens=not _has_template(tokenizer))["input_ids"]
+    r_ids = tokenizer(response_text, add_special_tokens=False)["input_ids"]
+    return p_ids, r_ids
+
+
 def encode_record(
     record: Record, tokenizer, *, max_length: int = 512, truncation: str = "error", index: int = 0
 ) -> dict[str, Any]:
@@ -77,13 +89,8 @@ def encode_record(
     src = record.source or f"<memory>:{index}"
     path, _, loc = src.rpartition(":")
     loc = f"line {loc}" if loc.isdigit() else loc
-    prompt_text = format_prompt(record, tokenizer)
-    response_text = _response_text(record, tokenizer, prompt_text)
-    templated = _has_template(tokenizer)
-    # With a template, BOS etc. are part of the rendered text; without, add them to the prompt only.
-    p_ids = tokenizer(prompt_text, add_special_tokens=not templated)["input_ids"]
-    r_ids = tokenizer(response_text, add_special_tokens=False)["input_ids"]
-    if not templated and tokenizer.eos_token_id is not None:
+    p_ids, r_ids = split_ids(record, tokenizer)
+    if not _has_template(tokenizer) and tokenizer.eos_token_id is not None:
         r_ids = r_ids + [tokenizer.eos_token_id]
     if not r_ids:
         raise DataError(path or src, loc, "response", "no_supervised_token")

@@ -158,18 +158,10 @@ class CoherenceGate:
         self, responses: list[str], prompts: list[str] | None = None, base_model=None, tokenizer=None
     ) -> list[CoherenceResult]:
         """Every signal on every response. ``prompts`` are the raw requests (the LLM judge reads
-        them); perplexity needs ``base_model`` and ``tokenizer`` and formats the prompts itself."""
+        them); perplexity needs ``base_model`` and ``tokenizer``."""
         ppl: list[float | None] = [None] * len(responses)
         if base_model is not None and prompts is not None and tokenizer is not None:
-            from dualselect.data.encoding import format_prompt
-
-            formatted = [format_prompt(p, tokenizer) for p in prompts]
-            # the response owns its leading space after "...Assistant:" (as in training)
-            spaced = [
-                " " + r if f.endswith(":") and r[:1] not in (" ", "\n") else r
-                for f, r in zip(formatted, responses)
-            ]
-            ppl = response_perplexity(base_model, tokenizer, formatted, spaced)
+            ppl = response_perplexity(base_model, tokenizer, prompts, responses)
         results = [self.check_one(r, p) for r, p in zip(responses, ppl)]
         if self.llm_judge is not None and prompts is not None:
             todo = [i for i, c in enumerate(results) if c.coherent]
@@ -183,15 +175,18 @@ class CoherenceGate:
 
 
 def response_perplexity(model, tokenizer, prompts: list[str], responses: list[str]) -> list[float | None]:
-    """Per-token perplexity of each response given its (formatted) prompt, teacher-forced."""
+    """Per-token perplexity of each response given its raw prompt, teacher-forced, with the prompt
+    formatted and split from the response exactly as in training (:func:`split_ids`; no EOS)."""
     import torch
+
+    from dualselect.data.encoding import split_ids
+    from dualselect.data.records import Record
 
     out: list[float | None] = []
     model.eval()
     with torch.no_grad():
         for p, r in zip(prompts, responses):
-            p_ids = tokenizer(p)["input_ids"]
-            r_ids = tokenizer(r, add_special_tokens=False)["input_ids"]
+            p_ids, r_ids = split_ids(Record(p, r.lstrip()), tokenizer)
             if not r_ids:
                 out.append(None)
                 continue
