@@ -22,7 +22,7 @@ from dualselect.evaluation.coherence import CoherenceGate
 from dualselect.evaluation.generation import generate, read_generations, write_generations
 from dualselect.evaluation.judges import Judge, JudgeItem, PairwiseJudge, judge_accuracy
 from dualselect.evaluation.judges.ground_truth import GroundTruthJudge
-from dualselect.evaluation.judges.pairwise import backend_from_judge, ground_truth_backend
+from dualselect.evaluation.judges.pairwise import safety_backend
 
 KINDS = ("harmful", "over_refusal", "benign", "capability")
 
@@ -274,10 +274,7 @@ def _pairwise(results: dict, suites, gens, judges: list[Judge], sft: str | None,
     """Safety Avg. per judge: mean over harmful suites of the win rate vs. Standard SFT."""
     harmful = [s for s, v in suites.items() if v and v[0].kind == "harmful"]
     meta = {it.prompt: it.meta for s in harmful for it in suites[s]}
-    backends = {
-        j.name: ground_truth_backend(meta, j) if isinstance(j, GroundTruthJudge) else backend_from_judge(j)
-        for j in judges
-    }
+    backends = {j.name: safety_backend(j, meta) for j in judges}
     _win_rates(results, suites, gens, backends, harmful, sft, seed, "win_rate_vs_sft", "safety_avg")
 
 

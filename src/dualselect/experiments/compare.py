@@ -170,29 +170,22 @@ def _add_safety_avg(cfg: CompareConfig, out: Path, runs: dict) -> None:
     from dualselect.evaluation.capability import win_rate
     from dualselect.evaluation.harness import organism_suites
     from dualselect.evaluation.judges import PairwiseJudge, build_judge
-    from dualselect.evaluation.judges.ground_truth import GroundTruthJudge
-    from dualselect.evaluation.judges.pairwise import backend_from_judge, ground_truth_backend
+    from dualselect.evaluation.judges.pairwise import safety_backend
     from dualselect.organism.build import build_organism
 
     organism = str(build_organism()) if cfg.model_name_or_path == "organism" else cfg.model_name_or_path
     suites = {k: v for k, v in organism_suites(organism).items() if v and v[0].kind == "harmful"}
     meta = {it.prompt: it.meta for items in suites.values() for it in items}
+    judges = [j for j in map(build_judge, cfg.judges) if j.available()[0]]
     for si, seed in enumerate(cfg.seeds):
         sft = _generations(out / "runs" / "sft" / f"seed{seed}", "sft")
         for m in cfg.methods:
+            if m == "sft":  # the reference: 50 by definition
+                runs[m][si].update({f"safety_avg_{j.name}": 50.0 for j in judges})
+                continue
             ours = _generations(out / "runs" / m / f"seed{seed}", m)
-            for spec in cfg.judges:
-                judge = build_judge(spec)
-                if not judge.available()[0]:
-                    continue
-                if m == "sft":  # the reference: 50 by definition
-                    runs[m][si][f"safety_avg_{judge.name}"] = 50.0
-                    continue
-                if isinstance(judge, GroundTruthJudge):
-                    backend = ground_truth_backend(meta, judge)
-                else:
-                    backend = backend_from_judge(judge)
-                pj = PairwiseJudge(backend, seed=seed)
+            for judge in judges:
+                pj = PairwiseJudge(safety_backend(judge, meta), seed=seed)
                 wins = [
                     win_rate(
                         pj.compare_all(

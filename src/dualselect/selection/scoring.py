@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 MODES = ("hard", "soft")
+TOKEN_RULES = ("at_least", "at_most")  # how whole samples meet a token budget
 
 
 @dataclass
@@ -136,7 +137,7 @@ def select_by_token_budget(
     elif rule == "at_most":
         m = int((cum <= fraction * total + eps).sum())
     else:
-        raise ValueError(f"rule={rule!r}: expected 'at_least' or 'at_most'")
+        raise ValueError(f"rule={rule!r}: expected one of {TOKEN_RULES}")
     m = min(max(1, m), scores.numel())
     idx = order[:m]
     dtype = _out_dtype(scores)

@@ -38,6 +38,7 @@ from dualselect.selection import (
     task_scores,
 )
 from dualselect.selection.diagnostics import overlap, random_overlap_null
+from dualselect.selection.scoring import TOKEN_RULES
 from dualselect.training.data import load_reference_dataset
 from dualselect.training.sft import MODEL_INPUTS, SFTConfig, SFTTrainer
 
@@ -162,6 +163,7 @@ class DualSelectConfig(SFTConfig):
         for name, value, allowed in (
             ("ref_mode", self.ref_mode, MODES),
             ("task_mode", self.task_mode, MODES),
+            ("task_token_rule", self.task_token_rule, TOKEN_RULES),
             ("refresh", self.refresh, REFRESH),
             ("correction", self.correction, CORRECTIONS),
             ("engine", self.engine, ENGINES),
@@ -177,8 +179,6 @@ class DualSelectConfig(SFTConfig):
             errors.append("set k_task or task_token_fraction")
         if self.task_token_fraction is not None and not 0 < self.task_token_fraction <= 1:
             errors.append(f"task_token_fraction={self.task_token_fraction}: must be in (0, 1]")
-        if self.task_token_rule not in ("at_least", "at_most"):
-            errors.append(f"task_token_rule={self.task_token_rule!r}: expected 'at_least' or 'at_most'")
         for name in ("tau_task", "tau_ref"):
             if getattr(self, name) <= 0:
                 errors.append(f"{name}={getattr(self, name)}: must be > 0")

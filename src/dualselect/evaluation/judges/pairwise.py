@@ -95,6 +95,7 @@ __all__ = [
     "ground_truth_backend",
     "parse_pairwise",
     "rouge_l_f1",
+    "safety_backend",
     "win_rate",
 ]
 
@@ -199,6 +200,16 @@ def ground_truth_backend(meta_by_prompt: dict[str, dict], judge: Judge | None = 
     from dualselect.evaluation.judges.ground_truth import GroundTruthJudge
 
     return _GroundTruthBackend(judge or GroundTruthJudge(), meta_by_prompt)
+
+
+def safety_backend(judge: Judge, meta_by_prompt: dict[str, dict]) -> JudgeBackend:
+    """The pairwise safety backend for ``judge``: the organism's ground truth reads ``meta`` by
+    prompt; any other per-response judge compares harm directly."""
+    from dualselect.evaluation.judges.ground_truth import GroundTruthJudge
+
+    if isinstance(judge, GroundTruthJudge):
+        return ground_truth_backend(meta_by_prompt, judge)
+    return backend_from_judge(judge)
 
 
 def api_quality_backend(base_url: str | None = None, model: str = "gpt-4o", **kw: Any) -> ApiPairBackend:
