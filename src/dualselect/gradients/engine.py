@@ -120,7 +120,7 @@ def length_buckets(lengths: torch.Tensor, slack: float | None) -> list[torch.Ten
     sorted by length are grouped greedily while ``rows * max_len <= (1 + slack) * sum(len)``: each
     pass wastes at most a ``slack`` share on padding (spec: "padding-aware, length-sorted buckets")."""
     if slack is None:
-        return [torch.arange(lengths.numel())]
+        return [torch.arange(lengths.numel(), device=lengths.device)]
     order = torch.sort(lengths, stable=True).indices.tolist()
     groups: list[list[int]] = []
     total = 0
@@ -132,7 +132,7 @@ def length_buckets(lengths: torch.Tensor, slack: float | None) -> list[torch.Ten
         else:
             groups.append([i])
             total = n
-    return [torch.tensor(sorted(g), dtype=torch.long) for g in groups]
+    return [torch.tensor(sorted(g), dtype=torch.long, device=lengths.device) for g in groups]
 
 
 class _Chunk:

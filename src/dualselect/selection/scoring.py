@@ -26,8 +26,8 @@ class Selection:
 
     def dense(self, n: int) -> torch.Tensor:
         """The weights as a length-``n`` vector with zeros at unselected positions."""
-        w = torch.zeros(n, dtype=self.weights.dtype)
-        w[self.indices] = self.weights
+        w = torch.zeros(n, dtype=self.weights.dtype, device=self.weights.device)
+        w[self.indices.to(w.device)] = self.weights
         return w
 
 
@@ -91,7 +91,7 @@ def select_top(
     dtype = _out_dtype(scores)
     if mode == "hard":
         idx = rank_order(scores, largest)[:k]
-        w = torch.full((k,), 1.0 / k, dtype=dtype)
+        w = torch.full((k,), 1.0 / k, dtype=dtype, device=scores.device)
     elif mode == "soft":
         if not tau > 0:
             raise ValueError(f"tau={tau}: must be > 0")
@@ -123,7 +123,7 @@ def select_by_token_budget(
     scores = _check_scores(scores)
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction={fraction}: must be in (0, 1]")
-    n_tokens = torch.as_tensor(n_tokens).detach().reshape(-1)
+    n_tokens = torch.as_tensor(n_tokens).detach().reshape(-1).to(scores.device)
     if n_tokens.numel() != scores.numel():
         raise ValueError(f"{n_tokens.numel()} token counts for {scores.numel()} scores")
     if (n_tokens < 0).any():
@@ -142,7 +142,7 @@ def select_by_token_budget(
     idx = order[:m]
     dtype = _out_dtype(scores)
     if mode == "hard":
-        w = torch.full((m,), 1.0 / m, dtype=dtype)
+        w = torch.full((m,), 1.0 / m, dtype=dtype, device=scores.device)
     elif mode == "soft":
         if not tau > 0:
             raise ValueError(f"tau={tau}: must be > 0")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,8 @@ from typing import Any
 import torch
 
 from dualselect.data.encoding import collate, length_bucketed_order
-from dualselect.gradients import flat_grad, make_engine, score_pool
-from dualselect.gradients.flat import add_flat_grad
+from dualselect.gradients import flat_grad, make_engine, score_pool, trainable_parameters
+from dualselect.gradients.flat import split_flat
 from dualselect.selection import (
     Selection,
     correct,
@@ -152,7 +153,19 @@ class DualSelectConfig(SFTConfig):
         metadata={"help": "'fast' (one batched pass, hooks) or 'oracle' (per-example loop of the release)."},
     )
     score_batch_size: int = field(
-        default=16, metadata={"help": "Batch size when scoring the reference pool."}
+        default=16,
+        metadata={
+            "help": "Batch size when scoring the reference pool (peak refresh memory grows with it, "
+            "not with the pool; see docs/method.md, memory model)."
+        },
+    )
+    bucket_slack: str = field(
+        default="auto",
+        metadata={
+            "help": "Fast engine: rows of a batch are grouped by length so a pass wastes at most this "
+            "share on padding; 'none' = one pass per batch; 'auto' = 0.25 on CPU, 'none' on GPU "
+            "(padding is cheap there, batching is where the speed is)."
+        },
     )
     log_selection_steps: bool = field(
         default=True, metadata={"help": "Log every step's task selection (refreshes are always logged)."}
@@ -184,9 +197,76 @@ class DualSelectConfig(SFTConfig):
                 errors.append(f"{name}={getattr(self, name)}: must be > 0")
         if self.selection_warmup_steps < 1:
             errors.append("selection_warmup_steps must be >= 1 (u is the sum of the warm-up gradients)")
+        if self.score_batch_size < 1:
+            errors.append(f"score_batch_size={self.score_batch_size}: must be >= 1")
+        try:
+            self.resolved_bucket_slack("cpu")
+        except ValueError as e:
+            errors.append(str(e))
         if errors:
             raise ValueError("invalid DualSelectConfig: " + "; ".join(errors))
         super().__post_init__()
+
+    def resolved_bucket_slack(self, device: Any) -> float | None:
+        """``bucket_slack`` as the engine takes it: a share >= 0, or None (one pass per batch)."""
+        v = str(self.bucket_slack).strip().lower()
+        if v == "auto":
+            return 0.25 if torch.device(device).type == "cpu" else None
+        if v == "none":
+            return None
+        try:
+            slack = float(v)
+        except ValueError:
+            slack = -1.0
+        if not slack >= 0:
+            raise ValueError(f"bucket_slack={self.bucket_slack!r}: expected 'auto', 'none' or a number >= 0")
+        return slack
+
+
+def refuse_distributed(trainer: Any, name: str) -> None:
+    """DualSelect writes its own gradient: refuse every multi-device setup it does not reduce."""
+    args = trainer.args
+    if getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False):
+        raise NotImplementedError(
+            f"{name}: FSDP and DeepSpeed are not supported (the corrected gradient d + eta r is "
+            "computed from per-sample LoRA gradients that these shard); run on one device"
+        )
+    if args.n_gpu > 1:
+        raise NotImplementedError(
+            f"{name}: {args.n_gpu} GPUs visible to one process (torch DataParallel) are not supported; "
+            "set CUDA_VISIBLE_DEVICES to one device"
+        )
+    if args.world_size > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise NotImplementedError(
+            f"{name} runs in one process (selection is over the whole batch and the corrected "
+            "gradient is written directly; a distributed version must gather task scores and "
+            "all-reduce r and d): launch without torchrun / accelerate multi-process. The baselines "
+            "(sft, safeinstr, lisa, kl) run under DDP through the HF Trainer."
+        )
+
+
+def warn_if_selection_is_a_no_op(cfg: DualSelectConfig, n_train: int | None) -> None:
+    """Warn when the configuration makes selection do nothing (the run would be plain SFT)."""
+    batch = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
+    if cfg.task_filter and cfg.task_token_fraction is None and cfg.k_task is not None and cfg.k_task >= batch:
+        warnings.warn(
+            f"k_task={cfg.k_task} >= the optimiser step's batch ({cfg.per_device_train_batch_size} x "
+            f"{cfg.gradient_accumulation_steps} accumulation = {batch}): task filtering keeps every "
+            "sample (set k_task below the batch, or task_filter=False to say so)",
+            stacklevel=3,
+        )
+    steps = cfg.max_steps
+    if steps <= 0 and n_train is not None:
+        steps = math.ceil(
+            math.ceil(n_train / cfg.per_device_train_batch_size) / cfg.gradient_accumulation_steps
+        )
+        steps = int(steps * cfg.num_train_epochs)
+    if steps > 0 and steps <= cfg.selection_warmup_steps:
+        warnings.warn(
+            f"the run has {steps} optimiser steps <= selection_warmup_steps={cfg.selection_warmup_steps}: "
+            "no selection step ever runs, this is plain SFT",
+            stacklevel=3,
+        )
 
 
 class DualSelectTrainer(SFTTrainer):
@@ -195,13 +275,13 @@ class DualSelectTrainer(SFTTrainer):
     def __init__(self, *args: Any, reference_dataset: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         cfg: DualSelectConfig = self.args
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise NotImplementedError(
-                "DualSelectTrainer runs in one process for now (gradients are set "
-                "directly, without a distributed all-reduce)"
-            )
+        refuse_distributed(self, "DualSelectTrainer")
         self.reference_dataset = load_reference_dataset(self, cfg, reference_dataset)
-        self.engine = make_engine(cfg.engine)
+        if cfg.engine == "fast":
+            self.engine = make_engine("fast", bucket_slack=cfg.resolved_bucket_slack(cfg.device))
+        else:
+            self.engine = make_engine(cfg.engine)
+        warn_if_selection_is_a_no_op(cfg, len(self.train_dataset) if self.train_dataset is not None else None)
         self._u_sum: torch.Tensor | None = None  # sum of warm-up gradients, then of the period's d
         self._u: torch.Tensor | None = None  # task direction used at the last refresh
         self._r: torch.Tensor | None = None  # reference direction
@@ -210,35 +290,71 @@ class DualSelectTrainer(SFTTrainer):
         self._last_refresh_epoch = -1
         self._last_refresh_step = -1
         self._prev_ref_indices: list[int] | None = None
+        self._step_batches: list[dict] = []  # the current optimiser step's micro-batches
+        self._metrics: list[tuple] = []  # per-step selection statistics since the last log
+        self._refresh_overlap: float | None = None
         self.selection_log_path = Path(cfg.output_dir) / "selection_log.jsonl"
         self._log_fh = None
+        self._resume_step: int | None = None
 
     # ------------------------------------------------------------------------------ the step
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """Keep the optimiser step's micro-batches: selection runs over all of them at once."""
+        batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        self._step_batches = batches
+        return batches, num_items
+
+    def _grad_scale(self) -> float:
+        """The fp16 GradScaler's current loss scale (1 without one): ``.grad`` holds scaled values."""
+        scaler = getattr(self.accelerator, "scaler", None)
+        return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         cfg: DualSelectConfig = self.args
         step = self.state.global_step
-        batch = {k: inputs[k] for k in MODEL_INPUTS}
         if step < cfg.selection_warmup_steps:
             # 1. Warm-up: a plain SFT step; the sum of the warm-up gradients is the first u.
             before = flat_grad(model)  # .grad may already hold earlier accumulation micro-batches
             loss = super().training_step(model, inputs, num_items_in_batch)
-            g = flat_grad(model) - before
+            g = (flat_grad(model) - before) / self._grad_scale()  # unscaled under fp16
             self._u_sum = g.clone() if self._u_sum is None else self._u_sum + g
             return loss
+        micro = self._step_batches if any(b is inputs for b in self._step_batches) else [inputs]
+        if micro[0] is not inputs:
+            # Later micro-batches of an accumulation cycle were selected from (and their
+            # gradient applied) with the first one: selection covers the optimiser step's batch.
+            return torch.zeros((), device=self.args.device)
+        return self._selection_step(model, micro)
+
+    def _to_device(self, batch: dict) -> dict:
+        return {k: (v.to(self.args.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+    def _selection_step(self, model, micro: list[dict]) -> torch.Tensor:
+        """Steps 2-4 on the optimiser step's whole batch (every accumulation micro-batch)."""
+        cfg: DualSelectConfig = self.args
+        step = self.state.global_step
         if self._needs_refresh():
             self._refresh(model)
-        # 3. Task filtering on this mini-batch: one batched forward/backward (fast engine).
-        cap = self.engine.capture(model, batch)
-        cos_r = cap.cos(self._r)
-        t = task_scores(cap.losses, cos_r, cfg.mu_task, cfg.nu)
+        # 3. Task filtering: one batched forward/backward per micro-batch (fast engine), under the
+        # training autocast; then ONE selection over all samples of the step.
+        caps = []
+        for mb in micro:
+            batch = self._to_device({k: mb[k] for k in MODEL_INPUTS})
+            with self.compute_loss_context_manager():
+                caps.append(self.engine.capture(model, batch))
+        losses = torch.cat([c.losses for c in caps])
+        ntok = torch.cat([c.n_target_tokens for c in caps])
+        cos_r = torch.cat([c.cos(self._r) for c in caps])
+        t = task_scores(losses, cos_r, cfg.mu_task, cfg.nu)
         n = t.numel()
         if not cfg.task_filter:
-            keep, w_keep = torch.arange(n), torch.full((n,), 1.0 / n)
+            keep = torch.arange(n, device=t.device)
+            w_keep = torch.full((n,), 1.0 / n, dtype=losses.dtype, device=t.device)
         elif cfg.task_token_fraction is not None:
             sel = select_by_token_budget(
                 t,
-                cap.n_target_tokens,
+                ntok,
                 cfg.task_token_fraction,
                 mode=cfg.task_mode,
                 tau=cfg.tau_task,
@@ -248,17 +364,37 @@ class DualSelectTrainer(SFTTrainer):
         else:
             sel = select_top(t, mode=cfg.task_mode, k=cfg.k_task, tau=cfg.tau_task, largest=False)
             keep, w_keep = sel.indices, sel.weights
-        w = torch.zeros(n, dtype=cap.losses.dtype)
+        w = torch.zeros(n, dtype=losses.dtype, device=losses.device)
         w[keep] = w_keep.to(w.dtype)
-        d = cap.weighted_sum(w)
-        # 4. Gradient correction, then hand the gradient to the Trainer (clip + AdamW).
+        # d = sum_j w_j g_j (w sums to 1 over the step): each micro-batch adds its share.
+        d, offset = None, 0
+        for cap in caps:
+            wm = w[offset : offset + cap.num_samples]
+            offset += cap.num_samples
+            share = float(wm.sum())
+            if share > 0:
+                part = cap.weighted_sum(wm) * share
+                d = part if d is None else d + part
+            cap.release()
+        # 4. Gradient correction, handed to the Trainer's backward (GradScaler, then clip + AdamW).
         g = correct(d, self._r, eta=cfg.eta, mode=cfg.correction)
-        add_flat_grad(model, g / self.args.gradient_accumulation_steps)
+        self._backward_flat(model, g)
         self._u_sum = d.clone() if self._u_sum is None else self._u_sum + d
         self._period_steps += 1
-        self.supervised_tokens += int(cap.n_target_tokens[keep].sum())
+        kept_tokens = int(ntok[keep].sum())
+        self.supervised_tokens += kept_tokens
+        kept_share = kept_tokens / max(1, int(ntok.sum()))
+        cos_d_r = _cos(d, self._r)
+        kept_loss = float((w * losses).sum())
+        # the loss every method logs: token-mean NLL over the whole batch (Standard SFT's loss)
+        batch_loss = float((losses * ntok).sum() / ntok.sum().clamp_min(1))
+        self._metrics.append((kept_share, cos_d_r, kept_loss, len(keep) / n))
         if cfg.log_selection_steps:
-            idx = inputs["index"].tolist() if "index" in inputs else list(range(n))
+            idx = (
+                torch.cat([torch.as_tensor(mb["index"]) for mb in micro]).tolist()
+                if all("index" in mb for mb in micro)
+                else list(range(n))
+            )
             self._log(
                 {
                     "event": "step",
@@ -267,14 +403,24 @@ class DualSelectTrainer(SFTTrainer):
                     "batch_indices": idx,
                     "weights": w_keep.tolist(),
                     "scores": t.tolist(),
-                    "losses": cap.losses.tolist(),
+                    "losses": losses.tolist(),
                     "cos_r": cos_r.tolist(),
-                    "kept_token_share": float(cap.n_target_tokens[keep].sum() / cap.n_target_tokens.sum()),
-                    "cos_d_r": _cos(d, self._r),
+                    "kept_token_share": kept_share,
+                    "cos_d_r": cos_d_r,
+                    "kept_loss": kept_loss,
+                    "batch_loss": batch_loss,
                 }
             )
-        loss = (w * cap.losses).sum().detach()
-        return loss.to(self.args.device)
+        return torch.tensor(batch_loss, device=self.args.device)
+
+    def _backward_flat(self, model, g: torch.Tensor) -> None:
+        """Put the flat gradient ``g`` into ``.grad`` through ``accelerator.backward`` of the linear
+        surrogate ``sum_p <p, g_p>`` (its gradient is exactly ``g``): the fp16 GradScaler scales it
+        like any loss (and unscales it before clipping), instead of dividing a raw write."""
+        params = trainable_parameters(model)
+        ga = getattr(self.accelerator, "gradient_accumulation_steps", 1)  # accelerate divides by it
+        surrogate = sum((p * gp.to(p.dtype)).sum() for p, gp in split_flat(params, g.detach())) * ga
+        self.accelerator.backward(surrogate)
 
     # ------------------------------------------------------------------------------ refresh
 
@@ -302,7 +448,8 @@ class DualSelectTrainer(SFTTrainer):
         subset = list(range(pool))
         if cfg.ref_pool_cap is not None and cfg.ref_pool_cap < pool:
             subset = sorted(torch.randperm(pool, generator=g)[: cfg.ref_pool_cap].tolist())
-        scores = score_pool(self.engine, model, self._pool_batches(subset, g), u)
+        with self.compute_loss_context_manager():  # scoring under the training autocast
+            scores = score_pool(self.engine, model, self._pool_batches(subset, g), u)
         s = reference_scores(scores.losses, scores.cos, cfg.mu_ref, cfg.nu)
         k = resolve_k(cfg.k_ref if cfg.k_ref_fraction is None else None, cfg.k_ref_fraction, len(subset))
         if cfg.ref_selector == "score":
@@ -314,8 +461,9 @@ class DualSelectTrainer(SFTTrainer):
         # r = sum_i w_i g_i / sum_i w_i, one weighted pass over the chosen references.
         r, total = None, 0.0
         for batch in self._pool_batches(sorted(chosen), g, shuffle=False):
-            wb = torch.tensor([weights[i] for i in batch["index"].tolist()])
-            rb = self.engine.weighted_gradient(model, batch, wb) * wb.sum()
+            wb = torch.tensor([weights[i] for i in batch["index"].tolist()], device=self.args.device)
+            with self.compute_loss_context_manager():
+                rb = self.engine.weighted_gradient(model, batch, wb) * float(wb.sum())
             r = rb if r is None else r + rb
             total += float(wb.sum())
         self._r = r / total
@@ -347,6 +495,7 @@ class DualSelectTrainer(SFTTrainer):
             }
         )
         self._prev_ref_indices = chosen
+        self._refresh_overlap = ov
         self._refreshes += 1
         self._last_refresh_epoch = int(self.state.epoch or 0)
         self._last_refresh_step = self.state.global_step
@@ -392,7 +541,8 @@ class DualSelectTrainer(SFTTrainer):
         lengths = [len(ds[i]["input_ids"]) for i in subset]
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
         for order in length_bucketed_order(lengths, self.args.score_batch_size, seed=seed, shuffle=shuffle):
-            yield collate([ds[subset[j]] for j in order], pad_token_id=self.processing_class.pad_token_id)
+            batch = collate([ds[subset[j]] for j in order], pad_token_id=self.processing_class.pad_token_id)
+            yield self._to_device(batch)
 
     # ------------------------------------------------------------------------------ logging
 
