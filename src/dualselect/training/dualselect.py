@@ -544,13 +544,59 @@ class DualSelectTrainer(SFTTrainer):
             batch = collate([ds[subset[j]] for j in order], pad_token_id=self.processing_class.pad_token_id)
             yield self._to_device(batch)
 
+    # ------------------------------------------------------------------------------ resume
+
+    _VECTORS = ("_u_sum", "_u", "_r")
+    _SCALARS = (
+        "_period_steps",
+        "_refreshes",
+        "_last_refresh_epoch",
+        "_last_refresh_step",
+        "_prev_ref_indices",
+        "_refresh_overlap",
+    )
+
+    def method_state(self) -> dict[str, Any]:
+        """u (running sum), the u of the last refresh, r, the period and refresh counters (the
+        refresh RNG is seeded from ``seed`` and the refresh counter, so they restore it too)."""
+        state = super().method_state()
+        for name in self._VECTORS:
+            v = getattr(self, name)
+            state[name] = None if v is None else v.detach().cpu()
+        state.update({name: getattr(self, name) for name in self._SCALARS})
+        state["global_step"] = self.state.global_step
+        return state
+
+    def load_method_state(self, state: dict[str, Any]) -> None:
+        super().load_method_state(state)
+        device = self.args.device
+        for name in self._VECTORS:
+            setattr(self, name, None if state[name] is None else state[name].to(device))
+        for name in self._SCALARS:
+            setattr(self, name, state[name])
+        self._resume_step = int(state["global_step"])
+
     # ------------------------------------------------------------------------------ logging
 
     def _log(self, row: dict) -> None:
-        if self._log_fh is None:
-            self.selection_log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log_fh = open(self.selection_log_path, "w", encoding="utf-8")  # noqa: SIM115
         import json
+
+        if self._log_fh is None:
+            path = self.selection_log_path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            mode = "w"
+            if self._resume_step is not None and path.exists():
+                # resumed: keep the rows of the steps before the checkpoint (a killed run may have
+                # logged steps after it, which are run again now), then append
+                with path.open(encoding="utf-8") as fh:
+                    rows = [
+                        line for line in fh if line.strip() and json.loads(line)["step"] < self._resume_step
+                    ]
+                tmp = path.with_suffix(".jsonl.tmp")
+                tmp.write_text("".join(rows), encoding="utf-8")
+                os.replace(tmp, path)
+                mode = "a"
+            self._log_fh = open(path, mode, encoding="utf-8")  # noqa: SIM115
 
         self._log_fh.write(json.dumps(row) + "\n")
         self._log_fh.flush()

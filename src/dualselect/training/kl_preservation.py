@@ -43,12 +43,24 @@ class KLTrainer(SFTTrainer):
         super().__init__(*args, **kwargs)
         cfg: KLConfig = self.args
         self.reference_dataset, self._ref_batches = reference_stream(self, cfg, reference_dataset)
+        self._ref_batches_used = 0
+
+    def method_state(self) -> dict[str, Any]:
+        return {**super().method_state(), "ref_batches_used": self._ref_batches_used}
+
+    def load_method_state(self, state: dict[str, Any]) -> None:
+        super().load_method_state(state)
+        for _ in range(int(state["ref_batches_used"]) - self._ref_batches_used):  # same seeded stream
+            next(self._ref_batches)
+        self._ref_batches_used = int(state["ref_batches_used"])
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         self.count_tokens(inputs["labels"])
         out = model(**{k: inputs[k] for k in MODEL_INPUTS})
         ref = {k: v.to(self.args.device) for k, v in next(self._ref_batches).items() if k in MODEL_INPUTS}
-        with torch.no_grad(), model.disable_adapter():
+        self._ref_batches_used += 1
+        # the base is the same network with the adapter off (unwrapped: DDP has no disable_adapter)
+        with torch.no_grad(), self.accelerator.unwrap_model(model).disable_adapter():
             base_logits = model(input_ids=ref["input_ids"], attention_mask=ref["attention_mask"]).logits
         logits = model(input_ids=ref["input_ids"], attention_mask=ref["attention_mask"]).logits
         loss = out.loss + self.args.kl_lambda * token_kl(base_logits, logits, ref["labels"])

@@ -46,6 +46,27 @@ class LisaTrainer(SFTTrainer):
         self._anchor: list[torch.Tensor] | None = None
         self._state: str | None = None
         self.state_counts = {"alignment": 0, "finetune": 0}
+        self._ref_batches_used = 0
+
+    def method_state(self) -> dict[str, Any]:
+        anchor = None if self._anchor is None else [a.detach().cpu() for a in self._anchor]
+        return {
+            **super().method_state(),
+            "anchor": anchor,
+            "state": self._state,
+            "state_counts": dict(self.state_counts),
+            "ref_batches_used": self._ref_batches_used,
+        }
+
+    def load_method_state(self, state: dict[str, Any]) -> None:
+        super().load_method_state(state)
+        device = next(p for p in self.model.parameters()).device
+        self._anchor = None if state["anchor"] is None else [a.to(device) for a in state["anchor"]]
+        self._state = state["state"]
+        self.state_counts = dict(state["state_counts"])
+        for _ in range(int(state["ref_batches_used"]) - self._ref_batches_used):  # same seeded stream
+            next(self._ref_batches)
+        self._ref_batches_used = int(state["ref_batches_used"])
 
     def _phase(self, step: int) -> str:
         cfg: LisaConfig = self.args
@@ -61,11 +82,13 @@ class LisaTrainer(SFTTrainer):
         self.state_counts[phase] += 1
         if phase == "alignment":
             inputs = {k: v.to(self.args.device) for k, v in next(self._ref_batches).items()}
+            self._ref_batches_used += 1
         else:
             self.count_tokens(inputs["labels"])
         model.train()
         loss = model(**{k: inputs[k] for k in MODEL_INPUTS}).loss
         prox = sum(((p - a) ** 2).sum() for p, a in zip(params, self._anchor))
         total = loss + 0.5 * self.args.rho * prox
-        self.accelerator.backward(total / self.args.gradient_accumulation_steps)
-        return loss.detach()
+        ga = self.current_gradient_accumulation_steps
+        self.accelerator.backward(total / ga)
+        return (loss / ga).detach()  # like the Trainer: micro-batch losses add up to the step's

@@ -81,7 +81,12 @@ def run_training(method: str, cfg, **trainer_kwargs: Any):
         raise ConfigError("no training data: set train_data (a file, dataset directory or hub name)")
     t0 = time.time()
     trainer = trainer_cls(model=cfg.model_name_or_path, args=cfg, train_dataset=data, **trainer_kwargs)
-    trainer.train()
+    # resume_from_checkpoint (a TrainingArguments field): a checkpoint directory, or "true"/"last"
+    # for the newest checkpoint-N in output_dir; the method state is restored with it
+    resume = cfg.resume_from_checkpoint
+    if isinstance(resume, str) and resume.strip().lower() in ("true", "last"):
+        resume = True
+    trainer.train(resume_from_checkpoint=resume or None)
     out = Path(cfg.output_dir)
     trainer.save_model(str(out))
     resolved = {"method": method, **{k: v for k, v in cfg.to_dict().items() if not k.startswith("_")}}

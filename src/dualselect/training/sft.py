@@ -8,8 +8,10 @@ and accelerate come from the ecosystem.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +23,8 @@ from dualselect.training.model import load_model_and_tokenizer
 from dualselect.utils import seed_everything
 
 TRUNCATION_POLICIES = ("error", "skip", "truncate_prompt")
+# Method state that the HF checkpoint does not hold (selection state, counters, stream positions).
+METHOD_STATE_FILE = "method_state.pt"
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 MODEL_INPUTS = ("input_ids", "attention_mask", "labels")
 
@@ -161,6 +165,45 @@ class SFTTrainer(Trainer):
         # Budget accounting: supervised target tokens that reached an update (methods that drop
         # samples or spend steps elsewhere count less, and the comparison reports it).
         self.supervised_tokens = 0
+
+    # ------------------------------------------------------------------ checkpoint and resume
+
+    def method_state(self) -> dict[str, Any]:
+        """What this method must carry across a resume beyond model, optimiser, scheduler, scaler
+        and RNG (which the HF checkpoint holds). Subclasses extend the dict."""
+        return {"supervised_tokens": self.supervised_tokens}
+
+    def load_method_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`method_state` (called before training resumes)."""
+        self.supervised_tokens = int(state["supervised_tokens"])
+
+    def _save_checkpoint(self, model, trial) -> None:
+        # Written before the HF files: a checkpoint whose trainer_state.json exists is complete.
+        if self.args.should_save:
+            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / (METHOD_STATE_FILE + ".tmp")
+            torch.save(self.method_state(), tmp)
+            os.replace(tmp, folder / METHOD_STATE_FILE)  # atomic
+        super()._save_checkpoint(model, trial)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
+        """``transformers.Trainer.train``; a resume also restores :meth:`method_state`."""
+        if resume_from_checkpoint is True:
+            from transformers.trainer_utils import get_last_checkpoint
+
+            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"no checkpoint found in output_dir {self.args.output_dir!r} to resume from")
+        if resume_from_checkpoint:
+            path = Path(resume_from_checkpoint) / METHOD_STATE_FILE
+            if not path.exists():
+                raise ValueError(
+                    f"{resume_from_checkpoint}: no {METHOD_STATE_FILE} (the method state: counters, "
+                    "selection state); it was not written by this trainer, so the run cannot resume exactly"
+                )
+            self.load_method_state(torch.load(path, map_location="cpu", weights_only=False))
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     def count_tokens(self, labels: torch.Tensor) -> None:
         self.supervised_tokens += int((labels[:, 1:] != -100).sum())
