@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test test-slow lint bench clean
+.PHONY: venv demo test test-slow lint bench gpu-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py --out runs/bench
+
+# Every method a few steps on the GPU (tiny + 1B-class model) or, without CUDA, on small CPU models.
+gpu-smoke: $(STAMP)
+	$(PY) benchmarks/gpu_smoke.py --out runs/gpu_smoke
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
