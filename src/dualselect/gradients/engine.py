@@ -99,6 +99,15 @@ class _Layer:
         self.module = module
         self.params = [p for p in module.parameters() if p.requires_grad]
         self.slices = [slices[id(p)] for p in self.params]
+        if any(r.grad_sample is not None for r in records):  # reduced inside the backward hooks
+            G: dict | None = None
+            for r in records:
+                g = r.grad_sample
+                if g is None:
+                    g = sampler_for(module, "per_sample")(module, r.activations.float(), r.backprops.float())
+                G = g if G is None else {p: G[p] + g[p] for p in G}
+            self.G, self.x, self.delta = G, None, None
+            return
         # several calls of one module in a forward: their tokens are simply more t's in sum_t
         self.x: torch.Tensor | None = _cat_tokens([r.activations for r in records])
         self.delta: torch.Tensor | None = _cat_tokens([r.backprops for r in records])
@@ -145,7 +154,11 @@ class _Chunk:
             grouped.setdefault(id(r.module), []).append(r)
         self.layers: list[_Layer] = []
         for recs in grouped.values():
-            module, T = recs[0].module, sum(r.activations.shape[1] for r in recs)
+            module = recs[0].module
+            if any(r.grad_sample is not None for r in recs):
+                self.layers.append(_Layer(module, recs, slices, True))
+                continue
+            T = sum(r.activations.shape[1] for r in recs)
             if strategy == "auto":
                 mat = bool(sampler_for(module, "materialise")(module, T))
             else:
@@ -256,6 +269,18 @@ class HookCapture(Capture):
         self._sq_norms = None
 
     @property
+    def held_bytes(self) -> int:
+        """Bytes of the per-sample buffers held (``x``/``delta`` or ``G`` of every sub-layer)."""
+        if self.chunks is None:
+            return 0
+        total = 0
+        for c in self.chunks:
+            for L in c.layers:
+                ts = list(L.G.values()) if L.G is not None else [L.x, L.delta]
+                total += sum(t.numel() * t.element_size() for t in ts if t is not None)
+        return total
+
+    @property
     def held_tensors(self) -> int:
         """Number of per-sample buffers still held (0 after :meth:`release`)."""
         if self.chunks is None:
@@ -268,6 +293,9 @@ class FastEngine:
 
     ``strategy``: ``"auto"`` (per sub-layer, the rule in ``samplers.linear_materialise``),
     ``"materialise"`` (always form ``G_k``) or ``"ghost"`` (never: dots and norms from ``x``, ``delta``).
+    ``reduce_in_hooks``: materialised sub-layers turn ``(x, delta)`` into ``G_k`` inside the backward
+    hook, so no more than one layer's output gradient is held at a time (False: after the backward,
+    as the release-shaped reference does; same numbers).
     ``bucket_slack``: rows are grouped by length so that no pass spends more than this share on
     padding (see :func:`length_buckets`); ``None`` runs the whole batch in ONE pass (on a GPU,
     where batching is where the speed is). On a CPU, padded tokens are paid in full, and the
@@ -276,13 +304,25 @@ class FastEngine:
 
     name = "fast"
 
-    def __init__(self, strategy: str = "auto", bucket_slack: float | None = 0.25) -> None:
+    def __init__(
+        self, strategy: str = "auto", bucket_slack: float | None = 0.25, reduce_in_hooks: bool = True
+    ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy={strategy!r}: expected one of {STRATEGIES}")
         if bucket_slack is not None and bucket_slack < 0:
             raise ValueError(f"bucket_slack={bucket_slack}: must be >= 0 or None")
         self.strategy = strategy
         self.bucket_slack = bucket_slack
+        self.reduce_in_hooks = reduce_in_hooks
+
+    def _reduce_in_hook(self, module: nn.Module, x: torch.Tensor, delta: torch.Tensor) -> dict | None:
+        """Inside the backward: materialise ``G_k`` for this sub-layer at once when the rule (or the
+        strategy) says so, so its ``delta`` [B, T, out] is freed before the next layer's arrives."""
+        if self.strategy == "ghost" or not self.reduce_in_hooks:
+            return None
+        if self.strategy == "auto" and not sampler_for(module, "materialise")(module, x.shape[1]):
+            return None
+        return sampler_for(module, "per_sample")(module, x.float(), delta.float())
 
     def capture(self, model: nn.Module, batch: dict) -> HookCapture:
         """Losses, dots, norms, cosines and weighted sums of the per-sample gradients of ``batch``."""
@@ -294,7 +334,7 @@ class FastEngine:
         losses = torch.zeros(B, dtype=torch.float32, device=device)
         ntok = torch.zeros(B, dtype=torch.long, device=device)
         cap = HookCapture(params, losses, ntok)
-        with scoring_mode(model), LoraGradSampleHooks(model) as hooks:
+        with scoring_mode(model), LoraGradSampleHooks(model, reduce=self._reduce_in_hook) as hooks:
             for rows in length_buckets(batch["attention_mask"].sum(1), self.bucket_slack):
                 sub = trim_padding(select_rows(batch, rows))
                 l_k, n_k = forward_losses(model, sub)

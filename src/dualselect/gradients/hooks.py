@@ -9,6 +9,7 @@ matter: every trainable parameter must sit in one of the hooked sub-layers, or w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -24,8 +25,11 @@ class LayerRecord:
     the backward, backprops ``delta`` [B, T, out] (``None`` if the loss never reached it)."""
 
     module: nn.Module
-    activations: torch.Tensor
+    activations: torch.Tensor | None
     backprops: torch.Tensor | None = None
+    # set when the hooks' ``reduce`` turned (x, delta) into per-sample gradients {param: G [B, ...]}
+    # as soon as delta arrived; x and delta are then dropped
+    grad_sample: dict | None = None
 
 
 def lora_sublayers(model: nn.Module) -> list[nn.Module]:
@@ -69,8 +73,16 @@ class LoraGradSampleHooks:
     hook and drops whatever is still held.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        reduce: Callable[[nn.Module, torch.Tensor, torch.Tensor], dict | None] | None = None,
+    ) -> None:
+        """``reduce(module, x, delta)``: called inside the backward as each sub-layer's output
+        gradient arrives; a dict of per-sample gradients replaces ``x`` and ``delta`` in the record
+        at once (``None``: keep them), so the output gradients of all layers are never held together."""
         self.modules = lora_sublayers(model)
+        self.reduce = reduce
         self.records: list[LayerRecord] = []
         self._outputs: list[torch.Tensor] = []
         self._handles: list = []
@@ -84,9 +96,14 @@ class LoraGradSampleHooks:
         self._outputs.append(output)
         output.register_hook(partial(self._save_backprop, rec))
 
-    @staticmethod
-    def _save_backprop(rec: LayerRecord, grad: torch.Tensor) -> None:
+    def _save_backprop(self, rec: LayerRecord, grad: torch.Tensor) -> None:
         g = grad.detach()  # delta_kt = d(sum_k l_k) / d(output_kt)
+        if self.reduce is not None and rec.activations is not None:
+            G = self.reduce(rec.module, rec.activations, g)
+            if G is not None:
+                rec.grad_sample = G if rec.grad_sample is None else {p: rec.grad_sample[p] + G[p] for p in G}
+                rec.activations = None  # G_k replaces what it came from
+                return
         rec.backprops = g if rec.backprops is None else rec.backprops + g
 
     # -- use -----------------------------------------------------------------------------------
@@ -94,12 +111,19 @@ class LoraGradSampleHooks:
         """Backpropagate ``loss`` to the hooked outputs only (no parameter ``.grad`` is touched)."""
         if not self._outputs:
             raise RuntimeError("no LoRA sub-layer ran with gradients enabled in this forward pass")
-        torch.autograd.grad(loss, self._outputs, allow_unused=True)
+        if self.reduce is None:
+            torch.autograd.grad(loss, self._outputs, allow_unused=True)
+        else:
+            # differentiate w.r.t. the (small) LoRA parameters, not the outputs: autograd.grad
+            # returns every requested gradient at the end, so asking for the outputs would hold
+            # all layers' delta at once; the hooks still see each delta as it passes
+            params = [p for m in self.modules for p in m.parameters() if p.requires_grad]
+            torch.autograd.grad(loss, params, allow_unused=True)
         self._outputs = []  # release the graph
 
     def pop_records(self) -> list[LayerRecord]:
         """The captured records (those the backward reached); the hook buffers are emptied."""
-        out = [r for r in self.records if r.backprops is not None]
+        out = [r for r in self.records if r.backprops is not None or r.grad_sample is not None]
         self.records, self._outputs = [], []
         return out
 
