@@ -17,6 +17,7 @@ run through ``/proc/self/clear_refs``). Random weights: the numbers measure cost
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -76,10 +77,8 @@ def _reset_peak() -> None:
     if _device() == "cuda":
         torch.cuda.reset_peak_memory_stats()
         return
-    try:
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (Linux >= 4.0)
-    except OSError:
-        pass
 
 
 def _peak_mb() -> float:
