@@ -61,3 +61,19 @@ def small_cfg_trainer(organism_dir, out, **kw):
 
     cfg = small_cfg(organism_dir, out, "dualselect", **kw)
     return DualSelectTrainer(model=cfg.model_name_or_path, args=cfg, train_dataset=cfg.train_data)
+
+
+def test_selection_statistics_reach_the_trainer_logs(organism_dir, tmp_path):
+    trainer, log = _run(organism_dir, tmp_path / "logs", 8, 1, k_task=4)
+    rows = [r for r in trainer.state.log_history if "loss" in r]
+    assert len(rows) == 6  # logging_steps=1
+    sel = [r for r in rows if "selection/kept_token_share" in r]
+    assert len(sel) == 4  # the 4 selection steps after 2 warm-up steps
+    steps = [r for r in log if r["event"] == "step"]
+    for r, s in zip(sel, steps):
+        assert r["selection/kept_sample_share"] == 0.5
+        assert abs(r["selection/kept_token_share"] - s["kept_token_share"]) < 1e-6
+        assert abs(r["selection/cos_d_r"] - s["cos_d_r"]) < 1e-6
+        # the logged loss is the whole batch's token-mean loss, as Standard SFT logs it
+        assert abs(r["loss"] - s["batch_loss"]) < 1e-3 and r["selection/kept_loss"] < r["loss"] + 1e-6
+    assert "selection/refresh_overlap" in sel[-1]  # the second refresh (step 5) compared with the first

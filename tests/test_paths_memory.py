@@ -55,3 +55,32 @@ def test_reduction_in_hooks_holds_less_and_gives_the_same_numbers(targets):
     torch.testing.assert_close(new.sq_norms(), old.sq_norms(), rtol=1e-5, atol=1e-6)
     w = torch.rand(8)
     torch.testing.assert_close(new.weighted_sum(w), old.weighted_sum(w), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("targets", [("q_proj", "v_proj"), ALL_LINEAR])
+def test_memory_model_matches_what_the_tiny_models_hold(targets):
+    """The formula's terms against the bytes the hooks actually hold (tiny Llama: hidden 32,
+    intermediate 64, 4 heads, 2 KV heads, 2 layers, r 4; B 8, T 40)."""
+    from dualselect.gradients.memory import projection_shapes, scoring_memory
+
+    model = tiny_lora_model("llama", targets=targets, r=4)
+    batch = _batch(B=8, T=40)
+    m = scoring_memory(projection_shapes(32, 64, 4, 2), 2, targets, 4, batch=8, tokens=40, vocab=97)
+    assert m.lora_params == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    peak_new, new = _held_delta_peak(FastEngine(bucket_slack=None), model, batch)
+    peak_old, _ = _held_delta_peak(FastEngine(bucket_slack=None, reduce_in_hooks=False), model, batch)
+    assert new.held_bytes == m.capture_G
+    assert peak_old == m.all_deltas
+    assert m.capture_G <= peak_new <= m.capture_G + m.peak_one_delta
+
+
+def test_llama3_8b_table_numbers():
+    from dualselect.gradients.memory import ALL_LINEAR as ALL8B
+    from dualselect.gradients.memory import QV, llama3_8b, scoring_memory
+
+    shapes, layers, vocab = llama3_8b()
+    qv = scoring_memory(shapes, layers, QV, 16, 16, 512, vocab)
+    al = scoring_memory(shapes, layers, ALL8B, 16, 16, 512, vocab)
+    assert qv.lora_params == 6_815_744  # 27.3 MB per reference: the spec's "about 27 MB"
+    assert al.lora_params == 41_943_040
+    assert al.all_deltas > 40 * 2**30 > al.capture_G + al.peak_one_delta  # "tens of GB" -> ~3 GB

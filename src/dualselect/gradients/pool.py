@@ -8,6 +8,9 @@ selected indices with ``engine.weighted_gradient``.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -28,12 +31,40 @@ class PoolScores:
         return int(self.indices.numel())
 
 
-def score_pool(engine, model: nn.Module, batches: Iterable[dict], direction: torch.Tensor) -> PoolScores:
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim`` (None elsewhere)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_host_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc ``malloc_trim(0)``; a no-op elsewhere).
+
+    Why: each scoring batch allocates activations of a new shape; glibc raises its mmap threshold
+    after the first large free, so later ones come from the heap and fragment it, and the process
+    RSS creeps up with the number of batches (+18% at 16k references on the organism). Trimming
+    every few batches keeps the refresh peak flat in the pool size."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def score_pool(
+    engine, model: nn.Module, batches: Iterable[dict], direction: torch.Tensor, trim_every: int = 16
+) -> PoolScores:
     """Score every reference of ``batches`` (each with an ``index`` LongTensor [B] of pool positions)
-    against ``direction`` (e.g. the task direction u), one batch at a time."""
+    against ``direction`` (e.g. the task direction u), one batch at a time. On a CPU, freed heap
+    memory is returned to the OS every ``trim_every`` batches (see :func:`release_host_memory`)."""
     direction = direction.detach().float()
+    on_cpu = direction.device.type == "cpu"
     idx, losses, cos, ntok = [], [], [], []
-    for batch in batches:
+    for i, batch in enumerate(batches):
+        if on_cpu and trim_every and i % trim_every == trim_every - 1:
+            release_host_memory()
         if "index" not in batch:
             raise ValueError("score_pool: every batch needs an 'index' LongTensor of pool positions")
         cap = engine.capture(model, batch)

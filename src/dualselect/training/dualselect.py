@@ -601,6 +601,21 @@ class DualSelectTrainer(SFTTrainer):
         self._log_fh.write(json.dumps(row) + "\n")
         self._log_fh.flush()
 
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the selection statistics since the last log to the Trainer's training logs, so
+        TensorBoard / W&B / log_history get them: ``selection/kept_token_share``, ``kept_sample_share``,
+        ``cos_d_r``, ``kept_loss`` (the weighted loss of the kept samples; ``loss`` itself is the
+        token-mean over the whole batch, comparable with every other method), and
+        ``selection/refresh_overlap`` (with the previous refresh's references)."""
+        if "loss" in logs and self._metrics:
+            cols = list(zip(*self._metrics))
+            for name, vals in zip(("kept_token_share", "cos_d_r", "kept_loss", "kept_sample_share"), cols):
+                logs[f"selection/{name}"] = round(sum(vals) / len(vals), 6)
+            self._metrics = []
+            if self._refresh_overlap is not None:
+                logs["selection/refresh_overlap"] = self._refresh_overlap
+        super().log(logs, start_time)
+
     def train(self, *args: Any, **kwargs: Any):
         try:
             return super().train(*args, **kwargs)
