@@ -84,3 +84,36 @@ def test_llama3_8b_table_numbers():
     assert qv.lora_params == 6_815_744  # 27.3 MB per reference: the spec's "about 27 MB"
     assert al.lora_params == 41_943_040
     assert al.all_deltas > 40 * 2**30 > al.capture_G + al.peak_one_delta  # "tens of GB" -> ~3 GB
+
+
+@pytest.mark.parametrize("engine_name", ["fast", "oracle"])
+def test_scoring_uses_gradient_checkpointing_with_the_same_numbers(engine_name):
+    from dualselect.gradients import make_engine
+
+    plain = tiny_lora_model("llama", targets=ALL_LINEAR, r=4)
+    ckpt = tiny_lora_model("llama", targets=ALL_LINEAR, r=4)
+    ckpt.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    batch = _batch(B=4, T=24)
+    calls = {"n": 0}
+    lora_a = next(m for n, m in ckpt.named_modules() if n.endswith("q_proj.lora_A.default"))
+    lora_a.register_forward_hook(lambda *a: calls.__setitem__("n", calls["n"] + 1))
+    engine = make_engine(engine_name)
+    flags = [m.training for m in ckpt.modules()]
+    a, b = engine.capture(plain, batch), engine.capture(ckpt, batch)
+    passes = 1 if engine_name == "fast" else 4  # the oracle runs one pass per sample
+    assert calls["n"] == 2 * passes  # forward + recompute in the backward: checkpointing is on
+    v = torch.randn(sum(p.numel() for p in plain.parameters() if p.requires_grad))
+    torch.testing.assert_close(a.losses, b.losses)
+    torch.testing.assert_close(a.dots(v), b.dots(v), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(a.sq_norms(), b.sq_norms(), rtol=1e-5, atol=1e-6)
+    assert [m.training for m in ckpt.modules()] == flags  # train/eval flags restored
+
+
+def test_reentrant_checkpointing_warns_and_scores_without_it():
+    from dualselect.gradients import make_engine
+
+    model = tiny_lora_model("llama", r=4)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    with pytest.warns(UserWarning, match="use_reentrant"):
+        cap = make_engine("fast").capture(model, _batch(B=2, T=12))
+    assert torch.isfinite(cap.losses).all()

@@ -117,12 +117,39 @@ def forward_losses(
     return per_sample_losses(logits, labels, mask)
 
 
+def _checkpointed_layers(model: nn.Module) -> list[nn.Module]:
+    """HF decoder layers with gradient checkpointing on, when it is non-reentrant (the reentrant
+    variant does not support ``torch.autograd.grad``, which every engine uses)."""
+    layers = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False) is True]
+    out = []
+    for m in layers:
+        fn = getattr(m, "_gradient_checkpointing_func", None)
+        if getattr(fn, "keywords", {}).get("use_reentrant", True) is False:
+            out.append(m)
+    if layers and not out:
+        import warnings
+
+        warnings.warn(
+            "gradient checkpointing is reentrant (use_reentrant=True), which torch.autograd.grad does "
+            "not support: scoring runs without it. Set gradient_checkpointing_kwargs="
+            '{"use_reentrant": false} to checkpoint the scoring passes too.',
+            stacklevel=3,
+        )
+    return out
+
+
 @contextlib.contextmanager
 def scoring_mode(model: nn.Module) -> Iterator[None]:
     """Eval mode (LoRA dropout off: spec pitfall 2) with gradients enabled; every sub-module's
-    previous train/eval flag is restored afterwards."""
+    previous train/eval flag is restored afterwards.
+
+    HF checkpoints a decoder layer only in training mode; when the model has non-reentrant
+    gradient checkpointing on, the checkpointed layers alone are flagged as training, so scoring
+    recomputes activations like training does, while every dropout stays off."""
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
+    for layer in _checkpointed_layers(model):
+        layer.training = True  # the flag HF's checkpoint wrapper reads; children stay in eval
     try:
         with torch.enable_grad():
             yield
