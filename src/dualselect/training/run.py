@@ -89,13 +89,16 @@ def run_training(method: str, cfg, **trainer_kwargs: Any):
     trainer.train(resume_from_checkpoint=resume or None)
     out = Path(cfg.output_dir)
     trainer.save_model(str(out))
+    tokens = trainer.global_supervised_tokens()  # every process takes part in the sum
+    if not trainer.args.should_save:  # several processes: the main one writes the run files
+        return trainer
     resolved = {"method": method, **{k: v for k, v in cfg.to_dict().items() if not k.startswith("_")}}
     resolved["train_data"] = data
     write_yaml(out / "config.yaml", resolved)
     log = {
         "wall_seconds": round(time.time() - t0, 2),
         "optimizer_steps": trainer.state.global_step,
-        "supervised_tokens": trainer.supervised_tokens,
+        "supervised_tokens": tokens,
         "log_history": trainer.state.log_history,
     }
     if hasattr(trainer, "state_counts"):

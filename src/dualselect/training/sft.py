@@ -205,6 +205,16 @@ class SFTTrainer(Trainer):
             self.load_method_state(torch.load(path, map_location="cpu", weights_only=False))
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
+    def global_supervised_tokens(self) -> int:
+        """``supervised_tokens`` summed over the processes of a distributed run (each counts its own)."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            t = torch.tensor([self.supervised_tokens], dtype=torch.long, device=self.args.device)
+            dist.all_reduce(t)
+            return int(t.item())
+        return self.supervised_tokens
+
     def count_tokens(self, labels: torch.Tensor) -> None:
         self.supervised_tokens += int((labels[:, 1:] != -100).sum())
 
