@@ -27,7 +27,14 @@ from typing import Any
 import torch
 
 from dualselect.data.encoding import collate, length_bucketed_order
-from dualselect.gradients import flat_grad, make_engine, score_pool, trainable_parameters
+from dualselect.gradients import (
+    PoolScores,
+    flat_grad,
+    make_engine,
+    num_trainable,
+    score_pool,
+    trainable_parameters,
+)
 from dualselect.gradients.flat import split_flat
 from dualselect.selection import (
     Selection,
@@ -236,13 +243,50 @@ def refuse_distributed(trainer: Any, name: str) -> None:
             f"{name}: {args.n_gpu} GPUs visible to one process (torch DataParallel) are not supported; "
             "set CUDA_VISIBLE_DEVICES to one device"
         )
-    if args.world_size > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    from accelerate.utils import DistributedType
+
+    kind = trainer.accelerator.distributed_type
+    if args.world_size > 1 and kind not in (DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
         raise NotImplementedError(
-            f"{name} runs in one process (selection is over the whole batch and the corrected "
-            "gradient is written directly; a distributed version must gather task scores and "
-            "all-reduce r and d): launch without torchrun / accelerate multi-process. The baselines "
-            "(sft, safeinstr, lisa, kl) run under DDP through the HF Trainer."
+            f"{name}: distributed type {kind} is not supported; use DDP (torchrun / accelerate "
+            "launch with plain multi-GPU or multi-CPU)"
         )
+
+
+def _rank_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _gather_cat(t: torch.Tensor) -> tuple[int, torch.Tensor]:
+    """(this rank's offset, the ranks' 1-D tensors concatenated rank-major); one process: (0, t)."""
+    import torch.distributed as dist
+
+    rank, world = _rank_world()
+    if world == 1:
+        return 0, t
+    parts: list = [None] * world
+    dist.all_gather_object(parts, t.detach().cpu())
+    offset = sum(int(p.numel()) for p in parts[:rank])
+    return offset, torch.cat(parts).to(t.device)
+
+
+def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    import torch.distributed as dist
+
+    if _rank_world()[1] > 1:
+        dist.all_reduce(t)
+    return t
+
+
+def _gathered_pool_scores(scores: PoolScores) -> PoolScores:
+    """Every rank's pool scores, sorted by pool position (one process: just sorted)."""
+    fields = [_gather_cat(x)[1] for x in (scores.indices, scores.losses, scores.cos, scores.n_tokens)]
+    order = torch.sort(fields[0], stable=True).indices
+    return PoolScores(*(f[order] for f in fields))
 
 
 def warn_if_selection_is_a_no_op(cfg: DualSelectConfig, n_train: int | None) -> None:
@@ -276,6 +320,7 @@ class DualSelectTrainer(SFTTrainer):
         super().__init__(*args, **kwargs)
         cfg: DualSelectConfig = self.args
         refuse_distributed(self, "DualSelectTrainer")
+        self._is_main = self.args.process_index == 0  # the selection log is written once
         self.reference_dataset = load_reference_dataset(self, cfg, reference_dataset)
         if cfg.engine == "fast":
             self.engine = make_engine("fast", bucket_slack=cfg.resolved_bucket_slack(cfg.device))
@@ -338,14 +383,18 @@ class DualSelectTrainer(SFTTrainer):
             self._refresh(model)
         # 3. Task filtering: one batched forward/backward per micro-batch (fast engine), under the
         # training autocast; then ONE selection over all samples of the step.
+        core = self.accelerator.unwrap_model(model)
         caps = []
         for mb in micro:
             batch = self._to_device({k: mb[k] for k in MODEL_INPUTS})
             with self.compute_loss_context_manager():
-                caps.append(self.engine.capture(model, batch))
-        losses = torch.cat([c.losses for c in caps])
-        ntok = torch.cat([c.n_target_tokens for c in caps])
-        cos_r = torch.cat([c.cos(self._r) for c in caps])
+                caps.append(self.engine.capture(core, batch))
+        # several processes: the statistics of every rank's samples, rank-major, so the
+        # selection below is global and the same on every rank
+        local_n = sum(c.num_samples for c in caps)
+        offset0, losses = _gather_cat(torch.cat([c.losses for c in caps]))
+        _, ntok = _gather_cat(torch.cat([c.n_target_tokens for c in caps]))
+        _, cos_r = _gather_cat(torch.cat([c.cos(self._r) for c in caps]))
         t = task_scores(losses, cos_r, cfg.mu_task, cfg.nu)
         n = t.numel()
         if not cfg.task_filter:
@@ -366,23 +415,26 @@ class DualSelectTrainer(SFTTrainer):
             keep, w_keep = sel.indices, sel.weights
         w = torch.zeros(n, dtype=losses.dtype, device=losses.device)
         w[keep] = w_keep.to(w.dtype)
-        # d = sum_j w_j g_j (w sums to 1 over the step): each micro-batch adds its share.
-        d, offset = None, 0
+        # d = sum_j w_j g_j (w sums to 1 over the step): each micro-batch (of each rank) adds its
+        # share; the ranks' parts are summed
+        d = torch.zeros(num_trainable(core), dtype=torch.float32, device=self.args.device)
+        offset = offset0
         for cap in caps:
             wm = w[offset : offset + cap.num_samples]
             offset += cap.num_samples
             share = float(wm.sum())
             if share > 0:
-                part = cap.weighted_sum(wm) * share
-                d = part if d is None else d + part
+                d += cap.weighted_sum(wm) * share
             cap.release()
+        d = _all_reduce_sum(d)
         # 4. Gradient correction, handed to the Trainer's backward (GradScaler, then clip + AdamW).
         g = correct(d, self._r, eta=cfg.eta, mode=cfg.correction)
         self._backward_flat(model, g)
         self._u_sum = d.clone() if self._u_sum is None else self._u_sum + d
         self._period_steps += 1
         kept_tokens = int(ntok[keep].sum())
-        self.supervised_tokens += kept_tokens
+        local = (keep >= offset0) & (keep < offset0 + local_n)
+        self.supervised_tokens += int(ntok[keep[local]].sum())  # summed over ranks in log.json
         kept_share = kept_tokens / max(1, int(ntok.sum()))
         cos_d_r = _cos(d, self._r)
         kept_loss = float((w * losses).sum())
@@ -391,7 +443,7 @@ class DualSelectTrainer(SFTTrainer):
         self._metrics.append((kept_share, cos_d_r, kept_loss, len(keep) / n))
         if cfg.log_selection_steps:
             idx = (
-                torch.cat([torch.as_tensor(mb["index"]) for mb in micro]).tolist()
+                _gather_cat(torch.cat([torch.as_tensor(mb["index"]) for mb in micro]))[1].tolist()
                 if all("index" in mb for mb in micro)
                 else list(range(n))
             )
@@ -416,8 +468,10 @@ class DualSelectTrainer(SFTTrainer):
     def _backward_flat(self, model, g: torch.Tensor) -> None:
         """Put the flat gradient ``g`` into ``.grad`` through ``accelerator.backward`` of the linear
         surrogate ``sum_p <p, g_p>`` (its gradient is exactly ``g``): the fp16 GradScaler scales it
-        like any loss (and unscales it before clipping), instead of dividing a raw write."""
-        params = trainable_parameters(model)
+        like any loss (and unscales it before clipping), instead of dividing a raw write. Under DDP
+        ``g`` is already the same on every rank (all-reduced) and the surrogate does not pass
+        through DDP's forward, so no second reduction happens."""
+        params = trainable_parameters(self.accelerator.unwrap_model(model))
         ga = getattr(self.accelerator, "gradient_accumulation_steps", 1)  # accelerate divides by it
         surrogate = sum((p * gp.to(p.dtype)).sum() for p, gp in split_flat(params, g.detach())) * ga
         self.accelerator.backward(surrogate)
@@ -448,8 +502,12 @@ class DualSelectTrainer(SFTTrainer):
         subset = list(range(pool))
         if cfg.ref_pool_cap is not None and cfg.ref_pool_cap < pool:
             subset = sorted(torch.randperm(pool, generator=g)[: cfg.ref_pool_cap].tolist())
+        rank, world = _rank_world()
+        core = self.accelerator.unwrap_model(model)  # scoring bypasses DDP's gradient hooks
         with self.compute_loss_context_manager():  # scoring under the training autocast
-            scores = score_pool(self.engine, model, self._pool_batches(subset, g), u)
+            # several processes: each scores every world-th reference, then all gather
+            scores = score_pool(self.engine, core, self._pool_batches(subset[rank::world], g), u)
+        scores = _gathered_pool_scores(scores)  # in pool order: independent of the batching
         s = reference_scores(scores.losses, scores.cos, cfg.mu_ref, cfg.nu)
         k = resolve_k(cfg.k_ref if cfg.k_ref_fraction is None else None, cfg.k_ref_fraction, len(subset))
         if cfg.ref_selector == "score":
@@ -459,14 +517,15 @@ class DualSelectTrainer(SFTTrainer):
         chosen = scores.indices[sel.indices].tolist()  # pool positions
         weights = dict(zip(chosen, sel.weights.tolist()))
         # r = sum_i w_i g_i / sum_i w_i, one weighted pass over the chosen references.
-        r, total = None, 0.0
-        for batch in self._pool_batches(sorted(chosen), g, shuffle=False):
+        # Several processes: each takes every world-th chosen reference; sums are all-reduced.
+        r = torch.zeros(num_trainable(core), dtype=torch.float32, device=self.args.device)
+        total = torch.zeros((), dtype=torch.float64, device=self.args.device)
+        for batch in self._pool_batches(sorted(chosen)[rank::world], g, shuffle=False):
             wb = torch.tensor([weights[i] for i in batch["index"].tolist()], device=self.args.device)
             with self.compute_loss_context_manager():
-                rb = self.engine.weighted_gradient(model, batch, wb) * float(wb.sum())
-            r = rb if r is None else r + rb
-            total += float(wb.sum())
-        self._r = r / total
+                r += self.engine.weighted_gradient(core, batch, wb) * float(wb.sum())
+            total += wb.sum().double()
+        self._r = _all_reduce_sum(r) / float(_all_reduce_sum(total))
         self._u = u
         ov = overlap(self._prev_ref_indices, chosen) if self._prev_ref_indices is not None else None
         self._log(
@@ -581,6 +640,8 @@ class DualSelectTrainer(SFTTrainer):
     def _log(self, row: dict) -> None:
         import json
 
+        if not self._is_main:
+            return
         if self._log_fh is None:
             path = self.selection_log_path
             path.parent.mkdir(parents=True, exist_ok=True)

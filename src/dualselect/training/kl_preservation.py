@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from dualselect.training.data import reference_stream
+from dualselect.training.data import cycle_batches, reference_stream
 from dualselect.training.sft import MODEL_INPUTS, SFTConfig, SFTTrainer
 
 
@@ -32,17 +32,34 @@ class KLConfig(SFTConfig):
 
 def token_kl(base_logits: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean over supervised tokens of KL(p_base || p) for next-token distributions."""
+    total, count = token_kl_sum(base_logits, logits, labels)
+    return total / max(count, 1)
+
+
+def token_kl_sum(
+    base_logits: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, int]:
+    """(sum over supervised tokens of KL(p_base || p), number of those tokens)."""
     mask = labels[:, 1:] != -100
     lp_base = F.log_softmax(base_logits[:, :-1][mask].float(), dim=-1)
     lp = F.log_softmax(logits[:, :-1][mask].float(), dim=-1)
-    return (lp_base.exp() * (lp_base - lp)).sum(-1).mean()
+    return (lp_base.exp() * (lp_base - lp)).sum(), int(mask.sum())
 
 
 class KLTrainer(SFTTrainer):
     def __init__(self, *args: Any, reference_dataset: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         cfg: KLConfig = self.args
-        self.reference_dataset, self._ref_batches = reference_stream(self, cfg, reference_dataset)
+        self.reference_dataset, _ = reference_stream(self, cfg, reference_dataset)
+        # several processes: one global reference batch (per-device size x processes) per
+        # micro-batch, each process taking its contiguous share, like the task batches
+        self._world, self._rank = max(1, cfg.world_size), cfg.process_index
+        self._ref_batches = cycle_batches(
+            self.reference_dataset,
+            cfg.per_device_train_batch_size * self._world,
+            self.processing_class.pad_token_id,
+            cfg.seed,
+        )
         self._ref_batches_used = 0
 
     def method_state(self) -> dict[str, Any]:
@@ -54,14 +71,33 @@ class KLTrainer(SFTTrainer):
             next(self._ref_batches)
         self._ref_batches_used = int(state["ref_batches_used"])
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        self.count_tokens(inputs["labels"])
-        out = model(**{k: inputs[k] for k in MODEL_INPUTS})
-        ref = {k: v.to(self.args.device) for k, v in next(self._ref_batches).items() if k in MODEL_INPUTS}
+    def _reference_batch(self) -> dict:
+        batch = next(self._ref_batches)
         self._ref_batches_used += 1
+        n = batch["input_ids"].shape[0]
+        share = -(-n // self._world)
+        rows = slice(self._rank * share, (self._rank + 1) * share)
+        return {k: v[rows].to(self.args.device) for k, v in batch.items() if k in MODEL_INPUTS}
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        # the task term exactly as Standard SFT computes it (token-mean over the accumulated,
+        # all-process batch when the model takes num_items_in_batch)
+        task, out = super().compute_loss(
+            model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+        )
+        ref = self._reference_batch()
         # the base is the same network with the adapter off (unwrapped: DDP has no disable_adapter)
         with torch.no_grad(), self.accelerator.unwrap_model(model).disable_adapter():
             base_logits = model(input_ids=ref["input_ids"], attention_mask=ref["attention_mask"]).logits
         logits = model(input_ids=ref["input_ids"], attention_mask=ref["attention_mask"]).logits
-        loss = out.loss + self.args.kl_lambda * token_kl(base_logits, logits, ref["labels"])
+        kl_sum, count = token_kl_sum(base_logits, logits, ref["labels"])
+        if self._world > 1:  # token-mean over every process's reference tokens after DDP's average
+            n = torch.tensor([count], device=self.args.device)
+            torch.distributed.all_reduce(n)
+            kl = kl_sum * self._world / max(int(n.item()), 1)
+        else:
+            kl = kl_sum / max(count, 1)
+        if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
+            kl = kl / self.current_gradient_accumulation_steps  # the Trainer will not divide
+        loss = task + self.args.kl_lambda * kl
         return (loss, out) if return_outputs else loss

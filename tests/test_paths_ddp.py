@@ -1,0 +1,77 @@
+"""Issue 11, item 5: DualSelect (and a baseline) under torchrun, 2 processes on gloo/CPU, give the
+selections and the adapter of 1 process with the same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from paths_helpers import max_abs_diff
+
+WORKER = r"""
+import json, os, sys
+import torch
+torch.set_num_threads(1)
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from paths_helpers import lora_state, small_cfg
+from dualselect.training import METHODS
+
+method, out, batch = {method!r}, {out!r}, {batch}
+cfg = small_cfg(Path({organism!r}), out, method, max_steps=6, per_device_train_batch_size=batch,
+                lora_dropout=0.0, use_cpu=True)
+trainer = METHODS[method][1](model=cfg.model_name_or_path, args=cfg, train_dataset=cfg.train_data)
+trainer.train()
+tokens = trainer.global_supervised_tokens()
+if trainer.args.process_index == 0:
+    torch.save(lora_state(trainer), os.path.join(out, "final.pt"))
+    json.dump({{"tokens": tokens, "world": trainer.args.world_size}}, open(os.path.join(out, "extra.json"), "w"))
+"""
+
+
+def _launch(organism_dir, method, out, batch, procs):
+    out.mkdir(parents=True, exist_ok=True)
+    script = out / "worker.py"
+    script.write_text(
+        WORKER.format(
+            tests=str(Path(__file__).parent),
+            organism=str(organism_dir),
+            method=method,
+            out=str(out),
+            batch=batch,
+        )
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, str(script)]
+    if procs > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs), str(script)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-4000:]
+    return torch.load(out / "final.pt"), json.loads((out / "extra.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["dualselect", "kl", "sft"])
+def test_two_processes_equal_one_process_with_the_same_global_batch(organism_dir, tmp_path, method):
+    one, e1 = _launch(organism_dir, method, tmp_path / "one", 8, 1)
+    two, e2 = _launch(organism_dir, method, tmp_path / "two", 4, 2)
+    assert (e1["world"], e2["world"]) == (1, 2)
+    assert e1["tokens"] == e2["tokens"]  # counters summed over ranks
+    diff = max_abs_diff(one, two)
+    print(f"{method}: max abs diff 1 vs 2 processes {diff:.3g}")
+    assert diff <= 1e-5
+    if method == "dualselect":
+        rows = lambda p: [json.loads(x) for x in (p / "selection_log.jsonl").read_text().splitlines()]  # noqa: E731
+        la, lb = rows(tmp_path / "one"), rows(tmp_path / "two")
+        assert [(r["event"], r["step"]) for r in la] == [(r["event"], r["step"]) for r in lb]
+        for a, b in zip(la, lb):
+            key = "indices" if a["event"] == "refresh" else "task_indices"
+            assert a[key] == b[key]
+            if a["event"] == "step":
+                assert a["batch_indices"] == b["batch_indices"] and len(a["batch_indices"]) == 8
