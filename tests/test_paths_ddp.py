@@ -57,7 +57,7 @@ def _launch(organism_dir, method, out, batch, procs):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["dualselect", "kl", "sft"])
+@pytest.mark.parametrize("method", ["dualselect", "kl", "sft", "lisa"])
 def test_two_processes_equal_one_process_with_the_same_global_batch(organism_dir, tmp_path, method):
     one, e1 = _launch(organism_dir, method, tmp_path / "one", 8, 1)
     two, e2 = _launch(organism_dir, method, tmp_path / "two", 4, 2)

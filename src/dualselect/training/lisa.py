@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from dualselect.training.data import reference_stream
+from dualselect.training.data import cycle_batches, reference_stream
 from dualselect.training.sft import MODEL_INPUTS, SFTConfig, SFTTrainer
 
 
@@ -42,7 +42,13 @@ class LisaTrainer(SFTTrainer):
     def __init__(self, *args: Any, reference_dataset: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         cfg: LisaConfig = self.args
-        self.reference_dataset, self._ref_batches = reference_stream(self, cfg, reference_dataset)
+        self.reference_dataset, _ = reference_stream(self, cfg, reference_dataset)
+        self._ref_batches = cycle_batches(  # one global batch per step, shared out over processes
+            self.reference_dataset,
+            cfg.per_device_train_batch_size * max(1, cfg.world_size),
+            self.processing_class.pad_token_id,
+            cfg.seed,
+        )
         self._anchor: list[torch.Tensor] | None = None
         self._state: str | None = None
         self.state_counts = {"alignment": 0, "finetune": 0}
@@ -80,13 +86,25 @@ class LisaTrainer(SFTTrainer):
             self._anchor = [p.detach().clone() for p in params]
             self._state = phase
         self.state_counts[phase] += 1
+        world = max(1, self.args.world_size)
         if phase == "alignment":
-            inputs = {k: v.to(self.args.device) for k, v in next(self._ref_batches).items()}
+            # several processes: one global alignment batch, each process takes its share
+            batch = next(self._ref_batches)
             self._ref_batches_used += 1
+            share = -(-batch["input_ids"].shape[0] // world)
+            rows = slice(self.args.process_index * share, (self.args.process_index + 1) * share)
+            inputs = {k: v[rows].to(self.args.device) for k, v in batch.items()}
         else:
+            inputs = self._prepare_inputs(inputs)
             self.count_tokens(inputs["labels"])
         model.train()
         loss = model(**{k: inputs[k] for k in MODEL_INPUTS}).loss
+        if world > 1:
+            # token-mean over every process's tokens once DDP has averaged the gradients
+            n_local = int((inputs["labels"][:, 1:] != -100).sum())
+            n = torch.tensor([n_local], device=self.args.device)
+            torch.distributed.all_reduce(n)
+            loss = loss * n_local * world / max(int(n.item()), 1)
         prox = sum(((p - a) ** 2).sum() for p, a in zip(params, self._anchor))
         total = loss + 0.5 * self.args.rho * prox
         ga = self.current_gradient_accumulation_steps
