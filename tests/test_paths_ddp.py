@@ -75,3 +75,42 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(organism_dir
             assert a[key] == b[key]
             if a["event"] == "step":
                 assert a["batch_indices"] == b["batch_indices"] and len(a["batch_indices"]) == 8
+
+
+def _fake_trainer(**kw):
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    args = SimpleNamespace(n_gpu=kw.pop("n_gpu", 1), world_size=kw.pop("world_size", 1))
+    acc = SimpleNamespace(distributed_type=kw.pop("kind", DistributedType.NO))
+    return SimpleNamespace(args=args, accelerator=acc, **kw)
+
+
+def test_unsupported_multi_device_setups_are_refused_clearly():
+    from accelerate.utils import DistributedType
+
+    from dualselect.training.dualselect import refuse_distributed
+
+    refuse_distributed(_fake_trainer(), "X")  # one process: fine
+    refuse_distributed(_fake_trainer(world_size=2, kind=DistributedType.MULTI_CPU), "X")  # DDP: fine
+    with pytest.raises(NotImplementedError, match="FSDP and DeepSpeed"):
+        refuse_distributed(_fake_trainer(is_fsdp_enabled=True), "X")
+    with pytest.raises(NotImplementedError, match="FSDP and DeepSpeed"):
+        refuse_distributed(_fake_trainer(is_deepspeed_enabled=True), "X")
+    with pytest.raises(NotImplementedError, match="DataParallel"):
+        refuse_distributed(_fake_trainer(n_gpu=2), "X")
+    with pytest.raises(NotImplementedError, match="distributed type"):
+        refuse_distributed(_fake_trainer(world_size=2, kind=DistributedType.XLA), "X")
+
+
+def test_bucket_slack_has_a_per_device_default():
+    from dualselect.training import load_config
+
+    cfg = load_config("dualselect")
+    assert cfg.bucket_slack == "auto"
+    assert cfg.resolved_bucket_slack("cpu") == 0.25 and cfg.resolved_bucket_slack("cuda") is None
+    assert load_config("dualselect", overrides={"bucket_slack": "none"}).resolved_bucket_slack("cpu") is None
+    assert load_config("dualselect", overrides={"bucket_slack": "0.5"}).resolved_bucket_slack("cuda") == 0.5
+    with pytest.raises(ValueError, match="bucket_slack='wide'"):
+        load_config("dualselect", overrides={"bucket_slack": "wide"})
