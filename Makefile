@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test test-slow lint bench gpu-smoke clean
+.PHONY: venv demo test test-slow mutants lint bench gpu-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q || [ $$? -eq 5 ]
 
+# The checks marked `slow` (SFT erosion of the organism, the mutation script end to end).
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# Does the suite catch a wrong algorithm? Applies each mutant to a copy of src/ and runs the
+# algorithm tests against it; fails unless every mutant is killed (about 4 minutes).
+mutants: $(STAMP)
+	$(PY) scripts/mutants.py --json runs/mutants.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

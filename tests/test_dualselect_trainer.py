@@ -54,8 +54,11 @@ def test_selection_log_has_refreshes_and_steps(organism_dir, tmp_path):
         "overlap_with_previous",
     }
     assert refreshes[1]["summary"]["overlap_random_null"] is not None
-    # soft top-K: the highest scores are selected
-    assert min(r0["scores"]) >= sorted(r0["scores"])[0]
+    # soft top-K (the config default): weights are softmax(s / tau_ref) renormalised over the kept K
+    # (that the kept K are the top-K of the whole scored pool: tests/test_algorithm_pins.py)
+    s0 = torch.tensor(r0["scores"], dtype=torch.float64)
+    w0 = torch.tensor(r0["weights"], dtype=torch.float64)
+    assert torch.allclose(w0, torch.softmax(s0 / 0.1, 0), rtol=1e-3, atol=1e-6)
     for s in steps:
         assert len(s["task_indices"]) == 4 and set(s["task_indices"]) <= set(s["batch_indices"])
         assert 0 < s["kept_token_share"] <= 1 and len(s["scores"]) == 8
