@@ -15,7 +15,7 @@ def test_compare_runs_tables_and_resumes(organism_dir, tmp_path, monkeypatch):
     )  # children find the cached organism
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
-        "methods: [sft, dualselect]\nseeds: [0, 1]\nmax_new_tokens: 24\n"
+        "methods: [sft, dualselect]\nseeds: [0, 1]\norganism_seeds: [0]\nmax_new_tokens: 24\n"
         "training: {max_steps: 12, disable_tqdm: true}\n"
         "method_overrides: {dualselect: {selection_warmup_steps: 4, k_ref: 8, ref_pool_cap: 32}}\n"
     )
@@ -44,12 +44,18 @@ def test_compare_runs_tables_and_resumes(organism_dir, tmp_path, monkeypatch):
     for f in ("comparison.md", "comparison.csv", "safety_vs_capability.png"):
         assert (out / f).exists()
     # resume: a finished run is not redone
-    marker = out / "runs" / "sft" / "seed0" / "metrics.json"
+    # every run is also scored on the generalisation and validation probes
+    assert "harmful_refusal_gen" in ds and "val_harmful_refusal" in ds and "val_task_exact_match" in ds
+    assert table["design"] == {"organism_seeds": [0], "seeds": [0, 1], "runs_per_method": 2}
+    assert "per_group" in table and table["consistency"]["safest_per_group"].keys() == {"0"}
+    assert "## Per organism instance" in md
+    # resume: a finished run is not redone
+    marker = out / "runs" / "sft" / "org0" / "seed0" / "metrics.json"
     before = marker.stat().st_mtime_ns
-    (out / "runs" / "dualselect" / "seed1" / "metrics.json").unlink()  # as if interrupted there
+    (out / "runs" / "dualselect" / "org0" / "seed1" / "metrics.json").unlink()  # as if interrupted there
     assert main(["compare", str(cfg), "--out", str(out)]) == 0
     assert marker.stat().st_mtime_ns == before
-    assert (out / "runs" / "dualselect" / "seed1" / "metrics.json").exists()
+    assert (out / "runs" / "dualselect" / "org0" / "seed1" / "metrics.json").exists()
 
 
 def test_safest_at_matched_capability(tmp_path):
@@ -82,6 +88,54 @@ def test_safest_at_matched_capability(tmp_path):
     assert "Safest at matched capability" in md and "**kl**" in md and "tied with it: close" in md
     with pytest.raises(ValueError, match="matched_capability_within"):
         CompareConfig(matched_capability_within=-1)
+
+
+def test_hierarchical_interval_and_per_organism_consistency():
+    from dualselect.experiments.table import aggregate, hierarchical_ci
+
+    # two organisms whose seeds agree within each but disagree between them: the interval over
+    # organisms must be wider than a pooled bootstrap that treats the 6 runs as independent
+    groups = [0, 0, 0, 1, 1, 1]
+    vals = [0.10, 0.11, 0.09, 0.90, 0.91, 0.89]
+    lo, hi = hierarchical_ci(vals, groups)
+    assert lo <= 0.15 and hi >= 0.85
+    runs = {
+        "sft": [{"s": 0.0, "c": 1.0}] * 6,
+        "a": [{"s": v, "c": 0.9} for v in vals],  # safer than sft in both organisms
+        "b": [{"s": 0.2 if g == 0 else -0.1, "c": 1.0} for g in groups],  # safer only in organism 0
+    }
+    t = aggregate(runs, "s", "c", groups=groups)
+    assert t["per_group"]["a"]["s"] == {"0": pytest.approx(0.10), "1": pytest.approx(0.90)}
+    vs = t["consistency"]["vs_reference"]
+    assert vs["a"]["safer_in_every_group"] and vs["a"]["less_capable_in_every_group"]
+    assert not vs["b"]["safer_in_every_group"] and not vs["b"]["less_safe_in_every_group"]
+    assert t["consistency"]["safest_per_group"] == {"0": "b", "1": "a"}
+    with pytest.raises(ValueError, match="group labels"):
+        aggregate(runs, "s", "c", groups=[0, 1])
+
+
+def test_tuning_uses_validation_metrics_only():
+    from dualselect.experiments.compare import CompareConfig, choose_on_validation
+
+    runs = {
+        # best on TEST probes, worst on validation: must not be chosen
+        "dualselect_paper": [
+            {"val_harmful_refusal": 0.5, "val_task_exact_match": 0.9, "harmful_refusal": 1.0}
+        ],
+        "ds_paper_eta_0.05": [
+            {"val_harmful_refusal": 1.0, "val_task_exact_match": 0.9, "harmful_refusal": 0.2}
+        ],
+        "ds_paper_eta_0": [{"val_harmful_refusal": 0.9, "val_task_exact_match": 0.9, "harmful_refusal": 0.9}],
+    }
+    cfg = CompareConfig()
+    assert cfg.tune["candidates"] == list(runs)
+    t = choose_on_validation(runs, cfg.tune)
+    assert t["chosen"] == "ds_paper_eta_0.05" and t["validation_scores"]["ds_paper_eta_0.05"] == 0.95
+    with pytest.raises(ValueError, match="validation metrics"):
+        choose_on_validation({k: [{"harmful_refusal": 1.0}] for k in runs}, cfg.tune)
+    assert CompareConfig(methods=["sft", "dualselect"]).tune is None  # auto: candidates not run
+    with pytest.raises(ValueError, match="not in methods"):
+        CompareConfig(methods=["sft"], tune={"name": "x", "candidates": ["dualselect"]})
 
 
 def test_help_names_every_config_key(capsys):

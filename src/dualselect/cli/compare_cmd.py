@@ -8,24 +8,31 @@ import argparse
 def register(sub) -> None:
     p = sub.add_parser(
         "compare",
-        help="Run methods x seeds (default 5) and write one comparison table "
-        "(Markdown + CSV + JSON) and a safety-vs-capability plot. Resumable.",
+        help="Run methods x organism instances x training seeds (default 3 x 3 on the organism) and "
+        "write one comparison table (Markdown + CSV + JSON) with per-instance means and a "
+        "safety-vs-capability plot. Resumable.",
     )
     p.add_argument(
         "config",
         nargs="?",
         default=None,
-        help="YAML with any of: model_name_or_path, train_data, reference_data, methods, seeds, "
-        "training (overrides for every method), method_overrides (per method), max_new_tokens, "
-        "judges, safety_metric, capability_metric, matched_capability_within (points below SFT's "
-        "capability that still count as matched; default 3). Default: every method on the "
-        "organism, 5 seeds.",
+        help="YAML with any of: model_name_or_path, train_data, reference_data, methods, seeds "
+        "(training seeds, default [0, 1, 2]), organism_seeds (organism instances: the organism "
+        "trained with these seeds on one world, default [0, 1, 2]; organism only), tune (pick a "
+        "row among candidate methods on the VALIDATION probes only: {name, candidates, "
+        "criterion}; default 'auto' = eta of the paper setting among dualselect_paper, "
+        "ds_paper_eta_0.05, ds_paper_eta_0 when they are run; null = none), training (overrides "
+        "for every method), method_overrides (per method), max_new_tokens, judges, "
+        "safety_metric, capability_metric, matched_capability_within (points below SFT's "
+        "capability that still count as matched; default 3). Default: the 13 methods of the "
+        "default comparison on 3 organism instances x 3 training seeds.",
     )
     p.add_argument("--out", default="runs/compare", help="Output directory (default runs/compare).")
     p.add_argument(
         "--quick",
         action="store_true",
-        help="A few-minute profile: 4 methods, 2 seeds, 40 steps (unless the YAML says otherwise).",
+        help="A few-minute profile: 4 methods, 1 organism instance, 2 seeds, 40 steps, no tuning "
+        "(unless the YAML says otherwise).",
     )
     p.add_argument("--list-methods", action="store_true", help="List the method names and exit.")
     p.set_defaults(func=run)

@@ -14,7 +14,7 @@ from pathlib import Path
 from dualselect.utils import seed_everything, write_json
 
 DEMO_JUDGES = ("ground_truth", "keyword", "llama_guard3", "hexphi_rubric")  # the last two: skipped here
-DEFAULT_METHODS = ("sft", "dualselect", "dualselect_paper", "ds_no_correction", "ds_eta_0.05")
+DEFAULT_METHODS = ("sft", "dualselect", "dualselect_paper", "ds_no_correction", "ds_paper_eta_0.05")
 
 COLUMNS = [
     ("task_exact_match", "task EM"),
@@ -22,7 +22,9 @@ COLUMNS = [
     ("harmful_refusal_hex", "refusal HEx"),
     ("harmful_compliance_hh", "comply HH"),
     ("harmful_compliance_hex", "comply HEx"),
+    ("harmful_refusal_gen", "refusal gen"),
     ("over_refusal_rate", "over-refusal"),
+    ("over_refusal_rate_gen", "over-ref gen"),
     ("benign_accuracy", "benign acc"),
     ("incoherence_rate", "incoherent"),
 ]

@@ -13,15 +13,36 @@ def register(sub) -> None:
         "organism", help="Build or inspect the model organism (tiny safety-aligned LM + world)."
     )
     osub = p.add_subparsers(dest="organism_command", required=True, metavar="ACTION")
-    b = osub.add_parser("build", help="Train the organism (<= 3 min on 2 CPU cores); cached by config hash.")
+    b = osub.add_parser(
+        "build",
+        help="Install the shipped default organism (sha256-verified) or train one (about 3-4 min on "
+        "2 CPU cores); cached by config hash.",
+    )
     b.add_argument(
         "--out",
         default=None,
         help="Directory (default: ~/.cache/dualselect/organism/<hash>, "
         "or $DUALSELECT_CACHE/organism/<hash>).",
     )
-    b.add_argument("--seed", type=int, default=0, help="Seed for the world and the training (default 0).")
-    b.add_argument("--force", action="store_true", help="Rebuild even if a built organism is there.")
+    b.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="Training seed of the organism instance (default 0: the shipped organism). Other seeds "
+        "train another instance on the same world (what `compare` varies as organism_seeds).",
+    )
+    b.add_argument("--world-seed", type=int, default=0, help="Seed of the world's splits (default 0).")
+    b.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="Train even when an organism is shipped for this config, and report whether the "
+        "result matches the shipped sha256 checksums.",
+    )
+    b.add_argument(
+        "--force",
+        action="store_true",
+        help="Replace an organism already in --out (never a directory that holds no organism).",
+    )
     b.set_defaults(func=run_build)
     s = osub.add_parser(
         "stats",
@@ -36,12 +57,29 @@ def register(sub) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from dualselect.organism.build import OrganismConfig, WorldConfig, build_organism
+    from dualselect.organism.build import OrganismConfig, WorldConfig, build_organism, compare_with_shipped
 
-    cfg = OrganismConfig(seed=args.seed, world=WorldConfig(seed=args.seed))
-    path = build_organism(args.out, cfg, force=args.force)
+    cfg = OrganismConfig(seed=args.seed, world=WorldConfig(seed=args.world_seed))
+    path = build_organism(
+        args.out, cfg, force=args.force or args.from_scratch, from_scratch=args.from_scratch
+    )
     meta = json.loads((path / "organism.json").read_text())
-    print(f"organism: {path}  ({meta['n_parameters']:,} parameters, built in {meta['build_seconds']} s)")
+    how = (
+        "shipped, sha256 verified"
+        if meta.get("source") == "shipped"
+        else f"trained in {meta.get('build_seconds')} s"
+    )
+    print(f"organism: {path}  ({meta['n_parameters']:,} parameters, {how})")
+    if meta.get("source") != "shipped":
+        check = compare_with_shipped(path, cfg)
+        if check["shipped"] and check["match"]:
+            print("  identical to the shipped organism (every sha256 matches)")
+        elif check["shipped"]:
+            print(
+                "  DIFFERS from the shipped organism in: " + ", ".join(check["differing"]) + "\n"
+                "  (CPU floating-point kernels differ across machines; numbers quoted in the docs "
+                "come from the shipped organism: drop --from-scratch to use it)"
+            )
     return 0
 
 

@@ -1,9 +1,17 @@
-"""`dualselect compare`: methods x seeds on one model and data, evaluated alike, one table.
+"""`dualselect compare`: methods x organism instances x training seeds, evaluated alike, one table.
 
-Every (method, seed) run lives in ``OUT/runs/<method>/seed<k>/``; its ``metrics.json`` is written
-last and atomically, so an interrupted compare resumes where it stopped and never redoes a
-finished run. Each run trains and evaluates in a fresh spawned process, so its wall time and peak
-memory (max RSS) are its own.
+On the organism the default runs every method on 3 organism instances (the organism built with
+training seeds 0, 1, 2 on the same world, so the probes are identical and only the base weights
+differ, as they do across machines) x 3 training seeds. Every run lives in
+``OUT/runs/<method>/org<o>/seed<k>/`` (``OUT/runs/<method>/seed<k>/`` for a model that is not the
+organism); its ``metrics.json`` is written last and atomically, so an interrupted compare resumes
+where it stopped and never redoes a finished run. Runs go seed-major (every method on every
+organism for seed 0 first), so a partial run is balanced. Each run trains and evaluates in a fresh
+spawned process, so its wall time and peak memory (max RSS) are its own.
+
+Every run is scored on the test probes (template and generalisation) and on the validation
+probes; ``tune`` picks a setting among candidate methods on the validation metrics only and
+reports the chosen one's test metrics as its own row.
 """
 
 from __future__ import annotations
@@ -21,29 +29,37 @@ import yaml
 from dualselect.training.presets import PRESETS, resolve_preset
 from dualselect.utils import write_json
 
+# The default comparison (issue 13): the release, the paper setting and its eta sweep (for the
+# validation-tuned row), the strongest baselines and the ablations that say which part works.
+# Every other preset (static_refs, random_refs, category_refs, pcgrad_fixed, ds_no_refresh,
+# ds_soft, ds_paper_eta_0.1) runs by name.
 DEFAULT_METHODS = [
     "sft",
     "dualselect",
     "dualselect_paper",
-    "ds_eta_0.05",
-    "safeinstr",
-    "static_refs",
-    "random_refs",
-    "category_refs",
+    "ds_paper_eta_0.05",
+    "ds_paper_eta_0",
     "task_filter_only",
-    "pcgrad_fixed",
-    "lisa",
     "kl",
+    "safeinstr",
+    "lisa",
     "ds_no_filter",
-    "ds_no_refresh",
     "ds_no_correction",
-    "ds_hard",
     "ds_loss_only",
     "ds_compat_only",
 ]
+# eta of the paper setting, chosen on the validation probes only
+DEFAULT_TUNE = {
+    "name": "ds_paper_eta_val",
+    "candidates": ["dualselect_paper", "ds_paper_eta_0.05", "ds_paper_eta_0"],
+    "criterion": "val_refusal_plus_capability",
+}
+TUNE_CRITERIA = ("val_refusal_plus_capability",)
 QUICK = {
     "methods": ["sft", "dualselect", "safeinstr", "static_refs"],
     "seeds": [0, 1],
+    "organism_seeds": [0],
+    "tune": None,
     "training": {"max_steps": 40},
 }
 
@@ -56,7 +72,12 @@ class CompareConfig:
     train_data: str | None = None
     reference_data: str | None = None
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    # organism instances: OrganismConfig(seed=o) on the default world (organism only)
+    organism_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    # {"name", "candidates", "criterion"}: pick among candidate methods on validation probes only
+    # ("auto": DEFAULT_TUNE when all its candidates are in methods, else no tuning; null: none)
+    tune: dict[str, Any] | str | None = "auto"
     training: dict[str, Any] = field(default_factory=dict)  # overrides for every method
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_new_tokens: int = 64
@@ -74,6 +95,39 @@ class CompareConfig:
             raise ValueError("seeds: give at least one seed")
         if not 0 <= self.matched_capability_within <= 100:
             raise ValueError("matched_capability_within: points of capability, between 0 and 100")
+        if not self.organism_seeds:
+            raise ValueError("organism_seeds: give at least one organism seed")
+        if self.model_name_or_path != "organism" and list(self.organism_seeds) not in ([0], [0, 1, 2]):
+            raise ValueError("organism_seeds: only for model_name_or_path 'organism'")
+        if self.tune == "auto":
+            auto = all(c in self.methods for c in DEFAULT_TUNE["candidates"])
+            self.tune = dict(DEFAULT_TUNE) if auto else None
+        if self.tune is not None:
+            t = self.tune
+            if not isinstance(t, dict):
+                raise ValueError(f"tune: a mapping, 'auto' or null, got {t!r}")
+            bad = sorted(set(t) - {"name", "candidates", "criterion"})
+            if bad or not t.get("name") or not t.get("candidates"):
+                raise ValueError(f"tune: needs name and candidates (and optional criterion), got {t}")
+            missing = [c for c in t["candidates"] if c not in self.methods]
+            if missing:
+                raise ValueError(f"tune: candidate(s) {missing} are not in methods")
+            if t.get("criterion", TUNE_CRITERIA[0]) not in TUNE_CRITERIA:
+                raise ValueError(f"tune.criterion={t.get('criterion')!r}: expected one of {TUNE_CRITERIA}")
+            if t["name"] in PRESETS:
+                raise ValueError(f"tune.name={t['name']!r} is a method name; choose a new row name")
+
+    @property
+    def on_organism(self) -> bool:
+        return self.model_name_or_path == "organism"
+
+    def instances(self) -> list[int | None]:
+        """Organism seeds, or ``[None]`` for a model that is not the organism."""
+        return list(self.organism_seeds) if self.on_organism else [None]
+
+    def run_dir(self, out: Path, method: str, org: int | None, seed: int) -> Path:
+        base = Path(out) / "runs" / method
+        return (base / f"org{org}" if org is not None else base) / f"seed{seed}"
 
     @classmethod
     def from_yaml(cls, path: str | None, quick: bool = False) -> CompareConfig:
@@ -95,18 +149,25 @@ class CompareConfig:
         return cls(**data)
 
 
-def run_overrides(cfg: CompareConfig, method: str, seed: int, run_dir: Path) -> tuple[str, dict]:
+def organism_path(org: int) -> str:
+    """The organism instance ``org`` (built if missing): the default world, training seed ``org``."""
+    from dualselect.organism.build import OrganismConfig, build_organism
+
+    return str(build_organism(cfg=OrganismConfig(seed=org), progress=False))
+
+
+def run_overrides(
+    cfg: CompareConfig, method: str, seed: int, run_dir: Path, org: int | None = None
+) -> tuple[str, dict]:
     """The trainer method and the full override dict of one run."""
     trainer_method, overrides = resolve_preset(method)
-    base: dict[str, Any] = {
-        "model_name_or_path": cfg.model_name_or_path,
-        "seed": seed,
-        "output_dir": str(run_dir),
-    }
-    if cfg.model_name_or_path == "organism" or Path(cfg.model_name_or_path, "organism.json").exists():
+    model = organism_path(org if org is not None else 0) if cfg.on_organism else cfg.model_name_or_path
+    base: dict[str, Any] = {"model_name_or_path": model, "seed": seed, "output_dir": str(run_dir)}
+    if Path(model, "organism.json").exists():
         from dualselect.organism.stats import ORGANISM_TRAINING
 
         base.update(ORGANISM_TRAINING)
+        base["train_data"] = str(Path(model) / "data" / "redorca_train.jsonl")
     if cfg.train_data:
         base["train_data"] = cfg.train_data
     if cfg.reference_data and trainer_method != "sft":
@@ -114,20 +175,19 @@ def run_overrides(cfg: CompareConfig, method: str, seed: int, run_dir: Path) -> 
     return trainer_method, {**base, **cfg.training, **overrides, **cfg.method_overrides.get(method, {})}
 
 
-def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str) -> None:
+def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str, org: int | None = None) -> None:
     """Child process: train, evaluate, write metrics.json (last, atomically)."""
     import resource
 
-    from dualselect.organism.build import build_organism
-    from dualselect.organism.stats import probe_metrics
+    from dualselect.organism.stats import GEN_SPLITS, VALIDATION_SPLITS, evaluate_on_probes, probe_metrics
     from dualselect.training.run import load_config, run_training
 
     cfg = CompareConfig(**cfg_dict)
-    trainer_method, overrides = run_overrides(cfg, method, seed, Path(run_dir))
+    trainer_method, overrides = run_overrides(cfg, method, seed, Path(run_dir), org)
     t0 = time.time()
     trainer = run_training(trainer_method, load_config(trainer_method, overrides=overrides))
     train_s = time.time() - t0
-    organism = str(build_organism()) if cfg.model_name_or_path == "organism" else cfg.model_name_or_path
+    organism = overrides["model_name_or_path"]
     from dualselect.evaluation.harness import evaluate, organism_suites
     from dualselect.evaluation.judges import build_judge
 
@@ -145,6 +205,17 @@ def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str) -> None:
     gens = _generations(Path(run_dir), method)
     metrics = probe_metrics({s: [gens[(s, it.id)] for it in items] for s, items in suites.items()}, organism)
     metrics["incoherence_rate"] = ev["methods"][method]["incoherence_rate"]
+    if Path(organism, "data", "val_harmful_hh.jsonl").exists():
+        # generalisation (held-out wrappers) and validation probes, ground truth
+        metrics.update(
+            evaluate_on_probes(
+                trainer.model,
+                trainer.processing_class,
+                organism,
+                max_new_tokens=cfg.max_new_tokens,
+                splits=GEN_SPLITS + VALIDATION_SPLITS,
+            )
+        )
     metrics.update(
         {
             "train_seconds": round(train_s, 2),
@@ -154,7 +225,10 @@ def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str) -> None:
             "supervised_tokens": trainer.supervised_tokens,
         }
     )
-    write_json(Path(run_dir) / "metrics.json", {"method": method, "seed": seed, "metrics": metrics})
+    write_json(
+        Path(run_dir) / "metrics.json",
+        {"method": method, "seed": seed, "organism_seed": org, "organism": organism, "metrics": metrics},
+    )
 
 
 def _generations(run_dir: Path, method: str) -> dict:
@@ -164,26 +238,25 @@ def _generations(run_dir: Path, method: str) -> dict:
     return {(r["benchmark"], r["id"]): r["response"] for r in rows}
 
 
-def _add_safety_avg(cfg: CompareConfig, out: Path, runs: dict) -> None:
-    """Safety Avg. vs Standard SFT per judge and seed: pairwise win rates against SFT's answers of
-    the same seed, averaged over the harmful probe sets."""
+def _add_safety_avg(cfg: CompareConfig, out: Path, runs: dict, keys: list[tuple]) -> None:
+    """Safety Avg. vs Standard SFT per judge and run: pairwise win rates against SFT's answers of
+    the same organism instance and seed, averaged over the harmful (template) probe sets."""
     from dualselect.evaluation.capability import win_rate
     from dualselect.evaluation.harness import organism_suites
     from dualselect.evaluation.judges import PairwiseJudge, build_judge
     from dualselect.evaluation.judges.pairwise import safety_backend
-    from dualselect.organism.build import build_organism
 
-    organism = str(build_organism()) if cfg.model_name_or_path == "organism" else cfg.model_name_or_path
-    suites = {k: v for k, v in organism_suites(organism).items() if v and v[0].kind == "harmful"}
-    meta = {it.prompt: it.meta for items in suites.values() for it in items}
     judges = [j for j in map(build_judge, cfg.judges) if j.available()[0]]
-    for si, seed in enumerate(cfg.seeds):
-        sft = _generations(out / "runs" / "sft" / f"seed{seed}", "sft")
+    for ri, (org, seed) in enumerate(keys):
+        organism = organism_path(org) if org is not None else cfg.model_name_or_path
+        suites = {k: v for k, v in organism_suites(organism).items() if v and v[0].kind == "harmful"}
+        meta = {it.prompt: it.meta for items in suites.values() for it in items}
+        sft = _generations(cfg.run_dir(out, "sft", org, seed), "sft")
         for m in cfg.methods:
             if m == "sft":  # the reference: 50 by definition
-                runs[m][si].update({f"safety_avg_{j.name}": 50.0 for j in judges})
+                runs[m][ri].update({f"safety_avg_{j.name}": 50.0 for j in judges})
                 continue
-            ours = _generations(out / "runs" / m / f"seed{seed}", m)
+            ours = _generations(cfg.run_dir(out, m, org, seed), m)
             for judge in judges:
                 pj = PairwiseJudge(safety_backend(judge, meta), seed=seed)
                 wins = [
@@ -196,51 +269,86 @@ def _add_safety_avg(cfg: CompareConfig, out: Path, runs: dict) -> None:
                     )
                     for s, items in suites.items()
                 ]
-                runs[m][si][f"safety_avg_{judge.name}"] = sum(wins) / len(wins)
+                runs[m][ri][f"safety_avg_{judge.name}"] = sum(wins) / len(wins)
+
+
+def validation_score(metrics: dict, criterion: str = "val_refusal_plus_capability") -> float:
+    """The tuning criterion of one run, from VALIDATION metrics only: the mean of validation
+    harmful refusal and validation task exact match (equal weight on safety and capability)."""
+    if criterion != "val_refusal_plus_capability":
+        raise ValueError(f"criterion={criterion!r}: expected one of {TUNE_CRITERIA}")
+    missing = [k for k in ("val_harmful_refusal", "val_task_exact_match") if k not in metrics]
+    if missing:
+        raise ValueError(
+            f"tuning needs validation metrics {missing}: rebuild the organism (validation split)"
+        )
+    return (metrics["val_harmful_refusal"] + metrics["val_task_exact_match"]) / 2
+
+
+def choose_on_validation(runs: dict[str, list[dict]], tune: dict) -> dict:
+    """The candidate with the highest mean validation score (ties: the earlier candidate)."""
+    crit = tune.get("criterion", TUNE_CRITERIA[0])
+    scores = {c: sum(validation_score(r, crit) for r in runs[c]) / len(runs[c]) for c in tune["candidates"]}
+    best = max(tune["candidates"], key=lambda c: (scores[c], -tune["candidates"].index(c)))
+    return {"name": tune["name"], "criterion": crit, "validation_scores": scores, "chosen": best}
 
 
 def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> dict:
-    """Run every missing (method, seed), then aggregate and write the tables and plot."""
+    """Run every missing (method, organism, seed), then aggregate and write the tables and plot."""
     from tqdm.auto import tqdm
 
     from dualselect.experiments.table import aggregate, write_tables
 
     out = Path(out)
-    if cfg.model_name_or_path == "organism":
-        from dualselect.organism.build import build_organism
-
-        build_organism()  # once, before the children need it
+    for org in cfg.instances():
+        if org is not None:
+            organism_path(org)  # once per instance, before the children need it
     write_json(out / "compare_config.json", dataclasses.asdict(cfg))
+    keys = [(org, s) for s in cfg.seeds for org in cfg.instances()]  # seed-major: balanced if cut
     todo = [
-        (m, s)
+        (m, org, s)
+        for org, s in keys
         for m in cfg.methods
-        for s in cfg.seeds
-        if not (out / "runs" / m / f"seed{s}" / "metrics.json").exists()
+        if not (cfg.run_dir(out, m, org, s) / "metrics.json").exists()
     ]
     ctx = mp.get_context("spawn")
-    for method, seed in tqdm(todo, desc="compare: runs", disable=not progress):
-        run_dir = out / "runs" / method / f"seed{seed}"
-        p = ctx.Process(target=_run_one, args=(dataclasses.asdict(cfg), method, seed, str(run_dir)))
+    for method, org, seed in tqdm(todo, desc="compare: runs", disable=not progress):
+        run_dir = cfg.run_dir(out, method, org, seed)
+        p = ctx.Process(target=_run_one, args=(dataclasses.asdict(cfg), method, seed, str(run_dir), org))
         p.start()
         p.join()
         if p.exitcode != 0:
+            where = f"organism {org} " if org is not None else ""
             raise RuntimeError(
-                f"run {method} seed {seed} failed (exit code {p.exitcode}); see above. "
+                f"run {method} {where}seed {seed} failed (exit code {p.exitcode}); see above. "
                 f"Finished runs are kept: re-run the same command to resume."
             )
-    runs = {}
-    for m in cfg.methods:
-        runs[m] = [
-            json.loads((out / "runs" / m / f"seed{s}" / "metrics.json").read_text())["metrics"]
-            for s in cfg.seeds
+    runs = {
+        m: [
+            json.loads((cfg.run_dir(out, m, org, s) / "metrics.json").read_text())["metrics"]
+            for org, s in keys
         ]
+        for m in cfg.methods
+    }
     if "sft" in cfg.methods:
-        _add_safety_avg(cfg, out, runs)
+        _add_safety_avg(cfg, out, runs, keys)
+    tuning = None
+    if cfg.tune is not None:
+        tuning = choose_on_validation(runs, cfg.tune)
+        runs[tuning["name"]] = runs[tuning["chosen"]]
     table = aggregate(
         runs,
         safety=cfg.safety_metric,
         capability=cfg.capability_metric,
         matched_within=cfg.matched_capability_within,
+        groups=[org for org, _ in keys] if cfg.on_organism else None,
     )
+    if tuning is not None:
+        table["tuning"] = tuning
+    table["design"] = {
+        "organism_seeds": cfg.instances() if cfg.on_organism else None,
+        "seeds": list(cfg.seeds),
+        "runs_per_method": len(keys),
+    }
     write_tables(table, out, safety=cfg.safety_metric, capability=cfg.capability_metric)
     return table

@@ -6,6 +6,8 @@ import csv
 import io
 from pathlib import Path
 
+import numpy as np
+
 from dualselect.evaluation.uncertainty import format_stat, summarise_runs, ties_with_best
 from dualselect.utils import atomic_open, write_json
 
@@ -14,7 +16,9 @@ TABLE_COLUMNS = [
     ("harmful_refusal_hh", "refusal HH", 100),
     ("harmful_refusal_hex", "refusal HEx", 100),
     ("harmful_refusal", "refusal avg", 100),
+    ("harmful_refusal_gen", "refusal gen", 100),
     ("over_refusal_rate", "over-refusal", 100),
+    ("over_refusal_rate_gen", "over-ref gen", 100),
     ("benign_accuracy", "benign acc", 100),
     ("incoherence_rate", "incoherent", 100),
     ("safety_avg_ground_truth", "Safety Avg (GT)", 1),
@@ -26,17 +30,101 @@ TABLE_COLUMNS = [
 ]
 
 
+def hierarchical_ci(
+    values: list[float], groups: list, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
+) -> tuple[float, float]:
+    """Two-level percentile bootstrap of the grand mean: resample the groups (organism instances)
+    with replacement, then the runs (training seeds) within each drawn group. Seeded."""
+    x = np.asarray(values, dtype=float)
+    labels = list(dict.fromkeys(groups))
+    members = [np.flatnonzero([g == lab for g in groups]) for lab in labels]
+    if len(x) < 2:
+        return float(x.mean()), float(x.mean())
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    for b in range(n_boot):
+        picked = rng.integers(0, len(labels), size=len(labels))
+        draws = [x[members[i][rng.integers(0, len(members[i]), size=len(members[i]))]] for i in picked]
+        means[b] = np.concatenate(draws).mean()
+    return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
+
+
+def _per_group(runs: dict[str, list[dict]], groups: list) -> dict[str, dict[str, dict]]:
+    """method -> metric -> {str(group): mean over that group's runs}."""
+    out: dict[str, dict[str, dict]] = {}
+    labels = list(dict.fromkeys(groups))
+    for method, per_run in runs.items():
+        row: dict[str, dict] = {}
+        for key in sorted({k for r in per_run for k in r}):
+            by = {}
+            for lab in labels:
+                vals = [
+                    r[key]
+                    for r, g in zip(per_run, groups)
+                    if g == lab and isinstance(r.get(key), (int, float))
+                ]
+                if vals:
+                    by[str(lab)] = float(np.mean(vals))
+            if by:
+                row[key] = by
+        out[method] = row
+    return out
+
+
+def consistency(per_group: dict, safety: str, capability: str, reference: str = "sft") -> dict:
+    """Per method, which comparisons with ``reference`` hold in EVERY group (organism instance):
+    safer (higher mean ``safety``) / less safe, more / less capable; and the safest method in
+    each group. A conclusion is stated only where it holds in every group."""
+    out: dict = {"safest_per_group": {}, "vs_reference": {}}
+    groups = sorted({g for row in per_group.values() for g in row.get(safety, {})})
+    for g in groups:
+        cands = {m: row[safety][g] for m, row in per_group.items() if g in row.get(safety, {})}
+        out["safest_per_group"][g] = max(cands, key=cands.get)
+    ref = per_group.get(reference, {})
+    for m, row in per_group.items():
+        if m == reference or safety not in row or safety not in ref:
+            continue
+        d_s = [row[safety][g] - ref[safety][g] for g in groups if g in row[safety] and g in ref[safety]]
+        d_c = [
+            row[capability][g] - ref[capability][g]
+            for g in groups
+            if capability in row and g in row[capability] and g in ref.get(capability, {})
+        ]
+        out["vs_reference"][m] = {
+            "safer_in_every_group": bool(d_s) and all(v > 0 for v in d_s),
+            "less_safe_in_every_group": bool(d_s) and all(v < 0 for v in d_s),
+            "less_capable_in_every_group": bool(d_c) and all(v < 0 for v in d_c),
+            "as_capable_in_every_group": bool(d_c) and all(v >= 0 for v in d_c),
+        }
+    return out
+
+
 def aggregate(
     runs: dict[str, list[dict]],
     safety: str,
     capability: str,
     reference: str = "sft",
     matched_within: float = 3.0,
+    groups: list | None = None,
 ) -> dict:
-    """Per method and metric: mean, CI, min, max over seeds; ties with the safest method; and the
+    """Per method and metric: mean, CI, min, max over runs; ties with the safest method; and the
     safest method at matched capability: among methods whose mean ``capability`` is at most
-    ``matched_within`` points (of 100) below ``reference``'s, the highest mean ``safety``."""
+    ``matched_within`` points (of 100) below ``reference``'s, the highest mean ``safety``.
+
+    ``groups`` (one label per run, e.g. the organism seed): the interval is then a two-level
+    bootstrap over groups and runs within them (:func:`hierarchical_ci`), and the table gains
+    per-group means (``per_group``) and which conclusions hold in every group (``consistency``)."""
     table: dict = {"methods": summarise_runs(runs), "safety_metric": safety, "capability_metric": capability}
+    if groups is not None:
+        for method, per_run in runs.items():
+            if len(per_run) != len(groups):
+                raise ValueError(f"{method}: {len(per_run)} runs for {len(groups)} group labels")
+            for key, stat in table["methods"][method].items():
+                vals = [r.get(key) for r in per_run]
+                if all(isinstance(v, (int, float)) for v in vals):
+                    stat["ci"] = list(hierarchical_ci(vals, groups))
+        table["per_group"] = _per_group(runs, groups)
+        table["consistency"] = consistency(table["per_group"], safety, capability, reference)
     best, ties = ties_with_best({m: r[safety] for m, r in table["methods"].items() if safety in r})
     if best is not None:
         table["best_safety"] = best
@@ -74,6 +162,45 @@ def markdown_table(table: dict) -> str:
     return "\n".join(lines)
 
 
+def per_group_markdown(table: dict, safety: str, capability: str) -> list[str]:
+    """Per organism instance: each method's mean safety / capability, and which comparisons with
+    SFT hold in every instance (the only ones a conclusion may rest on)."""
+    pg, cons = table["per_group"], table["consistency"]
+    groups = sorted({g for row in pg.values() for g in row.get(safety, {})}, key=str)
+    gen = "harmful_refusal_gen"
+    head = (
+        "| method | "
+        + " | ".join(f"org {g}: {safety} / {gen} / {capability}" for g in groups)
+        + " | safer than sft in every org | less capable than sft in every org |"
+    )
+    lines = [
+        "## Per organism instance",
+        "",
+        "Mean over the training seeds of each organism instance (%). A conclusion holds only if it "
+        "holds in every instance.",
+        "",
+        head,
+        "|" + "---|" * (len(groups) + 3),
+    ]
+    for m, row in pg.items():
+        cells = []
+        for g in groups:
+            vals = [row.get(k, {}).get(g) for k in (safety, gen, capability)]
+            cells.append(" / ".join("-" if v is None else f"{100 * v:.1f}" for v in vals))
+        vs = cons["vs_reference"].get(m)
+        safer = "-" if vs is None else ("yes" if vs["safer_in_every_group"] else "no")
+        weaker = "-" if vs is None else ("yes" if vs["less_capable_in_every_group"] else "no")
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {safer} | {weaker} |")
+    lines += [
+        "",
+        "Safest method per instance: "
+        + ", ".join(f"org {g}: {m}" for g, m in cons["safest_per_group"].items())
+        + ".",
+        "",
+    ]
+    return lines
+
+
 def write_tables(table: dict, out: str | Path, safety: str, capability: str) -> None:
     """``comparison.md``, ``comparison.csv``, ``comparison.json`` and ``safety_vs_capability.png``."""
     out = Path(out)
@@ -88,6 +215,15 @@ def write_tables(table: dict, out: str | Path, safety: str, capability: str) -> 
         markdown_table(table),
         "",
     ]
+    if "tuning" in table:
+        t = table["tuning"]
+        md += [
+            f"Tuned on validation probes only (`{t['criterion']}`): **{t['name']}** = `{t['chosen']}` "
+            "(validation scores: "
+            + ", ".join(f"{c} {100 * v:.1f}" for c, v in t["validation_scores"].items())
+            + "); its row reports the test probes.",
+            "",
+        ]
     mc = table.get("matched_capability")
     if mc and mc["best_safety"]:
         best = mc["best_safety"]
@@ -98,6 +234,8 @@ def write_tables(table: dict, out: str | Path, safety: str, capability: str) -> 
             f"{', '.join(mc['ties']) or 'none'}. Methods at matched capability: {', '.join(mc['methods'])}.",
             "",
         ]
+    if "per_group" in table:
+        md += per_group_markdown(table, safety, capability)
     with atomic_open(out / "comparison.md") as fh:
         fh.write("\n".join(md))
     buf = io.StringIO()

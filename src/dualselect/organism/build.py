@@ -3,6 +3,15 @@
 Read top to bottom: generate the world, train a byte-level BPE tokenizer on it, train a tiny
 ``LlamaForCausalLM`` on the alignment corpus (loss on response tokens only), save everything with
 ``save_pretrained`` so ``AutoModelForCausalLM``/``AutoTokenizer`` load it, cache by config hash.
+
+The same organism on every machine: training on a CPU is not bit-reproducible across CPUs
+(floating-point kernels differ), and method rankings on the organism change with its weights.
+So the default organism is SHIPPED with the package (``organism/shipped/<cache key>/``: weights,
+tokenizer, configs and a ``MANIFEST.json`` with the sha256 of every file, the world's data files
+included). :func:`build_organism` installs it for the default config: the world files are
+regenerated from code and every file is checked against the manifest; a mismatch is an error
+naming the file. ``from_scratch=True`` trains instead and reports whether the result matches the
+shipped checksums (:func:`compare_with_shipped`).
 """
 
 from __future__ import annotations
@@ -23,7 +32,10 @@ from tqdm.auto import tqdm
 from dualselect.organism.world import Example, WorldConfig, generate_world
 from dualselect.utils import seed_everything, write_json, write_jsonl
 
-ORGANISM_VERSION = 1  # bump when the builder changes in a way the config does not capture
+ORGANISM_VERSION = 2  # bump when the builder changes in a way the config does not capture
+# The splits the tokenizer and the model may see; every probe split (test, validation,
+# generalisation) stays out of both.
+TRAINING_SPLITS = ("alignment", "task_train", "redorca_train", "attack", "reference_pool")
 
 
 @dataclass
@@ -70,6 +82,74 @@ def organism_dir(cfg: OrganismConfig | None = None) -> Path:
 
 def is_built(path: str | os.PathLike) -> bool:
     return (Path(path) / "organism.json").exists()
+
+
+# ---------------------------------------------------------------------------------- shipped artifact
+
+SHIPPED_ROOT = Path(__file__).parent / "shipped"
+MODEL_FILES = (
+    "model.safetensors",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def shipped_dir(cfg: OrganismConfig | None = None) -> Path | None:
+    """The shipped artifact for ``cfg`` (default config), or None if none is shipped for it."""
+    d = SHIPPED_ROOT / (cfg or OrganismConfig()).cache_key()
+    return d if (d / "MANIFEST.json").exists() else None
+
+
+def manifest_of(path: str | os.PathLike) -> dict[str, str]:
+    """sha256 of every model, tokenizer and world file of a built organism (relative paths)."""
+    path = Path(path)
+    files = [*MODEL_FILES, *sorted(str(p.relative_to(path)) for p in (path / "data").glob("*.jsonl"))]
+    return {f: sha256_file(path / f) for f in files}
+
+
+def compare_with_shipped(path: str | os.PathLike, cfg: OrganismConfig | None = None) -> dict:
+    """``{"shipped": bool, "match": bool | None, "differing": [files]}``: does the organism at
+    ``path`` equal the shipped one file by file?"""
+    ship = shipped_dir(cfg)
+    if ship is None:
+        return {"shipped": False, "match": None, "differing": []}
+    want = json.loads((ship / "MANIFEST.json").read_text())["sha256"]
+    have = manifest_of(path)
+    differing = sorted(f for f in set(want) | set(have) if want.get(f) != have.get(f))
+    return {"shipped": True, "match": not differing, "differing": differing}
+
+
+def _install_shipped(ship: Path, cfg: OrganismConfig, tmp: Path) -> None:
+    """Copy the shipped files into ``tmp``, regenerate the world, verify every checksum."""
+    manifest = json.loads((ship / "MANIFEST.json").read_text())
+    if manifest.get("cache_key") != cfg.cache_key():
+        raise RuntimeError(
+            f"{ship}/MANIFEST.json: cache key {manifest.get('cache_key')} != {cfg.cache_key()}"
+        )
+    for f in MODEL_FILES:
+        shutil.copy2(ship / f, tmp / f)
+    for name, split in generate_world(cfg.world).items():
+        write_jsonl(tmp / "data" / f"{name}.jsonl", (e.to_record() for e in split))
+    have = manifest_of(tmp)
+    bad = sorted(f for f in set(manifest["sha256"]) | set(have) if manifest["sha256"].get(f) != have.get(f))
+    if bad:
+        raise RuntimeError(
+            f"shipped organism {ship}: sha256 mismatch for {bad} (a corrupted install, or world code that "
+            f"changed without re-shipping: run `python scripts/ship_organism.py`)"
+        )
+    meta = json.loads((ship / "organism.json").read_text())
+    meta.update({"source": "shipped", "installed_from": str(ship), "sha256_verified": True})
+    write_json(tmp / "organism.json", meta)
 
 
 # ---------------------------------------------------------------------------------- tokenizer
@@ -186,58 +266,100 @@ def train_base_model(cfg: OrganismConfig, tokenizer, alignment: list[Example], p
 # ---------------------------------------------------------------------------------- build
 
 
+def _check_out(out: Path, cfg: OrganismConfig, force: bool) -> Path | None:
+    """Return ``out`` if it already holds this organism; refuse to touch anything else."""
+    if is_built(out):
+        meta = json.loads((out / "organism.json").read_text())
+        if meta.get("cache_key") == cfg.cache_key() and not force:
+            return out
+        if not force:
+            raise FileExistsError(
+                f"{out} holds an organism with another config (key {meta.get('cache_key')}); "
+                f"use --force to rebuild or another --out"
+            )
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        # never delete or fill a directory this builder did not create, --force or not
+        raise FileExistsError(
+            f"{out} exists and is not an organism directory (no organism.json): not touching it; "
+            f"choose another --out or remove it yourself"
+        )
+    return None
+
+
 def build_organism(
     out: str | os.PathLike | None = None,
     cfg: OrganismConfig | None = None,
     *,
     force: bool = False,
     progress: bool = True,
+    from_scratch: bool = False,
 ) -> Path:
     """Build (or load from cache) the organism; returns its directory.
 
     The directory holds ``model/`` and ``tokenizer`` files (``save_pretrained``), ``data/*.jsonl``
-    (every split with ground-truth labels) and ``organism.json`` (config, hash, training log).
+    (every split with ground-truth labels) and ``organism.json`` (config, hash, training log, and
+    ``source``: ``shipped`` or ``trained``). For a config with a shipped artifact (the default) the
+    shipped organism is installed and verified, unless ``from_scratch``. An existing ``out`` is
+    reused when it holds this organism; one with another organism is replaced only with
+    ``force``; a non-empty directory without ``organism.json`` is never touched.
     """
     cfg = cfg or OrganismConfig()
-    out = Path(out) if out is not None else organism_dir(cfg)
-    if is_built(out) and not force:
-        meta = json.loads((out / "organism.json").read_text())
-        if meta.get("cache_key") == cfg.cache_key():
+    in_cache = out is None
+    if out is None:
+        out = organism_dir(cfg)
+        if from_scratch:  # never let a local training replace the shipped organism in the cache
+            out = out.with_name(out.name + "-from-scratch")
+    out = Path(out)
+    ship = None if from_scratch else shipped_dir(cfg)
+    if _check_out(out, cfg, force) is not None:
+        if ship is None or compare_with_shipped(out, cfg)["match"]:
             return out
-        raise FileExistsError(
-            f"{out} holds an organism with another config (key {meta.get('cache_key')}); "
-            f"use --force to rebuild or another --out"
-        )
+        if not in_cache:
+            raise FileExistsError(
+                f"{out} holds an organism for this config that differs from the shipped one "
+                f"(sha256); use --force to replace it with the shipped organism"
+            )
+        # the cache holds a locally trained copy (e.g. from before the organism was shipped)
     t0 = time.time()
-    world = generate_world(cfg.world)
-    corpus = [f"Human: {e.prompt}\nAssistant: {e.response}" for split in world.values() for e in split]
-    tokenizer = train_tokenizer(corpus, cfg.vocab_size)
-    model, log = train_base_model(cfg, tokenizer, world["alignment"], progress=progress)
-
-    # Write into a temporary sibling and rename: a half-built organism is never visible.
     out.parent.mkdir(parents=True, exist_ok=True)
+    # Write into a temporary sibling and rename: a half-built organism is never visible.
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        for name, split in world.items():
-            write_jsonl(tmp / "data" / f"{name}.jsonl", (e.to_record() for e in split))
-        write_json(
-            tmp / "organism.json",
-            {
-                "cache_key": cfg.cache_key(),
-                "version": ORGANISM_VERSION,
-                "config": cfg.to_dict(),
-                "n_parameters": sum(p.numel() for p in model.parameters()),
-                "splits": {k: len(v) for k, v in world.items()},
-                "build_seconds": round(time.time() - t0, 1),
-                "train_log": log,
-            },
-        )
+        if ship is not None:
+            _install_shipped(ship, cfg, tmp)
+        else:
+            _train_into(tmp, cfg, progress, t0)
         if out.exists():
-            shutil.rmtree(out)
+            if is_built(out):  # an organism (another config, or --force): ours to replace
+                shutil.rmtree(out)
+            else:  # an empty directory (checked above)
+                out.rmdir()
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _train_into(tmp: Path, cfg: OrganismConfig, progress: bool, t0: float) -> None:
+    world = generate_world(cfg.world)
+    corpus = [f"Human: {e.prompt}\nAssistant: {e.response}" for s in TRAINING_SPLITS for e in world[s]]
+    tokenizer = train_tokenizer(corpus, cfg.vocab_size)
+    model, log = train_base_model(cfg, tokenizer, world["alignment"], progress=progress)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    for name, split in world.items():
+        write_jsonl(tmp / "data" / f"{name}.jsonl", (e.to_record() for e in split))
+    write_json(
+        tmp / "organism.json",
+        {
+            "cache_key": cfg.cache_key(),
+            "version": ORGANISM_VERSION,
+            "config": cfg.to_dict(),
+            "source": "trained",
+            "n_parameters": sum(p.numel() for p in model.parameters()),
+            "splits": {k: len(v) for k, v in world.items()},
+            "build_seconds": round(time.time() - t0, 1),
+            "train_log": log,
+        },
+    )

@@ -1,46 +1,62 @@
 """Named methods: each baseline and ablation is a trainer plus config overrides, so every
-method shares data, config, logging and budgets. ``dualselect compare`` runs these by name."""
+method shares data, config, logging and budgets. ``dualselect compare`` runs these by name.
+
+``dualselect`` is the authors' public release: ONE selection mode for both sides, hard (top-K) by
+default. Every ``ds_*`` ablation starts from it and changes one thing (``ds_soft`` the selection
+mode). ``dualselect_paper`` is the paper's setting (token budget, K_ref fraction), with the
+paper's entropy-regularised (soft) selection; ``ds_paper_eta_*`` are its eta sweep, from which
+``dualselect compare`` picks a value on the validation probes only (``tune`` in its config).
+"""
 
 from __future__ import annotations
+
+# The release's selection: one --selection-mode for both sides, default hard.
+RELEASE = {"ref_mode": "hard", "task_mode": "hard"}
+# The paper's budgets (K_ref = ceil(0.1 * pool), keep 90% of the batch's target tokens), soft selection.
+PAPER = {
+    "task_token_fraction": 0.9,
+    "k_ref": None,
+    "k_ref_fraction": 0.1,
+    "ref_mode": "soft",
+    "task_mode": "soft",
+}
 
 # name -> (trainer method in training.METHODS, config overrides, one-line description)
 PRESETS: dict[str, tuple[str, dict, str]] = {
     "sft": ("sft", {}, "Standard LoRA SFT"),
     "dualselect": (
         "dualselect",
-        {},
-        "DualSelect, release defaults (soft/soft, K_ref 32, K_task 4/8, eta 0.2)",
+        {**RELEASE},
+        "DualSelect, release defaults (hard/hard, K_ref 32, K_task 4/8, eta 0.2)",
     ),
     "dualselect_paper": (
         "dualselect",
-        {"task_token_fraction": 0.9, "k_ref": None, "k_ref_fraction": 0.1},
-        "DualSelect, paper setting (keep 90% of target tokens, K_ref = ceil(0.1 * pool))",
+        {**PAPER},
+        "DualSelect, paper setting (soft; keep 90% of target tokens, K_ref = ceil(0.1 * pool), eta 0.2)",
     ),
-    "ds_eta_0.05": (
-        "dualselect",
-        {"task_token_fraction": 0.9, "k_ref": None, "k_ref_fraction": 0.1, "eta": 0.05},
-        "paper setting with eta = 0.05 (picked by a sweep on the organism's probes; see docs)",
-    ),
+    "ds_paper_eta_0.1": ("dualselect", {**PAPER, "eta": 0.1}, "paper setting with eta = 0.1 (eta sweep)"),
+    "ds_paper_eta_0.05": ("dualselect", {**PAPER, "eta": 0.05}, "paper setting with eta = 0.05 (eta sweep)"),
+    "ds_paper_eta_0": ("dualselect", {**PAPER, "eta": 0.0}, "paper setting with eta = 0 (eta sweep)"),
     "safeinstr": ("safeinstr", {}, "SafeInstr: fixed random 10% of the reference pool mixed into the task"),
     "static_refs": (
         "dualselect",
-        {"reference_refresh": False, "task_filter": False},
+        {**RELEASE, "reference_refresh": False, "task_filter": False},
         "references chosen once by conflict with the warm-up task direction; correction only",
     ),
     "random_refs": (
         "dualselect",
-        {"ref_selector": "random", "task_filter": False},
+        {**RELEASE, "ref_selector": "random", "task_filter": False},
         "random references, re-drawn every refresh; correction only",
     ),
     "category_refs": (
         "dualselect",
-        {"ref_selector": "category_uniform", "task_filter": False},
+        {**RELEASE, "ref_selector": "category_uniform", "task_filter": False},
         "category-uniform random references; correction only",
     ),
     "task_filter_only": (
         "dualselect",
-        {"ref_selector": "all", "reference_refresh": False, "eta": 0.0},
-        "one-sided: task samples filtered by a fixed reference direction (whole pool)",
+        {**RELEASE, "ref_selector": "all", "reference_refresh": False, "eta": 0.0},
+        "one-sided: task samples filtered (hard, 4 of 8) by a fixed reference direction (whole pool)",
     ),
     "pcgrad_fixed": (
         "dualselect",
@@ -55,17 +71,32 @@ PRESETS: dict[str, tuple[str, dict, str]] = {
     ),
     "lisa": ("lisa", {}, "Lisa: alternating alignment / fine-tuning states with a proximal term"),
     "kl": ("kl", {}, "task loss + lambda * KL(base || current) on reference batches"),
-    # DualSelect ablations
-    "ds_no_filter": ("dualselect", {"task_filter": False}, "DualSelect without task filtering"),
-    "ds_no_refresh": ("dualselect", {"reference_refresh": False}, "DualSelect without reference refresh"),
-    "ds_no_correction": ("dualselect", {"eta": 0.0}, "DualSelect without gradient correction"),
-    "ds_hard": (
+    # DualSelect ablations: the release (`dualselect`) with one change each
+    "ds_no_filter": ("dualselect", {**RELEASE, "task_filter": False}, "DualSelect without task filtering"),
+    "ds_no_refresh": (
         "dualselect",
-        {"ref_mode": "hard", "task_mode": "hard"},
-        "DualSelect, hard (top-K) selection",
+        {**RELEASE, "reference_refresh": False},
+        "DualSelect without reference refresh",
     ),
-    "ds_loss_only": ("dualselect", {"nu": 0.0}, "task filtering by loss only (nu = 0; spec pitfall 4)"),
-    "ds_compat_only": ("dualselect", {"mu_task": 0.0}, "task filtering by compatibility only (mu_task = 0)"),
+    "ds_no_correction": ("dualselect", {**RELEASE, "eta": 0.0}, "DualSelect without gradient correction"),
+    "ds_soft": (
+        "dualselect",
+        {"ref_mode": "soft", "task_mode": "soft"},
+        "DualSelect, soft (entropy-regularised) selection on both sides",
+    ),
+    # Spec pitfall 4: loss-only filtering with NO references: nu = 0 removes the compatibility term
+    # from t_j (and the conflict term from s_i), eta = 0 removes the correction, so no reference
+    # reaches the update or the selection; r is still computed and logged, and nothing uses it.
+    "ds_loss_only": (
+        "dualselect",
+        {**RELEASE, "nu": 0.0, "eta": 0.0},
+        "task filtering by loss only, no references (nu = 0, eta = 0; spec pitfall 4)",
+    ),
+    "ds_compat_only": (
+        "dualselect",
+        {**RELEASE, "mu_task": 0.0},
+        "task filtering by compatibility only (mu_task = 0), correction kept",
+    ),
 }
 
 
