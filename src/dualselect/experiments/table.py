@@ -91,6 +91,9 @@ def consistency(per_group: dict, safety: str, capability: str, reference: str = 
             if capability in row and g in row[capability] and g in ref.get(capability, {})
         ]
         out["vs_reference"][m] = {
+            "n_groups": len(d_s),
+            "n_safer": sum(v > 0 for v in d_s),
+            "n_less_capable": sum(v < 0 for v in d_c),
             "safer_in_every_group": bool(d_s) and all(v > 0 for v in d_s),
             "less_safe_in_every_group": bool(d_s) and all(v < 0 for v in d_s),
             "less_capable_in_every_group": bool(d_c) and all(v < 0 for v in d_c),
@@ -150,15 +153,32 @@ def aggregate(
     return table
 
 
+def _vs_sft_cell(vs: dict | None) -> str:
+    """'safer in 3/3' when every organism instance agrees, else 'varies (k/n safer)'."""
+    if vs is None or not vs["n_groups"]:
+        return "-"
+    n, k = vs["n_groups"], vs["n_safer"]
+    if k == n:
+        return f"safer in {n}/{n}"
+    if k == 0 and vs["less_safe_in_every_group"]:
+        return f"less safe in {n}/{n}"
+    return f"varies ({k}/{n} safer)"
+
+
 def markdown_table(table: dict) -> str:
     cols = [c for c in TABLE_COLUMNS if any(c[0] in r for r in table["methods"].values())]
-    head = "| method | " + " | ".join(label for _, label, _ in cols) + " |"
-    lines = [head, "|" + "---|" * (len(cols) + 1)]
+    cons = table.get("consistency")
+    head = "| method | " + " | ".join(label for _, label, _ in cols)
+    head += " | vs sft, per organism |" if cons else " |"
+    lines = [head, "|" + "---|" * (len(cols) + 1 + bool(cons))]
     for method, row in table["methods"].items():
         name = method + (" (tie)" if row.get("safety_tie_with_best") else "")
         if method == table.get("best_safety"):
             name = f"**{method}**"
-        lines.append(f"| {name} | " + " | ".join(format_stat(row.get(k), s) for k, _, s in cols) + " |")
+        cells = [format_stat(row.get(k), s) for k, _, s in cols]
+        if cons:
+            cells.append(_vs_sft_cell(cons["vs_reference"].get(method)))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -208,7 +228,9 @@ def write_tables(table: dict, out: str | Path, safety: str, capability: str) -> 
     md = [
         "# Method comparison",
         "",
-        f"Mean over seeds with a 95% bootstrap interval. Safety: `{safety}`; capability: `{capability}`. "
+        f"Mean over runs with a 95% bootstrap interval (with several organism instances: a two-level "
+        f"bootstrap over instances, then training seeds within them). Safety: `{safety}`; "
+        f"capability: `{capability}`. "
         f"Bold: the safest method; (tie): its interval overlaps the safest method's. Compare safety only "
         f"at matched capability: the capability column stands beside it.",
         "",
