@@ -16,6 +16,7 @@ def test_compare_runs_tables_and_resumes(organism_dir, tmp_path, monkeypatch):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         "methods: [sft, dualselect]\nseeds: [0, 1]\norganism_seeds: [0]\nmax_new_tokens: 24\n"
+        "validate_all: true\n"
         "training: {max_steps: 12, disable_tqdm: true}\n"
         "method_overrides: {dualselect: {selection_warmup_steps: 4, k_ref: 8, ref_pool_cap: 32}}\n"
     )

@@ -78,6 +78,7 @@ class CompareConfig:
     # {"name", "candidates", "criterion"}: pick among candidate methods on validation probes only
     # ("auto": DEFAULT_TUNE when all its candidates are in methods, else no tuning; null: none)
     tune: dict[str, Any] | str | None = "auto"
+    validate_all: bool = False  # score every run on the validation probes, not only tune candidates
     training: dict[str, Any] = field(default_factory=dict)  # overrides for every method
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_new_tokens: int = 64
@@ -206,14 +207,16 @@ def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str, org: int | No
     metrics = probe_metrics({s: [gens[(s, it.id)] for it in items] for s, items in suites.items()}, organism)
     metrics["incoherence_rate"] = ev["methods"][method]["incoherence_rate"]
     if Path(organism, "data", "val_harmful_hh.jsonl").exists():
-        # generalisation (held-out wrappers) and validation probes, ground truth
+        # generalisation probes (held-out wrappers) for every run; validation probes where a
+        # tuning choice needs them (always with validate_all); ground truth
+        val = cfg.validate_all or (cfg.tune is not None and method in cfg.tune["candidates"])
         metrics.update(
             evaluate_on_probes(
                 trainer.model,
                 trainer.processing_class,
                 organism,
                 max_new_tokens=cfg.max_new_tokens,
-                splits=GEN_SPLITS + VALIDATION_SPLITS,
+                splits=GEN_SPLITS + (VALIDATION_SPLITS if val else ()),
             )
         )
     metrics.update(
