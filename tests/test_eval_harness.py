@@ -16,7 +16,7 @@ def test_eval_cli_on_organism(organism_dir, tmp_path):
             "output_dir": str(tmp_path / "sft"),
             "train_data": str(organism_dir / "data" / "redorca_train.jsonl"),
             "learning_rate": 1e-3,
-            "max_steps": 60,
+            "max_steps": 150,  # the v2 organism (wider alignment data) erodes more slowly
             "disable_tqdm": True,
         },
     )
