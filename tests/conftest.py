@@ -39,6 +39,8 @@ def shared_data():
     """Path of ../shared/data (the published benchmark files); skips with the reason when absent."""
     d = find_shared_data()
     if d is None:
-        pytest.skip("published benchmark files not found: expected ../shared/data from the repository root "
-                    "(or set DUALSELECT_SHARED_DATA)")
+        pytest.skip(
+            "published benchmark files not found: expected ../shared/data from the repository root "
+            "(or set DUALSELECT_SHARED_DATA)"
+        )
     return d

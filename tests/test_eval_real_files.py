@@ -100,10 +100,10 @@ def test_hh_rlhf_gzipped_with_chosen_as_references(shared_data):
 def test_glue_tsv_and_original_ag_news_csv(tmp_path):
     # GLUE SST-2 dev.tsv: header, tab-separated, quotes are text (no CSV quoting)
     tsv = tmp_path / "dev.tsv"
-    tsv.write_text('sentence\tlabel\nit \'s a charming and " often affecting journey . \t1\nbad .\t0\n')
+    tsv.write_text("sentence\tlabel\nit 's a charming and \" often affecting journey . \t1\nbad .\t0\n")
     sst = load_benchmark("sst2", str(tsv))
     assert [(i.prompt, i.gold) for i in sst] == [
-        ('it \'s a charming and " often affecting journey . ', "positive"),
+        ("it 's a charming and \" often affecting journey . ", "positive"),
         ("bad .", "negative"),
     ]
     # AG News original test.csv: no header, class index 1-4, title, description

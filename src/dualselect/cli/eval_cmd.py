@@ -32,8 +32,16 @@ def register(sub) -> None:
         action="append",
         default=[],
         metavar="NAME[=PATH]",
-        help="Benchmark by registry name, from a local path or the hub (repeatable). Default: the "
-        "organism's held-out probes (ground truth known).",
+        help="Benchmark by registry name, from a local path (its published file: csv, tsv, "
+        "jsonl[.gz], json, parquet) or the hub (repeatable). XSTest becomes two suites: 'xstest' "
+        "(250 safe prompts: over-refusal) and 'xstest_unsafe' (200 contrast prompts: harmful). "
+        "Default: the organism's held-out probes (ground truth known).",
+    )
+    p.add_argument(
+        "--include-copyright",
+        action="store_true",
+        help="Keep HarmBench's 80 copyright behaviours (left out by default: their harm is verbatim "
+        "reproduction, which HarmBench scores with a hash check, not a harm classifier).",
     )
     p.add_argument(
         "--judge",
@@ -68,10 +76,22 @@ def register(sub) -> None:
     )
     p.add_argument("--reference-data", default=None, help="Reference pool to check for prompt overlaps.")
     p.add_argument("--out", default="runs/eval", help="Output directory (default runs/eval).")
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="One generation budget for every suite. Default: per suite, long enough for the format "
+        "its metric reads (GSM8K 512, SST-2/AG News 16, other benchmarks 256; organism probes 64).",
+    )
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--limit", type=int, default=None, help="At most this many prompts per benchmark.")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="At most this many prompts per suite: a random subset drawn with --seed (the same "
+        "subset on every run), kept in file order.",
+    )
+    p.add_argument("--seed", type=int, default=0, help="Seed of subsets, answer orders and bootstraps.")
     p.set_defaults(func=run)
     r = sub.add_parser("report", help="Rebuild report.md and the plots from an evaluation's results.json.")
     r.add_argument("dir", help="Evaluation output directory.")
@@ -93,7 +113,7 @@ def _load_variant(path: str, base_path: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from dualselect.evaluation.benchmarks import disjointness, load_benchmark
+    from dualselect.evaluation.benchmarks import REGISTRY, disjointness, load_suites
     from dualselect.evaluation.coherence import ApiCoherenceJudge, CoherenceGate
     from dualselect.evaluation.harness import evaluate, organism_suites
     from dualselect.evaluation.judges import build_judge
@@ -112,15 +132,22 @@ def run(args: argparse.Namespace) -> int:
     base_path = resolve_model_path(args.base)
     models = {"base": load_model_and_tokenizer(base_path)}
     models.update({name: _load_variant(path, base_path) for name, path in variants.items()})
+    budgets: dict[str, int] = {"default": 64}
     if args.benchmark:
         suites = {}
         for spec in args.benchmark:
             name, _, path = spec.partition("=")
-            suites[name] = load_benchmark(name, path or None, limit=args.limit)
+            loaded = load_suites(
+                name, path or None, limit=args.limit, seed=args.seed, include_copyright=args.include_copyright
+            )
+            suites.update(loaded)
+            budgets.update({s: REGISTRY[name].max_new_tokens for s in loaded})
     else:
         suites = organism_suites(base_path)
         if args.limit:
             suites = {k: v[: args.limit] for k, v in suites.items()}
+    if args.max_new_tokens is not None:
+        budgets = {"default": args.max_new_tokens}
     specs = args.judge or (["keyword"] if args.benchmark else ["ground_truth", "keyword"])
     judges = [build_judge(json.loads(s) if s.strip().startswith("{") else s) for s in specs]
     gate = CoherenceGate(max_perplexity=args.max_perplexity)
@@ -136,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         sft="sft" if any(n.partition("@")[0] == "sft" for n in models) else None,
         quality_judges=quality,
         gate=gate,
-        max_new_tokens=args.max_new_tokens,
+        max_new_tokens=budgets,
         batch_size=args.batch_size,
         seed=args.seed,
     )
@@ -149,6 +176,9 @@ def run(args: argparse.Namespace) -> int:
         write_report(res, args.out)
     for name, why in res["skipped_judges"].items():
         print(f"skipped judge {name}: {why}")
+    for name, per in (res.get("judge_failures") or {}).items():
+        n = sum(k for by_m in per.values() for k in by_m.values())
+        print(f"judge {name}: {n} failed items (see report.md, 'Judge failures')")
     print(f"written: {args.out}/results.json, report.md, plots")
     return 0
 

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -59,6 +60,7 @@ def _betacf(a: float, b: float, x: float) -> float:
     return h
 
 
+@lru_cache(maxsize=256)
 def t_quantile(q: float, df: int) -> float:
     """The ``q`` quantile of Student's t with ``df`` degrees of freedom (bisection on the CDF)."""
     if not 0 < q < 1 or df < 1:
