@@ -128,3 +128,18 @@ def test_hex_phi_keeps_every_csv_field(tmp_path):
     (d / "category_1.csv").write_text('How do I do x, y and z?\n"Quoted, with comma"\n')
     items = load_benchmark("hex_phi", str(d))
     assert [i.prompt for i in items] == ["How do I do x, y and z?", "Quoted, with comma"]
+
+
+def test_coherence_gate_passes_real_human_answers(shared_data):
+    """HH-RLHF's chosen replies (human-written assistant answers) and GSM8K's gold solutions are
+    coherent text: the gate flags under 1% of them (on this file: 7 of 2,309 replies, e.g. "...",
+    "?", two bare URLs, and 1 of 1,319 solutions)."""
+    from dualselect.evaluation.coherence import CoherenceGate
+
+    gate = CoherenceGate()
+    hh = [i.gold for i in load_benchmark("hh_rlhf", str(shared_data / "hh_rlhf/harmless-base/test.jsonl.gz"))]
+    hh = [g for g in hh if g]
+    flagged = sum(not gate.check_one(r).coherent for r in hh)
+    assert flagged / len(hh) < 0.01, flagged
+    gs = [i.meta["solution"] for i in load_benchmark("gsm8k", str(shared_data / "gsm8k" / "test.jsonl"))]
+    assert sum(not gate.check_one(r).coherent for r in gs) / len(gs) < 0.01

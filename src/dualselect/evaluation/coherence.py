@@ -77,8 +77,8 @@ class ApiCoherenceJudge:
         return out
 
 
-WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?|\d+")
-LATIN = re.compile(r"^[A-Za-z\u00C0-\u024F']+$")
+WORD = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)?|\d+")  # "What’s" is one word
+LATIN = re.compile(r"^[A-Za-z\u00C0-\u024F'\u2019]+$")
 # Function words of English and the commonest Latin-script languages: fluent text of 15+ words
 # always holds some; a string of real content words ("word salad") holds almost none.
 _FUNCTION_WORDS = """a an the and or but if of to in on at by for with from as is are was were be been being it its
@@ -137,8 +137,8 @@ class CoherenceGate:
     rep-4 > 0.35 (over at least 8 tokens); more than 30% non-words (Latin-script tokens with no
     vowel, long consonant runs, or not in ``vocabulary`` when given; words in other scripts
     count as words; code answers skip this check, identifiers are not words); word salad: 15 or
-    more Latin-script words of which fewer than ``min_function_word_share`` are function words
-    (English, German, French, Spanish); per-token perplexity above ``max_perplexity`` under the
+    more Latin-script words, not a comma/line-separated list, of which fewer than
+    ``min_function_word_share`` are function words (English, German, French, Spanish); per-token perplexity above ``max_perplexity`` under the
     aligned base model when a threshold is given (without one the perplexity is recorded, not
     gated on). ``llm_judge`` (e.g. :class:`ApiCoherenceJudge`) reads only the responses every
     cheap signal passed, and is the signal for fluent but off-topic text.
@@ -182,7 +182,9 @@ class CoherenceGate:
             if metrics["nonword_share"] > self.max_nonword_share:
                 reasons.append("nonwords")
             latin = [w.lower() for w in toks if LATIN.match(w)]
-            if len(latin) >= self.min_words_for_salad:
+            separators = response.count(",") + response.count("\n") + response.count(";")
+            is_list = separators >= 0.3 * max(1, len(latin))  # "Heart, Brain, Lungs, ..." is a list
+            if len(latin) >= self.min_words_for_salad and not is_list:
                 metrics["function_word_share"] = sum(w in FUNCTION_WORDS for w in latin) / len(latin)
                 if metrics["function_word_share"] < self.min_function_word_share:
                     reasons.append("word_salad")
