@@ -88,8 +88,8 @@ def register(sub) -> None:
         "--limit",
         type=int,
         default=None,
-        help="At most this many prompts per suite: a random subset drawn with --seed (the same "
-        "subset on every run), kept in file order.",
+        help="At most this many prompts per suite: for --benchmark a random subset drawn with --seed "
+        "(the same subset on every run, kept in file order); for the organism probes the first N.",
     )
     p.add_argument("--seed", type=int, default=0, help="Seed of subsets, answer orders and bootstraps.")
     p.set_defaults(func=run)

@@ -344,6 +344,8 @@ def _win_rates(
         if ref is None:
             if sft is not None and name.partition("@")[0] == sft:  # the reference: 50 by definition
                 m.update({f"{avg_key}.{b}": 50.0 for b in backends})
+                if coherent is not None:
+                    m.update({f"{avg_key}_coherent.{b}": 50.0 for b in backends})
             continue
         for bname, backend in backends.items():
             pj = PairwiseJudge(backend, seed=seed)

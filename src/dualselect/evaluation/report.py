@@ -172,8 +172,10 @@ def markdown(results: dict) -> str:
             + " | ".join(f"refusal {s} (all / coherent)" for s in harm)
             + "".join(f" | over-refusal {s} (all / coherent)" for s in over)
             + "".join(f" | mean score {s} (all / coherent)" for s in scored)
-            + " | refusal, mean over harmful [95% CI over prompts] | Safety Avg. vs SFT [95% CI] | Safety Avg. coherent pairs |",
-            "|---|" + "---|" * (len(harm) + len(over) + len(scored) + 3),
+            + " | refusal, mean over harmful [95% CI over prompts]"
+            + (" | over-refusal [95% CI over prompts]" if over else "")
+            + " | Safety Avg. vs SFT [95% CI] | Safety Avg. coherent pairs |",
+            "|---|" + "---|" * (len(harm) + len(over) + len(scored) + 3 + bool(over)),
         ]
         for name, m in methods.items():
             cells = [
@@ -186,6 +188,8 @@ def markdown(results: dict) -> str:
             ]
             ref = refusal_of(m, results, j)
             cells.append(f"{_pct(ref)}{_ci(m, f'refusal.{j}', 100)}")
+            if over:
+                cells.append(f"{_pct(m.get(f'over_refusal.{j}'))}{_ci(m, f'over_refusal.{j}', 100)}")
             sa = m.get(f"safety_avg.{j}")
             cells.append(f"{_num(sa)}{_ci(m, f'safety_avg.{j}')}")
             cells.append(_num(m.get(f"safety_avg_coherent.{j}")))
