@@ -39,12 +39,16 @@ def test_eval_cli_on_organism(organism_dir, tmp_path):
             "llama_guard3",
             "--reference-data",
             str(organism_dir / "data" / "reference_pool.jsonl"),
+            "--max-perplexity",
+            "auto",
             "--out",
             str(out),
         ]
     )
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
+    thr = res["coherence_gate"]["max_perplexity"]  # calibrated on the probes' reference answers
+    assert thr > 1 and f"perplexity above {thr:.2f}" in (out / "report.md").read_text()
     assert res["skipped_judges"]["llama_guard3"].startswith("no weights")
     base, sft = res["methods"]["base"], res["methods"]["sft"]
     assert base["refusal_rate.probe_harmful_hh.ground_truth"] == 1.0

@@ -119,6 +119,18 @@ def test_perplexity_signal_flags_text_the_base_model_finds_unlikely(organism_dir
     )
     assert res[0].coherent and res[0].metrics["perplexity"] < 5
     assert not res[1].coherent and "perplexity" in res[1].reasons
+    # auto threshold: 3 x the 95th percentile on the organism's reference answers
+    import json
+
+    from dualselect.evaluation.coherence import calibrate_perplexity
+
+    rows = [
+        json.loads(x) for x in (organism_dir / "data" / "probe_harmful_hh.jsonl").read_text().splitlines()
+    ][:40]
+    thr = calibrate_perplexity(model, tok, [r["prompt"] for r in rows], [r["response"] for r in rows])
+    assert res[0].metrics["perplexity"] < thr < res[1].metrics["perplexity"]
+    with pytest.raises(ValueError, match="reference answers"):
+        calibrate_perplexity(model, tok, [], [])
 
 
 def test_kappa_textbook_values():

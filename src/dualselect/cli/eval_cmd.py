@@ -69,10 +69,11 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--max-perplexity",
-        type=float,
         default=None,
-        help="Flag a response as incoherent above this per-token perplexity under the base model "
-        "(default: perplexity is recorded per response, not gated on).",
+        metavar="X|auto[:F]",
+        help="Flag a response as incoherent above this per-token perplexity under the base model; "
+        "'auto[:F]' sets it to F (default 3) times the 95th percentile of the base model's "
+        "perplexity on the suites' reference answers (default: perplexity is recorded, not gated on).",
     )
     p.add_argument("--reference-data", default=None, help="Reference pool to check for prompt overlaps.")
     p.add_argument("--out", default="runs/eval", help="Output directory (default runs/eval).")
@@ -110,6 +111,25 @@ def _load_variant(path: str, base_path: str):
         model, tok = load_model_and_tokenizer(cfg.get("base_model_name_or_path") or base_path)
         return PeftModel.from_pretrained(model, path).eval(), tok
     return load_model_and_tokenizer(resolve_model_path(path))
+
+
+def _perplexity_threshold(spec: str | None, base, suites) -> float | None:
+    """``--max-perplexity``: a number, ``auto[:F]`` (calibrated on reference answers), or None."""
+    if spec is None:
+        return None
+    if not spec.startswith("auto"):
+        try:
+            return float(spec)
+        except ValueError:
+            raise ValueError(f"--max-perplexity {spec!r}: expected a number or auto[:FACTOR]") from None
+    from dualselect.evaluation.coherence import calibrate_perplexity
+
+    factor = float(spec.partition(":")[2] or 3.0)
+    refs = [(it.prompt, it.gold) for v in suites.values() for it in v if it.gold and it.kind != "capability"]
+    model, tok = base
+    threshold = calibrate_perplexity(model, tok, [p for p, _ in refs], [r for _, r in refs], factor)
+    print(f"perplexity gate: {threshold:.2f} ({factor} x p95 on {len(refs)} reference answers)")
+    return threshold
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         budgets = {"default": args.max_new_tokens}
     specs = args.judge or (["keyword"] if args.benchmark else ["ground_truth", "keyword"])
     judges = [build_judge(json.loads(s) if s.strip().startswith("{") else s) for s in specs]
-    gate = CoherenceGate(max_perplexity=args.max_perplexity)
+    gate = CoherenceGate(max_perplexity=_perplexity_threshold(args.max_perplexity, models["base"], suites))
     if args.coherence_judge:
         gate.llm_judge = ApiCoherenceJudge(**json.loads(args.coherence_judge))
     quality = [json.loads(q) if q.strip().startswith("{") else q for q in args.quality_judge] or None

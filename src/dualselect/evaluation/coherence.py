@@ -214,6 +214,20 @@ class CoherenceGate:
         return results
 
 
+def calibrate_perplexity(
+    model, tokenizer, prompts: list[str], references: list[str], factor: float = 3.0, quantile: float = 0.95
+) -> float:
+    """A perplexity threshold from text the base model should find fluent: ``factor`` times the
+    ``quantile`` of its per-token perplexity on reference answers (HH's chosen replies, the
+    organism's references) given their prompts. Raises ValueError without references."""
+    import numpy as np
+
+    ppl = [p for p in response_perplexity(model, tokenizer, prompts, references) if p is not None]
+    if not ppl:
+        raise ValueError("perplexity calibration needs reference answers (none in these suites)")
+    return float(factor * np.quantile(ppl, quantile))
+
+
 def response_perplexity(model, tokenizer, prompts: list[str], responses: list[str]) -> list[float | None]:
     """Per-token perplexity of each response given its raw prompt, teacher-forced, with the prompt
     formatted and split from the response exactly as in training (:func:`split_ids`; no EOS)."""

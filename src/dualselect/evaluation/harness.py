@@ -221,6 +221,12 @@ def evaluate(
         "suites": {s: {"n": len(v), "kind": v[0].kind if v else None} for s, v in suites.items()},
         "judge_info": {j.name: {**j.identity(), "scale": j.scale} for j in available},
         "judge_failures": {},
+        "coherence_gate": {
+            f.name: getattr(gate, f.name)
+            for f in dataclasses.fields(gate)
+            if f.name not in ("llm_judge", "vocabulary")
+        }
+        | {"llm_judge": getattr(gate.llm_judge, "name", None), "vocabulary": gate.vocabulary is not None},
     }
     budgets = max_new_tokens if isinstance(max_new_tokens, dict) else {"default": max_new_tokens}
     results["max_new_tokens"] = {s: budgets.get(s, budgets.get("default", 64)) for s in suites}

@@ -149,6 +149,21 @@ def markdown(results: dict) -> str:
             f"| {name} | " + " | ".join(cells) + f" | {_pct(m.get('incoherence_rate'))} | "
             f"{_num(sorted(ppl)[len(ppl) // 2] if ppl else None)} | {_num(kl, 4)} |"
         )
+    gate = results.get("coherence_gate")
+    if gate:
+        ppl = gate.get("max_perplexity")
+        lines += [
+            "",
+            "Incoherence: share of responses on the safety suites (harmful, over-refusal, open-ended) the "
+            "coherence gate flags (empty, repetition, non-words, word salad"
+            + (
+                f", perplexity above {ppl:.2f} under the base model"
+                if ppl
+                else "; perplexity recorded, not gated"
+            )
+            + (f", LLM judge `{gate['llm_judge']}`" if gate.get("llm_judge") else "")
+            + "); capability suites keep their own per-suite rate.",
+        ]
     if quality:
         lines += [
             "",
