@@ -1,9 +1,11 @@
 """The evaluation protocol end to end (docs/evaluation.md), for several model variants at once.
 
 For every method: generate once (a generations JSONL that judges read), gate every response for
-coherence, run every available judge (unavailable ones are skipped with their reason), compute
-capability, safety on all and on coherent-only responses, over-refusal, KL(base || method),
-pairwise Safety Avg. vs. Standard SFT per judge, judge agreement and, where truth is known,
+coherence, run every available judge (unavailable ones are skipped with their reason; items a judge
+fails on are counted, never turned into ties), compute capability, safety on all and on
+coherent-only responses, over-refusal on safe prompts, native scores, KL(base || method) on
+reference answers, pairwise Safety Avg. vs. Standard SFT per judge on labels / published ordinal
+scales, intervals over prompts (one seed) or seeds, judge agreement and, where truth is known,
 each judge's accuracy.
 """
 
@@ -189,7 +191,7 @@ def evaluate(
     seed: int = 0,
 ) -> dict:
     """Run the protocol. ``models``: name -> (model, tokenizer); names ``X@K`` are seed ``K`` of
-    variant ``X`` (compared with ``sft@K``, and summarised over seeds with bootstrap intervals).
+    variant ``X`` (compared with ``sft@K``, and summarised over seeds with Student-t intervals).
     ``quality_judges``: pairwise quality backends (or specs for
     :func:`~dualselect.evaluation.judges.pairwise.build_quality_backend`) for the open-ended suites;
     default ``["reference"]``. ``max_new_tokens``: one generation budget, or one per suite name
