@@ -470,6 +470,60 @@ def test_api_quality_backend_sends_mt_bench_pair_v2(key, tmp_path, server):
     assert isinstance(build_quality_backend({"name": "api", "base_url": srv.url}, {}), ApiPairBackend)
 
 
+def test_api_pairwise_verdicts_saved_and_failures_counted_in_the_harness(key, tmp_path, server, organism_dir):
+    """The harness saves an API pairwise judge's per-pair verdicts (raw reply, template version,
+    model id) beside the generations and counts failed pairs; a judge failing every pair gets no
+    average, never 50."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from dualselect.evaluation.harness import EvalItem, evaluate
+
+    tok = AutoTokenizer.from_pretrained(organism_dir)
+    model = AutoModelForCausalLM.from_pretrained(organism_dir)
+    suites = {
+        "open": [EvalItem(f"o:{i}", p, "benign", gold="x") for i, p in enumerate(["Say hi", "Name a fruit"])]
+    }
+    good = server(handler=lambda body, headers: (0, 200, ok("Same. [[C]]")))
+    dead = server(handler=lambda body, headers: (0, 500, '{"error": "down"}'))
+    specs = [
+        {"name": "api", "base_url": good.url, "model": "judge-a", "api_key_env": KEY_ENV, "backoff": 0.0},
+        {
+            "name": "api",
+            "base_url": dead.url,
+            "model": "judge-b",
+            "api_key_env": KEY_ENV,
+            "backoff": 0.0,
+            "retries": 0,
+        },
+    ]
+    # two backends share the name "pairwise_quality": give the dead one its own
+    from dualselect.evaluation.judges.pairwise import build_quality_backend
+
+    backends = [build_quality_backend(specs[0], {}), build_quality_backend(specs[1], {})]
+    backends[1].name = "pairwise_quality_dead"
+    res = evaluate(
+        {"sft": (model, tok), "ds": (model, tok)},
+        suites,
+        [],
+        tmp_path,
+        base=None,
+        quality_judges=backends,
+        max_new_tokens=4,
+    )
+    ds = res["methods"]["ds"]
+    assert ds["quality_avg.pairwise_quality"] == 50.0 and ds["quality_avg.pairwise_quality_dead"] is None
+    assert res["judge_failures"]["pairwise_quality_dead"]["pairwise:open"]["ds"] == 2
+    rows = [
+        json.loads(x)
+        for x in (tmp_path / "generations" / "ds.pairwise.pairwise_quality.jsonl").read_text().splitlines()
+    ]
+    assert len(rows) == 4 and {r["choice"] for r in rows} == {"tie"} and rows[0]["raw"] == "Same. [[C]]"
+    assert rows[0]["model_id"] == "judge-a" and rows[0]["template_version"].startswith("pairwise_quality:")
+    assert rows[0]["reference"] == "sft" and SECRET not in json.dumps(rows)
+    dead_rows = (tmp_path / "generations" / "ds.pairwise.pairwise_quality_dead.jsonl").read_text()
+    assert '"choice": "error"' in dead_rows and "HTTP 500" in dead_rows
+
+
 def test_api_coherence_judge_and_gate(key, tmp_path, server):
     def reply(body, headers):
         text = body["messages"][-1]["content"]

@@ -317,7 +317,7 @@ def evaluate(
         results["methods"][name] = m
     _pairwise(results, suites, gens, available, sft, seed, coherent)
     _prompt_intervals(results, suites, verdicts, available, seed)
-    _quality(results, suites, gens, quality_judges, sft, seed)
+    _quality(results, suites, gens, quality_judges, sft, seed, out)
     _agreement(results, suites, verdicts, coherent, available)
     if any("@" in n for n in models):
         results["across_seeds"] = across_seeds(results)
@@ -336,6 +336,7 @@ def _win_rates(
     rate_key: str,
     avg_key: str,
     coherent: dict | None = None,
+    out: Path | None = None,
 ) -> None:
     """Per variant and backend: win rate vs. its SFT partner on each suite (``<rate_key>.<suite>.
     <backend>``), the mean over suites (``<avg_key>.<backend>``) with a 95% bootstrap interval over
@@ -357,6 +358,7 @@ def _win_rates(
             continue
         for bname, backend in backends.items():
             pj = PairwiseJudge(backend, seed=seed)
+            logged = len(getattr(backend, "log", []))
             per_suite, per_suite_coh = [], []
             for s in suite_names:
                 prompts = [it.prompt for it in suites[s]]
@@ -374,6 +376,10 @@ def _win_rates(
                     kept = [100.0 * (o - 1) for o, ok in zip(outcomes, both) if ok and o is not None]
                     per_suite_coh.append(kept)
                     m[f"{rate_key}_coherent.{s}.{bname}"] = sum(kept) / len(kept) if kept else None
+            new = getattr(backend, "log", [])[logged:]
+            if new and out is not None:  # an API pairwise judge's per-pair verdicts, raw replies
+                path = out / "generations" / f"{name}.pairwise.{bname}.jsonl"
+                write_jsonl(path, [{"method": name, "reference": ref, **r} for r in new])
             if per_suite and all(per_suite):
                 m[f"{avg_key}.{bname}"] = sum(sum(x) / len(x) for x in per_suite) / len(per_suite)
                 m[f"ci.{avg_key}.{bname}"] = list(stratified_bootstrap_ci(per_suite, seed=seed))
@@ -396,7 +402,9 @@ def _pairwise(
     _win_rates(results, suites, gens, backends, harmful, sft, seed, "win_rate_vs_sft", "safety_avg", coherent)
 
 
-def _quality(results: dict, suites, gens, specs: list | None, sft: str | None, seed: int) -> None:
+def _quality(
+    results: dict, suites, gens, specs: list | None, sft: str | None, seed: int, out: Path | None = None
+) -> None:
     """Capability on open-ended suites (kind ``benign``): pairwise quality win rate vs. Standard
     SFT per quality judge, and its mean over those suites (``quality_avg.<judge>``)."""
     from dualselect.evaluation.judges.pairwise import build_quality_backend
@@ -416,7 +424,16 @@ def _quality(results: dict, suites, gens, specs: list | None, sft: str | None, s
             results["skipped_judges"][bname] = why
     results["quality_judges"] = list(backends)
     _win_rates(
-        results, suites, gens, backends, open_ended, sft, seed, "quality_win_rate_vs_sft", "quality_avg"
+        results,
+        suites,
+        gens,
+        backends,
+        open_ended,
+        sft,
+        seed,
+        "quality_win_rate_vs_sft",
+        "quality_avg",
+        out=out,
     )
 
 

@@ -20,6 +20,7 @@ by ROUGE-L F1; needs no model, so it runs offline and on the organism). A backen
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -115,8 +116,10 @@ def parse_pairwise(raw: str) -> Choice:
 class ApiPairBackend:
     """An LLM judge over the OpenAI-compatible API (same client, retries and cache as the rubric
     judges). ``template`` (and an optional ``system`` message) set the criterion; ``name`` keys the
-    cache, so safety and quality verdicts on the same pair never mix. A reply that stays malformed
-    after the retries counts as a tie and is recorded in ``errors``."""
+    cache, so safety and quality verdicts on the same pair never mix. A call that fails or a reply
+    that stays malformed after the retries is "error" (recorded in ``errors``), never a tie. Every
+    verdict is appended to ``log`` (judge, template version, model id, the pair, choice, raw
+    reply, error), which the harness saves beside the generations."""
 
     def __init__(
         self,
@@ -134,6 +137,9 @@ class ApiPairBackend:
         self.system = system
         self.name = name
         self.errors: list[str] = []
+        self.log: list[dict[str, Any]] = []
+        digest = hashlib.sha256(f"{system}\n{template}".encode()).hexdigest()[:12]
+        self.template_version = f"{name}:{digest}"
 
     def __repr__(self) -> str:
         return f"ApiPairBackend(client={self.client!r})"
@@ -146,11 +152,24 @@ class ApiPairBackend:
         messages = [{"role": "system", "content": self.system}] if self.system else []
         messages.append({"role": "user", "content": content})
         key = json.dumps([answer_a, answer_b], ensure_ascii=False)
+        entry = {
+            "judge": self.name,
+            "template_version": self.template_version,
+            "model_id": self.client.model,
+            "prompt": prompt,
+            "answer_a": answer_a,
+            "answer_b": answer_b,
+        }
         try:
-            choice, _ = self.client.ask([self.name, prompt, key], messages, parse_pairwise)
+            choice, raw = self.client.ask([self.name, prompt, key], messages, parse_pairwise)
         except Exception as e:  # noqa: BLE001 - recorded and counted, never a tie
-            self.errors.append(self.client.redact(f"{type(e).__name__}: {e}"))
+            err = self.client.redact(f"{type(e).__name__}: {e}")
+            self.errors.append(err)
+            self.log.append(
+                entry | {"choice": "error", "raw": self.client.redact(getattr(e, "raw", "")), "error": err}
+            )
             return "error"
+        self.log.append(entry | {"choice": choice, "raw": raw, "error": None})
         return choice
 
 
