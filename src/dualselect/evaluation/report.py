@@ -382,8 +382,8 @@ def plots(results: dict, out: Path) -> None:
             ax.set_ylim(0, 125)  # headroom for the legend above the 100% bars
             fig.tight_layout()
             save_figure(fig, out / "refusal_by_category.png")
-    if "agreement" in results:
-        parts = [p for p in ("all", "coherent", "incoherent") if p in results["agreement"]]
+    if results.get("agreement") and any(t["pairs"] for t in results["agreement"].values()):
+        parts = [p for p in ("all", "coherent", "incoherent") if results["agreement"].get(p, {}).get("pairs")]
         names = sorted(
             {n for p in parts for pair in results["agreement"][p]["pairs"] for n in pair.split("|")}
         )
