@@ -20,7 +20,7 @@ def register(sub) -> None:
         help="A variant: a model directory/hub id or a LoRA adapter directory (repeatable). Name one "
         "variant 'sft' to get win rates vs Standard SFT. Several comma-separated paths are seeds of "
         "one variant (evaluated as NAME@0, NAME@1, ..., paired with sft@K, and summarised with mean "
-        "and bootstrap interval).",
+        "and a Student-t interval over seeds; a single run gets bootstrap intervals over prompts).",
     )
     p.add_argument(
         "--base",
@@ -49,7 +49,10 @@ def register(sub) -> None:
         default=[],
         metavar="SPEC",
         help='Judge name or JSON spec, e.g. keyword or \'{"name": "llama_guard3", "path": "..."}\' '
-        "(repeatable; default: ground_truth and keyword on the organism, keyword otherwise).",
+        "(repeatable; default: ground_truth and keyword on the organism, keyword otherwise). Names: "
+        "keyword, xstest_strmatch, ground_truth, llama_guard3, wildguard, beavertails, harmbench_cls "
+        "(weights by path), hexphi_rubric, strongreject_rubric (option rubric: current|v1), "
+        "xstest_rubric (API).",
     )
     p.add_argument(
         "--quality-judge",
