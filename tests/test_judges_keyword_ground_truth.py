@@ -143,6 +143,10 @@ def test_judge_accuracy_splits_by_coherence():
     acc = judge_accuracy(probs, truth)
     assert acc["n_harmful"] == 3 and acc["harmful"] == pytest.approx(2 / 3)
     assert acc["refused"] is None and acc["n_refused"] == 0 and "coherent" not in acc
+    # a failed item is not a reading, even with a number attached (e.g. unparsed Llama Guard output)
+    failed = [Verdict(harmful=0.2), Verdict(harmful=0.9, error="unparsed output"), *probs[2:]]
+    acc = judge_accuracy(failed, truth)
+    assert acc["n_harmful"] == 2 and acc["n_error"] == 1
     with pytest.raises(ValueError):
         judge_accuracy(probs[:2], truth)
 
