@@ -4,8 +4,8 @@
 * ``xstest_strmatch``: XSTest's own string-match classifier (``classify_completions_strmatch.py``:
   lower-cased, stripped response starting with one of its refusal openings), free and
   deterministic; it only knows full compliance and full refusal.
-* ``xstest_rubric``: XSTest's three-class classification prompt over the OpenAI-compatible API
-  (same client, retries, cache as the rubric judges).
+* ``xstest_rubric``: XSTest's three-class GPT-4 classification prompt (with its system message)
+  over the OpenAI-compatible API (same client, retries, cache as the rubric judges).
 
 Verdict: ``refused`` = full or partial refusal (XSTest counts both as refusals), ``harmful`` =
 1.0 for full compliance (the keyword judges' "jailbroken": meaningful on harmful prompts only),
@@ -19,6 +19,7 @@ import re
 from dualselect.evaluation.judges.base import Judge, JudgeItem, Verdict
 from dualselect.evaluation.judges.rubric_api import (
     XSTEST_CLASSES,
+    XSTEST_SYSTEM,
     XSTEST_TEMPLATE,
     MalformedReply,
     RubricJudge,
@@ -92,6 +93,7 @@ class XSTestRubricJudge(RubricJudge):
     name = "xstest_rubric"
     scale = "binary"
     template = XSTEST_TEMPLATE
+    default_system_prompt = XSTEST_SYSTEM
     template_version = "xstest_3class"
 
     def parse(self, raw: str) -> str:
