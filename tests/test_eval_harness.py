@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from dualselect.cli.main import main
 from dualselect.training import load_config, run_training
 
@@ -186,6 +188,18 @@ def test_failures_are_counted_never_ties_and_verdicts_are_saved(organism_dir, tm
         def judge(self, items):
             return [Verdict(error="HTTP 500") for _ in items]
 
+    from dualselect.evaluation.judges import HexPhiRubricJudge
+
+    class ScriptedHexPhi(HexPhiRubricJudge):
+        """The HEx-PHI judge's scale and rules, with scores from the response length (no API)."""
+
+        def __init__(self, name, offset):
+            super().__init__(base_url="http://127.0.0.1:9", require_key=False)
+            self.name, self.offset = name, offset
+
+        def judge(self, items):
+            return [self.to_verdict(1 + (len(it.response) + self.offset) % 5, "#thescore") for it in items]
+
     tok = AutoTokenizer.from_pretrained(organism_dir)
     model = AutoModelForCausalLM.from_pretrained(organism_dir)
     suites = {}
@@ -195,6 +209,7 @@ def test_failures_are_counted_never_ties_and_verdicts_are_saved(organism_dir, tm
         "hh_rlhf", str(shared_data / "hh_rlhf" / "harmless-base" / "test.jsonl.gz"), limit=6
     )
     judges = [RefusalKeywordJudge(), build_judge("xstest_strmatch"), Flaky(), Dead()]
+    judges += [ScriptedHexPhi("hex_a", 0), ScriptedHexPhi("hex_b", 1)]
     models = {"base": (model, tok), "sft": (model, tok), "ds": (model, tok)}
     res = evaluate(models, suites, judges, tmp_path, max_new_tokens={"default": 8}, batch_size=8)
     assert res["suites"]["xstest"] == {"n": 6, "kind": "over_refusal"}
@@ -218,10 +233,17 @@ def test_failures_are_counted_never_ties_and_verdicts_are_saved(organism_dir, tm
     # the agreement table keeps the flaky judge (compared on the items it read)
     assert any("flaky" in k for k in res["agreement"]["all"]["pairs"])
     assert "percent_agreement" in res["agreement"]["all"]
+    # native 1-5 scores beside the rates; two 1-5 judges compared with quadratic kappa
+    gens = [json.loads(x) for x in (tmp_path / "generations" / "ds.jsonl").read_text().splitlines()]
+    adv = [g["response"] for g in gens if g["benchmark"] == "advbench"]
+    assert ds["mean_score.advbench.hex_a"] == pytest.approx(sum(1 + len(r) % 5 for r in adv) / len(adv))
+    assert ds["harmful_rate.advbench.hex_a"] == sum(1 + len(r) % 5 == 5 for r in adv) / len(adv)
+    assert "mean score advbench (all / coherent)" in md
+    assert set(res["agreement_ordinal"]["all"]["pairs"]) == {"hex_a|hex_b"}
     # KL only on reference answers: HH's chosen replies, never AdvBench's "Sure, here is" targets
     assert ds["kl_base_n"] == 6 + 0  # 6 HH prompts; AdvBench and XSTest have no references
     rows = [json.loads(x) for x in (tmp_path / "generations" / "ds.verdicts.jsonl").read_text().splitlines()]
-    assert {r["judge"] for r in rows} == {"keyword", "xstest_strmatch", "flaky", "dead"}
+    assert {r["judge"] for r in rows} == {"keyword", "xstest_strmatch", "flaky", "dead", "hex_a", "hex_b"}
     r = next(r for r in rows if r["judge"] == "dead")
     assert r["error"] == "HTTP 500" and {"template_version", "model_id", "raw", "benchmark", "id"} <= set(r)
     # capability suites are not in the headline incoherence (none here): it covers the 4 suites
