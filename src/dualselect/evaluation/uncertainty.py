@@ -1,14 +1,16 @@
 """Uncertainty: intervals whose coverage is checked by simulation (tests/test_uncertainty.py).
 
 * Over seeds: Student-t interval of the mean (:func:`t_interval`); with 2-5 seeds a percentile
-  bootstrap over seeds under-covers badly (about 52% / 77% / 85% at 2 / 3 / 5 seeds for a
-  nominal 95%), the t interval keeps its level for roughly normal seed-to-seed noise.
+  bootstrap over seeds under-covers badly (about 50% / 75% / 85% at 2 / 3 / 5 seeds for a
+  nominal 95% in tests/test_uncertainty.py's simulation), the t interval keeps its level for
+  roughly normal seed-to-seed noise.
 * Over prompts within one seed: percentile bootstrap of the mean over per-prompt values
   (:func:`bootstrap_ci`, e.g. 0/1 refusals or pairwise outcomes); right for the hundreds of prompts
   of a benchmark, so a single-seed run still reports an interval.
 * Ties: a method ties with the best when the 95% interval of the *difference* of means contains
-  0 (Welch t over seeds; over prompts when there is one seed), not when two intervals overlap
-  (overlap is a much weaker test and finds too few differences).
+  0 (Welch t over seeds; paired bootstrap over prompts when there is one seed). Two equal methods
+  then tie at the nominal rate (simulated in the tests); the old rule, overlap of too-narrow
+  bootstrap intervals, found too few ties, and overlap of honest intervals finds too many.
 """
 
 from __future__ import annotations
