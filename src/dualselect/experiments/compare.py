@@ -196,7 +196,8 @@ def _add_safety_avg(cfg: CompareConfig, out: Path, runs: dict) -> None:
                     )
                     for s, items in suites.items()
                 ]
-                runs[m][si][f"safety_avg_{judge.name}"] = sum(wins) / len(wins)
+                # win_rate is None when the judge failed on every pair of a set: no average then
+                runs[m][si][f"safety_avg_{judge.name}"] = None if None in wins else sum(wins) / len(wins)
 
 
 def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> dict:
