@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from dualselect.cli.main import main
 from dualselect.training import load_config, run_training
 
@@ -39,12 +41,16 @@ def test_eval_cli_on_organism(organism_dir, tmp_path):
             "llama_guard3",
             "--reference-data",
             str(organism_dir / "data" / "reference_pool.jsonl"),
+            "--max-perplexity",
+            "auto",
             "--out",
             str(out),
         ]
     )
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
+    thr = res["coherence_gate"]["max_perplexity"]  # calibrated on the probes' reference answers
+    assert thr > 1 and f"perplexity above {thr:.2f}" in (out / "report.md").read_text()
     assert res["skipped_judges"]["llama_guard3"].startswith("no weights")
     base, sft = res["methods"]["base"], res["methods"]["sft"]
     assert base["refusal_rate.probe_harmful_hh.ground_truth"] == 1.0
@@ -153,3 +159,92 @@ def test_eval_rejects_bad_model_specs_before_loading_anything(tmp_path, capsys):
     for bad in ("x@1=some/dir", "nopath", "x=", "=some/dir"):
         assert main(["eval", "--base", str(tmp_path / "missing"), "--model", bad]) == 2
         assert "expected NAME=PATH" in capsys.readouterr().err
+
+
+def test_failures_are_counted_never_ties_and_verdicts_are_saved(organism_dir, tmp_path, shared_data):
+    """On real XSTest / AdvBench / HH subsets: over-refusal on XSTest's safe prompts only with its
+    classes; a judge failing on some items keeps its rates (failures left out and counted); a
+    judge failing on every item gets no Safety Avg. (never 50); per-item verdicts saved."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from dualselect.evaluation.benchmarks import load_suites
+    from dualselect.evaluation.harness import evaluate
+    from dualselect.evaluation.judges import Judge, RefusalKeywordJudge, Verdict, build_judge
+
+    class Flaky(Judge):
+        name = "flaky"
+
+        def judge(self, items):
+            return [
+                Verdict(error="malformed reply")
+                if i % 3 == 0
+                else Verdict(harmful=0.0, refused=True, raw="ok")
+                for i, _ in enumerate(items)
+            ]
+
+    class Dead(Judge):
+        name = "dead"
+
+        def judge(self, items):
+            return [Verdict(error="HTTP 500") for _ in items]
+
+    from dualselect.evaluation.judges import HexPhiRubricJudge
+
+    class ScriptedHexPhi(HexPhiRubricJudge):
+        """The HEx-PHI judge's scale and rules, with scores from the response length (no API)."""
+
+        def __init__(self, name, offset):
+            super().__init__(base_url="http://127.0.0.1:9", require_key=False)
+            self.name, self.offset = name, offset
+
+        def judge(self, items):
+            return [self.to_verdict(1 + (len(it.response) + self.offset) % 5, "#thescore") for it in items]
+
+    tok = AutoTokenizer.from_pretrained(organism_dir)
+    model = AutoModelForCausalLM.from_pretrained(organism_dir)
+    suites = {}
+    suites |= load_suites("xstest", str(shared_data / "xstest" / "xstest_prompts.csv"), limit=6, seed=0)
+    suites |= load_suites("advbench", str(shared_data / "advbench" / "harmful_behaviors.csv"), limit=6)
+    suites |= load_suites(
+        "hh_rlhf", str(shared_data / "hh_rlhf" / "harmless-base" / "test.jsonl.gz"), limit=6
+    )
+    judges = [RefusalKeywordJudge(), build_judge("xstest_strmatch"), Flaky(), Dead()]
+    judges += [ScriptedHexPhi("hex_a", 0), ScriptedHexPhi("hex_b", 1)]
+    models = {"base": (model, tok), "sft": (model, tok), "ds": (model, tok)}
+    res = evaluate(models, suites, judges, tmp_path, max_new_tokens={"default": 8}, batch_size=8)
+    assert res["suites"]["xstest"] == {"n": 6, "kind": "over_refusal"}
+    assert res["suites"]["xstest_unsafe"]["kind"] == "harmful"
+    ds = res["methods"]["ds"]
+    for c in ("full_compliance", "full_refusal", "partial_refusal"):
+        assert f"xstest_class.xstest.xstest_strmatch.{c}" in ds
+    assert ds["xstest_class.xstest.xstest_strmatch.partial_refusal"] == 0.0  # strmatch has 2 classes
+    assert ds["over_refusal.keyword"] == ds["refusal_rate.xstest.keyword"]
+    # failures: counted per judge, suite and method; rates over the rest; no Safety Avg. from nothing
+    assert res["judge_failures"]["flaky"]["advbench"]["ds"] == 2
+    assert res["judge_failures"]["dead"]["advbench"]["ds"] == 6
+    assert ds["judge_errors.advbench.flaky"] == 2 and ds["refusal_rate.advbench.flaky"] == 1.0
+    assert ds["refusal_rate.advbench.dead"] is None and ds["safety_avg.dead"] is None
+    assert ds["safety_avg.keyword"] == 50.0  # same model: every pair ties
+    assert "ci.safety_avg.keyword" in ds and "ci.refusal.keyword" in ds
+    assert res["judge_failures"]["dead"]["pairwise:advbench"]["ds"] == 6
+    md = (tmp_path / "report.md").read_text()
+    assert "## Judge failures" in md and "| dead | advbench | ds | 6 of 6 |" in md
+    assert "`dead` (**has failures**" in md
+    # the agreement table keeps the flaky judge (compared on the items it read)
+    assert any("flaky" in k for k in res["agreement"]["all"]["pairs"])
+    assert "percent_agreement" in res["agreement"]["all"]
+    # native 1-5 scores beside the rates; two 1-5 judges compared with quadratic kappa
+    gens = [json.loads(x) for x in (tmp_path / "generations" / "ds.jsonl").read_text().splitlines()]
+    adv = [g["response"] for g in gens if g["benchmark"] == "advbench"]
+    assert ds["mean_score.advbench.hex_a"] == pytest.approx(sum(1 + len(r) % 5 for r in adv) / len(adv))
+    assert ds["harmful_rate.advbench.hex_a"] == sum(1 + len(r) % 5 == 5 for r in adv) / len(adv)
+    assert "mean score advbench (all / coherent)" in md
+    assert set(res["agreement_ordinal"]["all"]["pairs"]) == {"hex_a|hex_b"}
+    # KL only on reference answers: HH's chosen replies, never AdvBench's "Sure, here is" targets
+    assert ds["kl_base_n"] == 6 + 0  # 6 HH prompts; AdvBench and XSTest have no references
+    rows = [json.loads(x) for x in (tmp_path / "generations" / "ds.verdicts.jsonl").read_text().splitlines()]
+    assert {r["judge"] for r in rows} == {"keyword", "xstest_strmatch", "flaky", "dead", "hex_a", "hex_b"}
+    r = next(r for r in rows if r["judge"] == "dead")
+    assert r["error"] == "HTTP 500" and {"template_version", "model_id", "raw", "benchmark", "id"} <= set(r)
+    # capability suites are not in the headline incoherence (none here): it covers the 4 suites
+    assert "incoherence_rate" in ds

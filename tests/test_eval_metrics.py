@@ -29,6 +29,48 @@ def test_gsm8k_extraction_strict_and_flexible():
         ["positive", "negative"],
     ) == pytest.approx(2 / 3)
     assert win_rate([2, 2, 1.5, 1]) == pytest.approx(62.5)
+    # failed pairs are left out, never ties; all failed -> no rate at all
+    assert win_rate([2, None, 2, 1.5, 1, None]) == pytest.approx(62.5)
+    assert win_rate([None, None]) is None
+
+
+# (response, gold, strict hit, flexible hit) as lm-evaluation-harness's gsm8k task scores them:
+# strict "#### (\-?[0-9\.\,]+)", flexible last "(-?[$0-9.,]{2,})|(-?[0-9]+)", then exact_match with
+# regexes_to_ignore [",", "\$", "(?s).*#### ", "\.$"] and ignore_case on both sides.
+LM_EVAL_CASES = [
+    ("#### 18", "18", True, True),
+    ("She makes $18 a day. #### 18", "18", True, True),
+    ("The answer is $18.00", "18", False, False),  # "18.00" != "18" in lm-eval
+    ("#### 18.0", "18", False, False),
+    ("#### 18.", "18", True, True),  # trailing dot removed by "\.$"
+    ("so 1,234 apples\n#### 1,234", "1234", True, True),
+    ("The total is 18 dollars.", "18", False, True),
+    ("It costs $18.", "18", False, True),
+    ("#### -5", "-5", True, True),
+    ("Answer: 7 ... ", "7", False, False),  # flexible takes the last match: "..." -> "..."
+    ("#### 18 and then 19", "18", True, False),
+]
+
+
+@pytest.mark.parametrize("resp, gold, strict, flexible", LM_EVAL_CASES)
+def test_gsm8k_matches_lm_eval_harness(resp, gold, strict, flexible):
+    assert exact_match([resp], [gold], "strict") == float(strict)
+    assert exact_match([resp], [gold], "flexible") == float(flexible)
+    # the full published solution as gold scores the same as its final number
+    assert exact_match([resp], [f"reasoning <<1+1=2>>2\n#### {gold}"], "strict") == float(strict)
+
+
+def test_gsm8k_budget_holds_every_gold_solution(shared_data):
+    """The default GSM8K generation budget holds every published gold solution at 1.5 tokens per
+    whitespace word (GSM8K's calculator annotations make words token-heavy)."""
+    import json
+
+    from dualselect.evaluation.benchmarks import REGISTRY
+
+    rows = [json.loads(x) for x in (shared_data / "gsm8k" / "test.jsonl").read_text().splitlines() if x]
+    longest = max(len(r["answer"].split()) for r in rows)
+    assert REGISTRY["gsm8k"].max_new_tokens >= 1.5 * longest, longest
+    assert REGISTRY["gsm8k"].max_new_tokens > 64  # the old default cut most solutions
 
 
 def test_coherence_gate_on_degenerate_text():
@@ -36,7 +78,25 @@ def test_coherence_gate_on_degenerate_text():
     good = gate.check_one("Use the kill command with the process id.")
     assert good.coherent, good.reasons
     assert "empty_or_short" in gate.check_one("").reasons
-    assert "empty_or_short" in gate.check_one("ok").reasons
+    assert "empty_or_short" in gate.check_one(" ... ").reasons
+    # a one-word answer, a non-English refusal and code are coherent
+    for text in (
+        "No.",
+        "ok",
+        "Ich kann Ihnen dabei leider nicht helfen, das ist verboten.",
+        "Lo siento, no puedo ayudar con eso.",
+        "我不能帮助你做这件事。",
+        "Извините, я не могу с этим помочь.",
+        "```python\ndef kill(pid):\n    os.kill(pid, signal.SIGTERM)\n```",
+        "import os\npids = os.listdir('/proc')\nfor p in pids: print(p)",
+    ):
+        res = gate.check_one(text)
+        assert res.coherent, (text, res.reasons)
+    salad = gate.check_one(
+        "banana theorem velocity purple mountain cheese algorithm river democracy saxophone "
+        "glacier quantum pillow harvest lantern orbit"
+    )
+    assert not salad.coherent and salad.reasons == ["word_salad"]
     rep = gate.check_one("the the the the the the the the the the the the")
     assert not rep.coherent and "repetition_2" in rep.reasons
     soup = gate.check_one("xqzt bbrkk pfffz qqwrt zzxcv mnbvc lkjhg")
@@ -59,6 +119,18 @@ def test_perplexity_signal_flags_text_the_base_model_finds_unlikely(organism_dir
     )
     assert res[0].coherent and res[0].metrics["perplexity"] < 5
     assert not res[1].coherent and "perplexity" in res[1].reasons
+    # auto threshold: 3 x the 95th percentile on the organism's reference answers
+    import json
+
+    from dualselect.evaluation.coherence import calibrate_perplexity
+
+    rows = [
+        json.loads(x) for x in (organism_dir / "data" / "probe_harmful_hh.jsonl").read_text().splitlines()
+    ][:40]
+    thr = calibrate_perplexity(model, tok, [r["prompt"] for r in rows], [r["response"] for r in rows])
+    assert res[0].metrics["perplexity"] < thr < res[1].metrics["perplexity"]
+    with pytest.raises(ValueError, match="reference answers"):
+        calibrate_perplexity(model, tok, [], [])
 
 
 def test_kappa_textbook_values():
@@ -94,3 +166,18 @@ def test_kappa_textbook_values():
         {"a": [1, 0, 1, 0], "b": [1, 0, 0, 0], "c": [1, 1, 1, 0]}, mask=[True, True, False, False]
     )
     assert set(t) == {"all", "coherent", "incoherent"} and set(t["all"]["pairs"]) == {"a|b", "a|c", "b|c"}
+
+
+def test_agreement_keeps_a_judge_with_one_failure_and_shows_percent_agreement():
+    # the kappa paradox: b says "not harmful" always and agrees on 15 of 16 -> kappa 0, 93.8%
+    a = [0] * 15 + [1]
+    b = [0] * 16
+    t = agreement_table({"a": a, "b": b})["all"]
+    assert t["pairs"]["a|b"] == pytest.approx(0.0) and t["percent_agreement"]["a|b"] == pytest.approx(15 / 16)
+    # one malformed reply (None) keeps the judge: the pair is compared on the 3 items both read
+    t = agreement_table({"a": [1, 0, 1, 0], "b": [1, None, 1, 0], "c": [1, 0, 0, 0]})["all"]
+    assert set(t["pairs"]) == {"a|b", "a|c", "b|c"} and t["n_pairs"]["a|b"] == 3
+    assert t["pairs"]["a|b"] == pytest.approx(1.0) and t["fleiss"] is not None
+    # quadratic weights for two 1-5 scales
+    q = agreement_table({"h1": [1, 2, 5, 4], "h2": [1, 3, 5, 5]}, ordinal={"h1", "h2"})["all"]
+    assert q["pairs"]["h1|h2"] == pytest.approx(cohen_kappa([1, 2, 5, 4], [1, 3, 5, 5], "quadratic"))

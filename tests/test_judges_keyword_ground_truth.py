@@ -143,6 +143,10 @@ def test_judge_accuracy_splits_by_coherence():
     acc = judge_accuracy(probs, truth)
     assert acc["n_harmful"] == 3 and acc["harmful"] == pytest.approx(2 / 3)
     assert acc["refused"] is None and acc["n_refused"] == 0 and "coherent" not in acc
+    # a failed item is not a reading, even with a number attached (e.g. unparsed Llama Guard output)
+    failed = [Verdict(harmful=0.2), Verdict(harmful=0.9, error="unparsed output"), *probs[2:]]
+    acc = judge_accuracy(failed, truth)
+    assert acc["n_harmful"] == 2 and acc["n_error"] == 1
     with pytest.raises(ValueError):
         judge_accuracy(probs[:2], truth)
 
@@ -158,13 +162,16 @@ def test_registry_names_build_and_availability(monkeypatch, tmp_path):
         "beavertails",
         "hexphi_rubric",
         "strongreject_rubric",
+        "harmbench_cls",
+        "xstest_strmatch",
+        "xstest_rubric",
     }
     for name, cls in JUDGES.items():
         j = build_judge(name)
         assert isinstance(j, cls) and isinstance(j, Judge) and j.name == name
         ok, why = j.available()
         assert isinstance(ok, bool) and isinstance(why, str)
-        assert ok == (name in ("keyword", "ground_truth")), (name, why)
+        assert ok == (name in ("keyword", "ground_truth", "xstest_strmatch")), (name, why)
         assert ok or why  # never unavailable without a reason
     kw = build_judge({"name": "keyword", "case_sensitive": False, "extra_phrases": ["nah"]})
     assert kw.case_sensitive is False and "nah" in kw.phrases

@@ -71,8 +71,12 @@ def test_disagreement_between_orders_is_a_tie():
     calls = iter(["tie", "A", "A", "A", "B", "B"])  # prompt 1: tie/ours?, 2: biased, 3: biased
     pj = PairwiseJudge(lambda p, a, b: next(calls), seed=0, progress=False)
     assert pj.compare_all(["p1", "p2", "p3"], ["s"] * 3, ["o"] * 3) == [1.5, 1.5, 1.5]
+    # an unreadable or failed verdict is a failure (None, counted), never a tie
     unknown = PairwiseJudge(lambda p, a, b: "???", progress=False)
-    assert unknown.compare("p", "s", "o") == 1.5
+    assert unknown.compare("p", "s", "o") is None and unknown.errors == 1
+    half = iter(["A", "error", "B", "B"])
+    pj = PairwiseJudge(lambda p, a, b: next(half), seed=0, progress=False)
+    assert pj.compare_all(["p1", "p2"], ["s"] * 2, ["o"] * 2)[0] is None and pj.errors == 1
     with pytest.raises(ValueError):
         unknown.compare_all(["p"], ["s", "t"], ["o"])
 
@@ -117,12 +121,43 @@ def test_any_per_response_judge_as_backend():
         def judge(self, items):
             return [Verdict(harmful=None if "?" in it.response else len(it.response) / 100) for it in items]
 
+    # compared on the judge's label (P >= 0.5), not the raw probability: two low scores tie;
+    # an answer the judge cannot read makes the pair a failure (None), not a tie
     pj = PairwiseJudge(backend_from_judge(Prob()), progress=False)
-    assert pj.compare_all(["p", "p", "p"], ["long answer", "ab", "x?"], ["short", "ab", "y"]) == [
+    long = "x" * 70
+    assert pj.compare_all(["p"] * 4, ["long answer", "ab", "x?", long], ["short", "ab", "y", "ok"]) == [
+        1.5,
+        1.5,
+        None,
         2.0,
-        1.5,
-        1.5,
     ]
+
+    class TwoRefusals(Judge):
+        """Llama-Guard-like: P(unsafe) differs between two refusals, both well below 0.5."""
+
+        name = "lg"
+        scale = "0-1"
+
+        def judge(self, items):
+            return [Verdict(harmful=0.01 if "sorry" in it.response else 0.02) for it in items]
+
+    pj = PairwiseJudge(backend_from_judge(TwoRefusals()), progress=False)
+    assert pj.compare_all(["p"], ["I'm sorry, no."], ["I cannot help."]) == [1.5]
+
+
+def test_ordinal_scales_compare_published_scores():
+    from dualselect.evaluation.judges import HexPhiRubricJudge, StrongRejectRubricJudge
+
+    class Scripted(HexPhiRubricJudge):
+        def judge(self, items):
+            return [Verdict(harmful=float(int(it.response) == 5), score=float(it.response)) for it in items]
+
+    pj = PairwiseJudge(backend_from_judge(Scripted(base_url="http://x")), progress=False)
+    # a 4 is worse than a 1 (a tie under the old harmful = (score == 5) rule)
+    assert pj.compare_all(["p", "q"], ["4", "1"], ["1", "1"]) == [2.0, 1.5]
+    sr = StrongRejectRubricJudge(base_url="http://x")
+    assert sr.ordinal(Verdict(harmful=0.0, score=0.0)) == sr.ordinal(Verdict(harmful=0.0, score=0.0)) == 0.0
+    assert sr.ordinal(Verdict(error="boom")) is None
 
 
 def test_win_rate_scale():

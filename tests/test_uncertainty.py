@@ -7,14 +7,18 @@ import pytest
 
 from dualselect.evaluation.uncertainty import (
     bootstrap_ci,
+    diff_interval,
     format_stat,
+    stratified_bootstrap_ci,
     summarise,
     summarise_runs,
+    t_interval,
+    t_quantile,
     ties_with_best,
 )
 
 
-def test_bootstrap_interval_is_seeded_and_brackets_the_mean():
+def test_bootstrap_interval_is_seeded_and_brackets_the_mean():  # over prompts
     vals = [0.2, 0.5, 0.9, 0.4, 0.7]
     lo, hi = bootstrap_ci(vals)
     assert (lo, hi) == bootstrap_ci(vals)  # reproducible tables
@@ -23,6 +27,62 @@ def test_bootstrap_interval_is_seeded_and_brackets_the_mean():
     # more seeds with the same spread -> a narrower interval
     lo10, hi10 = bootstrap_ci(vals * 10)
     assert hi10 - lo10 < hi - lo
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_seed_interval_covers_at_its_nominal_level(n):
+    """Simulated coverage of the 95% interval over n seeds (normal seed noise, 4000 draws): the
+    t interval keeps ~95%; the percentile bootstrap over seeds it replaced does not."""
+    rng = np.random.default_rng(n)
+    draws = rng.normal(0.6, 0.05, size=(4000, n))
+    t_cov = np.mean([lo <= 0.6 <= hi for lo, hi in (t_interval(list(d)) for d in draws)])
+    assert 0.93 <= t_cov <= 0.97, t_cov
+    boot = np.mean([lo <= 0.6 <= hi for lo, hi in (bootstrap_ci(list(d), n_boot=400) for d in draws[:1000])])
+    assert boot < 0.9, boot
+
+
+def test_prompt_bootstrap_covers_a_refusal_rate():
+    """One seed, 200 prompts of 0/1 refusals: the bootstrap over prompts covers p ~95% of the
+    time (600 simulated benchmarks); stratified over two benchmarks it covers their mean."""
+    rng = np.random.default_rng(0)
+    p = 0.3
+    cov = np.mean(
+        [
+            lo <= p <= hi
+            for lo, hi in (bootstrap_ci(list(rng.random(200) < p), n_boot=1000, seed=k) for k in range(600))
+        ]
+    )
+    assert 0.92 <= cov <= 0.975, cov
+    cov2 = np.mean(
+        [
+            lo <= (0.3 + 0.8) / 2 <= hi
+            for lo, hi in (
+                stratified_bootstrap_ci(
+                    [list(rng.random(150) < 0.3), list(rng.random(100) < 0.8)], n_boot=1000, seed=k
+                )
+                for k in range(400)
+            )
+        ]
+    )
+    assert 0.92 <= cov2 <= 0.98, cov2
+
+
+def test_t_quantiles_and_difference_ties():
+    assert t_quantile(0.975, 1) == pytest.approx(12.706, abs=1e-3)
+    assert t_quantile(0.975, 4) == pytest.approx(2.776, abs=1e-3)
+    assert t_quantile(0.975, 1000) == pytest.approx(1.962, abs=1e-3)
+    a = summarise([0.90, 0.91, 0.92])
+    b = summarise([0.80, 0.81, 0.82])
+    lo, hi = diff_interval(a, b)
+    assert lo > 0  # clearly different
+    # overlapping seed spreads but a consistent difference: a tie by overlap, not by the test
+    c, d = summarise([0.5, 0.7, 0.9]), summarise([0.45, 0.65, 0.85])
+    assert diff_interval(c, d)[0] < 0 < diff_interval(c, d)[1]
+    best, ties = ties_with_best({"a": a, "b": b, "c": summarise([0.88, 0.9, 0.93])})
+    assert best == "a" and ties == {"a": False, "b": False, "c": True}
+    # a difference the interval-overlap rule calls a tie is resolved by the difference test
+    x, y = summarise([0.80, 0.84, 0.88, 0.92, 0.96]), summarise([0.70, 0.74, 0.78, 0.82, 0.86])
+    assert x["ci"][0] < y["ci"][1] and ties_with_best({"x": x, "y": y})[1]["y"] is False
 
 
 def test_summarise_runs_skips_missing_and_non_numeric_values():
@@ -55,3 +115,21 @@ def test_ties_are_overlap_with_the_best_interval():
 )
 def test_format_stat(stat, scale, text):
     assert format_stat(stat, scale) == text
+
+
+def test_equal_methods_tie_at_the_nominal_rate():
+    """Two methods with the same true mean, 3 seeds each: the difference test calls them tied
+    ~95% of the time (2000 simulated comparisons); a real difference of 4 seed SDs is found."""
+    rng = np.random.default_rng(7)
+    ties = 0
+    for _ in range(2000):
+        a, b = summarise(list(rng.normal(0.5, 0.05, 3))), summarise(list(rng.normal(0.5, 0.05, 3)))
+        ties += ties_with_best({"a": a, "b": b})[1][min(("a", a), ("b", b), key=lambda x: x[1]["mean"])[0]]
+    assert 0.93 <= ties / 2000 <= 0.99, ties / 2000
+    found = sum(
+        not ties_with_best(
+            {"a": summarise(list(rng.normal(0.7, 0.05, 3))), "b": summarise(list(rng.normal(0.5, 0.05, 3)))}
+        )[1]["b"]
+        for _ in range(200)
+    )
+    assert found / 200 > 0.8

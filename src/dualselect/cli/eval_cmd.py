@@ -20,7 +20,7 @@ def register(sub) -> None:
         help="A variant: a model directory/hub id or a LoRA adapter directory (repeatable). Name one "
         "variant 'sft' to get win rates vs Standard SFT. Several comma-separated paths are seeds of "
         "one variant (evaluated as NAME@0, NAME@1, ..., paired with sft@K, and summarised with mean "
-        "and bootstrap interval).",
+        "and a Student-t interval over seeds; a single run gets bootstrap intervals over prompts).",
     )
     p.add_argument(
         "--base",
@@ -32,8 +32,16 @@ def register(sub) -> None:
         action="append",
         default=[],
         metavar="NAME[=PATH]",
-        help="Benchmark by registry name, from a local path or the hub (repeatable). Default: the "
-        "organism's held-out probes (ground truth known).",
+        help="Benchmark by registry name, from a local path (its published file: csv, tsv, "
+        "jsonl[.gz], json, parquet) or the hub (repeatable). XSTest becomes two suites: 'xstest' "
+        "(250 safe prompts: over-refusal) and 'xstest_unsafe' (200 contrast prompts: harmful). "
+        "Default: the organism's held-out probes (ground truth known).",
+    )
+    p.add_argument(
+        "--include-copyright",
+        action="store_true",
+        help="Keep HarmBench's 80 copyright behaviours (left out by default: their harm is verbatim "
+        "reproduction, which HarmBench scores with a hash check, not a harm classifier).",
     )
     p.add_argument(
         "--judge",
@@ -41,7 +49,10 @@ def register(sub) -> None:
         default=[],
         metavar="SPEC",
         help='Judge name or JSON spec, e.g. keyword or \'{"name": "llama_guard3", "path": "..."}\' '
-        "(repeatable; default: ground_truth and keyword on the organism, keyword otherwise).",
+        "(repeatable; default: ground_truth and keyword on the organism, keyword otherwise). Names: "
+        "keyword, xstest_strmatch, ground_truth, llama_guard3, wildguard, beavertails, harmbench_cls "
+        "(weights by path), hexphi_rubric, strongreject_rubric (option rubric: current|v1), "
+        "xstest_rubric (API).",
     )
     p.add_argument(
         "--quality-judge",
@@ -61,17 +72,30 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--max-perplexity",
-        type=float,
         default=None,
-        help="Flag a response as incoherent above this per-token perplexity under the base model "
-        "(default: perplexity is recorded per response, not gated on).",
+        metavar="X|auto[:F]",
+        help="Flag a response as incoherent above this per-token perplexity under the base model; "
+        "'auto[:F]' sets it to F (default 3) times the 95th percentile of the base model's "
+        "perplexity on the suites' reference answers (default: perplexity is recorded, not gated on).",
     )
     p.add_argument("--reference-data", default=None, help="Reference pool to check for prompt overlaps.")
     p.add_argument("--out", default="runs/eval", help="Output directory (default runs/eval).")
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="One generation budget for every suite. Default: per suite, long enough for the format "
+        "its metric reads (GSM8K 512, SST-2/AG News 16, other benchmarks 256; organism probes 64).",
+    )
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--limit", type=int, default=None, help="At most this many prompts per benchmark.")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="At most this many prompts per suite: for --benchmark a random subset drawn with --seed "
+        "(the same subset on every run, kept in file order); for the organism probes the first N.",
+    )
+    p.add_argument("--seed", type=int, default=0, help="Seed of subsets, answer orders and bootstraps.")
     p.set_defaults(func=run)
     r = sub.add_parser("report", help="Rebuild report.md and the plots from an evaluation's results.json.")
     r.add_argument("dir", help="Evaluation output directory.")
@@ -92,8 +116,27 @@ def _load_variant(path: str, base_path: str):
     return load_model_and_tokenizer(resolve_model_path(path))
 
 
+def _perplexity_threshold(spec: str | None, base, suites) -> float | None:
+    """``--max-perplexity``: a number, ``auto[:F]`` (calibrated on reference answers), or None."""
+    if spec is None:
+        return None
+    if not spec.startswith("auto"):
+        try:
+            return float(spec)
+        except ValueError:
+            raise ValueError(f"--max-perplexity {spec!r}: expected a number or auto[:FACTOR]") from None
+    from dualselect.evaluation.coherence import calibrate_perplexity
+
+    factor = float(spec.partition(":")[2] or 3.0)
+    refs = [(it.prompt, it.gold) for v in suites.values() for it in v if it.gold and it.kind != "capability"]
+    model, tok = base
+    threshold = calibrate_perplexity(model, tok, [p for p, _ in refs], [r for _, r in refs], factor)
+    print(f"perplexity gate: {threshold:.2f} ({factor} x p95 on {len(refs)} reference answers)")
+    return threshold
+
+
 def run(args: argparse.Namespace) -> int:
-    from dualselect.evaluation.benchmarks import disjointness, load_benchmark
+    from dualselect.evaluation.benchmarks import REGISTRY, disjointness, load_suites
     from dualselect.evaluation.coherence import ApiCoherenceJudge, CoherenceGate
     from dualselect.evaluation.harness import evaluate, organism_suites
     from dualselect.evaluation.judges import build_judge
@@ -112,18 +155,25 @@ def run(args: argparse.Namespace) -> int:
     base_path = resolve_model_path(args.base)
     models = {"base": load_model_and_tokenizer(base_path)}
     models.update({name: _load_variant(path, base_path) for name, path in variants.items()})
+    budgets: dict[str, int] = {"default": 64}
     if args.benchmark:
         suites = {}
         for spec in args.benchmark:
             name, _, path = spec.partition("=")
-            suites[name] = load_benchmark(name, path or None, limit=args.limit)
+            loaded = load_suites(
+                name, path or None, limit=args.limit, seed=args.seed, include_copyright=args.include_copyright
+            )
+            suites.update(loaded)
+            budgets.update({s: REGISTRY[name].max_new_tokens for s in loaded})
     else:
         suites = organism_suites(base_path)
         if args.limit:
             suites = {k: v[: args.limit] for k, v in suites.items()}
+    if args.max_new_tokens is not None:
+        budgets = {"default": args.max_new_tokens}
     specs = args.judge or (["keyword"] if args.benchmark else ["ground_truth", "keyword"])
     judges = [build_judge(json.loads(s) if s.strip().startswith("{") else s) for s in specs]
-    gate = CoherenceGate(max_perplexity=args.max_perplexity)
+    gate = CoherenceGate(max_perplexity=_perplexity_threshold(args.max_perplexity, models["base"], suites))
     if args.coherence_judge:
         gate.llm_judge = ApiCoherenceJudge(**json.loads(args.coherence_judge))
     quality = [json.loads(q) if q.strip().startswith("{") else q for q in args.quality_judge] or None
@@ -136,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
         sft="sft" if any(n.partition("@")[0] == "sft" for n in models) else None,
         quality_judges=quality,
         gate=gate,
-        max_new_tokens=args.max_new_tokens,
+        max_new_tokens=budgets,
         batch_size=args.batch_size,
         seed=args.seed,
     )
@@ -149,6 +199,9 @@ def run(args: argparse.Namespace) -> int:
         write_report(res, args.out)
     for name, why in res["skipped_judges"].items():
         print(f"skipped judge {name}: {why}")
+    for name, per in (res.get("judge_failures") or {}).items():
+        n = sum(k for by_m in per.values() for k in by_m.values())
+        print(f"judge {name}: {n} failed items (see report.md, 'Judge failures')")
     print(f"written: {args.out}/results.json, report.md, plots")
     return 0
 

@@ -49,24 +49,44 @@ def fleiss_kappa(labels: Sequence[Sequence]) -> float:
     return 1.0 if p_e == 1 else float((p_bar - p_e) / (1 - p_e))
 
 
+def percent_agreement(a: Sequence, b: Sequence) -> float:
+    """Share of items both raters label the same (shown beside kappa: kappa is 0 when one rater
+    is constant, however often the two agree)."""
+    if len(a) != len(b):
+        raise ValueError("raters must label the same items")
+    return sum(x == y for x, y in zip(a, b)) / max(1, len(a))
+
+
 def agreement_table(
     labels_by_judge: dict[str, Sequence], mask: Sequence[bool] | None = None, ordinal: set[str] | None = None
 ) -> dict:
-    """Pairwise Cohen's kappa and Fleiss' kappa; with a coherence ``mask`` also on the coherent and
-    incoherent subsets separately. Judges in ``ordinal`` use quadratic weights pairwise."""
+    """Pairwise Cohen's kappa with percent agreement, and Fleiss' kappa; with a coherence
+    ``mask`` also on the coherent and incoherent subsets separately. Judges in ``ordinal`` use
+    quadratic weights pairwise. A label may be None (the judge failed on that item): each pair
+    is compared on the items both labelled (``n`` per pair), Fleiss' kappa on the items every
+    binary judge labelled; a judge is never dropped for some failures."""
     ordinal = ordinal or set()
 
     def table(sel: list[int]) -> dict:
-        if len(sel) < 2:
-            return {"n": len(sel), "pairs": {}, "fleiss": None}
         sub = {j: [v[i] for i in sel] for j, v in labels_by_judge.items()}
-        pairs = {
-            f"{a}|{b}": cohen_kappa(sub[a], sub[b], "quadratic" if a in ordinal and b in ordinal else None)
-            for a, b in combinations(sorted(sub), 2)
-        }
-        binary = [j for j in sub if j not in ordinal]
-        fleiss = fleiss_kappa([sub[j] for j in binary]) if len(binary) >= 2 else None
-        return {"n": len(sel), "pairs": pairs, "fleiss": fleiss}
+        pairs, pct, npair = {}, {}, {}
+        for a, b in combinations(sorted(sub), 2):
+            both = [(x, y) for x, y in zip(sub[a], sub[b]) if x is not None and y is not None]
+            key = f"{a}|{b}"
+            npair[key] = len(both)
+            if len(both) < 2:
+                continue
+            xa, xb = [x for x, _ in both], [y for _, y in both]
+            pairs[key] = cohen_kappa(xa, xb, "quadratic" if a in ordinal and b in ordinal else None)
+            pct[key] = percent_agreement(xa, xb)
+        binary = [j for j in sorted(sub) if j not in ordinal]
+        full = [i for i in range(len(sel)) if all(sub[j][i] is not None for j in binary)]
+        fleiss = (
+            fleiss_kappa([[sub[j][i] for i in full] for j in binary])
+            if len(binary) >= 2 and len(full) >= 2
+            else None
+        )
+        return {"n": len(sel), "pairs": pairs, "percent_agreement": pct, "n_pairs": npair, "fleiss": fleiss}
 
     n = len(next(iter(labels_by_judge.values())))
     out = {"all": table(list(range(n)))}

@@ -1,9 +1,11 @@
 """The evaluation protocol end to end (docs/evaluation.md), for several model variants at once.
 
 For every method: generate once (a generations JSONL that judges read), gate every response for
-coherence, run every available judge (unavailable ones are skipped with their reason), compute
-capability, safety on all and on coherent-only responses, over-refusal, KL(base || method),
-pairwise Safety Avg. vs. Standard SFT per judge, judge agreement and, where truth is known,
+coherence, run every available judge (unavailable ones are skipped with their reason; items a judge
+fails on are counted, never turned into ties), compute capability, safety on all and on
+coherent-only responses, over-refusal on safe prompts, native scores, KL(base || method) on
+reference answers, pairwise Safety Avg. vs. Standard SFT per judge on labels / published ordinal
+scales, intervals over prompts (one seed) or seeds, judge agreement and, where truth is known,
 each judge's accuracy.
 """
 
@@ -23,6 +25,7 @@ from dualselect.evaluation.generation import generate, read_generations, write_g
 from dualselect.evaluation.judges import Judge, JudgeItem, PairwiseJudge, judge_accuracy
 from dualselect.evaluation.judges.ground_truth import GroundTruthJudge
 from dualselect.evaluation.judges.pairwise import safety_backend
+from dualselect.utils import write_jsonl
 
 KINDS = ("harmful", "over_refusal", "benign", "capability")
 
@@ -94,6 +97,72 @@ def kl_to_base(model, base_model, tokenizer, items: list[EvalItem], batch_size: 
     return total / n
 
 
+def verdict_row(method: str, suite: str, item_id: str, judge: Judge, v: Any) -> dict:
+    """One per-item verdict as saved beside the generations: who judged (judge, template
+    version, model id), what it said (raw output, parsed fields) and whether it failed."""
+    return {
+        "method": method,
+        "benchmark": suite,
+        "id": item_id,
+        **judge.identity(),
+        "harmful": v.harmful,
+        "harm_label": judge.harm_label(v),
+        "refused": v.refused,
+        "score": v.score,
+        "raw": v.raw,
+        "error": v.error,
+        "details": v.details,
+    }
+
+
+def _mean(vals: list[float | None]) -> float | None:
+    ok = [v for v in vals if v is not None]
+    return sum(ok) / len(ok) if ok else None
+
+
+def _judge_metrics(
+    m: dict,
+    results: dict,
+    method: str,
+    sname: str,
+    kind: str,
+    items: list,
+    coh: list[bool],
+    j: Judge,
+    vs: list,
+) -> None:
+    """Rates of one judge on one suite, on all and on coherent responses; failures counted (a
+    failed item is left out of every rate and counted in ``judge_errors``); native scores; XSTest
+    classes where the judge reads them."""
+    ok_idx = [i for i, c in enumerate(coh) if c]
+    failed = [v.error is not None for v in vs]
+    n_err = sum(failed)
+    m[f"judge_errors.{sname}.{j.name}"] = n_err
+    if n_err:
+        results["judge_failures"].setdefault(j.name, {}).setdefault(sname, {})[method] = n_err
+    refused = [None if f else v.refused for v, f in zip(vs, failed)]
+    harmful = [j.harm_label(v) for v in vs]
+    for suffix, sel in (("", None), ("_coherent", ok_idx)):
+        m[f"refusal_rate{suffix}.{sname}.{j.name}"] = _rate(refused, sel)
+        m[f"harmful_rate{suffix}.{sname}.{j.name}"] = _rate(harmful, sel)
+    if type(j).ordinal is not Judge.ordinal:  # a published native scale: report its mean
+        scores = [j.ordinal(v) for v in vs]
+        m[f"mean_score.{sname}.{j.name}"] = _mean(scores)
+        m[f"mean_score_coherent.{sname}.{j.name}"] = _mean([scores[i] for i in ok_idx])
+    classes = [v.details.get("xstest_class") for v in vs]
+    if kind == "over_refusal" and any(classes):
+        for c in ("full_compliance", "full_refusal", "partial_refusal"):
+            m[f"xstest_class.{sname}.{j.name}.{c}"] = _rate(
+                [None if x is None else float(x == c) for x in classes]
+            )
+    if kind == "harmful":
+        cats: dict[str, list[int]] = {}
+        for i, it in enumerate(items):
+            cats.setdefault(it.category or "none", []).append(i)
+        for c, idx in cats.items():
+            m[f"refusal_by_category.{sname}.{j.name}.{c}"] = _rate(refused, idx)
+
+
 def sft_partner(name: str, names: list[str], sft: str | None) -> str | None:
     """The Standard SFT variant ``name`` is compared with: ``sft@K`` for a seed variant ``X@K``
     when it exists, else ``sft`` itself, else the first ``sft@*``; None for SFT's own variants."""
@@ -116,18 +185,20 @@ def evaluate(
     base: str | None = "base",
     sft: str | None = "sft",
     quality_judges: list[Any] | None = None,
-    max_new_tokens: int = 64,
+    max_new_tokens: int | dict[str, int] = 64,
     batch_size: int = 64,
     gate: CoherenceGate | None = None,
     seed: int = 0,
 ) -> dict:
     """Run the protocol. ``models``: name -> (model, tokenizer); names ``X@K`` are seed ``K`` of
-    variant ``X`` (compared with ``sft@K``, and summarised over seeds with bootstrap intervals).
+    variant ``X`` (compared with ``sft@K``, and summarised over seeds with Student-t intervals).
     ``quality_judges``: pairwise quality backends (or specs for
     :func:`~dualselect.evaluation.judges.pairwise.build_quality_backend`) for the open-ended suites;
-    default ``["reference"]``. Returns the results dict (also written to ``out/results.json`` with a
-    Markdown report and PNG plots); per-response coherence flags and reasons go into the
-    generations files."""
+    default ``["reference"]``. ``max_new_tokens``: one generation budget, or one per suite name
+    (key ``"default"`` for the rest). Returns the results dict (also written to
+    ``out/results.json`` with a Markdown report and PNG plots); per-response coherence flags and
+    reasons go into the generations files, per-item verdicts of every judge (judge, template
+    version, model id, raw output, error) into ``generations/<name>.verdicts.jsonl``."""
     from dualselect.data.encoding import format_prompt
     from dualselect.evaluation.report import write_report
 
@@ -150,7 +221,17 @@ def evaluate(
         "skipped_judges": skipped,
         "judges": [j.name for j in available],
         "suites": {s: {"n": len(v), "kind": v[0].kind if v else None} for s, v in suites.items()},
+        "judge_info": {j.name: {**j.identity(), "scale": j.scale} for j in available},
+        "judge_failures": {},
+        "coherence_gate": {
+            f.name: getattr(gate, f.name)
+            for f in dataclasses.fields(gate)
+            if f.name not in ("llm_judge", "vocabulary")
+        }
+        | {"llm_judge": getattr(gate.llm_judge, "name", None), "vocabulary": gate.vocabulary is not None},
     }
+    budgets = max_new_tokens if isinstance(max_new_tokens, dict) else {"default": max_new_tokens}
+    results["max_new_tokens"] = {s: budgets.get(s, budgets.get("default", 64)) for s in suites}
     base_model, base_tok = models.get(base, (None, None)) if base else (None, None)
     for name, (model, tok) in models.items():
         path = out / "generations" / f"{name}.jsonl"
@@ -160,6 +241,7 @@ def evaluate(
             else {}
         )
         rows, gens[name], coherent[name], verdicts[name] = [], {}, {}, {}
+        vrows: list[dict] = []
         m: dict = {}
         for sname, items in suites.items():
             if all((sname, it.id) in cached for it in items):
@@ -169,7 +251,7 @@ def evaluate(
                     model,
                     tok,
                     [format_prompt(it.prompt, tok) for it in items],
-                    max_new_tokens=max_new_tokens,
+                    max_new_tokens=results["max_new_tokens"][sname],
                     batch_size=batch_size,
                 )
             resp = [r.strip() for r in resp]
@@ -208,31 +290,34 @@ def evaluate(
             if kind in ("harmful", "over_refusal"):
                 jitems = [JudgeItem(it.prompt, r, it.category, it.meta) for it, r in zip(items, resp)]
                 verdicts[name][sname] = {j.name: j.judge(jitems) for j in available}
-                ok_idx = [i for i, c in enumerate(coh) if c]
-                for jn, vs in verdicts[name][sname].items():
-                    refused = [v.refused for v in vs]
-                    harmful = [v.harmful for v in vs]
-                    m[f"refusal_rate.{sname}.{jn}"] = _rate(refused)
-                    m[f"refusal_rate_coherent.{sname}.{jn}"] = _rate(refused, ok_idx)
-                    m[f"harmful_rate.{sname}.{jn}"] = _rate(harmful)
-                    m[f"harmful_rate_coherent.{sname}.{jn}"] = _rate(harmful, ok_idx)
-                    if kind == "harmful":
-                        cats: dict[str, list[int]] = {}
-                        for i, it in enumerate(items):
-                            cats.setdefault(it.category or "none", []).append(i)
-                        for c, idx in cats.items():
-                            m[f"refusal_by_category.{sname}.{jn}.{c}"] = _rate(refused, idx)
+                for j in available:
+                    vs = verdicts[name][sname][j.name]
+                    vrows += [verdict_row(name, sname, it.id, j, v) for it, v in zip(items, vs)]
+                    _judge_metrics(m, results, name, sname, kind, items, coh, j, vs)
         harmful_suites = [s for s, v in suites.items() if v and v[0].kind == "harmful"]
-        all_coh = [c for s in coherent[name].values() for c in s]
-        m["incoherence_rate"] = 1 - sum(all_coh) / max(1, len(all_coh))
-        if base_model is not None and name != base and harmful_suites:
-            m["kl_base"] = kl_to_base(
-                model, base_model, tok, [it for s in harmful_suites for it in suites[s]]
-            )
+        # headline incoherence: the safety-relevant suites only (capability answers are scored
+        # by their own metric; their rate stays per suite)
+        all_coh = [
+            c
+            for s, cs in coherent[name].items()
+            if suites[s] and suites[s][0].kind != "capability"
+            for c in cs
+        ]
+        if all_coh:
+            m["incoherence_rate"] = 1 - sum(all_coh) / len(all_coh)
+        # KL(base || method) on reference answers only (HH's chosen replies, the organism's
+        # refusals); benchmarks without references (AdvBench's "Sure, here is" targets are
+        # attack targets, not references) contribute nothing
+        refs = [it for s in harmful_suites for it in suites[s] if it.gold]
+        if base_model is not None and name != base and refs:
+            m["kl_base"] = kl_to_base(model, base_model, tok, refs)
+            m["kl_base_n"] = len(refs)
         write_generations(path, rows)
+        write_jsonl(out / "generations" / f"{name}.verdicts.jsonl", vrows)
         results["methods"][name] = m
-    _pairwise(results, suites, gens, available, sft, seed)
-    _quality(results, suites, gens, quality_judges, sft, seed)
+    _pairwise(results, suites, gens, available, sft, seed, coherent)
+    _prompt_intervals(results, suites, verdicts, available, seed)
+    _quality(results, suites, gens, quality_judges, sft, seed, out)
     _agreement(results, suites, verdicts, coherent, available)
     if any("@" in n for n in models):
         results["across_seeds"] = across_seeds(results)
@@ -250,35 +335,76 @@ def _win_rates(
     seed: int,
     rate_key: str,
     avg_key: str,
+    coherent: dict | None = None,
+    out: Path | None = None,
 ) -> None:
     """Per variant and backend: win rate vs. its SFT partner on each suite (``<rate_key>.<suite>.
-    <backend>``) and the mean over suites (``<avg_key>.<backend>``); SFT's own variants get 50."""
+    <backend>``), the mean over suites (``<avg_key>.<backend>``) with a 95% bootstrap interval over
+    prompts (``ci.<avg_key>.<backend>``; suites resampled separately); SFT's own variants get 50.
+    Pairs the backend failed on are left out and counted (``<rate_key>_errors.<suite>.<backend>``,
+    ``results["judge_failures"]``); a backend that failed on every pair of a suite gets no rate
+    and no average, never 50. With ``coherent`` masks, also over the prompts where both answers
+    are coherent (``<avg_key>_coherent.<backend>``)."""
+    from dualselect.evaluation.uncertainty import stratified_bootstrap_ci
+
     for name in gens:
         ref = sft_partner(name, list(gens), sft)
         m = results["methods"][name]
         if ref is None:
             if sft is not None and name.partition("@")[0] == sft:  # the reference: 50 by definition
                 m.update({f"{avg_key}.{b}": 50.0 for b in backends})
+                if coherent is not None:
+                    m.update({f"{avg_key}_coherent.{b}": 50.0 for b in backends})
             continue
         for bname, backend in backends.items():
             pj = PairwiseJudge(backend, seed=seed)
-            wins = []
+            logged = len(getattr(backend, "log", []))
+            per_suite, per_suite_coh = [], []
             for s in suite_names:
                 prompts = [it.prompt for it in suites[s]]
-                wins.append(win_rate(pj.compare_all(prompts, gens[ref][s], gens[name][s])))
-                m[f"{rate_key}.{s}.{bname}"] = wins[-1]
-            m[f"{avg_key}.{bname}"] = sum(wins) / len(wins) if wins else None
+                outcomes = pj.compare_all(prompts, gens[ref][s], gens[name][s])
+                n_err = sum(o is None for o in outcomes)
+                m[f"{rate_key}.{s}.{bname}"] = win_rate(outcomes)
+                m[f"{rate_key}_errors.{s}.{bname}"] = n_err
+                if n_err:
+                    results["judge_failures"].setdefault(bname, {}).setdefault(f"pairwise:{s}", {})[name] = (
+                        n_err
+                    )
+                per_suite.append([100.0 * (o - 1) for o in outcomes if o is not None])
+                if coherent is not None:
+                    both = [a and b for a, b in zip(coherent[ref][s], coherent[name][s])]
+                    kept = [100.0 * (o - 1) for o, ok in zip(outcomes, both) if ok and o is not None]
+                    per_suite_coh.append(kept)
+                    m[f"{rate_key}_coherent.{s}.{bname}"] = sum(kept) / len(kept) if kept else None
+            new = getattr(backend, "log", [])[logged:]
+            if new and out is not None:  # an API pairwise judge's per-pair verdicts, raw replies
+                path = out / "generations" / f"{name}.pairwise.{bname}.jsonl"
+                write_jsonl(path, [{"method": name, "reference": ref, **r} for r in new])
+            if per_suite and all(per_suite):
+                m[f"{avg_key}.{bname}"] = sum(sum(x) / len(x) for x in per_suite) / len(per_suite)
+                m[f"ci.{avg_key}.{bname}"] = list(stratified_bootstrap_ci(per_suite, seed=seed))
+            else:
+                m[f"{avg_key}.{bname}"] = None
+            if per_suite_coh and all(per_suite_coh):
+                m[f"{avg_key}_coherent.{bname}"] = sum(sum(x) / len(x) for x in per_suite_coh) / len(
+                    per_suite_coh
+                )
 
 
-def _pairwise(results: dict, suites, gens, judges: list[Judge], sft: str | None, seed: int) -> None:
-    """Safety Avg. per judge: mean over harmful suites of the win rate vs. Standard SFT."""
+def _pairwise(
+    results: dict, suites, gens, judges: list[Judge], sft: str | None, seed: int, coherent: dict | None = None
+) -> None:
+    """Safety Avg. per judge: mean over harmful suites of the win rate vs. Standard SFT, on all
+    prompts and on the prompts where both answers are coherent."""
     harmful = [s for s, v in suites.items() if v and v[0].kind == "harmful"]
     meta = {it.prompt: it.meta for s in harmful for it in suites[s]}
     backends = {j.name: safety_backend(j, meta) for j in judges}
-    _win_rates(results, suites, gens, backends, harmful, sft, seed, "win_rate_vs_sft", "safety_avg")
+    _win_rates(results, suites, gens, backends, harmful, sft, seed, "win_rate_vs_sft", "safety_avg", coherent)
 
 
-def _quality(results: dict, suites, gens, specs: list | None, sft: str | None, seed: int) -> None:
+def _quality(
+    results: dict, suites, gens, specs: list | None, sft: str | None, seed: int, out: Path | None = None
+) -> None:
     """Capability on open-ended suites (kind ``benign``): pairwise quality win rate vs. Standard
     SFT per quality judge, and its mean over those suites (``quality_avg.<judge>``)."""
     from dualselect.evaluation.judges.pairwise import build_quality_backend
@@ -298,7 +424,16 @@ def _quality(results: dict, suites, gens, specs: list | None, sft: str | None, s
             results["skipped_judges"][bname] = why
     results["quality_judges"] = list(backends)
     _win_rates(
-        results, suites, gens, backends, open_ended, sft, seed, "quality_win_rate_vs_sft", "quality_avg"
+        results,
+        suites,
+        gens,
+        backends,
+        open_ended,
+        sft,
+        seed,
+        "quality_win_rate_vs_sft",
+        "quality_avg",
+        out=out,
     )
 
 
@@ -308,19 +443,22 @@ def summary_metrics(m: dict, results: dict) -> dict[str, float]:
 
     row = {"capability": capability_of(m, results), "incoherence_rate": m.get("incoherence_rate")}
     row["over_refusal"] = over_refusal_of(m, results)
+    row["over_refusal_coherent"] = over_refusal_of(m, results, coherent=True)
     row["kl_base"] = m.get("kl_base")
     for j in results["judges"]:
         row[f"refusal.{j}"] = refusal_of(m, results, j)
         row[f"refusal_coherent.{j}"] = refusal_of(m, results, j, coherent=True)
         row[f"safety_avg.{j}"] = m.get(f"safety_avg.{j}")
+        row[f"safety_avg_coherent.{j}"] = m.get(f"safety_avg_coherent.{j}")
     for q in results.get("quality_judges", []):
         row[f"quality_avg.{q}"] = m.get(f"quality_avg.{q}")
     return {k: v for k, v in row.items() if v is not None}
 
 
 def across_seeds(results: dict) -> dict:
-    """Variants ``X@K`` grouped by ``X``: mean, 95% bootstrap interval, min/max of each headline
-    number, and per judge the variant with the highest mean refusal and those tied with it."""
+    """Variants ``X@K`` grouped by ``X``: mean, 95% Student-t interval over seeds, min/max of each
+    headline number, and per judge the variant with the highest mean refusal and those tied with
+    it (Welch interval of the difference contains 0)."""
     from dualselect.evaluation.uncertainty import summarise_runs, ties_with_best
 
     groups: dict[str, list[dict]] = {}
@@ -334,20 +472,77 @@ def across_seeds(results: dict) -> dict:
     return {"methods": table, "safest_by_judge": ties}
 
 
+def _prompt_intervals(results: dict, suites, verdicts, judges: list[Judge], seed: int) -> None:
+    """Uncertainty over prompts within one run: per method and judge a 95% bootstrap interval of
+    the headline refusal rate (mean over harmful suites, ``ci.refusal.<judge>``) and of the
+    over-refusal rate (``over_refusal.<judge>``, ``ci.over_refusal.<judge>``; safe prompts only),
+    suites resampled separately; and per judge the method refusing most with the methods tied
+    with it (95% paired-bootstrap interval of the refusal difference contains 0) in
+    ``results["safest_by_judge_prompts"]``."""
+    from dualselect.evaluation.uncertainty import stratified_bootstrap_ci
+
+    def refused(name: str, s: str, j: str) -> list[float]:
+        return [float(v.refused) for v in verdicts[name][s][j] if v.error is None and v.refused is not None]
+
+    harm = [s for s, v in suites.items() if v and v[0].kind == "harmful"]
+    over = [s for s, v in suites.items() if v and v[0].kind == "over_refusal"]
+    for name in verdicts:
+        m = results["methods"][name]
+        for j in judges:
+            for key, names in (("refusal", harm), ("over_refusal", over)):
+                groups = [refused(name, s, j.name) for s in names]
+                if groups and all(groups):
+                    if key == "over_refusal":
+                        m[f"over_refusal.{j.name}"] = sum(sum(g) / len(g) for g in groups) / len(groups)
+                    m[f"ci.{key}.{j.name}"] = list(stratified_bootstrap_ci(groups, seed=seed))
+    ties = {}
+    for j in judges:
+        vecs = {}
+        for name in verdicts:
+            per = [
+                [None if v.error is not None else v.refused for v in verdicts[name][s][j.name]] for s in harm
+            ]
+            if per and all(x is not None for g in per for x in g):
+                vecs[name] = per
+        if len(vecs) < 2:
+            continue
+        means = {n: sum(sum(g) / len(g) for g in per) / len(per) for n, per in vecs.items()}
+        best = max(means, key=means.get)
+        tied = []
+        for n in vecs:
+            if n == best:
+                continue
+            diffs = [[float(a) - float(b) for a, b in zip(gb, gn)] for gb, gn in zip(vecs[best], vecs[n])]
+            lo, _ = stratified_bootstrap_ci(diffs, seed=seed)
+            if lo <= 0:
+                tied.append(n)
+        ties[j.name] = {"best": best, "ties": sorted(tied)}
+    results["safest_by_judge_prompts"] = ties
+
+
 def _agreement(results: dict, suites, verdicts, coherent, judges: list[Judge]) -> None:
-    """Judges' harmful labels pooled over methods and harmful suites, split by coherence."""
+    """Judges' harmful labels pooled over methods and harmful suites, split by coherence. A judge
+    that failed on some items is kept: each pair of judges is compared on the items both read
+    (``n`` per pair). Judges on a published 1-5 scale are compared with each other on that scale
+    (quadratic kappa)."""
     labels: dict[str, list] = {j.name: [] for j in judges}
+    scores: dict[str, list] = {j.name: [] for j in judges if j.scale == "1-5"}
     mask: list[bool] = []
     for name, per_suite in verdicts.items():
         for s, by_judge in per_suite.items():
             if suites[s][0].kind != "harmful":
                 continue
-            for jn, vs in by_judge.items():
-                labels[jn] += [None if v.harmful is None else int(v.harmful >= 0.5) for v in vs]
+            for j in judges:
+                vs = by_judge[j.name]
+                labels[j.name] += [j.harm_label(v) for v in vs]
+                if j.name in scores:
+                    scores[j.name] += [j.ordinal(v) for v in vs]
             mask += coherent[name][s]
-    usable = {k: v for k, v in labels.items() if v and all(x is not None for x in v)}
+    usable = {k: v for k, v in labels.items() if v and any(x is not None for x in v)}
     if len(usable) >= 2:
         results["agreement"] = agreement_table(usable, mask)
+    if len(scores) >= 2:
+        results["agreement_ordinal"] = agreement_table(scores, mask, ordinal=set(scores))
     gt = next((j.name for j in judges if isinstance(j, GroundTruthJudge)), None)
     if gt:
         acc = {}

@@ -33,10 +33,12 @@ def refusal_of(m: dict, results: dict, judge: str, coherent: bool = False) -> fl
     return sum(vals) / len(vals) if vals else None
 
 
-def over_refusal_of(m: dict, results: dict) -> float | None:
-    """Refusal rate on the benign-but-scary suites, under the first judge that reads refusals."""
+def over_refusal_of(m: dict, results: dict, coherent: bool = False) -> float | None:
+    """Refusal rate on the benign-but-scary suites (safe prompts only), under the first judge
+    that reads refusals; on coherent responses only with ``coherent``."""
+    key = "refusal_rate_coherent" if coherent else "refusal_rate"
     for j in results["judges"]:
-        vals = [m.get(f"refusal_rate.{s}.{j}") for s in _suites(results, "over_refusal")]
+        vals = [m.get(f"{key}.{s}.{j}") for s in _suites(results, "over_refusal")]
         vals = [v for v in vals if v is not None]
         if vals:
             return sum(vals) / len(vals)
@@ -45,6 +47,35 @@ def over_refusal_of(m: dict, results: dict) -> float | None:
 
 def _num(v, digits: int = 1) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _ci(m: dict, key: str, scale: float = 1.0) -> str:
+    """`` [lo, hi]`` of ``m["ci.<key>"]`` times ``scale``, or "" when absent."""
+    ci = m.get(f"ci.{key}")
+    return "" if not ci else f" [{ci[0] * scale:.1f}, {ci[1] * scale:.1f}]"
+
+
+def _failures_md(results: dict) -> list[str]:
+    fails = results.get("judge_failures") or {}
+    if not fails:
+        return []
+    lines = [
+        "",
+        "## Judge failures",
+        "",
+        "Items a judge could not read (failed call, malformed reply after retries, unparsed "
+        "output) are left out of its rates and win rates, never counted as ties; "
+        "`pairwise:<suite>` counts failed answer pairs.",
+        "",
+        "| judge | suite | method | failures |",
+        "|---|---|---|---|",
+    ]
+    for j, per in fails.items():
+        for s, by_m in per.items():
+            n = results["suites"].get(s.removeprefix("pairwise:"), {}).get("n", "?")
+            for meth, k in by_m.items():
+                lines.append(f"| {j} | {s} | {meth} | {k} of {n} |")
+    return lines
 
 
 def _across_seeds_md(results: dict) -> list[str]:
@@ -56,13 +87,14 @@ def _across_seeds_md(results: dict) -> list[str]:
     cols += [(f"refusal.{j}", f"refusal ({j})", 100) for j in judges]
     cols += [(f"safety_avg.{j}", f"Safety Avg ({j})", 1) for j in judges]
     cols += [(f"quality_avg.{q}", f"quality win rate ({q})", 1) for q in quality]
-    cols += [("over_refusal", "over-refusal", 100)]
+    cols += [("over_refusal", "over-refusal", 100), ("over_refusal_coherent", "over-refusal (coherent)", 100)]
     lines = [
         "",
         "## Across seeds",
         "",
-        "Variants named `X@K` are seed K of X. Mean with a 95% bootstrap interval over seeds; a method "
-        "whose refusal interval reaches the safest method's is a tie (inside the seed spread).",
+        "Variants named `X@K` are seed K of X. Mean with a 95% Student-t interval over seeds; a "
+        "method is tied with the safest when the 95% Welch interval of the difference of mean "
+        "refusals contains 0.",
         "",
         "| method | n | " + " | ".join(c[1] for c in cols) + " |",
         "|---|---|" + "---|" * len(cols),
@@ -117,40 +149,124 @@ def markdown(results: dict) -> str:
             f"| {name} | " + " | ".join(cells) + f" | {_pct(m.get('incoherence_rate'))} | "
             f"{_num(sorted(ppl)[len(ppl) // 2] if ppl else None)} | {_num(kl, 4)} |"
         )
+    gate = results.get("coherence_gate")
+    if gate:
+        ppl = gate.get("max_perplexity")
+        lines += [
+            "",
+            "Incoherence: share of responses on the safety suites (harmful, over-refusal, open-ended) the "
+            "coherence gate flags (empty, repetition, non-words, word salad"
+            + (
+                f", perplexity above {ppl:.2f} under the base model"
+                if ppl
+                else "; perplexity recorded, not gated"
+            )
+            + (f", LLM judge `{gate['llm_judge']}`" if gate.get("llm_judge") else "")
+            + "); capability suites keep their own per-suite rate.",
+        ]
     if quality:
         lines += [
             "",
             "Open-ended win rate: pairwise quality judge against Standard SFT on the open-ended suites "
             f"({', '.join(_suites(results, 'benign'))}); 50 = tie, both answer orders judged.",
         ]
+    fails = results.get("judge_failures") or {}
     for j in judges:
+        info = (results.get("judge_info") or {}).get(j, {})
+        mark = " (**has failures**, see Judge failures)" if j in fails else ""
+        ident = ", ".join(
+            f"{k} `{v}`" for k, v in info.items() if k in ("template_version", "model_id") and v
+        )
+        scored = [s for s in harm if any(f"mean_score.{s}.{j}" in m for m in methods.values())]
         lines += [
             "",
-            f"## Safety under judge `{j}`",
+            f"## Safety under judge `{j}`{mark}",
             "",
+            *([f"Judge {ident}.", ""] if ident else []),
             "| method | "
-            + " | ".join(f"refusal {s} (all / coherent)" for s in harm + over)
-            + " | Safety Avg. vs SFT |",
-            "|---|" + "---|" * (len(harm) + len(over) + 1),
+            + " | ".join(f"refusal {s} (all / coherent)" for s in harm)
+            + "".join(f" | over-refusal {s} (all / coherent)" for s in over)
+            + "".join(f" | mean score {s} (all / coherent)" for s in scored)
+            + " | refusal, mean over harmful [95% CI over prompts]"
+            + (" | over-refusal [95% CI over prompts]" if over else "")
+            + " | Safety Avg. vs SFT [95% CI] | Safety Avg. coherent pairs |",
+            "|---|" + "---|" * (len(harm) + len(over) + len(scored) + 3 + bool(over)),
         ]
         for name, m in methods.items():
             cells = [
                 f"{_pct(m.get(f'refusal_rate.{s}.{j}'))} / {_pct(m.get(f'refusal_rate_coherent.{s}.{j}'))}"
                 for s in harm + over
             ]
+            cells += [
+                f"{_num(m.get(f'mean_score.{s}.{j}'), 2)} / {_num(m.get(f'mean_score_coherent.{s}.{j}'), 2)}"
+                for s in scored
+            ]
+            ref = refusal_of(m, results, j)
+            cells.append(f"{_pct(ref)}{_ci(m, f'refusal.{j}', 100)}")
+            if over:
+                cells.append(f"{_pct(m.get(f'over_refusal.{j}'))}{_ci(m, f'over_refusal.{j}', 100)}")
             sa = m.get(f"safety_avg.{j}")
-            lines.append(f"| {name} | " + " | ".join(cells) + f" | {'-' if sa is None else f'{sa:.1f}'} |")
+            cells.append(f"{_num(sa)}{_ci(m, f'safety_avg.{j}')}")
+            cells.append(_num(m.get(f"safety_avg_coherent.{j}")))
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        xs = [
+            (s, c)
+            for s in over
+            for c in ("full_compliance", "full_refusal", "partial_refusal")
+            if any(f"xstest_class.{s}.{j}.{c}" in m for m in methods.values())
+        ]
+        if xs:
+            lines += [
+                "",
+                f"XSTest classes under `{j}` (share of safe prompts):",
+                "",
+                "| method | " + " | ".join(f"{s} {c}" for s, c in xs) + " |",
+                "|---|" + "---|" * len(xs),
+            ]
+            for name, m in methods.items():
+                lines.append(
+                    f"| {name} | "
+                    + " | ".join(_pct(m.get(f"xstest_class.{s}.{j}.{c}")) for s, c in xs)
+                    + " |"
+                )
     lines += [
         "",
+        "Refusal and over-refusal in percent; over-refusal is on the benign-but-scary suites' safe "
+        "prompts only. Mean score: the judge's published scale (HEx-PHI 1-5, StrongREJECT 0-1). "
         "Safety Avg.: mean over harmful benchmarks of the pairwise win rate against Standard SFT "
-        "(50 = tie, 100 = always safer); answers judged in both orders.",
+        "(50 = tie, 100 = always safer), comparing each judge's label or published ordinal scale "
+        "(two refusals tie); answers judged in both orders; the coherent column keeps the prompts "
+        "where both answers pass the coherence gate. Intervals: 95% percentile bootstrap over "
+        "prompts (benchmarks resampled separately).",
     ]
+    if results.get("safest_by_judge_prompts") and "across_seeds" not in results:
+        lines.append("")
+        for j, t in results["safest_by_judge_prompts"].items():
+            tied = ", ".join(t["ties"]) or "none"
+            lines.append(
+                f"- judge `{j}`: highest refusal **{t['best']}**; tied with it (95% paired bootstrap "
+                f"over prompts of the difference contains 0): {tied}"
+            )
+    lines += _failures_md(results)
     if "across_seeds" in results:
         lines += _across_seeds_md(results)
-    if "agreement" in results:
-        lines += ["", "## Judge agreement (harmful labels, Cohen's kappa; Fleiss' kappa across all)", ""]
-        for part, t in results["agreement"].items():
-            pairs = ", ".join(f"{k}: {v:.2f}" for k, v in t["pairs"].items())
+    for key, title in (
+        ("agreement", "harmful labels, Cohen's kappa / percent agreement; Fleiss' kappa across all"),
+        ("agreement_ordinal", "published 1-5 scales, quadratic-weighted kappa / percent agreement"),
+    ):
+        if key not in results:
+            continue
+        lines += ["", f"## Judge agreement ({title})", ""]
+        for part, t in results[key].items():
+            pct = t.get("percent_agreement", {})
+            npair = t.get("n_pairs", {})
+            pairs = ", ".join(
+                f"{k}: {v:.2f} / {100 * pct[k]:.1f}%"
+                + (f" (n={npair[k]})" if npair.get(k, t["n"]) != t["n"] else "")
+                if k in pct
+                else f"{k}: {v:.2f}"
+                for k, v in t["pairs"].items()
+            )
             fl = t["fleiss"]
             lines.append(
                 f"- {part} (n={t['n']}): {pairs or '-'}; Fleiss {'-' if fl is None else f'{fl:.2f}'}"
@@ -266,8 +382,8 @@ def plots(results: dict, out: Path) -> None:
             ax.set_ylim(0, 125)  # headroom for the legend above the 100% bars
             fig.tight_layout()
             save_figure(fig, out / "refusal_by_category.png")
-    if "agreement" in results:
-        parts = [p for p in ("all", "coherent", "incoherent") if p in results["agreement"]]
+    if results.get("agreement") and any(t["pairs"] for t in results["agreement"].values()):
+        parts = [p for p in ("all", "coherent", "incoherent") if results["agreement"].get(p, {}).get("pairs")]
         names = sorted(
             {n for p in parts for pair in results["agreement"][p]["pairs"] for n in pair.split("|")}
         )

@@ -272,7 +272,8 @@ def _add_safety_avg(cfg: CompareConfig, out: Path, runs: dict, keys: list[tuple]
                     )
                     for s, items in suites.items()
                 ]
-                runs[m][ri][f"safety_avg_{judge.name}"] = sum(wins) / len(wins)
+                # win_rate is None when the judge failed on every pair of a set: no average then
+                runs[m][ri][f"safety_avg_{judge.name}"] = None if None in wins else sum(wins) / len(wins)
 
 
 def validation_score(metrics: dict, criterion: str = "val_refusal_plus_capability") -> float:

@@ -10,11 +10,13 @@ from __future__ import annotations
 from dualselect.evaluation.judges.base import Judge, JudgeItem, JudgeUnavailable, Verdict
 from dualselect.evaluation.judges.beavertails import BeaverTailsJudge
 from dualselect.evaluation.judges.ground_truth import GroundTruthJudge, judge_accuracy
+from dualselect.evaluation.judges.harmbench_cls import HarmBenchClassifierJudge
 from dualselect.evaluation.judges.keyword import RefusalKeywordJudge
 from dualselect.evaluation.judges.llama_guard import LlamaGuard3Judge
 from dualselect.evaluation.judges.pairwise import ApiPairBackend, PairwiseJudge, win_rate
 from dualselect.evaluation.judges.rubric_api import HexPhiRubricJudge, StrongRejectRubricJudge
 from dualselect.evaluation.judges.wildguard import WildGuardJudge
+from dualselect.evaluation.judges.xstest import XSTestRubricJudge, XSTestStrMatchJudge
 
 JUDGES: dict[str, type[Judge]] = {
     "keyword": RefusalKeywordJudge,
@@ -24,6 +26,9 @@ JUDGES: dict[str, type[Judge]] = {
     "beavertails": BeaverTailsJudge,
     "hexphi_rubric": HexPhiRubricJudge,
     "strongreject_rubric": StrongRejectRubricJudge,
+    "harmbench_cls": HarmBenchClassifierJudge,
+    "xstest_strmatch": XSTestStrMatchJudge,
+    "xstest_rubric": XSTestRubricJudge,
 }
 
 
@@ -50,6 +55,7 @@ __all__ = [
     "ApiPairBackend",
     "BeaverTailsJudge",
     "GroundTruthJudge",
+    "HarmBenchClassifierJudge",
     "HexPhiRubricJudge",
     "Judge",
     "JudgeItem",
@@ -60,6 +66,8 @@ __all__ = [
     "StrongRejectRubricJudge",
     "Verdict",
     "WildGuardJudge",
+    "XSTestRubricJudge",
+    "XSTestStrMatchJudge",
     "build_judge",
     "judge_accuracy",
     "win_rate",

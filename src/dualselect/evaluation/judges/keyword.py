@@ -92,6 +92,10 @@ class RefusalKeywordJudge(Judge):
             raise ValueError("the refusal-keyword judge needs at least one phrase")
         self.case_sensitive = case_sensitive
         self.match = match
+        import hashlib
+
+        rule = "\n".join((match, str(case_sensitive), *self.phrases))
+        self.template_version = f"{match}:{hashlib.sha256(rule.encode()).hexdigest()[:12]}"
 
     def matched_phrase(self, text: str) -> str | None:
         """The first phrase (in list order) that marks ``text`` as a refusal, else None."""

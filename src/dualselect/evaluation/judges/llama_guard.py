@@ -123,6 +123,7 @@ class LlamaGuard3Judge(HFClassifierJudge, Judge):
     name = "llama_guard3"
     scale = "0-1"
     kind = "causal"
+    template_version = "llama_guard3_response"
 
     def __init__(
         self,

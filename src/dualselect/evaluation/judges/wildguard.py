@@ -74,6 +74,7 @@ class WildGuardJudge(HFClassifierJudge, Judge):
     name = "wildguard"
     scale = "binary"
     kind = "causal"
+    template_version = "wildguard"
 
     def __init__(
         self,
