@@ -15,20 +15,24 @@ def register(sub) -> None:
     )
     p.add_argument("--config", default=None, help="YAML file of config fields (flags override it).")
     p.add_argument("--method", default=None, help="Training method (default: the YAML's `method`, else sft).")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace a previous run in output_dir (only the files a run writes are removed); "
+        "without it a non-empty output_dir is refused.",
+    )
     p.add_argument("-h", "--help", action="store_true", help="Show the chosen method's config fields.")
     p.set_defaults(func=run, accepts_extra=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
-
     from dualselect.training import METHODS
     from dualselect.training.run import load_config, run_training
+    from dualselect.utils import load_yaml_config
 
     method = args.method
     if method is None and args.config:
-        with open(args.config, encoding="utf-8") as fh:
-            method = (yaml.safe_load(fh) or {}).get("method")
+        method = load_yaml_config(args.config)[0].get("method")
     method = method or "sft"
     if args.help:
         from transformers import HfArgumentParser
@@ -39,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         HfArgumentParser(METHODS[method][0], prog=f"dualselect train --method {method}").print_help()
         return 0
     cfg = load_config(method, args.config, args.extra)
-    trainer = run_training(method, cfg)
+    trainer = run_training(method, cfg, overwrite=args.overwrite)
     print(
         f"{method}: saved adapter, config.yaml and log.json to {cfg.output_dir} "
         f"({trainer.state.global_step} optimiser steps)"

@@ -9,6 +9,7 @@ from dualselect.training.sft import SFTConfig, SFTTrainer
 
 METHODS.update(
     {
+        "sft": (SFTConfig, SFTTrainer),
         "dualselect": (DualSelectConfig, DualSelectTrainer),
         "safeinstr": (SafeInstrConfig, SafeInstrTrainer),
         "lisa": (LisaConfig, LisaTrainer),
