@@ -88,8 +88,45 @@ def _load_variant(path: str, base_path: str):
 
         cfg = json.loads((Path(path) / "adapter_config.json").read_text())
         model, tok = load_model_and_tokenizer(cfg.get("base_model_name_or_path") or base_path)
-        return PeftModel.from_pretrained(model, path).eval(), tok
+        model = PeftModel.from_pretrained(model, path).eval()
+        for n, p in model.named_parameters():  # a diverged adapter is not worth scoring
+            if "lora_" in n and not bool(p.isfinite().all()):
+                raise ValueError(
+                    f"{path}: adapter weight {n} holds NaN or inf (a diverged run); not evaluated"
+                )
+        return model, tok
     return load_model_and_tokenizer(resolve_model_path(path))
+
+
+def parse_variants(specs: list[str]) -> dict[str, str]:
+    """``--model NAME=PATH[,PATH...]`` -> ``{variant: path}``, checked before any model loads.
+
+    A NAME becomes a file name (``OUT/generations/NAME.jsonl``), so it must be a plain name:
+    letters, digits and ``. _ - + =``, not starting with a dot, no ``..``, no ``/`` and not
+    ``base`` (the base model's row). Every PATH must be an existing directory or a hub id."""
+    from dualselect.training.validation import check_model_path
+    from dualselect.utils import safe_name
+
+    variants: dict[str, str] = {}
+    for spec in specs:
+        name, sep, paths = spec.partition("=")
+        paths = [x for x in paths.split(",") if x]
+        if not sep or not name or "@" in name or not paths:
+            raise ValueError(f"--model {spec!r}: expected NAME=PATH[,PATH...] (no '@' in NAME)")
+        if safe_name(name) != name:
+            raise ValueError(
+                f"--model {spec!r}: NAME {name!r} is not a plain file name (use letters, digits and "
+                "'. _ - + =', no '/', no '..', not starting with '.' or '-')"
+            )
+        if name == "base":
+            raise ValueError(f"--model {spec!r}: 'base' is the --base model's row; choose another NAME")
+        for k, path in enumerate(paths):
+            key = name if len(paths) == 1 else f"{name}@{k}"
+            if key in variants:
+                raise ValueError(f"--model {spec!r}: variant {key!r} given twice")
+            check_model_path(path, key=f"--model {key}")
+            variants[key] = path
+    return variants
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,14 +137,7 @@ def run(args: argparse.Namespace) -> int:
     from dualselect.training.model import load_model_and_tokenizer, resolve_model_path
     from dualselect.utils import seed_everything
 
-    variants: dict[str, str] = {}  # checked before anything is loaded
-    for spec in args.model:
-        name, sep, paths = spec.partition("=")
-        paths = [x for x in paths.split(",") if x]
-        if not sep or not name or "@" in name or not paths:
-            raise ValueError(f"--model {spec!r}: expected NAME=PATH[,PATH...] (no '@' in NAME)")
-        for k, path in enumerate(paths):
-            variants[name if len(paths) == 1 else f"{name}@{k}"] = path
+    variants = parse_variants(args.model)  # checked before anything is loaded
     seed_everything(args.seed)
     base_path = resolve_model_path(args.base)
     models = {"base": load_model_and_tokenizer(base_path)}

@@ -10,6 +10,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "train",
         add_help=False,
+        allow_abbrev=False,
         help="Fine-tune with a method (sft, dualselect, ...). Any config field is a --flag; "
         "`dualselect train --method M --help` lists them.",
     )

@@ -19,10 +19,17 @@ import torch
 from dualselect.evaluation.agreement import agreement_table
 from dualselect.evaluation.capability import exact_match, label_accuracy, win_rate
 from dualselect.evaluation.coherence import CoherenceGate
-from dualselect.evaluation.generation import generate, read_generations, write_generations
+from dualselect.evaluation.generation import generate, write_generations
 from dualselect.evaluation.judges import Judge, JudgeItem, PairwiseJudge, judge_accuracy
 from dualselect.evaluation.judges.ground_truth import GroundTruthJudge
 from dualselect.evaluation.judges.pairwise import safety_backend
+from dualselect.evaluation.provenance import (
+    FINGERPRINT_KEY,
+    cached_responses,
+    model_fingerprint,
+    model_source,
+)
+from dualselect.utils import safe_path
 
 KINDS = ("harmful", "over_refusal", "benign", "capability")
 
@@ -153,12 +160,10 @@ def evaluate(
     }
     base_model, base_tok = models.get(base, (None, None)) if base else (None, None)
     for name, (model, tok) in models.items():
-        path = out / "generations" / f"{name}.jsonl"
-        cached = (
-            {(g["benchmark"], g["id"]): g["response"] for g in read_generations(path)}
-            if path.exists()
-            else {}
-        )
+        path = safe_path(out / "generations", name, ".jsonl")  # a name never leaves `out`
+        fp = model_fingerprint(model, tok, max_new_tokens=max_new_tokens)
+        cached = cached_responses(path, fp, name)  # only this model's own answers are reused
+        results.setdefault("provenance", {})[name] = {"model_fingerprint": fp, **model_source(model)}
         rows, gens[name], coherent[name], verdicts[name] = [], {}, {}, {}
         m: dict = {}
         for sname, items in suites.items():
@@ -187,6 +192,7 @@ def evaluate(
                     "coherent": c.coherent,
                     "incoherence_reasons": c.reasons,
                     "coherence_signals": c.metrics,
+                    FINGERPRINT_KEY: fp,
                 }
                 for it, r, c in zip(items, resp, checks)
             ]

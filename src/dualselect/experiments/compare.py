@@ -125,7 +125,8 @@ def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str) -> None:
     cfg = CompareConfig(**cfg_dict)
     trainer_method, overrides = run_overrides(cfg, method, seed, Path(run_dir))
     t0 = time.time()
-    trainer = run_training(trainer_method, load_config(trainer_method, overrides=overrides))
+    # The run directory is compare's own (a run without metrics.json did not finish): replace it.
+    trainer = run_training(trainer_method, load_config(trainer_method, overrides=overrides), overwrite=True)
     train_s = time.time() - t0
     organism = str(build_organism()) if cfg.model_name_or_path == "organism" else cfg.model_name_or_path
     from dualselect.evaluation.harness import evaluate, organism_suites
@@ -210,7 +211,15 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> d
         from dualselect.organism.build import build_organism
 
         build_organism()  # once, before the children need it
-    write_json(out / "compare_config.json", dataclasses.asdict(cfg))
+    previous = out / "compare_config.json"
+    if previous.exists() and json.loads(previous.read_text()) != json.loads(
+        json.dumps(dataclasses.asdict(cfg))
+    ):
+        raise FileExistsError(
+            f"{out} holds a comparison with another config ({previous}); resuming would mix the two: "
+            "use another --out, or delete it yourself"
+        )
+    write_json(previous, dataclasses.asdict(cfg))
     todo = [
         (m, s)
         for m in cfg.methods

@@ -102,7 +102,7 @@ def load_config(
             f"(see `dualselect train --method {method} --help`)"
         )
     values = coerce_types(cfg_cls, values, origin)
-    parser = HfArgumentParser(cfg_cls)
+    parser = HfArgumentParser(cfg_cls, allow_abbrev=False)  # --learning_rat is not --learning_rate
 
     def _error(message: str) -> None:  # argparse would print the whole usage and exit
         raise ConfigError(_one_line(message))

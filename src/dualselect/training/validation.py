@@ -125,7 +125,6 @@ def config_warnings(cfg: Any) -> list[str]:
         and batch is not None
         and getattr(cfg, "task_token_fraction", None) is None
         and getattr(cfg, "task_filter", False)
-        and getattr(cfg, "task_mode", "hard") == "hard"
         and k_task >= batch
     ):
         out.append(
