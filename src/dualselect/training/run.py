@@ -196,6 +196,7 @@ def run_training(method: str, cfg, *, overwrite: bool = False, **trainer_kwargs:
             ) from None
         assert_finite_params(trainer.model)
     except TrainingDiverged as e:
+        _close_progress_bars(trainer)
         ckpts = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.rpartition("-")[2] or 0))
         e.last_good_checkpoint = str(ckpts[-1]) if ckpts else None
         log = {
@@ -221,6 +222,17 @@ def run_training(method: str, cfg, *, overwrite: bool = False, **trainer_kwargs:
     write_yaml(out / "config.yaml", resolved)
     _write_log(out, trainer, t0, {"status": "completed"}, tokens)
     return trainer
+
+
+def _close_progress_bars(trainer) -> None:
+    """End the Trainer's progress bar line, so the error that follows starts a line of its own."""
+    from transformers.trainer_callback import ProgressCallback
+
+    for cb in trainer.callback_handler.callbacks:
+        bar = getattr(cb, "training_bar", None) if isinstance(cb, ProgressCallback) else None
+        if bar is not None:
+            bar.close()
+            cb.training_bar = None
 
 
 def _resume_arg(resume: Any) -> Any:
