@@ -354,3 +354,29 @@ def test_judge_same_origin_redirect_is_a_failure_too(monkeypatch):
     finally:
         endpoint.close()
     assert v.error is not None and "HTTP 302" in v.error and v.score is None
+
+
+def test_eval_out_must_be_new_empty_or_an_evaluation(tmp_path):
+    from dualselect.cli.eval_cmd import check_eval_out
+
+    check_eval_out(str(tmp_path / "new"))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "report.md").write_text("my own report")
+    with pytest.raises(ValueError, match=r"holds no evaluation \(report\.md\)"):
+        check_eval_out(str(tmp_path / "mine"))
+    check_eval_out(str(tmp_path / "mine"), overwrite=True)
+    (tmp_path / "prev").mkdir()
+    (tmp_path / "prev" / "results.json").write_text("{}")
+    check_eval_out(str(tmp_path / "prev"))  # a previous evaluation: updated in place
+
+
+def test_compare_yaml_rejects_duplicates_and_extends_a_base(tmp_path):
+    from dualselect.experiments.compare import CompareConfig
+
+    (tmp_path / "base.yaml").write_text("methods: [sft, dualselect]\nseeds: [0, 1]\n")
+    (tmp_path / "c.yaml").write_text("extends: base.yaml\nseeds: [3]\n")
+    cfg = CompareConfig.from_yaml(str(tmp_path / "c.yaml"))
+    assert cfg.methods == ["sft", "dualselect"] and cfg.seeds == [3]
+    (tmp_path / "d.yaml").write_text("seeds: [0]\nseeds: [1]\n")
+    with pytest.raises(ConfigError, match="duplicate key 'seeds'"):
+        CompareConfig.from_yaml(str(tmp_path / "d.yaml"))

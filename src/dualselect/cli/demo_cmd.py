@@ -76,6 +76,10 @@ def run_demo(
         resolve_preset(method)  # unknown names fail before any work
         if not overwrite:
             prepare_run_dir(out / method)
+    if (out / "results.json").exists() and not overwrite:
+        raise FileExistsError(
+            f"{out} holds a previous demo (results.json); pass --overwrite or another --out"
+        )
     t0 = time.time()
     organism = build_organism()
     print(f"organism: {organism}")

@@ -67,7 +67,18 @@ def register(sub) -> None:
         "(default: perplexity is recorded per response, not gated on).",
     )
     p.add_argument("--reference-data", default=None, help="Reference pool to check for prompt overlaps.")
-    p.add_argument("--out", default="runs/eval", help="Output directory (default runs/eval).")
+    p.add_argument(
+        "--out",
+        default="runs/eval",
+        help="Output directory (default runs/eval). A previous evaluation there is updated: its "
+        "generations are reused only for the exact model that wrote them. A non-empty directory "
+        "holding no evaluation is refused unless --overwrite.",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Write into a non-empty --out that holds no evaluation (files of the same name are replaced).",
+    )
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--limit", type=int, default=None, help="At most this many prompts per benchmark.")
@@ -129,6 +140,26 @@ def parse_variants(specs: list[str]) -> dict[str, str]:
     return variants
 
 
+def check_eval_out(out: str, overwrite: bool = False) -> None:
+    """``--out`` must be new, empty, or a previous evaluation (``results.json`` or
+    ``generations/``); any other non-empty directory is refused unless ``overwrite``."""
+    from pathlib import Path
+
+    from dualselect.training.validation import check_output_dir
+
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"--out {out}: is a file, not a directory")
+    previous_eval = (p / "results.json").exists() or (p / "generations").is_dir()
+    if p.is_dir() and any(p.iterdir()) and not overwrite and not previous_eval:
+        names = ", ".join(sorted(e.name for e in p.iterdir())[:5])
+        raise ValueError(
+            f"--out {out}: not empty and holds no evaluation ({names}); choose another --out "
+            "or pass --overwrite"
+        )
+    check_output_dir(p, key="--out")
+
+
 def run(args: argparse.Namespace) -> int:
     from dualselect.evaluation.benchmarks import disjointness, load_benchmark
     from dualselect.evaluation.coherence import ApiCoherenceJudge, CoherenceGate
@@ -138,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
     from dualselect.utils import seed_everything
 
     variants = parse_variants(args.model)  # checked before anything is loaded
+    check_eval_out(args.out, args.overwrite)
     seed_everything(args.seed)
     base_path = resolve_model_path(args.base)
     models = {"base": load_model_and_tokenizer(base_path)}

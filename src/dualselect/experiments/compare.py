@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dualselect.training.presets import PRESETS, resolve_preset
 from dualselect.utils import write_json
 
@@ -79,9 +77,9 @@ class CompareConfig:
     def from_yaml(cls, path: str | None, quick: bool = False) -> CompareConfig:
         data: dict[str, Any] = {}
         if path:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-            if not isinstance(data, dict):
-                raise ValueError(f"{path}: top level must be a mapping")
+            from dualselect.utils import load_yaml_config
+
+            data, _ = load_yaml_config(path)  # duplicate keys, tags, `extends:` handled there
             known = {f.name for f in dataclasses.fields(cls)}
             bad = sorted(set(data) - known)
             if bad:
