@@ -209,10 +209,45 @@ def run(args: argparse.Namespace) -> int:
         refs = [r.prompt for r in load_records(args.reference_data).records]
         res["disjointness"] = disjointness(refs, {k: [i.prompt for i in v] for k, v in suites.items()})
         write_report(res, args.out)
+    print(summary_table(res))
     for name, why in res["skipped_judges"].items():
         print(f"skipped judge {name}: {why}")
     print(f"written: {args.out}/results.json, report.md, plots")
     return 0
+
+
+def summary_table(results: dict) -> str:
+    """The headline numbers per variant as a fixed-width terminal table (percentages; Safety
+    Avg. and quality win rates are already 0-100; KL in nats per token)."""
+    from dualselect.evaluation.harness import summary_metrics
+
+    rows = {name: summary_metrics(m, results) for name, m in results["methods"].items()}
+    cols = [
+        ("capability", "capability"),
+        ("over_refusal", "over-refusal"),
+        ("incoherence_rate", "incoherent"),
+    ]
+    for j in results["judges"]:
+        cols += [(f"refusal.{j}", f"refusal {j}"), (f"safety_avg.{j}", f"SafetyAvg {j}")]
+    cols += [(f"quality_avg.{q}", f"quality {q}") for q in results.get("quality_judges", [])]
+    cols.append(("kl_base", "KL(base)"))
+    cols = [(k, label) for k, label in cols if any(k in r for r in rows.values())]
+
+    def cell(key: str, v: float | None) -> str:
+        if v is None:
+            return "-"
+        if key == "kl_base":
+            return f"{v:.3f}".replace("-0.000", "0.000")  # rounding noise of a KL near 0
+        return f"{v:.1f}" if key.startswith(("safety_avg", "quality_avg")) else f"{100 * v:.1f}%"
+
+    widths = [max(len(label), 7) for _, label in cols]
+    w0 = max(8, *(len(n) for n in rows)) if rows else 8
+    head = f"{'variant':<{w0}}  " + "  ".join(f"{label:>{w}}" for (_, label), w in zip(cols, widths))
+    lines = [head, "-" * len(head)]
+    for name, r in rows.items():
+        cells = "  ".join(f"{cell(k, r.get(k)):>{w}}" for (k, _), w in zip(cols, widths))
+        lines.append(f"{name:<{w0}}  {cells}")
+    return "\n".join(lines)
 
 
 def run_report(args: argparse.Namespace) -> int:

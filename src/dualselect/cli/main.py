@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     if rest and not getattr(args, "accepts_extra", False):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.extra = rest
+    # Without a terminal (logs, CI) progress bars would leave \r-redrawn lines: turn them off for
+    # this command (tqdm reads TQDM_DISABLE; the Trainer still prints its log lines).
+    quiet_bars = not sys.stderr.isatty() and "TQDM_DISABLE" not in os.environ
+    if quiet_bars:
+        os.environ["TQDM_DISABLE"] = "1"
     try:
         return int(args.func(args) or 0)
     except Exception as e:  # noqa: BLE001 - mapped to one line and an exit code below
@@ -42,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         # one line, not a traceback (DUALSELECT_TRACEBACK=1 shows the traceback too).
         print(f"dualselect {args.command}: error: {one_line(e)}", file=sys.stderr)
         return code
+    finally:
+        if quiet_bars:
+            os.environ.pop("TQDM_DISABLE", None)
 
 
 def one_line(e: BaseException) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def register(sub) -> None:
@@ -15,7 +14,12 @@ def register(sub) -> None:
         "`dualselect train --method M --help` lists them.",
     )
     p.add_argument("--config", default=None, help="YAML file of config fields (flags override it).")
-    p.add_argument("--method", default=None, help="Training method (default: the YAML's `method`, else sft).")
+    p.add_argument(
+        "--method",
+        default=None,
+        help="Training method or named preset, any name `compare` and `demo` accept (see "
+        "`dualselect compare --list-methods`); default: the YAML's `method`, else sft.",
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -27,21 +31,25 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dualselect.training import METHODS
-    from dualselect.training.run import load_config, run_training
     from dualselect.utils import load_yaml_config
 
     method = args.method
     if method is None and args.config:
         method = load_yaml_config(args.config)[0].get("method")
     method = method or "sft"
-    if args.help:
-        from transformers import HfArgumentParser
+    from dualselect.training.run import load_config, resolve_method, run_training
 
-        if method not in METHODS:
-            print(f"unknown method {method!r}; choose from {sorted(METHODS)}", file=sys.stderr)
-            return 2
-        HfArgumentParser(METHODS[method][0], prog=f"dualselect train --method {method}").print_help()
+    trainer_method, preset = resolve_method(method)  # unknown names fail here, before any work
+    if args.help:
+        from dualselect.cli.config_help import format_config_help
+        from dualselect.training import METHODS
+        from dualselect.training.presets import PRESETS
+
+        intro = None
+        if method != trainer_method or preset:
+            intro = f"{method}: {PRESETS[method][2]}. The {trainer_method} trainer with {preset}."
+        cfg_cls = METHODS[trainer_method][0]
+        print(format_config_help(cfg_cls, f"dualselect train --method {method}", preset, intro), end="")
         return 0
     cfg = load_config(method, args.config, args.extra)
     trainer = run_training(method, cfg, overwrite=args.overwrite)

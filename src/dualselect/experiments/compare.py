@@ -225,7 +225,7 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> d
         if not (out / "runs" / m / f"seed{s}" / "metrics.json").exists()
     ]
     ctx = mp.get_context("spawn")
-    for method, seed in tqdm(todo, desc="compare: runs", disable=not progress):
+    for method, seed in tqdm(todo, desc="compare: runs", disable=(not progress) or None):
         run_dir = out / "runs" / method / f"seed{seed}"
         p = ctx.Process(target=_run_one, args=(dataclasses.asdict(cfg), method, seed, str(run_dir)))
         p.start()

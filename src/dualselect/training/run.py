@@ -34,7 +34,15 @@ from dualselect.utils import ConfigError, load_yaml_config, write_json, write_ya
 # name -> (config class, trainer class). Methods register themselves in training/__init__.py.
 METHODS: dict[str, tuple[type, type]] = {}
 
-__all__ = ["METHODS", "ConfigError", "load_config", "run_training", "default_train_data"]
+__all__ = [
+    "METHODS",
+    "ConfigError",
+    "default_train_data",
+    "load_config",
+    "method_names",
+    "resolve_method",
+    "run_training",
+]
 
 
 def _register_sft() -> None:
@@ -66,7 +74,9 @@ def load_config(
     argv: list[str] | None = None,
     overrides: dict[str, Any] | None = None,
 ):
-    """Build ``METHODS[method]``'s config: YAML values, then ``overrides``, then CLI flags win.
+    """Build ``method``'s config: a preset's settings, YAML values, ``overrides``, then CLI flags
+    (each wins over the ones before). ``method`` is a trainer (``METHODS``) or a named preset
+    (``training/presets.py``: baselines and ablations, as ``compare`` and ``demo`` accept).
 
     Every problem is a one-line :class:`ConfigError` naming the file and key (or the flag):
     YAML that does not parse, is not a mapping, repeats a key or carries a python tag; unknown
@@ -75,17 +85,15 @@ def load_config(
     """
     from transformers import HfArgumentParser
 
-    _register_sft()
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
-    cfg_cls = METHODS[method][0]
+    trainer_method, preset = resolve_method(method)
+    cfg_cls = METHODS[trainer_method][0]
     argv = list(argv or [])
-    values: dict[str, Any] = {}
-    origin: dict[str, str] = {}
+    values: dict[str, Any] = dict(preset)  # a preset's settings come first: YAML and flags win
+    origin: dict[str, str] = {k: f"preset {method}" for k in preset}
     if yaml_path:
         data, origin = load_yaml_config(yaml_path)
         file_method = data.pop("method", None)
-        if file_method is not None and file_method != method:
+        if file_method is not None and file_method not in (method, trainer_method):
             warn(
                 f"{origin.get('method', yaml_path)}: method {file_method!r} is overridden by --method {method}"
             )
@@ -127,6 +135,27 @@ def load_config(
         raise ConfigError(f"{', '.join(srcs) + ': ' if srcs else ''}{_one_line(e)}") from None
 
 
+def method_names() -> list[str]:
+    """Every name ``train --method``, ``compare`` and ``demo`` accept: trainers and presets."""
+    from dualselect.training.presets import PRESETS
+
+    _register_sft()
+    return sorted(set(METHODS) | set(PRESETS))
+
+
+def resolve_method(method: str) -> tuple[str, dict[str, Any]]:
+    """``(trainer method, preset settings)`` for a trainer or preset name; ConfigError otherwise."""
+    from dualselect.training.presets import PRESETS
+
+    _register_sft()
+    if method in PRESETS:
+        trainer_method, preset, _ = PRESETS[method]
+        return trainer_method, dict(preset)
+    if method in METHODS:
+        return method, {}
+    raise ConfigError(f"unknown method {method!r}; choose from {method_names()}")
+
+
 def _with_source(key: str, msg: str, origin: dict[str, str]) -> str:
     """``msg`` prefixed with the file that set ``key``, or the flag that did."""
     src = origin.get(key)
@@ -157,10 +186,7 @@ def run_training(method: str, cfg, *, overwrite: bool = False, **trainer_kwargs:
     """
     from dualselect.training.callbacks import DivergenceCallback, TrainingDiverged, assert_finite_params
 
-    _register_sft()
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
-    cfg_cls, trainer_cls = METHODS[method]
+    cfg_cls, trainer_cls = METHODS[resolve_method(method)[0]]
     errors = field_errors(cfg)
     if errors:
         raise ConfigError("; ".join(msg for _, msg in errors))
@@ -176,7 +202,7 @@ def run_training(method: str, cfg, *, overwrite: bool = False, **trainer_kwargs:
         raise ConfigError("no training data: set train_data (a file, dataset directory or hub name)")
     t0 = time.time()
     trainer = trainer_cls(model=cfg.model_name_or_path, args=cfg, train_dataset=data, **trainer_kwargs)
-    if getattr(trainer, "reference_dataset", None) is not None and method != "safeinstr":
+    if getattr(trainer, "reference_dataset", None) is not None and hasattr(cfg, "k_ref"):
         for msg in pool_warnings(cfg, len(trainer.reference_dataset)):
             warn(msg)
     trainer.add_callback(DivergenceCallback())

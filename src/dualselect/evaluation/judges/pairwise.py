@@ -307,7 +307,7 @@ class PairwiseJudge:
             return list(self.backend.pick_many(triples))
         from tqdm.auto import tqdm
 
-        bar = tqdm(triples, desc="pairwise", disable=not self.progress or len(triples) < 2)
+        bar = tqdm(triples, desc="pairwise", disable=(not self.progress or len(triples) < 2) or None)
         return [self.backend(p, a, b) for p, a, b in bar]
 
     def compare_all(self, prompts: Sequence[str], sft: Sequence[str], ours: Sequence[str]) -> list[float]:

@@ -439,7 +439,7 @@ class RubricJudge(Judge):
         """One verdict per item, in order; items that failed after retries carry ``error``."""
         from tqdm.auto import tqdm
 
-        bar = dict(total=len(items), desc=self.name, disable=not self.progress or len(items) < 2)
+        bar = dict(total=len(items), desc=self.name, disable=(not self.progress or len(items) < 2) or None)
         if self.max_workers == 1:
             return [self._one(it) for it in tqdm(items, **bar)]
         with ThreadPoolExecutor(self.max_workers) as pool:
