@@ -114,3 +114,97 @@ def test_demo_rejects_a_typo_before_training(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("dualselect.organism.build.build_organism", boom)
     assert main(["demo", "--methods", "sft,dualselct", "--out", str(tmp_path / "d")]) == 2
     assert "unknown method 'dualselct'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ fast errors and help
+
+
+def test_help_and_config_errors_import_no_torch(tmp_path):
+    """`train --help` and config errors are answered from the cached field spec: no torch import
+    (about 0.4 s instead of 15 s on the shared 2-core test machine)."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "bad.yaml").write_text("learning_rate: 0\n")
+    # build the cache first (this imports torch), then answer from it in a fresh process
+    code = "from dualselect.training.fieldspec import field_spec\nfield_spec('dualselect')\n"
+    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ), timeout=600)
+    check = (
+        "import sys\n"
+        "from dualselect.cli.main import main\n"
+        "rcs = [main(['train', '--method', 'dualselect', '--help']), main(['train', '--config', sys.argv[1]]),\n"
+        "       main(['train', '--method', 'ds_hard', '--k_task', '0']), main(['train', '--model_name_or_path', '/nope'])]\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')]\n"
+        "print(rcs, heavy[:3])\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", check, str(tmp_path / "bad.yaml")],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=600,
+    )
+    assert p.stdout.strip().splitlines()[-1] == "[0, 2, 2, 2] []", p.stderr[-2000:]
+    assert "learning_rate=0.0: must be > 0" in p.stderr and "--k_task: k_task=0" in p.stderr
+
+
+def test_precheck_reports_what_load_config_reports(tmp_path):
+    from dualselect.training.fieldspec import precheck
+    from test_silent_config import BAD_TYPES, BAD_VALUES
+
+    for method, text, pattern in BAD_VALUES:
+        p = tmp_path / "bad.yaml"
+        p.write_text(text)
+        with pytest.raises(ConfigError, match=rf"bad\.yaml: {pattern}"):
+            precheck(method, str(p))
+    for text, pattern in BAD_TYPES:
+        p = tmp_path / "types.yaml"
+        p.write_text(text)
+        with pytest.raises(ConfigError, match=rf"types\.yaml: {pattern}"):
+            precheck("sft", str(p))
+
+
+def test_precheck_accepts_what_load_config_accepts(tmp_path, monkeypatch):
+    from dualselect.training.fieldspec import precheck
+    from dualselect.training.presets import PRESETS
+
+    monkeypatch.chdir(tmp_path)
+    p = tmp_path / "ok.yaml"
+    p.write_text(
+        "learning_rate: 1e-3\nlora_target_modules: [q_proj, v_proj]\nskip_invalid: true\nmax_steps: 5\n"
+    )
+    argv = ["--lora_r", "4", "--lora_target_modules", "q_proj", "k_proj", "--skip_invalid", "--seed=3"]
+    argv += [
+        "--no_dataloader_pin_memory",
+        "--report_to",
+        "none",
+        "--max_steps",
+        "-1",
+        "--num_train_epochs",
+        "2",
+    ]
+    for name in PRESETS:
+        precheck(name, str(p), argv)
+        cfg = load_config(name, str(p), argv)
+        assert cfg.lora_r == 4 and cfg.lora_target_modules == ["q_proj", "k_proj"] and cfg.seed == 3
+    with pytest.raises(ConfigError, match="unrecognized arguments: --nope"):
+        precheck("sft", None, ["--nope", "1"])
+    with pytest.raises(ConfigError, match=r"argument --lora_r: invalid int value: 'x'"):
+        precheck("sft", None, ["--lora_r", "x"])
+
+
+def test_field_spec_cache_is_rebuilt_when_missing(tmp_path, monkeypatch):
+    from dualselect.training.fieldspec import field_spec
+
+    monkeypatch.setenv("DUALSELECT_CACHE", str(tmp_path))
+    spec = field_spec("lisa")
+    assert list(tmp_path.glob("fieldspec/*.json"))
+    assert spec["groups"][0][0].startswith("LisaConfig") and "rho" in spec["groups"][0][1]
+    assert spec["fields"]["learning_rate"] == {
+        "type": "float",
+        "optional": False,
+        "default": 2e-5,
+        "default_exact": True,
+        "help": "AdamW learning rate (release: 2e-5).",
+    }

@@ -31,26 +31,29 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dualselect.training.fieldspec import field_spec, precheck
+    from dualselect.training.run import resolve_method
     from dualselect.utils import load_yaml_config
 
     method = args.method
     if method is None and args.config:
         method = load_yaml_config(args.config)[0].get("method")
     method = method or "sft"
-    from dualselect.training.run import load_config, resolve_method, run_training
-
     trainer_method, preset = resolve_method(method)  # unknown names fail here, before any work
     if args.help:
         from dualselect.cli.config_help import format_config_help
-        from dualselect.training import METHODS
         from dualselect.training.presets import PRESETS
 
         intro = None
         if method != trainer_method or preset:
             intro = f"{method}: {PRESETS[method][2]}. The {trainer_method} trainer with {preset}."
-        cfg_cls = METHODS[trainer_method][0]
-        print(format_config_help(cfg_cls, f"dualselect train --method {method}", preset, intro), end="")
+        spec = field_spec(trainer_method)
+        print(format_config_help(spec, f"dualselect train --method {method}", preset, intro), end="")
         return 0
+    # Config errors without importing torch (fast); load_config re-checks everything.
+    precheck(method, args.config, args.extra, overwrite=args.overwrite)
+    from dualselect.training.run import load_config, run_training
+
     cfg = load_config(method, args.config, args.extra)
     trainer = run_training(method, cfg, overwrite=args.overwrite)
     print(

@@ -13,10 +13,12 @@ moved into place, so a failed save leaves no partial run.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +33,62 @@ from dualselect.training.validation import (
 )
 from dualselect.utils import ConfigError, load_yaml_config, write_json, write_yaml
 
-# name -> (config class, trainer class). Methods register themselves in training/__init__.py.
-METHODS: dict[str, tuple[type, type]] = {}
+# The built-in trainers: name -> (module, config class, trainer class), imported on first use.
+TRAINERS: dict[str, tuple[str, str, str]] = {
+    "sft": ("dualselect.training.sft", "SFTConfig", "SFTTrainer"),
+    "dualselect": ("dualselect.training.dualselect", "DualSelectConfig", "DualSelectTrainer"),
+    "safeinstr": ("dualselect.training.safeinstr", "SafeInstrConfig", "SafeInstrTrainer"),
+    "lisa": ("dualselect.training.lisa", "LisaConfig", "LisaTrainer"),
+    "kl": ("dualselect.training.kl_preservation", "KLConfig", "KLTrainer"),
+}
+
+
+class _Methods(MutableMapping):
+    """name -> (config class, trainer class): the built-in ``TRAINERS`` (imported when first
+    read, so that help and config errors need no torch) plus any registered at run time."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, tuple[type, type]] = {}
+        self._loaded = False
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        for name, (module, cfg_name, trainer_name) in TRAINERS.items():
+            if name not in self._data:
+                mod = importlib.import_module(module)
+                self._data[name] = (getattr(mod, cfg_name), getattr(mod, trainer_name))
+        self._loaded = True
+
+    def __getitem__(self, name: str) -> tuple[type, type]:
+        if name not in self._data:
+            self._load()
+        return self._data[name]
+
+    def __setitem__(self, name: str, value: tuple[type, type]) -> None:
+        self._data[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        self._load()
+        del self._data[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._data or name in TRAINERS
+
+    def __iter__(self):
+        self._load()
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        self._load()
+        return len(self._data)
+
+    def names(self) -> set[str]:
+        """Every method name, without importing a trainer."""
+        return set(self._data) | set(TRAINERS)
+
+
+METHODS = _Methods()
 
 __all__ = [
     "METHODS",
@@ -43,13 +99,6 @@ __all__ = [
     "resolve_method",
     "run_training",
 ]
-
-
-def _register_sft() -> None:
-    if "sft" not in METHODS:
-        from dualselect.training.sft import SFTConfig, SFTTrainer
-
-        METHODS["sft"] = (SFTConfig, SFTTrainer)
 
 
 def _one_line(e: BaseException) -> str:
@@ -139,15 +188,13 @@ def method_names() -> list[str]:
     """Every name ``train --method``, ``compare`` and ``demo`` accept: trainers and presets."""
     from dualselect.training.presets import PRESETS
 
-    _register_sft()
-    return sorted(set(METHODS) | set(PRESETS))
+    return sorted(METHODS.names() | set(PRESETS))
 
 
 def resolve_method(method: str) -> tuple[str, dict[str, Any]]:
     """``(trainer method, preset settings)`` for a trainer or preset name; ConfigError otherwise."""
     from dualselect.training.presets import PRESETS
 
-    _register_sft()
     if method in PRESETS:
         trainer_method, preset, _ = PRESETS[method]
         return trainer_method, dict(preset)
