@@ -208,3 +208,12 @@ def test_field_spec_cache_is_rebuilt_when_missing(tmp_path, monkeypatch):
         "default_exact": True,
         "help": "AdamW learning rate (release: 2e-5).",
     }
+
+
+def test_errors_name_the_preset_or_the_file(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("eta: -1\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: eta=-1\.0: must be >= 0"):
+        load_config("ds_hard", str(p))
+    with pytest.raises(ConfigError, match=r"--eta: eta=-1\.0"):
+        load_config("ds_no_correction", str(tmp_path / "c.yaml"), ["--eta=-1"])

@@ -140,7 +140,8 @@ def load_config(
     values: dict[str, Any] = dict(preset)  # a preset's settings come first: YAML and flags win
     origin: dict[str, str] = {k: f"preset {method}" for k in preset}
     if yaml_path:
-        data, origin = load_yaml_config(yaml_path)
+        data, file_origin = load_yaml_config(yaml_path)
+        origin.update(file_origin)
         file_method = data.pop("method", None)
         if file_method is not None and file_method not in (method, trainer_method):
             warn(
