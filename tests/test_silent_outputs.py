@@ -380,3 +380,20 @@ def test_compare_yaml_rejects_duplicates_and_extends_a_base(tmp_path):
     (tmp_path / "d.yaml").write_text("seeds: [0]\nseeds: [1]\n")
     with pytest.raises(ConfigError, match="duplicate key 'seeds'"):
         CompareConfig.from_yaml(str(tmp_path / "d.yaml"))
+
+
+def test_overwrite_never_removes_user_files_that_share_a_run_files_name(tmp_path):
+    d = tmp_path / "project"
+    d.mkdir()
+    (d / "README.md").write_text("my project")
+    (d / "tokenizer.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"is not empty \(README\.md, tokenizer\.json\)"):
+        prepare_run_dir(d)
+    prepare_run_dir(d, overwrite=True)  # holds no run: nothing is removed
+    assert (d / "README.md").read_text() == "my project" and (d / "tokenizer.json").exists()
+    (d / "log.json").write_text("{}")  # now it holds a run: the run's files go, README.md too
+    (d / "notes.txt").write_text("keep")
+    with pytest.raises(ConfigError, match="holds another run"):
+        prepare_run_dir(d)
+    prepare_run_dir(d, overwrite=True)
+    assert sorted(p.name for p in d.iterdir()) == ["notes.txt"]

@@ -333,8 +333,8 @@ def check_paths(cfg: Any) -> None:
 # ------------------------------------------------------------------------------ run directory
 
 # What a run writes into its directory (so --overwrite removes a previous run, and nothing else).
-RUN_FILES = (
-    "config.yaml",
+# Files only a run writes: their presence marks the directory as holding a run.
+RUN_MARKERS = (
     "log.json",
     "metrics.json",
     "selection_log.jsonl",
@@ -342,6 +342,11 @@ RUN_FILES = (
     "adapter_model.bin",
     "adapter_config.json",
     "training_args.bin",
+)
+RUN_MARKER_GLOBS = ("checkpoint-*", "data_report_*.json", ".save-*")
+# Files a run also writes but a user might have too: removed only beside a run's markers.
+RUN_FILES = (
+    "config.yaml",
     "README.md",
     "tokenizer.json",
     "tokenizer_config.json",
@@ -351,15 +356,26 @@ RUN_FILES = (
     "merges.txt",
     "tokenizer.model",
     "added_tokens.json",
+    "eval",
+    "runs",
 )
-RUN_GLOBS = ("checkpoint-*", "data_report_*.json", "eval", "runs", ".save-*")
 
 
 def run_artifacts(out: Path) -> list[Path]:
-    """The entries of ``out`` that a previous training run wrote."""
-    found = [out / f for f in RUN_FILES if (out / f).exists()]
-    for g in RUN_GLOBS:
+    """The entries of ``out`` that a previous training run wrote (none if it holds no run)."""
+    found = [out / f for f in RUN_MARKERS if (out / f).exists()]
+    for g in RUN_MARKER_GLOBS:
         found += sorted(out.glob(g))
+    config = out / "config.yaml"
+    if not found and config.is_file():  # a run that died before its log: config.yaml has `method`
+        try:
+            import yaml
+
+            found = [config] if "method" in (yaml.safe_load(config.read_text(encoding="utf-8")) or {}) else []
+        except (OSError, ValueError, TypeError, yaml.YAMLError):
+            found = []
+    if found:
+        found += [out / f for f in RUN_FILES if (out / f).exists() and out / f not in found]
     return found
 
 
