@@ -397,3 +397,27 @@ def test_overwrite_never_removes_user_files_that_share_a_run_files_name(tmp_path
         prepare_run_dir(d)
     prepare_run_dir(d, overwrite=True)
     assert sorted(p.name for p in d.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    "extra,pattern",
+    [
+        (["--judge", "{not json"], "--judge '{not json': not valid JSON"),
+        (["--judge", "nosuchjudge"], "unknown judge 'nosuchjudge'"),
+        (["--judge", '{"name": "keyword", "bogus": 1}'], "judge options: bad options for judge 'keyword'"),
+        (["--coherence-judge", "keyword"], "--coherence-judge 'keyword': expected a JSON object"),
+        (["--base", "/nonexistent/base"], "--base='/nonexistent/base': no such directory"),
+        (
+            ["--benchmark", "gsm8k=/nonexistent/test.jsonl"],
+            "--benchmark gsm8k='/nonexistent/test.jsonl': no such file",
+        ),
+    ],
+)
+def test_eval_argument_errors_before_any_model_loads(tmp_path, capsys, monkeypatch, extra, pattern):
+    def boom(*a, **k):
+        raise AssertionError("no model may load")
+
+    monkeypatch.setattr("dualselect.training.model.load_model_and_tokenizer", boom)
+    rc = main(["eval", "--out", str(tmp_path / "out"), *extra])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and pattern in err and "\n" not in err, err

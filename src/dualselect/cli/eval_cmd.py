@@ -140,6 +140,21 @@ def parse_variants(specs: list[str]) -> dict[str, str]:
     return variants
 
 
+def _spec(flag: str, text: str, dict_only: bool = False):
+    """A judge spec from the command line: a name, or a JSON object (one-line errors)."""
+    if not text.strip().startswith("{"):
+        if dict_only:
+            raise ValueError(f"{flag} {text!r}: expected a JSON object")
+        return text.strip()
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{flag} {text!r}: not valid JSON ({e})") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"{flag} {text!r}: expected a JSON object")
+    return spec
+
+
 def check_eval_out(out: str, overwrite: bool = False) -> None:
     """``--out`` must be new, empty, or a previous evaluation (``results.json`` or
     ``generations/``); any other non-empty directory is refused unless ``overwrite``."""
@@ -166,29 +181,38 @@ def run(args: argparse.Namespace) -> int:
     from dualselect.evaluation.harness import evaluate, organism_suites
     from dualselect.evaluation.judges import build_judge
     from dualselect.training.model import load_model_and_tokenizer, resolve_model_path
+    from dualselect.training.validation import check_data_path, check_model_path
     from dualselect.utils import seed_everything
 
-    variants = parse_variants(args.model)  # checked before anything is loaded
+    # Everything that can be wrong with the arguments is checked before a model loads.
+    variants = parse_variants(args.model)
     check_eval_out(args.out, args.overwrite)
+    if args.base != "organism":
+        check_model_path(args.base, key="--base")
+    specs = args.judge or (["keyword"] if args.benchmark else ["ground_truth", "keyword"])
+    try:
+        judges = [build_judge(_spec("--judge", s)) for s in specs]
+        gate = CoherenceGate(max_perplexity=args.max_perplexity)
+        if args.coherence_judge:
+            gate.llm_judge = ApiCoherenceJudge(
+                **_spec("--coherence-judge", args.coherence_judge, dict_only=True)
+            )
+    except TypeError as e:  # unknown options of a judge: a usage error, not a bug
+        raise ValueError(f"judge options: {e}") from None
+    quality = [_spec("--quality-judge", q) for q in args.quality_judge] or None
+    suites = {}
+    for spec in args.benchmark:
+        name, _, path = spec.partition("=")
+        check_data_path(path or None, key=f"--benchmark {name}")
+        suites[name] = load_benchmark(name, path or None, limit=args.limit)
     seed_everything(args.seed)
     base_path = resolve_model_path(args.base)
     models = {"base": load_model_and_tokenizer(base_path)}
     models.update({name: _load_variant(path, base_path) for name, path in variants.items()})
-    if args.benchmark:
-        suites = {}
-        for spec in args.benchmark:
-            name, _, path = spec.partition("=")
-            suites[name] = load_benchmark(name, path or None, limit=args.limit)
-    else:
+    if not args.benchmark:
         suites = organism_suites(base_path)
         if args.limit:
             suites = {k: v[: args.limit] for k, v in suites.items()}
-    specs = args.judge or (["keyword"] if args.benchmark else ["ground_truth", "keyword"])
-    judges = [build_judge(json.loads(s) if s.strip().startswith("{") else s) for s in specs]
-    gate = CoherenceGate(max_perplexity=args.max_perplexity)
-    if args.coherence_judge:
-        gate.llm_judge = ApiCoherenceJudge(**json.loads(args.coherence_judge))
-    quality = [json.loads(q) if q.strip().startswith("{") else q for q in args.quality_judge] or None
     res = evaluate(
         models,
         suites,
