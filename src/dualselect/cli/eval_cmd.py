@@ -176,19 +176,24 @@ def check_eval_out(out: str, overwrite: bool = False) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dualselect.training.validation import check_data_path, check_model_path
+
+    # Everything that can be wrong with the arguments is checked before a model loads (and the
+    # plain checks before torch is even imported).
+    variants = parse_variants(args.model)
+    check_eval_out(args.out, args.overwrite)
+    if args.base != "organism":
+        check_model_path(args.base, key="--base")
+    for spec in args.benchmark:
+        name, _, path = spec.partition("=")
+        check_data_path(path or None, key=f"--benchmark {name}")
     from dualselect.evaluation.benchmarks import disjointness, load_benchmark
     from dualselect.evaluation.coherence import ApiCoherenceJudge, CoherenceGate
     from dualselect.evaluation.harness import evaluate, organism_suites
     from dualselect.evaluation.judges import build_judge
     from dualselect.training.model import load_model_and_tokenizer, resolve_model_path
-    from dualselect.training.validation import check_data_path, check_model_path
     from dualselect.utils import seed_everything
 
-    # Everything that can be wrong with the arguments is checked before a model loads.
-    variants = parse_variants(args.model)
-    check_eval_out(args.out, args.overwrite)
-    if args.base != "organism":
-        check_model_path(args.base, key="--base")
     specs = args.judge or (["keyword"] if args.benchmark else ["ground_truth", "keyword"])
     try:
         judges = [build_judge(_spec("--judge", s)) for s in specs]
@@ -203,7 +208,6 @@ def run(args: argparse.Namespace) -> int:
     suites = {}
     for spec in args.benchmark:
         name, _, path = spec.partition("=")
-        check_data_path(path or None, key=f"--benchmark {name}")
         suites[name] = load_benchmark(name, path or None, limit=args.limit)
     seed_everything(args.seed)
     base_path = resolve_model_path(args.base)
