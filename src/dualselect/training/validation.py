@@ -169,10 +169,6 @@ def _field_types(cfg_cls: type) -> dict[str, Any]:
         return {}
 
 
-def _describe(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
 def coerce_value(key: str, value: Any, tp: Any) -> Any:
     """``value`` checked against the annotation ``tp`` (``int``, ``float``, ``bool``, ``str``,
     ``list[str]`` and their optionals); returns it converted where YAML is ambiguous (``1e-3`` is
