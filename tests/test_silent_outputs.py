@@ -421,3 +421,13 @@ def test_eval_argument_errors_before_any_model_loads(tmp_path, capsys, monkeypat
     rc = main(["eval", "--out", str(tmp_path / "out"), *extra])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and pattern in err and "\n" not in err, err
+
+
+def test_fingerprint_of_scalar_buffers_and_bf16():
+    from dualselect.evaluation.provenance import model_fingerprint
+
+    m = torch.nn.Linear(2, 2).to(torch.bfloat16)
+    m.register_buffer("step", torch.tensor(3))
+    a = model_fingerprint(m)
+    m.step.fill_(4)
+    assert model_fingerprint(m) != a

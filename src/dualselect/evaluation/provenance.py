@@ -21,7 +21,7 @@ FINGERPRINT_KEY = "model_fingerprint"
 def _tensor_bytes(t: Any) -> memoryview:
     import torch
 
-    t = t.detach().to("cpu").contiguous()
+    t = t.detach().to("cpu").contiguous().reshape(-1)  # 1-D: 0-dim tensors cannot change dtype view
     return memoryview(t.view(torch.uint8).numpy()) if t.numel() else memoryview(b"")
 
 
