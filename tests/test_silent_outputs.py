@@ -41,7 +41,7 @@ def test_run_dir_holding_another_run_is_refused_then_overwritten(organism_dir, t
     assert (out / "checkpoint-2").exists()
     (out / "notes.txt").write_text("mine")  # a file no run wrote
     before = (out / "adapter_model.safetensors").read_bytes()
-    with pytest.raises(ConfigError, match=r"holds another run \(config\.yaml.*--overwrite"):
+    with pytest.raises(ConfigError, match=r"holds another run \(log\.json, adapter_model.*--overwrite"):
         run_training("sft", _cfg(organism_dir, out, seed=1))
     assert (out / "adapter_model.safetensors").read_bytes() == before  # untouched
     run_training("sft", _cfg(organism_dir, out, seed=1), overwrite=True)
