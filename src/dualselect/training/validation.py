@@ -117,20 +117,8 @@ def check_fields(cfg: Any) -> None:
 
 def config_warnings(cfg: Any) -> list[str]:
     """Settings that are legal but probably not what was meant (printed before training)."""
+    # (k_task >= the optimiser step's batch is warned about by DualSelectTrainer itself.)
     out = []
-    batch = getattr(cfg, "per_device_train_batch_size", None)
-    k_task = getattr(cfg, "k_task", None)
-    if (
-        k_task is not None
-        and batch is not None
-        and getattr(cfg, "task_token_fraction", None) is None
-        and getattr(cfg, "task_filter", False)
-        and k_task >= batch
-    ):
-        out.append(
-            f"k_task={k_task} >= per_device_train_batch_size={batch}: the task filter keeps every "
-            "sample of each batch (filtering is off); set k_task < batch size or task_filter: false"
-        )
     cap, k_ref = getattr(cfg, "ref_pool_cap", None), getattr(cfg, "k_ref", None)
     if cap is not None and k_ref is not None and getattr(cfg, "k_ref_fraction", None) is None and k_ref > cap:
         out.append(f"k_ref={k_ref} > ref_pool_cap={cap}: clipped to {cap}, every scored reference is kept")
