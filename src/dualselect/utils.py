@@ -1,19 +1,28 @@
-"""Small shared helpers: atomic file output, seeding, JSON/YAML I/O."""
+"""Small shared helpers: atomic file output, seeding, JSON/YAML I/O, safe file names.
+
+Kept free of heavy imports (torch, numpy) at module level so that the command line can parse
+its arguments and report config errors without loading them.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import random
+import re
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 import yaml
+
+
+class ConfigError(ValueError):
+    """A config file, key or flag is wrong; the message names the file (and line) and the key."""
 
 
 @contextlib.contextmanager
@@ -26,6 +35,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     binary = "b" in mode
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a written file gets the usual mode
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as fh:
             yield fh
@@ -65,13 +77,17 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 
 
 def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, torch.Tensor):
+    # numpy / torch only if the caller already imported them (no import cost here).
+    np = sys.modules.get("numpy")
+    torch = sys.modules.get("torch")
+    if np is not None:
+        if isinstance(o, np.integer):
+            return int(o)
+        if isinstance(o, np.floating):
+            return float(o)
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    if torch is not None and isinstance(o, torch.Tensor):
         return o.detach().cpu().tolist()
     if isinstance(o, Path):
         return str(o)
@@ -80,6 +96,151 @@ def _json_default(o: Any) -> Any:
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch RNGs (the release never seeded torch: spec pitfall 2)."""
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------ YAML configs
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that rejects a mapping with the same key twice (PyYAML keeps the last
+    one silently). Like SafeLoader it builds plain data only: a ``!!python/...`` tag is an error."""
+
+
+def _construct_unique_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)  # resolve `<<` merge keys first, as SafeLoader does
+    seen: dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping",
+                node.start_mark,
+                f"found duplicate key {key!r} (first defined on line {seen[key].line + 1})",
+                key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark
+    return loader.construct_mapping(node, deep=deep)
+
+
+UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def _yaml_error_line(path: str | os.PathLike, e: yaml.YAMLError) -> str:
+    """One line: ``path:line:col: problem`` (PyYAML's messages span several lines)."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(e, "problem", None) or str(e)
+    context = getattr(e, "context", None)
+    text = f"{context}: {problem}" if context and "duplicate" not in problem else problem
+    return f"{where}: invalid YAML: {' '.join(str(text).split())}"
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    """Parse a YAML file with :class:`UniqueKeyLoader`; any problem is a one-line
+    :class:`ConfigError` naming the file and line (syntax errors, duplicate keys, python tags)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config: {e.strerror or e}") from None
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        raise ConfigError(_yaml_error_line(path, e)) from None
+
+
+def load_yaml_config(
+    path: str | os.PathLike, *, extends_key: str = "extends", _chain: tuple[Path, ...] = ()
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """A YAML mapping of config keys, and for each top-level key the file that set it.
+
+    ``extends: base.yaml`` (or a list of files) loads those first, paths relative to the file
+    that names them; this file's keys win, nested mappings are merged key by key, lists are
+    replaced. A cycle (a file that extends itself, directly or not) is an error.
+    """
+    p = Path(path)
+    real = p.resolve()
+    if real in _chain:
+        cycle = " -> ".join(str(x) for x in (*_chain, real))
+        raise ConfigError(f"{path}: '{extends_key}' cycle: {cycle}")
+    data = read_yaml(p)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: top level must be a mapping of config keys (key: value lines), "
+            f"not a {type(data).__name__}"
+        )
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"{path}: config keys must be strings, got {bad[0]!r}")
+    bases = data.pop(extends_key, None)
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    if bases is not None:
+        if isinstance(bases, str):
+            bases = [bases]
+        if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+            raise ConfigError(f"{path}: {extends_key}: expected a file name or a list of file names")
+        for b in bases:
+            bp = Path(b).expanduser()
+            bp = bp if bp.is_absolute() else p.parent / bp
+            if not bp.is_file():
+                raise ConfigError(f"{path}: {extends_key}: no such file {str(bp)!r}")
+            base_data, base_origin = load_yaml_config(bp, extends_key=extends_key, _chain=(*_chain, real))
+            merged = deep_merge(merged, base_data)
+            origin.update(base_origin)
+    merged = deep_merge(merged, data)
+    origin.update({k: str(path) for k in data})
+    return merged, origin
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated with ``over``; mappings present in both are merged recursively."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+# ------------------------------------------------------------------------------ safe file names
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+=-]{0,99}")
+
+
+def safe_name(name: str) -> str:
+    """``name`` as one path component that stays inside its directory.
+
+    A name of letters, digits and ``. _ @ + = -`` (not starting with a dot or dash, no ``..``, at
+    most 100 characters) is kept as is; anything else (``/``, ``\\``, ``..``, an absolute path,
+    spaces, control characters) is replaced by ``_`` and a short hash of the original is appended,
+    so two different names never map to the same file.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name {name!r}: must be a non-empty string")
+    if _SAFE_NAME.fullmatch(name) and ".." not in name:
+        return name
+    stem = re.sub(r"[^A-Za-z0-9._@+=-]+", "_", name).replace("..", "_").lstrip("._-")[:60] or "x"
+    return f"{stem}-{hashlib.sha256(name.encode('utf-8')).hexdigest()[:8]}"
+
+
+def safe_path(root: str | os.PathLike, name: str, suffix: str = "") -> Path:
+    """``root / (safe_name(name) + suffix)``, checked to resolve inside ``root``."""
+    root = Path(root)
+    path = root / f"{safe_name(name)}{suffix}"
+    if not is_within(path, root):
+        raise ValueError(f"{name!r}: resolves outside {root}")
+    return path
+
+
+def is_within(path: str | os.PathLike, root: str | os.PathLike) -> bool:
+    """True iff ``path`` (symlinks resolved) is ``root`` or below it."""
+    p, r = Path(path).resolve(), Path(root).resolve()
+    return p == r or r in p.parents

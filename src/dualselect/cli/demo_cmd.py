@@ -43,6 +43,7 @@ def register(sub) -> None:
         default=",".join(DEFAULT_METHODS),
         help=f"Comma-separated methods to train (default {','.join(DEFAULT_METHODS)}).",
     )
+    p.add_argument("--overwrite", action="store_true", help="Replace the runs of a previous demo in --out.")
     p.set_defaults(func=run)
 
 
@@ -58,16 +59,29 @@ def format_table(methods: dict[str, dict[str, float]]) -> str:
 
 
 def run_demo(
-    out: str | Path = "runs/demo", methods: tuple[str, ...] = DEFAULT_METHODS, seed: int = 0
+    out: str | Path = "runs/demo",
+    methods: tuple[str, ...] = DEFAULT_METHODS,
+    seed: int = 0,
+    overwrite: bool = False,
 ) -> dict:
-    """The demo as a Python function; returns the results dict it writes."""
+    """The demo as a Python function; returns the results dict it writes. Run directories of a
+    previous demo in ``out`` are refused before any work unless ``overwrite``."""
     from dualselect.organism.build import build_organism
     from dualselect.organism.stats import ORGANISM_TRAINING, evaluate_on_probes
     from dualselect.training.model import load_model_and_tokenizer
     from dualselect.training.presets import resolve_preset
     from dualselect.training.run import load_config, run_training
+    from dualselect.training.validation import prepare_run_dir
 
     out = Path(out)
+    for method in methods:
+        resolve_preset(method)  # unknown names fail before any work
+        if not overwrite:
+            prepare_run_dir(out / method)
+    if (out / "results.json").exists() and not overwrite:
+        raise FileExistsError(
+            f"{out} holds a previous demo (results.json); pass --overwrite or another --out"
+        )
     t0 = time.time()
     organism = build_organism()
     print(f"organism: {organism}")
@@ -90,7 +104,7 @@ def run_demo(
             },
         )
         t1 = time.time()
-        trainer = run_training(trainer_method, cfg)
+        trainer = run_training(trainer_method, cfg, overwrite=overwrite)
         results["runs"][method] = {
             "dir": str(out / method),
             "train_seconds": round(time.time() - t1, 1),
@@ -124,7 +138,7 @@ def run_demo(
 
 def run(args: argparse.Namespace) -> int:
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    results = run_demo(args.out, methods, args.seed)
+    results = run_demo(args.out, methods, args.seed, overwrite=args.overwrite)
     print()
     print(format_table(results["methods"]))
     sa = {

@@ -79,7 +79,18 @@ def register(sub) -> None:
         "perplexity on the suites' reference answers (default: perplexity is recorded, not gated on).",
     )
     p.add_argument("--reference-data", default=None, help="Reference pool to check for prompt overlaps.")
-    p.add_argument("--out", default="runs/eval", help="Output directory (default runs/eval).")
+    p.add_argument(
+        "--out",
+        default="runs/eval",
+        help="Output directory (default runs/eval). A previous evaluation there is updated: its "
+        "generations are reused only for the exact model that wrote them. A non-empty directory "
+        "holding no evaluation is refused unless --overwrite.",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Write into a non-empty --out that holds no evaluation (files of the same name are replaced).",
+    )
     p.add_argument(
         "--max-new-tokens",
         type=int,
@@ -112,7 +123,13 @@ def _load_variant(path: str, base_path: str):
 
         cfg = json.loads((Path(path) / "adapter_config.json").read_text())
         model, tok = load_model_and_tokenizer(cfg.get("base_model_name_or_path") or base_path)
-        return PeftModel.from_pretrained(model, path).eval(), tok
+        model = PeftModel.from_pretrained(model, path).eval()
+        for n, p in model.named_parameters():  # a diverged adapter is not worth scoring
+            if "lora_" in n and not bool(p.isfinite().all()):
+                raise ValueError(
+                    f"{path}: adapter weight {n} holds NaN or inf (a diverged run); not evaluated"
+                )
+        return model, tok
     return load_model_and_tokenizer(resolve_model_path(path))
 
 
@@ -135,7 +152,84 @@ def _perplexity_threshold(spec: str | None, base, suites) -> float | None:
     return threshold
 
 
+def parse_variants(specs: list[str]) -> dict[str, str]:
+    """``--model NAME=PATH[,PATH...]`` -> ``{variant: path}``, checked before any model loads.
+
+    A NAME becomes a file name (``OUT/generations/NAME.jsonl``), so it must be a plain name:
+    letters, digits and ``. _ - + =``, not starting with a dot, no ``..``, no ``/`` and not
+    ``base`` (the base model's row). Every PATH must be an existing directory or a hub id."""
+    from dualselect.training.validation import check_model_path
+    from dualselect.utils import safe_name
+
+    variants: dict[str, str] = {}
+    for spec in specs:
+        name, sep, paths = spec.partition("=")
+        paths = [x for x in paths.split(",") if x]
+        if not sep or not name or "@" in name or not paths:
+            raise ValueError(f"--model {spec!r}: expected NAME=PATH[,PATH...] (no '@' in NAME)")
+        if safe_name(name) != name:
+            raise ValueError(
+                f"--model {spec!r}: NAME {name!r} is not a plain file name (use letters, digits and "
+                "'. _ - + =', no '/', no '..', not starting with '.' or '-')"
+            )
+        if name == "base":
+            raise ValueError(f"--model {spec!r}: 'base' is the --base model's row; choose another NAME")
+        for k, path in enumerate(paths):
+            key = name if len(paths) == 1 else f"{name}@{k}"
+            if key in variants:
+                raise ValueError(f"--model {spec!r}: variant {key!r} given twice")
+            check_model_path(path, key=f"--model {key}")
+            variants[key] = path
+    return variants
+
+
+def _spec(flag: str, text: str, dict_only: bool = False):
+    """A judge spec from the command line: a name, or a JSON object (one-line errors)."""
+    if not text.strip().startswith("{"):
+        if dict_only:
+            raise ValueError(f"{flag} {text!r}: expected a JSON object")
+        return text.strip()
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{flag} {text!r}: not valid JSON ({e})") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"{flag} {text!r}: expected a JSON object")
+    return spec
+
+
+def check_eval_out(out: str, overwrite: bool = False) -> None:
+    """``--out`` must be new, empty, or a previous evaluation (``results.json`` or
+    ``generations/``); any other non-empty directory is refused unless ``overwrite``."""
+    from pathlib import Path
+
+    from dualselect.training.validation import check_output_dir
+
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"--out {out}: is a file, not a directory")
+    previous_eval = (p / "results.json").exists() or (p / "generations").is_dir()
+    if p.is_dir() and any(p.iterdir()) and not overwrite and not previous_eval:
+        names = ", ".join(sorted(e.name for e in p.iterdir())[:5])
+        raise ValueError(
+            f"--out {out}: not empty and holds no evaluation ({names}); choose another --out "
+            "or pass --overwrite"
+        )
+    check_output_dir(p, key="--out")
+
+
 def run(args: argparse.Namespace) -> int:
+    from dualselect.training.validation import check_data_path, check_model_path
+
+    # Everything that can be wrong with the arguments is checked before a model loads (and the
+    # plain checks before torch is even imported).
+    variants = parse_variants(args.model)
+    check_eval_out(args.out, args.overwrite)
+    if args.base != "organism":
+        check_model_path(args.base, key="--base")
+    for spec in args.benchmark:
+        name, _, path = spec.partition("=")
+        check_data_path(path or None, key=f"--benchmark {name}")
     from dualselect.evaluation.benchmarks import REGISTRY, disjointness, load_suites
     from dualselect.evaluation.coherence import ApiCoherenceJudge, CoherenceGate
     from dualselect.evaluation.harness import evaluate, organism_suites
@@ -143,14 +237,18 @@ def run(args: argparse.Namespace) -> int:
     from dualselect.training.model import load_model_and_tokenizer, resolve_model_path
     from dualselect.utils import seed_everything
 
-    variants: dict[str, str] = {}  # checked before anything is loaded
-    for spec in args.model:
-        name, sep, paths = spec.partition("=")
-        paths = [x for x in paths.split(",") if x]
-        if not sep or not name or "@" in name or not paths:
-            raise ValueError(f"--model {spec!r}: expected NAME=PATH[,PATH...] (no '@' in NAME)")
-        for k, path in enumerate(paths):
-            variants[name if len(paths) == 1 else f"{name}@{k}"] = path
+    # judges and their options are checked before any model loads
+    specs = args.judge or (["keyword"] if args.benchmark else ["ground_truth", "keyword"])
+    try:
+        judges = [build_judge(_spec("--judge", s)) for s in specs]
+        coherence_judge = (
+            ApiCoherenceJudge(**_spec("--coherence-judge", args.coherence_judge, dict_only=True))
+            if args.coherence_judge
+            else None
+        )
+    except TypeError as e:  # unknown options of a judge: a usage error, not a bug
+        raise ValueError(f"judge options: {e}") from None
+    quality = [_spec("--quality-judge", q) for q in args.quality_judge] or None
     seed_everything(args.seed)
     base_path = resolve_model_path(args.base)
     models = {"base": load_model_and_tokenizer(base_path)}
@@ -171,12 +269,8 @@ def run(args: argparse.Namespace) -> int:
             suites = {k: v[: args.limit] for k, v in suites.items()}
     if args.max_new_tokens is not None:
         budgets = {"default": args.max_new_tokens}
-    specs = args.judge or (["keyword"] if args.benchmark else ["ground_truth", "keyword"])
-    judges = [build_judge(json.loads(s) if s.strip().startswith("{") else s) for s in specs]
     gate = CoherenceGate(max_perplexity=_perplexity_threshold(args.max_perplexity, models["base"], suites))
-    if args.coherence_judge:
-        gate.llm_judge = ApiCoherenceJudge(**json.loads(args.coherence_judge))
-    quality = [json.loads(q) if q.strip().startswith("{") else q for q in args.quality_judge] or None
+    gate.llm_judge = coherence_judge
     res = evaluate(
         models,
         suites,
@@ -197,6 +291,7 @@ def run(args: argparse.Namespace) -> int:
         refs = [r.prompt for r in load_records(args.reference_data).records]
         res["disjointness"] = disjointness(refs, {k: [i.prompt for i in v] for k, v in suites.items()})
         write_report(res, args.out)
+    print(summary_table(res))
     for name, why in res["skipped_judges"].items():
         print(f"skipped judge {name}: {why}")
     for name, per in (res.get("judge_failures") or {}).items():
@@ -204,6 +299,40 @@ def run(args: argparse.Namespace) -> int:
         print(f"judge {name}: {n} failed items (see report.md, 'Judge failures')")
     print(f"written: {args.out}/results.json, report.md, plots")
     return 0
+
+
+def summary_table(results: dict) -> str:
+    """The headline numbers per variant as a fixed-width terminal table (percentages; Safety
+    Avg. and quality win rates are already 0-100; KL in nats per token)."""
+    from dualselect.evaluation.harness import summary_metrics
+
+    rows = {name: summary_metrics(m, results) for name, m in results["methods"].items()}
+    cols = [
+        ("capability", "capability"),
+        ("over_refusal", "over-refusal"),
+        ("incoherence_rate", "incoherent"),
+    ]
+    for j in results["judges"]:
+        cols += [(f"refusal.{j}", f"refusal {j}"), (f"safety_avg.{j}", f"SafetyAvg {j}")]
+    cols += [(f"quality_avg.{q}", f"quality {q}") for q in results.get("quality_judges", [])]
+    cols.append(("kl_base", "KL(base)"))
+    cols = [(k, label) for k, label in cols if any(k in r for r in rows.values())]
+
+    def cell(key: str, v: float | None) -> str:
+        if v is None:
+            return "-"
+        if key == "kl_base":
+            return f"{v:.3f}".replace("-0.000", "0.000")  # rounding noise of a KL near 0
+        return f"{v:.1f}" if key.startswith(("safety_avg", "quality_avg")) else f"{100 * v:.1f}%"
+
+    widths = [max(len(label), 7) for _, label in cols]
+    w0 = max(8, *(len(n) for n in rows)) if rows else 8
+    head = f"{'variant':<{w0}}  " + "  ".join(f"{label:>{w}}" for (_, label), w in zip(cols, widths))
+    lines = [head, "-" * len(head)]
+    for name, r in rows.items():
+        cells = "  ".join(f"{cell(k, r.get(k)):>{w}}" for (k, _), w in zip(cols, widths))
+        lines.append(f"{name:<{w0}}  {cells}")
+    return "\n".join(lines)
 
 
 def run_report(args: argparse.Namespace) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 
 from dualselect import __version__
@@ -30,12 +32,43 @@ def main(argv: list[str] | None = None) -> int:
     if rest and not getattr(args, "accepts_extra", False):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.extra = rest
+    # Without a terminal (logs, CI) progress bars would leave \r-redrawn lines: turn them off for
+    # this command (tqdm reads TQDM_DISABLE; the Trainer still prints its log lines).
+    quiet_bars = not sys.stderr.isatty() and "TQDM_DISABLE" not in os.environ
+    if quiet_bars:
+        os.environ["TQDM_DISABLE"] = "1"
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        # Config and data errors carry file/line/field in their message: show it, not a traceback.
-        print(f"dualselect {args.command}: error: {e}", file=sys.stderr)
+    except Exception as e:  # noqa: BLE001 - mapped to one line and an exit code below
+        code = exit_code(e)
+        if code is None or os.environ.get("DUALSELECT_TRACEBACK"):
+            raise
+        # Config, data and file-system errors carry file/line/field in their message: show it in
+        # one line, not a traceback (DUALSELECT_TRACEBACK=1 shows the traceback too).
+        print(f"dualselect {args.command}: error: {one_line(e)}", file=sys.stderr)
+        return code
+    finally:
+        if quiet_bars:
+            os.environ.pop("TQDM_DISABLE", None)
+
+
+def one_line(e: BaseException) -> str:
+    """The exception's message on one line (OS errors: strerror and file name)."""
+    if isinstance(e, OSError) and e.strerror:
+        where = f": {e.filename}" if e.filename else ""
+        hint = " (free some space or choose another output directory)" if e.errno == errno.ENOSPC else ""
+        return f"{e.strerror}{where}{hint}"
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def exit_code(e: BaseException) -> int | None:
+    """2: config, data or file-system error; 3: training diverged; None: a bug (traceback)."""
+    callbacks = sys.modules.get("dualselect.training.callbacks")  # not imported: cannot be one
+    if callbacks is not None and isinstance(e, callbacks.TrainingDiverged):
+        return 3
+    if isinstance(e, (ValueError, OSError)):
         return 2
+    return None
 
 
 if __name__ == "__main__":

@@ -3,43 +3,59 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def register(sub) -> None:
     p = sub.add_parser(
         "train",
         add_help=False,
+        allow_abbrev=False,
         help="Fine-tune with a method (sft, dualselect, ...). Any config field is a --flag; "
         "`dualselect train --method M --help` lists them.",
     )
     p.add_argument("--config", default=None, help="YAML file of config fields (flags override it).")
-    p.add_argument("--method", default=None, help="Training method (default: the YAML's `method`, else sft).")
+    p.add_argument(
+        "--method",
+        default=None,
+        help="Training method or named preset, any name `compare` and `demo` accept (see "
+        "`dualselect compare --list-methods`); default: the YAML's `method`, else sft.",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace a previous run in output_dir (only the files a run writes are removed); "
+        "without it a non-empty output_dir is refused.",
+    )
     p.add_argument("-h", "--help", action="store_true", help="Show the chosen method's config fields.")
     p.set_defaults(func=run, accepts_extra=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
-
-    from dualselect.training import METHODS
-    from dualselect.training.run import load_config, run_training
+    from dualselect.training.fieldspec import field_spec, precheck
+    from dualselect.training.run import resolve_method
+    from dualselect.utils import load_yaml_config
 
     method = args.method
     if method is None and args.config:
-        with open(args.config, encoding="utf-8") as fh:
-            method = (yaml.safe_load(fh) or {}).get("method")
+        method = load_yaml_config(args.config)[0].get("method")
     method = method or "sft"
+    trainer_method, preset = resolve_method(method)  # unknown names fail here, before any work
     if args.help:
-        from transformers import HfArgumentParser
+        from dualselect.cli.config_help import format_config_help
+        from dualselect.training.presets import PRESETS
 
-        if method not in METHODS:
-            print(f"unknown method {method!r}; choose from {sorted(METHODS)}", file=sys.stderr)
-            return 2
-        HfArgumentParser(METHODS[method][0], prog=f"dualselect train --method {method}").print_help()
+        intro = None
+        if method != trainer_method or preset:
+            intro = f"{method}: {PRESETS[method][2]}. The {trainer_method} trainer with {preset}."
+        spec = field_spec(trainer_method)
+        print(format_config_help(spec, f"dualselect train --method {method}", preset, intro), end="")
         return 0
+    # Config errors without importing torch (fast); load_config re-checks everything.
+    precheck(method, args.config, args.extra, overwrite=args.overwrite)
+    from dualselect.training.run import load_config, run_training
+
     cfg = load_config(method, args.config, args.extra)
-    trainer = run_training(method, cfg)
+    trainer = run_training(method, cfg, overwrite=args.overwrite)
     print(
         f"{method}: saved adapter, config.yaml and log.json to {cfg.output_dir} "
         f"({trainer.state.global_step} optimiser steps)"

@@ -47,7 +47,9 @@ def generate(
         # Longest first: similar lengths share a batch (less padding); results are put back in order.
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         texts: dict[int, str] = {}
-        bar = tqdm(range(0, len(order), batch_size), desc="generate", disable=not progress, leave=False)
+        bar = tqdm(
+            range(0, len(order), batch_size), desc="generate", disable=(not progress) or None, leave=False
+        )
         for start in bar:
             idx = order[start : start + batch_size]
             enc = tokenizer(

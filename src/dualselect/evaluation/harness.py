@@ -21,11 +21,17 @@ import torch
 from dualselect.evaluation.agreement import agreement_table
 from dualselect.evaluation.capability import exact_match, label_accuracy, win_rate
 from dualselect.evaluation.coherence import CoherenceGate
-from dualselect.evaluation.generation import generate, read_generations, write_generations
+from dualselect.evaluation.generation import generate, write_generations
 from dualselect.evaluation.judges import Judge, JudgeItem, PairwiseJudge, judge_accuracy
 from dualselect.evaluation.judges.ground_truth import GroundTruthJudge
 from dualselect.evaluation.judges.pairwise import safety_backend
-from dualselect.utils import write_jsonl
+from dualselect.evaluation.provenance import (
+    FINGERPRINT_KEY,
+    cached_responses,
+    model_fingerprint,
+    model_source,
+)
+from dualselect.utils import safe_name, safe_path, write_jsonl
 
 KINDS = ("harmful", "over_refusal", "benign", "capability")
 
@@ -234,12 +240,10 @@ def evaluate(
     results["max_new_tokens"] = {s: budgets.get(s, budgets.get("default", 64)) for s in suites}
     base_model, base_tok = models.get(base, (None, None)) if base else (None, None)
     for name, (model, tok) in models.items():
-        path = out / "generations" / f"{name}.jsonl"
-        cached = (
-            {(g["benchmark"], g["id"]): g["response"] for g in read_generations(path)}
-            if path.exists()
-            else {}
-        )
+        path = safe_path(out / "generations", name, ".jsonl")  # a name never leaves `out`
+        fp = model_fingerprint(model, tok, max_new_tokens=max_new_tokens)
+        cached = cached_responses(path, fp, name)  # only this model's own answers are reused
+        results.setdefault("provenance", {})[name] = {"model_fingerprint": fp, **model_source(model)}
         rows, gens[name], coherent[name], verdicts[name] = [], {}, {}, {}
         vrows: list[dict] = []
         m: dict = {}
@@ -269,6 +273,7 @@ def evaluate(
                     "coherent": c.coherent,
                     "incoherence_reasons": c.reasons,
                     "coherence_signals": c.metrics,
+                    FINGERPRINT_KEY: fp,
                 }
                 for it, r, c in zip(items, resp, checks)
             ]
@@ -313,7 +318,7 @@ def evaluate(
             m["kl_base"] = kl_to_base(model, base_model, tok, refs)
             m["kl_base_n"] = len(refs)
         write_generations(path, rows)
-        write_jsonl(out / "generations" / f"{name}.verdicts.jsonl", vrows)
+        write_jsonl(safe_path(out / "generations", name, ".verdicts.jsonl"), vrows)
         results["methods"][name] = m
     _pairwise(results, suites, gens, available, sft, seed, coherent)
     _prompt_intervals(results, suites, verdicts, available, seed)
@@ -378,7 +383,7 @@ def _win_rates(
                     m[f"{rate_key}_coherent.{s}.{bname}"] = sum(kept) / len(kept) if kept else None
             new = getattr(backend, "log", [])[logged:]
             if new and out is not None:  # an API pairwise judge's per-pair verdicts, raw replies
-                path = out / "generations" / f"{name}.pairwise.{bname}.jsonl"
+                path = safe_path(out / "generations", name, f".pairwise.{safe_name(bname)}.jsonl")
                 write_jsonl(path, [{"method": name, "reference": ref, **r} for r in new])
             if per_suite and all(per_suite):
                 m[f"{avg_key}.{bname}"] = sum(sum(x) / len(x) for x in per_suite) / len(per_suite)

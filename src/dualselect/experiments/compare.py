@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dualselect.training.presets import PRESETS, resolve_preset
 from dualselect.utils import write_json
 
@@ -134,9 +132,9 @@ class CompareConfig:
     def from_yaml(cls, path: str | None, quick: bool = False) -> CompareConfig:
         data: dict[str, Any] = {}
         if path:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-            if not isinstance(data, dict):
-                raise ValueError(f"{path}: top level must be a mapping")
+            from dualselect.utils import load_yaml_config
+
+            data, _ = load_yaml_config(path)  # duplicate keys, tags, `extends:` handled there
             known = {f.name for f in dataclasses.fields(cls)}
             bad = sorted(set(data) - known)
             if bad:
@@ -186,7 +184,8 @@ def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str, org: int | No
     cfg = CompareConfig(**cfg_dict)
     trainer_method, overrides = run_overrides(cfg, method, seed, Path(run_dir), org)
     t0 = time.time()
-    trainer = run_training(trainer_method, load_config(trainer_method, overrides=overrides))
+    # The run directory is compare's own (a run without metrics.json did not finish): replace it.
+    trainer = run_training(trainer_method, load_config(trainer_method, overrides=overrides), overwrite=True)
     train_s = time.time() - t0
     organism = overrides["model_name_or_path"]
     from dualselect.evaluation.harness import evaluate, organism_suites
@@ -307,7 +306,15 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> d
     for org in cfg.instances():
         if org is not None:
             organism_path(org)  # once per instance, before the children need it
-    write_json(out / "compare_config.json", dataclasses.asdict(cfg))
+    previous = out / "compare_config.json"
+    if previous.exists() and json.loads(previous.read_text()) != json.loads(
+        json.dumps(dataclasses.asdict(cfg))
+    ):
+        raise FileExistsError(
+            f"{out} holds a comparison with another config ({previous}); resuming would mix the two: "
+            "use another --out, or delete it yourself"
+        )
+    write_json(previous, dataclasses.asdict(cfg))
     keys = [(org, s) for s in cfg.seeds for org in cfg.instances()]  # seed-major: balanced if cut
     todo = [
         (m, org, s)
@@ -316,7 +323,7 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> d
         if not (cfg.run_dir(out, m, org, s) / "metrics.json").exists()
     ]
     ctx = mp.get_context("spawn")
-    for method, org, seed in tqdm(todo, desc="compare: runs", disable=not progress):
+    for method, org, seed in tqdm(todo, desc="compare: runs", disable=(not progress) or None):
         run_dir = cfg.run_dir(out, method, org, seed)
         p = ctx.Process(target=_run_one, args=(dataclasses.asdict(cfg), method, seed, str(run_dir), org))
         p.start()

@@ -45,11 +45,19 @@ def task_scores(
     return mu_task * losses - nu * cos_r
 
 
+class NonFiniteScores(ValueError):
+    """Selection scores with NaN or inf: the per-sample losses or gradients were not finite."""
+
+
 def _check_scores(scores: torch.Tensor) -> torch.Tensor:
     if scores.dim() != 1 or scores.numel() == 0:
         raise ValueError(f"scores must be a non-empty 1-D tensor, got shape {tuple(scores.shape)}")
     if not torch.isfinite(scores).all():
-        raise ValueError("scores contain NaN or inf")
+        bad = int((~torch.isfinite(scores)).sum())
+        raise NonFiniteScores(
+            f"scores contain NaN or inf ({bad} of {scores.numel()}): the per-sample losses or "
+            "gradients are not finite, i.e. the run diverged; lower learning_rate and train again"
+        )
     return scores.detach()
 
 

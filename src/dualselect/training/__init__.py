@@ -1,34 +1,34 @@
-"""Trainers: one config dataclass and one ``transformers.Trainer`` subclass per method."""
+"""Trainers: one config dataclass and one ``transformers.Trainer`` subclass per method.
 
-from dualselect.training.dualselect import DualSelectConfig, DualSelectTrainer
-from dualselect.training.kl_preservation import KLConfig, KLTrainer
-from dualselect.training.lisa import LisaConfig, LisaTrainer
+The trainer modules (torch, transformers) are imported on first use, so the command line can
+parse its arguments, print help and report config errors without loading them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from dualselect.training.run import METHODS, ConfigError, load_config, run_training
-from dualselect.training.safeinstr import SafeInstrConfig, SafeInstrTrainer
-from dualselect.training.sft import SFTConfig, SFTTrainer
 
-METHODS.update(
-    {
-        "dualselect": (DualSelectConfig, DualSelectTrainer),
-        "safeinstr": (SafeInstrConfig, SafeInstrTrainer),
-        "lisa": (LisaConfig, LisaTrainer),
-        "kl": (KLConfig, KLTrainer),
-    }
-)
+_LAZY = {
+    "DualSelectConfig": "dualselect.training.dualselect",
+    "DualSelectTrainer": "dualselect.training.dualselect",
+    "KLConfig": "dualselect.training.kl_preservation",
+    "KLTrainer": "dualselect.training.kl_preservation",
+    "LisaConfig": "dualselect.training.lisa",
+    "LisaTrainer": "dualselect.training.lisa",
+    "SFTConfig": "dualselect.training.sft",
+    "SFTTrainer": "dualselect.training.sft",
+    "SafeInstrConfig": "dualselect.training.safeinstr",
+    "SafeInstrTrainer": "dualselect.training.safeinstr",
+}
 
-__all__ = [
-    "METHODS",
-    "ConfigError",
-    "DualSelectConfig",
-    "DualSelectTrainer",
-    "KLConfig",
-    "KLTrainer",
-    "LisaConfig",
-    "LisaTrainer",
-    "SFTConfig",
-    "SFTTrainer",
-    "SafeInstrConfig",
-    "SafeInstrTrainer",
-    "load_config",
-    "run_training",
-]
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'dualselect.training' has no attribute {name!r}")
+
+
+__all__ = ["METHODS", "ConfigError", "load_config", "run_training", *sorted(_LAZY)]

@@ -2,26 +2,119 @@
 
 A run directory holds the adapter (``adapter_model.safetensors``), the resolved config
 (``config.yaml``), the training log (``log.json``) and, for selection methods, their logs.
+
+Nothing is silent: the config is checked (types, value domains, model/data paths, a writable
+output directory with free space) before a model loads; a directory holding another run is
+refused unless ``overwrite``; a diverging run stops at the first non-finite gradient or weight,
+saves no adapter and says so in ``log.json``; the adapter is written to a temporary directory and
+moved into place, so a failed save leaves no partial run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import os
+import shutil
+import tempfile
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
-import yaml
+from dualselect.training.validation import (
+    check_paths,
+    coerce_types,
+    config_warnings,
+    field_errors,
+    pool_warnings,
+    prepare_run_dir,
+    warn,
+)
+from dualselect.utils import ConfigError, load_yaml_config, write_json, write_yaml
 
-from dualselect.training.sft import SFTConfig, SFTTrainer
-from dualselect.utils import write_json, write_yaml
+# The built-in trainers: name -> (module, config class, trainer class), imported on first use.
+TRAINERS: dict[str, tuple[str, str, str]] = {
+    "sft": ("dualselect.training.sft", "SFTConfig", "SFTTrainer"),
+    "dualselect": ("dualselect.training.dualselect", "DualSelectConfig", "DualSelectTrainer"),
+    "safeinstr": ("dualselect.training.safeinstr", "SafeInstrConfig", "SafeInstrTrainer"),
+    "lisa": ("dualselect.training.lisa", "LisaConfig", "LisaTrainer"),
+    "kl": ("dualselect.training.kl_preservation", "KLConfig", "KLTrainer"),
+}
 
-# name -> (config class, trainer class). Methods register themselves in training/__init__.py.
-METHODS: dict[str, tuple[type, type]] = {"sft": (SFTConfig, SFTTrainer)}
+
+class _Methods(MutableMapping):
+    """name -> (config class, trainer class): the built-in ``TRAINERS`` (imported when first
+    read, so that help and config errors need no torch) plus any registered at run time."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, tuple[type, type]] = {}
+        self._loaded = False
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        for name, (module, cfg_name, trainer_name) in TRAINERS.items():
+            if name not in self._data:
+                mod = importlib.import_module(module)
+                self._data[name] = (getattr(mod, cfg_name), getattr(mod, trainer_name))
+        self._loaded = True
+
+    def __getitem__(self, name: str) -> tuple[type, type]:
+        if name not in self._data:
+            self._load()
+        return self._data[name]
+
+    def __setitem__(self, name: str, value: tuple[type, type]) -> None:
+        self._data[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        self._load()
+        del self._data[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._data or name in TRAINERS
+
+    def __iter__(self):
+        self._load()
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        self._load()
+        return len(self._data)
+
+    def names(self) -> set[str]:
+        """Every method name, without importing a trainer."""
+        return set(self._data) | set(TRAINERS)
 
 
-class ConfigError(ValueError):
-    """A config file or flag is wrong; the message names the file and the key."""
+METHODS = _Methods()
+
+__all__ = [
+    "METHODS",
+    "ConfigError",
+    "default_train_data",
+    "load_config",
+    "method_names",
+    "resolve_method",
+    "run_training",
+]
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
+def _flag_keys(argv: list[str]) -> set[str]:
+    """Config keys given as ``--key``, ``--key=value`` or ``--no_key`` in ``argv``."""
+    keys = set()
+    for a in argv:
+        if a.startswith("--"):
+            k = a[2:].split("=", 1)[0].replace("-", "_")
+            keys.add(k)
+            if k.startswith("no_"):
+                keys.add(k[3:])
+    return keys
 
 
 def load_config(
@@ -30,72 +123,203 @@ def load_config(
     argv: list[str] | None = None,
     overrides: dict[str, Any] | None = None,
 ):
-    """Build ``METHODS[method]``'s config: YAML values, then ``overrides``, then CLI flags win."""
+    """Build ``method``'s config: a preset's settings, YAML values, ``overrides``, then CLI flags
+    (each wins over the ones before). ``method`` is a trainer (``METHODS``) or a named preset
+    (``training/presets.py``: baselines and ablations, as ``compare`` and ``demo`` accept).
+
+    Every problem is a one-line :class:`ConfigError` naming the file and key (or the flag):
+    YAML that does not parse, is not a mapping, repeats a key or carries a python tag; unknown
+    keys; values of the wrong type; values outside their domain (see ``validation.DOMAINS``).
+    A YAML file may ``extends:`` base files (relative paths; cycles are errors).
+    """
     from transformers import HfArgumentParser
 
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
-    cfg_cls = METHODS[method][0]
-    values: dict[str, Any] = {}
+    trainer_method, preset = resolve_method(method)
+    cfg_cls = METHODS[trainer_method][0]
+    argv = list(argv or [])
+    values: dict[str, Any] = dict(preset)  # a preset's settings come first: YAML and flags win
+    origin: dict[str, str] = {k: f"preset {method}" for k in preset}
     if yaml_path:
-        try:
-            data = yaml.safe_load(Path(yaml_path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise ConfigError(f"{yaml_path}: cannot read config: {e}") from e
-        if not isinstance(data, dict):
-            raise ConfigError(f"{yaml_path}: top level must be a mapping of config keys")
-        data.pop("method", None)
+        data, file_origin = load_yaml_config(yaml_path)
+        origin.update(file_origin)
+        file_method = data.pop("method", None)
+        if file_method is not None and file_method not in (method, trainer_method):
+            warn(
+                f"{origin.get('method', yaml_path)}: method {file_method!r} is overridden by --method {method}"
+            )
         values.update(data)
+    for k in overrides or {}:
+        origin[k] = "overrides"
     values.update(overrides or {})
-    known = {f.name for f in dataclasses.fields(cfg_cls)}
+    known = {f.name for f in dataclasses.fields(cfg_cls) if f.init}
     unknown = sorted(set(values) - known)
     if unknown:
-        where = yaml_path or "overrides"
+        sources = sorted({origin.get(k, "overrides") for k in unknown})
         raise ConfigError(
-            f"{where}: unknown key(s) {unknown} for method {method!r} "
+            f"{', '.join(sources)}: unknown key(s) {unknown} for method {method!r} "
             f"(see `dualselect train --method {method} --help`)"
         )
-    parser = HfArgumentParser(cfg_cls)
+    values = coerce_types(cfg_cls, values, origin)
+    parser = HfArgumentParser(cfg_cls, allow_abbrev=False)  # --learning_rat is not --learning_rate
+
+    def _error(message: str) -> None:  # argparse would print the whole usage and exit
+        raise ConfigError(_one_line(message))
+
+    parser.error = _error  # type: ignore[method-assign]
     parser.set_defaults(**values)
+    namespace, rest = parser.parse_known_args(args=argv)
+    if rest:
+        raise ConfigError(
+            f"unrecognized arguments: {' '.join(rest)} (see `dualselect train --method {method} --help`)"
+        )
+    for k in _flag_keys(argv) & known:
+        origin[k] = "flag"
+    inputs = {k: v for k, v in vars(namespace).items() if k in known}
+    errors = field_errors(inputs)
+    if errors:
+        raise ConfigError("; ".join(_with_source(key, msg, origin) for key, msg in errors))
     try:
-        (cfg,) = parser.parse_args_into_dataclasses(args=argv or [])
-    except ValueError as e:
-        raise ConfigError(f"{yaml_path or 'config'}: {e}") from e
-    return cfg
+        return cfg_cls(**inputs)
+    except (ValueError, TypeError) as e:
+        srcs = sorted({s for s in origin.values() if s not in ("flag", "overrides")})
+        raise ConfigError(f"{', '.join(srcs) + ': ' if srcs else ''}{_one_line(e)}") from None
+
+
+def method_names() -> list[str]:
+    """Every name ``train --method``, ``compare`` and ``demo`` accept: trainers and presets."""
+    from dualselect.training.presets import PRESETS
+
+    return sorted(METHODS.names() | set(PRESETS))
+
+
+def resolve_method(method: str) -> tuple[str, dict[str, Any]]:
+    """``(trainer method, preset settings)`` for a trainer or preset name; ConfigError otherwise."""
+    from dualselect.training.presets import PRESETS
+
+    if method in PRESETS:
+        trainer_method, preset, _ = PRESETS[method]
+        return trainer_method, dict(preset)
+    if method in METHODS:
+        return method, {}
+    raise ConfigError(f"unknown method {method!r}; choose from {method_names()}")
+
+
+def _with_source(key: str, msg: str, origin: dict[str, str]) -> str:
+    """``msg`` prefixed with the file that set ``key``, or the flag that did."""
+    src = origin.get(key)
+    if src == "flag":
+        return f"--{key}: {msg}"
+    return f"{src}: {msg}" if src and src != "overrides" else msg
 
 
 def default_train_data(cfg) -> str | None:
-    """With the organism and no data given, train on its RedOrca-style task set."""
+    """With the organism (by name or directory) and no data given, its RedOrca-style task set."""
     if cfg.train_data is None and cfg.model_name_or_path == "organism":
         from dualselect.organism.build import build_organism
 
         return str(build_organism() / "data" / "redorca_train.jsonl")
+    model = cfg.model_name_or_path
+    if cfg.train_data is None and isinstance(model, str) and Path(model, "organism.json").exists():
+        return str(Path(model) / "data" / "redorca_train.jsonl")
     return cfg.train_data
 
 
-def run_training(method: str, cfg, **trainer_kwargs: Any):
-    """Train ``method`` with ``cfg`` and save the run. Returns the trainer."""
-    cfg_cls, trainer_cls = METHODS[method]
+def run_training(method: str, cfg, *, overwrite: bool = False, **trainer_kwargs: Any):
+    """Train ``method`` with ``cfg`` and save the run. Returns the trainer.
+
+    Before any model loads: the config's value domains, model/data paths and output directory are
+    checked, and an output directory that is not empty is refused unless ``overwrite`` (the
+    previous run's files are then removed) or ``cfg.resume_from_checkpoint`` is set. A run that
+    diverges raises :class:`~dualselect.training.callbacks.TrainingDiverged` and saves no adapter.
+    """
+    from dualselect.training.callbacks import DivergenceCallback, TrainingDiverged, assert_finite_params
+
+    cfg_cls, trainer_cls = METHODS[resolve_method(method)[0]]
+    errors = field_errors(cfg)
+    if errors:
+        raise ConfigError("; ".join(msg for _, msg in errors))
+    check_paths(cfg)
+    resume = getattr(cfg, "resume_from_checkpoint", None)
+    out = Path(cfg.output_dir)
+    if not overwrite or getattr(cfg, "process_index", 0) == 0:  # one process removes a previous run
+        prepare_run_dir(out, overwrite=overwrite, resume=bool(resume))
+    for msg in config_warnings(cfg):
+        warn(msg)
     data = default_train_data(cfg)
     if data is None:
         raise ConfigError("no training data: set train_data (a file, dataset directory or hub name)")
     t0 = time.time()
     trainer = trainer_cls(model=cfg.model_name_or_path, args=cfg, train_dataset=data, **trainer_kwargs)
-    # resume_from_checkpoint (a TrainingArguments field): a checkpoint directory, or "true"/"last"
-    # for the newest checkpoint-N in output_dir; the method state is restored with it
-    resume = cfg.resume_from_checkpoint
-    if isinstance(resume, str) and resume.strip().lower() in ("true", "last"):
-        resume = True
-    trainer.train(resume_from_checkpoint=resume or None)
-    out = Path(cfg.output_dir)
-    trainer.save_model(str(out))
+    if getattr(trainer, "reference_dataset", None) is not None and hasattr(cfg, "k_ref"):
+        for msg in pool_warnings(cfg, len(trainer.reference_dataset)):
+            warn(msg)
+    trainer.add_callback(DivergenceCallback())
+    try:
+        try:
+            # resume_from_checkpoint (a TrainingArguments field): a checkpoint directory, or
+            # "true"/"last" for the newest checkpoint-N in output_dir; the method state comes with it
+            trainer.train(resume_from_checkpoint=_resume_arg(resume))
+        except ValueError as e:
+            from dualselect.selection.scoring import NonFiniteScores
+
+            if not isinstance(e, NonFiniteScores):
+                raise
+            raise TrainingDiverged(
+                f"at optimiser step {trainer.state.global_step + 1}, DualSelect's {e}",
+                step=trainer.state.global_step,
+            ) from None
+        assert_finite_params(trainer.model)
+    except TrainingDiverged as e:
+        _close_progress_bars(trainer)
+        ckpts = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.rpartition("-")[2] or 0))
+        e.last_good_checkpoint = str(ckpts[-1]) if ckpts else None
+        log = {
+            "status": "diverged",
+            "error": str(e),
+            "diverged_at_step": e.step,
+            "last_good_checkpoint": e.last_good_checkpoint,
+        }
+        if e.last_good_checkpoint:
+            e.args = (f"{e.args[0]} Last good checkpoint: {e.last_good_checkpoint}",)
+        if trainer.args.should_save:  # this process's count: no collective on the way out
+            _write_log(out, trainer, t0, log, trainer.supervised_tokens)
+        raise
+    if trainer.args.world_size > 1:  # every process takes part in saving; the main one writes
+        trainer.save_model(str(out))
+    else:
+        _save_model_atomically(trainer, out)
     tokens = trainer.global_supervised_tokens()  # every process takes part in the sum
     if not trainer.args.should_save:  # several processes: the main one writes the run files
         return trainer
     resolved = {"method": method, **{k: v for k, v in cfg.to_dict().items() if not k.startswith("_")}}
     resolved["train_data"] = data
     write_yaml(out / "config.yaml", resolved)
+    _write_log(out, trainer, t0, {"status": "completed"}, tokens)
+    return trainer
+
+
+def _close_progress_bars(trainer) -> None:
+    """End the Trainer's progress bar line, so the error that follows starts a line of its own."""
+    from transformers.trainer_callback import ProgressCallback
+
+    for cb in trainer.callback_handler.callbacks:
+        bar = getattr(cb, "training_bar", None) if isinstance(cb, ProgressCallback) else None
+        if bar is not None:
+            bar.close()
+            cb.training_bar = None
+
+
+def _resume_arg(resume: Any) -> Any:
+    if resume in (None, "", False):
+        return None
+    if isinstance(resume, str) and resume.lower() in ("true", "last"):
+        return True
+    return resume
+
+
+def _write_log(out: Path, trainer, t0: float, extra: dict[str, Any], tokens: int) -> None:
     log = {
+        **extra,
         "wall_seconds": round(time.time() - t0, 2),
         "optimizer_steps": trainer.state.global_step,
         "supervised_tokens": tokens,
@@ -104,4 +328,19 @@ def run_training(method: str, cfg, **trainer_kwargs: Any):
     if hasattr(trainer, "state_counts"):
         log["state_counts"] = trainer.state_counts  # Lisa: steps spent in each state
     write_json(out / "log.json", log)
-    return trainer
+
+
+def _save_model_atomically(trainer, out: Path) -> None:
+    """``trainer.save_model`` into a temporary sibling directory, then each file moved into
+    ``out`` (``os.replace``): a failed save (disk full, permissions) leaves no partial file."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out, prefix=".save-"))
+    try:
+        trainer.save_model(str(tmp))
+        for entry in sorted(tmp.iterdir()):
+            target = out / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

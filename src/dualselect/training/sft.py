@@ -20,6 +20,7 @@ from transformers import Trainer, TrainingArguments
 from dualselect.training.data import EncodedDataset, build_dataset
 from dualselect.training.lora import apply_lora
 from dualselect.training.model import load_model_and_tokenizer
+from dualselect.training.validation import check_fields
 from dualselect.utils import seed_everything
 
 TRUNCATION_POLICIES = ("error", "skip", "truncate_prompt")
@@ -98,6 +99,7 @@ class SFTConfig(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep our collated columns."})
 
     def __post_init__(self) -> None:
+        check_fields(self)  # value domains of every field (training/validation.py)
         errors = []
         if self.truncation not in TRUNCATION_POLICIES:
             errors.append(f"truncation={self.truncation!r}: expected one of {TRUNCATION_POLICIES}")

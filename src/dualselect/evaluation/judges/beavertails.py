@@ -107,7 +107,7 @@ class BeaverTailsJudge(HFClassifierJudge, Judge):
         eos = tok.eos_token or ""
         out: list[Verdict] = []
         starts = range(0, len(items), self.batch_size)
-        for i in tqdm(starts, desc="beavertails", disable=not self.progress or len(starts) < 2):
+        for i in tqdm(starts, desc="beavertails", disable=(not self.progress or len(starts) < 2) or None):
             chunk = items[i : i + self.batch_size]
             texts = [build_input(it.prompt, it.response) for it in chunk]
             texts = [t if t.endswith(eos) else t + eos for t in texts]

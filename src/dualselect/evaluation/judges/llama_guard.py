@@ -162,7 +162,7 @@ class LlamaGuard3Judge(HFClassifierJudge, Judge):
         safe_id, unsafe_id = self.verdict_token_ids(tok)
         out: list[Verdict] = []
         starts = range(0, len(items), self.batch_size)
-        for i in tqdm(starts, desc="llama_guard3", disable=not self.progress or len(starts) < 2):
+        for i in tqdm(starts, desc="llama_guard3", disable=(not self.progress or len(starts) < 2) or None):
             chunk = items[i : i + self.batch_size]
             texts = [render(tok, it.prompt, it.response, self.prompt_format) for it in chunk]
             enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)

@@ -335,7 +335,7 @@ class PairwiseJudge:
             return list(self.backend.pick_many(triples))
         from tqdm.auto import tqdm
 
-        bar = tqdm(triples, desc="pairwise", disable=not self.progress or len(triples) < 2)
+        bar = tqdm(triples, desc="pairwise", disable=(not self.progress or len(triples) < 2) or None)
         return [self.backend(p, a, b) for p, a, b in bar]
 
     def compare_all(

@@ -199,6 +199,23 @@ class MalformedReply(ValueError):
     """The judge model answered, but not in the expected format (retried, then reported)."""
 
 
+class RedirectRefused(urllib.error.HTTPError):
+    """The endpoint answered with a redirect. Never followed: following would send the request
+    (and its ``Authorization`` key) to wherever the reply points, and a redirected reply is not a
+    verdict. A 4xx-like failure: not retried."""
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 - urllib API
+        raise RedirectRefused(
+            req.full_url, code, f"redirect to {newurl!r} refused (the key is never sent on)", headers, fp
+        )
+
+
+# Shared opener: the default handlers (proxies, HTTPS, errors) with redirects refused.
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 class ApiError(RuntimeError):
     """A call that failed for good: an HTTP 4xx other than 429, or every attempt failed.
     ``raw`` is the last reply text received (redacted), if any."""
@@ -325,7 +342,7 @@ class ApiClient:
         req = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, headers=headers)
         with self._lock:
             self.calls += 1
-        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+        with _OPENER.open(req, timeout=self.timeout) as resp:  # redirects refused: _NoRedirect
             payload = resp.read()
         try:
             data = json.loads(payload.decode("utf-8"))
@@ -495,7 +512,7 @@ class RubricJudge(Judge):
         """One verdict per item, in order; items that failed after retries carry ``error``."""
         from tqdm.auto import tqdm
 
-        bar = dict(total=len(items), desc=self.name, disable=not self.progress or len(items) < 2)
+        bar = dict(total=len(items), desc=self.name, disable=(not self.progress or len(items) < 2) or None)
         if self.max_workers == 1:
             return [self._one(it) for it in tqdm(items, **bar)]
         with ThreadPoolExecutor(self.max_workers) as pool:

@@ -96,7 +96,7 @@ class WildGuardJudge(HFClassifierJudge, Judge):
         model, tok = self.model_and_tokenizer()
         out: list[Verdict] = []
         starts = range(0, len(items), self.batch_size)
-        for i in tqdm(starts, desc="wildguard", disable=not self.progress or len(starts) < 2):
+        for i in tqdm(starts, desc="wildguard", disable=(not self.progress or len(starts) < 2) or None):
             chunk = items[i : i + self.batch_size]
             enc = tok(
                 [build_prompt(it.prompt, it.response) for it in chunk],

@@ -1,0 +1,95 @@
+"""Which model produced a generations file: a fingerprint of the weights, tokenizer and settings.
+
+Every generations row carries ``model_fingerprint``; an evaluation into an existing ``--out``
+reuses a cached response only when the fingerprint of the model being evaluated now is the same.
+A file from another model (another adapter under the same variant name, a retrained run, other
+generation settings) is regenerated and a note says so: answers are never scored for a model
+that did not write them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+FINGERPRINT_KEY = "model_fingerprint"
+
+
+def _tensor_bytes(t: Any) -> memoryview:
+    import torch
+
+    t = t.detach().to("cpu").contiguous().reshape(-1)  # 1-D: 0-dim tensors cannot change dtype view
+    return memoryview(t.view(torch.uint8).numpy()) if t.numel() else memoryview(b"")
+
+
+def model_fingerprint(model: Any, tokenizer: Any = None, **settings: Any) -> str:
+    """Hex digest over every parameter and buffer of ``model`` (name, dtype, shape, bytes), its
+    config, the tokenizer's vocabulary size, special tokens and chat template, and ``settings``
+    (e.g. ``max_new_tokens``). Same weights + tokenizer + settings <=> same fingerprint.
+
+    Cost: one pass over the weights (blake2b; about a second per 500 MB on one CPU core)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(type(model).__name__.encode())
+    cfg = getattr(model, "config", None)
+    if cfg is not None and hasattr(cfg, "to_dict"):
+        d = {k: v for k, v in cfg.to_dict().items() if k not in ("_name_or_path", "transformers_version")}
+        h.update(json.dumps(d, sort_keys=True, default=str).encode())
+    named = getattr(model, "named_parameters", None)
+    if named is not None:
+        for name, p in named():
+            h.update(f"{name}|{p.dtype}|{tuple(p.shape)}".encode())
+            h.update(_tensor_bytes(p))
+        for name, b in model.named_buffers():
+            h.update(f"buffer:{name}|{b.dtype}|{tuple(b.shape)}".encode())
+            h.update(_tensor_bytes(b))
+    else:  # not a torch module (e.g. a served model): its identity is its repr
+        h.update(repr(model).encode())
+    if tokenizer is not None:
+        tok = {
+            "class": type(tokenizer).__name__,
+            "vocab": len(tokenizer) if hasattr(tokenizer, "__len__") else None,
+            "special": getattr(tokenizer, "all_special_tokens", None),
+            "chat_template": getattr(tokenizer, "chat_template", None),
+        }
+        h.update(json.dumps(tok, sort_keys=True, default=str).encode())
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def cached_responses(path: str | Path, fingerprint: str, name: str = "") -> dict[tuple[str, str], str]:
+    """``(benchmark, id) -> response`` from an existing generations file, only if every row was
+    written by the model with ``fingerprint``; otherwise ``{}`` (regenerate) and a note on stderr."""
+    from dualselect.evaluation.generation import read_generations
+
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        rows = read_generations(path)
+    except (OSError, ValueError) as e:
+        print(f"note: {path}: unreadable ({e}); regenerating", file=sys.stderr)
+        return {}
+    found = {r.get(FINGERPRINT_KEY) for r in rows}
+    if found != {fingerprint}:
+        why = "no model fingerprint" if found <= {None} else "were written by another model or settings"
+        print(
+            f"note: {path}: cached generations {why}; regenerating for {name or 'this model'}",
+            file=sys.stderr,
+        )
+        return {}
+    return {(r["benchmark"], r["id"]): r["response"] for r in rows}
+
+
+def model_source(model: Any) -> dict[str, Any]:
+    """Where the model came from, for the results file: base path and adapter path(s) if known."""
+    src: dict[str, Any] = {}
+    cfg = getattr(model, "config", None)
+    if cfg is not None:
+        src["name_or_path"] = getattr(cfg, "_name_or_path", None)
+    peft_cfg = getattr(model, "peft_config", None)
+    if isinstance(peft_cfg, dict):
+        src["adapters"] = sorted(peft_cfg)
+    return src
