@@ -80,7 +80,9 @@ def method_hyperparameters(args: Any) -> dict[str, Any]:
 
     base = {f.name for f in dataclasses.fields(SFTConfig)}
     own = {f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.name not in base}
-    lora = {k: getattr(args, k, None) for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")}
+    lora = {
+        k: getattr(args, k, None) for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
+    }
     train = {k: getattr(args, k, None) for k in TRAINING_KEYS}
     return {"method": own, "lora": lora, "training": train}
 
@@ -93,7 +95,11 @@ def _data_lines(trainer: Any) -> list[str]:
         src = args.train_data if name == "task" else getattr(args, "reference_data", None)
         if name.startswith("eval"):
             src = getattr(args, "eval_data", None)
-        text = f"- **{name}**" + (f" (`{_public_path(src)}`)" if src else "") + f": {d['kept']} of {d['seen']} records used"
+        text = (
+            f"- **{name}**"
+            + (f" (`{_public_path(src)}`)" if src else "")
+            + f": {d['kept']} of {d['seen']} records used"
+        )
         if d.get("skipped"):
             text += "; skipped " + ", ".join(f"{n} {r}" for r, n in sorted(d["skipped"].items()))
         if d.get("transformed"):
@@ -176,6 +182,13 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _loaded_from(trainer: Any) -> str | None:
+    """Where the base model was really loaded from (PEFT records it), else None."""
+    cfgs = getattr(getattr(trainer, "model", None), "peft_config", None) or {}
+    cfg = cfgs.get("default") if isinstance(cfgs, dict) else None
+    return getattr(cfg, "base_model_name_or_path", None) or None
+
+
 def load_evaluation(run_dir: str | Path) -> dict[str, Any] | None:
     """A run's evaluation summary (``eval_summary.json``: flat ``{metric: value}``), if any."""
     p = Path(run_dir) / EVAL_SUMMARY
@@ -190,7 +203,7 @@ def write_model_card(trainer: Any, output_dir: str | Path, evaluation: dict[str,
     from dualselect import __version__
 
     args = trainer.args
-    base_id, base_desc = base_model_id(getattr(args, "model_name_or_path", None), getattr(trainer, "model", None))
+    base_id, base_desc = base_model_id(_loaded_from(trainer) or getattr(args, "model_name_or_path", None))
     state = getattr(trainer, "state", None)
     budget = {
         "optimizer_steps": getattr(state, "global_step", None),
