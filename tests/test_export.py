@@ -7,15 +7,17 @@ import json
 import pytest
 import torch
 import yaml
-from tiny_models import one_thread, tiny_causal_lm  # noqa: F401
-from tiny_tokenizers import CHATML_GEN, tiny_tokenizer
 
 from dualselect.cli.main import main
 from dualselect.training.model_card import add_evaluation, base_model_id
+from tiny_models import one_thread, tiny_causal_lm  # noqa: F401
+from tiny_tokenizers import CHATML_GEN, tiny_tokenizer
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one intra-op thread
 
 
 @pytest.fixture
-def run_dir(tmp_path, one_thread):  # noqa: F811
+def run_dir(tmp_path):
     """A base model directory and a 4-step SFT run on it (through the package's trainer)."""
     from dualselect.training import SFTConfig, SFTTrainer
 

@@ -9,11 +9,12 @@ import pytest
 
 datasets = pytest.importorskip("datasets")
 
+from dualselect.data import load_records  # noqa: E402
+from dualselect.data.encoding import encode_records  # noqa: E402
 from tiny_models import one_thread, tiny_causal_lm  # noqa: E402, F401
 from tiny_tokenizers import CHATML, CHATML_GEN, tiny_tokenizer  # noqa: E402
 
-from dualselect.data import load_records  # noqa: E402
-from dualselect.data.encoding import encode_records  # noqa: E402
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one intra-op thread
 
 MSGS = [
     {"role": "system", "content": "Be brief."},
@@ -65,7 +66,7 @@ def _ours(rows, tok, **cfg):
 
 @pytest.mark.parametrize("template", ["markers", "no_markers"])
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
-def test_same_tokens_and_masks_as_trl(fmt, template, tmp_path, one_thread):
+def test_same_tokens_and_masks_as_trl(fmt, template, tmp_path):
     tok = tiny_tokenizer(CHATML_GEN if template == "markers" else CHATML)
     rows = FORMATS[fmt]
     # TRL needs generation markers for assistant_only_loss; our spans from the rendering must give
@@ -82,7 +83,7 @@ def test_same_tokens_and_masks_as_trl(fmt, template, tmp_path, one_thread):
     assert report.skipped.get("no_supervised_token", 0) == len(rows) - len(expected)
 
 
-def test_trl_full_sequence_options(tmp_path, one_thread):
+def test_trl_full_sequence_options(tmp_path):
     """assistant_only_loss=False (TRL's default for messages) and completion_only_loss=False."""
     tok = tiny_tokenizer(CHATML_GEN)
     for fmt, cfg in (
@@ -102,10 +103,13 @@ def test_every_assistant_turn_is_supervised():
     # without a template: the package's Human/Assistant format, both answers and their EOS
     plain = tiny_tokenizer(None)
     (e,), _ = encode_records(load_records([{"messages": MSGS[1:]}]).records, plain, max_length=512)
-    assert plain.decode([t for t in e["labels"] if t != -100]) == " Five.</s> You are welcome. Anything else?</s>"
+    assert (
+        plain.decode([t for t in e["labels"] if t != -100])
+        == " Five.</s> You are welcome. Anything else?</s>"
+    )
 
 
-def test_formatting_func_matches_trl(tmp_path, one_thread):
+def test_formatting_func_matches_trl(tmp_path):
     trl = pytest.importorskip("trl")
     tok = tiny_tokenizer(CHATML_GEN)
     rows = [{"q": "What is two plus three?", "a": "Five."}, {"q": "Tell me a story.", "a": LONG}]
@@ -135,7 +139,7 @@ def test_formatting_func_matches_trl(tmp_path, one_thread):
     assert [(e["input_ids"], e["labels"]) for e in got] == expected
 
 
-def test_one_line_switch_from_trl(tmp_path, one_thread):
+def test_one_line_switch_from_trl(tmp_path):
     """TRL's quickstart shape with SFTTrainer/DualSelectTrainer: a Dataset with a messages column,
     a DatasetDict for eval, peft_config, formatting-free; same encoded samples as TRL."""
     from peft import LoraConfig
