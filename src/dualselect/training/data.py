@@ -61,7 +61,7 @@ def build_dataset(
     ``IterableDataset`` or ``DatasetDict`` (``split``, default ``args.train_split`` or "train"), or a
     list of :class:`Record`/dicts. Every skip is counted by reason and every change (truncation,
     ``formatting_func``) by kind; the summary is printed when anything was skipped or changed,
-    and saved next to the run.
+    and saved next to the run (``data_report_<name>.json``, with its notes).
 
     ``max_positions`` (the model's): ``max_length`` above it is lowered to it, noted in the report,
     and longer samples follow the truncation policy like any over-long sample."""
@@ -98,7 +98,7 @@ def build_dataset(
     report.merge(enc_report)
     if note:
         report.notes.append(note)
-    if report.n_skipped or report.transformed or report.notes:
+    if report.n_skipped or report.transformed:
         print("; ".join([report.summary(), *report.notes]))
     if getattr(args, "output_dir", None):
         report.save(Path(args.output_dir) / f"data_report_{name}.json")
