@@ -234,3 +234,20 @@ def test_peft_config_must_be_lora():
     tok = tiny_tokenizer(CHATML_GEN)
     with pytest.raises(TypeError, match="peft_config must be a peft.LoraConfig"):
         apply_lora(_tiny(tok), peft_config=IA3Config(target_modules=["q_proj"], feedforward_modules=[]))
+
+
+def test_generation_prompt_of_a_conversation_is_its_training_prefix():
+    """Without a template, a multi-turn record's generation prompt is exactly the training
+    sequence up to its last answer (earlier answers with their EOS included)."""
+    tok = tiny_tokenizer(None)
+    msgs = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Bye"},
+        {"role": "assistant", "content": "Goodbye!"},
+    ]
+    (rec,) = load_records([{"messages": msgs}]).records
+    prompt_ids = tok(format_prompt(rec, tok))["input_ids"]
+    full = encode_record(rec, tok)["input_ids"]
+    assert full[: len(prompt_ids)] == prompt_ids
+    assert tok.decode(full[len(prompt_ids) :]) == " Goodbye!</s>"

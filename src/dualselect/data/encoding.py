@@ -74,6 +74,11 @@ def format_prompt(prompt_or_record: Record | str, tokenizer) -> str:
         return tokenizer.apply_chat_template(
             _chat(prompt_or_record), add_generation_prompt=True, tokenize=False
         )
+    if isinstance(prompt_or_record, Record) and prompt_or_record.kind != "pair" and prompt_or_record.messages:
+        # conversations are trained in _plain_render's format: generate in the same one
+        return _plain_render(_chat(prompt_or_record), tokenizer.eos_token or "", add_generation_prompt=True)[
+            0
+        ]
     if isinstance(prompt_or_record, str):
         text, transcript = prompt_or_record, _carries_roles(prompt_or_record)
     else:

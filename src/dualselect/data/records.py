@@ -566,7 +566,8 @@ def load_records(
             break
         report.seen += 1
         try:
-            if formatting_func is not None and isinstance(row, dict):
+            formatted_row = formatting_func is not None and isinstance(row, dict)
+            if formatted_row:
                 try:
                     formatted = formatting_func(row)
                 except Exception as e:  # noqa: BLE001 - name the record, keep the cause
@@ -579,7 +580,7 @@ def load_records(
                     )
                 row = {text_field: formatted}
             records.append(normalise(row, path, loc, column_map, text_field=text_field))
-            if formatting_func is not None:
+            if formatted_row:
                 report.transform("formatted by formatting_func")
         except DataError as e:
             if not skip_invalid:
