@@ -100,6 +100,36 @@ def test_export_merged_matches_adapter(run_dir, tmp_path):
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 4
 
 
+def test_export_puts_evaluation_results_in_the_card(run_dir, tmp_path, capsys):
+    run, _, _ = run_dir
+    ev = tmp_path / "eval"
+    ev.mkdir()
+    (ev / "results.json").write_text(
+        json.dumps({"methods": {"run": {"exact_match_strict.gsm8k": 0.5, "n": 8, "name": "x"}, "base": {}}})
+    )
+    out = tmp_path / "exported"
+    assert main(["export", str(run), "--out", str(out), "--eval-results", str(ev)]) == 0
+    card = (out / "README.md").read_text()
+    assert "| exact_match_strict.gsm8k | 0.5 |" in card and "| n | 8 |" in card and "| name |" not in card
+    assert json.loads((out / "eval_summary.json").read_text()) == {"exact_match_strict.gsm8k": 0.5, "n": 8}
+    assert (
+        main(
+            [
+                "export",
+                str(run),
+                "--out",
+                str(tmp_path / "o2"),
+                "--eval-results",
+                str(ev),
+                "--eval-name",
+                "nope",
+            ]
+        )
+        == 2
+    )
+    assert "no variant 'nope'; variants: ['base', 'run']" in capsys.readouterr().err
+
+
 def test_export_refuses_non_run(tmp_path, capsys):
     assert main(["export", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "not a training run directory" in capsys.readouterr().err

@@ -18,13 +18,32 @@ def register(sub) -> None:
         "--base", default=None, help="Base model (default: the run's config.yaml, else the adapter's)."
     )
     p.add_argument("--force", action="store_true", help="Replace a non-empty --out.")
+    p.add_argument(
+        "--eval-results",
+        default=None,
+        help="A `dualselect eval` output (results.json or its directory): its metrics for this run "
+        "go into the model card.",
+    )
+    p.add_argument(
+        "--eval-name",
+        default=None,
+        help="The run's variant name in --eval-results (default: RUN_DIR's name).",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from dualselect.training.export import export_run
+    from pathlib import Path
 
-    out = export_run(args.run_dir, args.out, merge=args.merge, base=args.base, force=args.force)
+    from dualselect.training.export import evaluation_from_results, export_run
+
+    evaluation = None
+    if args.eval_results:
+        name = args.eval_name or Path(args.run_dir).resolve().name
+        evaluation = evaluation_from_results(args.eval_results, name)
+    out = export_run(
+        args.run_dir, args.out, merge=args.merge, base=args.base, force=args.force, evaluation=evaluation
+    )
     what = "merged model" if args.merge else "adapter"
     print(f"export: wrote the {what}, tokenizer and model card to {out}")
     return 0

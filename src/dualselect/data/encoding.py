@@ -60,7 +60,7 @@ def format_prompt(prompt_or_record: Record | str, tokenizer) -> str:
 
     With a chat template: the template with the generation prompt. Without: the spec's
     ``Human: {prompt}\\nAssistant:`` (no trailing space: the response owns its leading space).
-    A transcript prompt (an HH record, or a string starting with "Human:") is not wrapped again;
+    A transcript prompt (an HH record, or a prompt starting with "Human:") is not wrapped again;
     a prompt that merely contains "\\n\\nAssistant:" is wrapped like any other. TRL's string
     prompt-completion records are used as they are.
     """
@@ -82,7 +82,9 @@ def format_prompt(prompt_or_record: Record | str, tokenizer) -> str:
     if isinstance(prompt_or_record, str):
         text, transcript = prompt_or_record, _carries_roles(prompt_or_record)
     else:
-        text, transcript = prompt_or_record.prompt, prompt_or_record.transcript
+        # the schema says so (HH), or the prompt starts with a Human turn (already formatted)
+        text = prompt_or_record.prompt
+        transcript = prompt_or_record.transcript or _carries_roles(text)
     if transcript:
         text = text.rstrip()
         text = text.removesuffix("Assistant:").rstrip()
@@ -261,7 +263,7 @@ def _cut_prompt(record: Record, tokenizer, n_tokens: int) -> Record | None:
         return None
     kept = tokenizer.decode(ids[n_tokens:]).lstrip()
     cut_at = len(record.prompt) - len(kept)
-    if record.transcript:
+    if record.transcript or _carries_roles(record.prompt):
         # keep the role label of the turn that was cut into
         labels = [(record.prompt.rfind(lab, 0, max(cut_at, 0) + 1), lab) for lab in ("Human:", "Assistant:")]
         pos, lab = max(labels)
@@ -271,7 +273,11 @@ def _cut_prompt(record: Record, tokenizer, n_tokens: int) -> Record | None:
     if record.messages is not None and record.kind == "pair":
         from dualselect.data.records import parse_transcript
 
-        context = parse_transcript(kept) if record.transcript else [{"role": "user", "content": kept}]
+        context = (
+            parse_transcript(kept)
+            if (record.transcript or _carries_roles(record.prompt))
+            else [{"role": "user", "content": kept}]
+        )
         messages = context + [{"role": "assistant", "content": record.response}]
     return dataclasses.replace(record, prompt=kept, messages=messages)
 

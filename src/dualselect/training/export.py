@@ -45,13 +45,33 @@ def base_model_of(run_dir: Path, base: str | None = None) -> str:
     return resolve_model_path(name)
 
 
+def evaluation_from_results(results: str | Path, name: str) -> dict:
+    """The metrics of variant ``name`` in a ``dualselect eval`` output (``results.json`` or its
+    directory), numbers only; an error listing the variants when ``name`` is not one of them."""
+    p = Path(results)
+    p = p / "results.json" if p.is_dir() else p
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such file (a `dualselect eval` results.json)")
+    methods = json.loads(p.read_text(encoding="utf-8")).get("methods", {})
+    if name not in methods:
+        raise ValueError(f"{p}: no variant {name!r}; variants: {sorted(methods)} (set --eval-name)")
+    return {k: v for k, v in methods[name].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
 def export_run(
-    run_dir: str | Path, out: str | Path, *, merge: bool = False, base: str | None = None, force: bool = False
+    run_dir: str | Path,
+    out: str | Path,
+    *,
+    merge: bool = False,
+    base: str | None = None,
+    force: bool = False,
+    evaluation: dict | None = None,
 ) -> Path:
     """Write ``out``: with ``merge`` the merged model (safetensors), its tokenizer and card; else
     the adapter, tokenizer and card. The run's config.yaml, log.json and eval summary come along.
     Everything is written to a temporary directory beside ``out`` and renamed into place; an
-    existing non-empty ``out`` is replaced only with ``force``."""
+    existing non-empty ``out`` is replaced only with ``force``. ``evaluation`` (flat metrics, e.g.
+    from :func:`evaluation_from_results`) goes into the card's Evaluation section."""
     run_dir, out = Path(run_dir), Path(out)
     if not (run_dir / "adapter_config.json").exists():
         raise FileNotFoundError(f"{run_dir}: no adapter_config.json (not a training run directory)")
@@ -72,6 +92,10 @@ def export_run(
             if (run_dir / name).exists() and not (tmp / name).exists():
                 shutil.copy2(run_dir / name, tmp / name)
         _write_card(run_dir, tmp, merged=merge)
+        if evaluation:
+            from dualselect.training.model_card import add_evaluation
+
+            add_evaluation(tmp, evaluation)
         if out.exists():
             old = out.with_name(f".{out.name}.old")
             out.rename(old)
