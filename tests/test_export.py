@@ -53,7 +53,8 @@ def test_model_card_names_method_data_budget(run_dir):
     assert "base_model" not in meta and meta["library_name"] == "peft"
     assert str(base) not in card and "local directory 'base'" in card
     assert "`lora_r=4`" in card and "`learning_rate=0.05`" in card
-    assert "**task**" in card and "8 of 8 records used" in card
+    assert "`lora_target_modules=[q_proj, v_proj]`" in card  # the adapter's real targets
+    assert "**task** (`list`): 8 of 8 records used" in card
     assert f"supervised tokens: {trainer.supervised_tokens}" in card and "optimizer steps: 4" in card
     assert "No evaluation recorded" in card
     add_evaluation(run, {"exact_match_strict.gsm8k": 0.25, "refusal_rate.advbench.keyword": 0.9})

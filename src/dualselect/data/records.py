@@ -86,6 +86,7 @@ class SkipReport:
     """Counts of seen, kept and skipped records, by reason, with example locations."""
 
     name: str = "data"
+    source: str = ""  # where the records came from (file name, hub name or object type)
     seen: int = 0
     kept: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
@@ -132,6 +133,7 @@ class SkipReport:
     def to_dict(self) -> dict:
         return {
             "name": self.name,
+            "source": self.source,
             "seen": self.seen,
             "kept": self.kept,
             "skipped": dict(self.skipped),

@@ -96,6 +96,7 @@ def build_dataset(
     )
     report = loaded.report
     report.merge(enc_report)
+    report.source = _describe(source)
     if note:
         report.notes.append(note)
     if report.n_skipped or report.transformed:
@@ -103,14 +104,17 @@ def build_dataset(
     if getattr(args, "output_dir", None):
         report.save(Path(args.output_dir) / f"data_report_{name}.json")
     if not examples:
-        raise ValueError(f"{name}: no usable samples in {_describe(source)}: {report.summary()}")
+        raise ValueError(f"{name}: no usable samples in {_describe(source)!r}: {report.summary()}")
     return EncodedDataset(examples, records), report
 
 
 def _describe(source: Any) -> str:
+    """A data source in one short string: a path or hub name, else the object's type (and, for a
+    ``datasets`` object, its builder name when it has one)."""
     if isinstance(source, (str, os.PathLike)):
-        return repr(str(source))
-    return type(source).__name__
+        return str(source)
+    name = getattr(getattr(source, "info", None), "dataset_name", None)
+    return f"{type(source).__name__}({name})" if name else type(source).__name__
 
 
 def build_eval_datasets(

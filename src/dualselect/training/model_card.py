@@ -79,7 +79,11 @@ def method_hyperparameters(args: Any) -> dict[str, Any]:
     from dualselect.training.sft import SFTConfig
 
     base = {f.name for f in dataclasses.fields(SFTConfig)}
-    own = {f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.name not in base}
+    own = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(args)
+        if f.name not in base and not f.name.endswith(("_data", "_split"))  # data: its own section
+    }
     lora = {
         k: getattr(args, k, None) for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
     }
@@ -92,14 +96,9 @@ def _data_lines(trainer: Any) -> list[str]:
     lines = []
     for name, rep in getattr(trainer, "data_reports", {}).items():
         d = rep.to_dict() if hasattr(rep, "to_dict") else dict(rep)
-        src = args.train_data if name == "task" else getattr(args, "reference_data", None)
-        if name.startswith("eval"):
-            src = getattr(args, "eval_data", None)
-        text = (
-            f"- **{name}**"
-            + (f" (`{_public_path(src)}`)" if src else "")
-            + f": {d['kept']} of {d['seen']} records used"
-        )
+        src = d.get("source") or (args.train_data if name == "task" else None)
+        text = f"- **{name}**" + (f" (`{_public_path(src)}`)" if src else "")
+        text += f": {d['kept']} of {d['seen']} records used"
         if d.get("skipped"):
             text += "; skipped " + ", ".join(f"{n} {r}" for r, n in sorted(d["skipped"].items()))
         if d.get("transformed"):
@@ -133,7 +132,7 @@ def render_card(
     meta: dict[str, Any] = {"library_name": "peft"}
     if base_id:
         meta["base_model"] = base_id
-    meta["tags"] = ["dualselect", f"dualselect-{method}", "lora", "safety"]
+    meta["tags"] = list(dict.fromkeys(["dualselect", method, "lora", "safety"]))
     meta["pipeline_tag"] = "text-generation"
     out = ["---", yaml.safe_dump(meta, sort_keys=False).rstrip(), "---", ""]
     out += [f"# LoRA adapter: {method}", ""]
@@ -175,11 +174,27 @@ def render_card(
 
 
 def _fmt(v: Any) -> str:
+    v = getattr(v, "value", v)  # enums (e.g. SchedulerType) by value
     if isinstance(v, float):
         return f"{v:.6g}"
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(map(str, v)) + "]"
     return str(v)
+
+
+def _with_actual_lora(hp: dict[str, Any], trainer: Any) -> dict[str, Any]:
+    """The adapter's real LoRA settings (a ``peft_config`` overrides the ``lora_*`` fields)."""
+    cfgs = getattr(getattr(trainer, "model", None), "peft_config", None) or {}
+    cfg = cfgs.get("default") if isinstance(cfgs, dict) else None
+    if cfg is not None and hasattr(cfg, "r"):
+        targets = cfg.target_modules
+        hp["lora"] = {
+            "lora_r": cfg.r,
+            "lora_alpha": cfg.lora_alpha,
+            "lora_dropout": cfg.lora_dropout,
+            "lora_target_modules": sorted(targets) if isinstance(targets, (set, list, tuple)) else targets,
+        }
+    return hp
 
 
 def _loaded_from(trainer: Any) -> str | None:
@@ -214,7 +229,7 @@ def write_model_card(trainer: Any, output_dir: str | Path, evaluation: dict[str,
         base_id=base_id,
         base_desc=base_desc,
         method=method_name(trainer),
-        hyperparameters=method_hyperparameters(args),
+        hyperparameters=_with_actual_lora(method_hyperparameters(args), trainer),
         data_lines=_data_lines(trainer),
         budget=budget,
         evaluation=evaluation if evaluation is not None else load_evaluation(output_dir),
