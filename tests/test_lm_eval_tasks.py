@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("lm_eval")
 
 from dualselect.evaluation.lm_eval_tasks import flatten_results, gsm8k_local_task, run_lm_eval_full  # noqa: E402
+from test_export import run_dir  # noqa: E402, F401
 from tiny_models import one_thread  # noqa: E402, F401
 from tiny_tokenizers import CHATML_GEN, tiny_tokenizer  # noqa: E402
 
@@ -78,3 +79,42 @@ def test_gsm8k_local_task_errors():
         gsm8k_local_task("/nonexistent/gsm8k.jsonl")
     with pytest.raises(ValueError, match="fewshot_file"):
         gsm8k_local_task(__file__, num_fewshot=3)
+
+
+def test_lmeval_command_records_scores_in_the_run_card(request, tmp_path, capsys):
+    from dualselect.cli.main import main
+
+    run, _, _ = request.getfixturevalue("run_dir")  # a 4-step SFT run on a tiny Qwen2 (test_export)
+    docs = tmp_path / "gsm8k_small.jsonl"
+    docs.write_text(
+        "\n".join(
+            json.dumps({"question": f"What is {i} plus 2?", "answer": f"{i} + 2 = {i + 2}\n#### {i + 2}"})
+            for i in range(3)
+        )
+        + "\n"
+    )
+    out = tmp_path / "scores.json"
+    rc = main(
+        [
+            "lmeval",
+            str(run),
+            "--gsm8k",
+            str(docs),
+            "--limit",
+            "2",
+            "--max-gen-toks",
+            "4",
+            "--out",
+            str(out),
+            "--record",
+        ]
+    )
+    assert rc == 0
+    scores = json.loads(out.read_text())
+    assert set(scores) >= {"gsm8k_local/exact_match,strict-match", "gsm8k_local/exact_match,flexible-extract"}
+    card = (run / "README.md").read_text()
+    assert "| lm_eval/gsm8k_local/exact_match,strict-match |" in card
+    assert "gsm8k_local/exact_match,strict-match" in capsys.readouterr().out
+    # --record refuses a model that is not a run; no task is an error
+    assert main(["lmeval", str(tmp_path), "--gsm8k", str(docs), "--record"]) == 2
+    assert main(["lmeval", str(run)]) == 2
