@@ -251,3 +251,38 @@ def test_generation_prompt_of_a_conversation_is_its_training_prefix():
     full = encode_record(rec, tok)["input_ids"]
     assert full[: len(prompt_ids)] == prompt_ids
     assert tok.decode(full[len(prompt_ids) :]) == " Goodbye!</s>"
+
+
+def test_run_training_with_eval_data_from_config(tmp_path):
+    """`eval_data` as a config key (YAML / --flag): evaluated during training, outside the budget."""
+    from dualselect.training.run import load_config, run_training
+
+    tok = tiny_tokenizer(CHATML_GEN)
+    base = tmp_path / "base"
+    _tiny(tok).save_pretrained(base)
+    tok.save_pretrained(base)
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in ROWS * 2) + "\n")
+    cfg = load_config(
+        "sft",
+        overrides={
+            "model_name_or_path": str(base),
+            "output_dir": str(tmp_path / "run"),
+            "train_data": str(data),
+            "eval_data": str(data),
+            "eval_strategy": "steps",
+            "eval_steps": 1,
+            "max_steps": 2,
+            "per_device_train_batch_size": 4,
+            "lora_r": 2,
+            "report_to": [],
+        },
+    )
+    trainer = run_training("sft", cfg)
+    log = json.loads((tmp_path / "run" / "log.json").read_text())
+    assert sum(1 for r in log["log_history"] if "eval_loss" in r) == 2
+    # 2 steps, each a batch of all 4 samples: exactly twice their supervised tokens, nothing from
+    # the 2 evaluations (which see the same 4 samples)
+    per_epoch = sum(e["n_target_tokens"] for e in trainer.train_dataset.examples)
+    assert log["supervised_tokens"] == trainer.supervised_tokens == 2 * per_epoch
+    assert (tmp_path / "run" / "data_report_eval.json").exists()
