@@ -189,8 +189,13 @@ def test_one_line_switch_from_trl(tmp_path):
     assert trainer.supervised_tokens == budget
 
 
-def test_packing_refused_clearly():
+def test_packing_refused_clearly_and_truncation_mode_alias():
     from dualselect.training import SFTConfig
 
     with pytest.raises(ValueError, match="packing=True: not supported"):
         SFTConfig(output_dir="x", packing=True)
+    assert (
+        SFTConfig(output_dir="x", truncation="skip", truncation_mode="keep_start").truncation == "keep_start"
+    )
+    with pytest.raises(ValueError, match="truncation_mode='keep_end': only 'keep_start'"):
+        SFTConfig(output_dir="x", truncation_mode="keep_end")

@@ -84,6 +84,10 @@ class SFTConfig(TrainingArguments):
             "'skip' drops them. Every truncation or drop is counted in the data report."
         },
     )
+    truncation_mode: str | None = field(
+        default=None,
+        metadata={"help": "TRL's name: 'keep_start' sets truncation to keep_start (the default)."},
+    )
     dataset_text_field: str = field(
         default="text", metadata={"help": "Column of text-only (language-modelling) data (TRL)."}
     )
@@ -148,6 +152,14 @@ class SFTConfig(TrainingArguments):
             errors.append(f"truncation={self.truncation!r}: expected one of {TRUNCATION_POLICIES}")
         if self.torch_dtype not in DTYPES:
             errors.append(f"torch_dtype={self.torch_dtype!r}: expected one of {DTYPES}")
+        if self.truncation_mode is not None:
+            if self.truncation_mode != "keep_start":
+                errors.append(
+                    f"truncation_mode={self.truncation_mode!r}: only 'keep_start' (TRL's default; "
+                    "'keep_end' is deprecated there); see truncation for the other policies"
+                )
+            else:
+                self.truncation = "keep_start"
         if self.packing:
             errors.append(
                 "packing=True: not supported; selection methods score and keep whole samples, so "
