@@ -301,9 +301,28 @@ def save_figure(fig, path: Path) -> None:
     tmp.replace(path)
 
 
-def errorbar_point(ax, label: str, x: dict, y: dict, annotate: bool = True, **style) -> None:
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+
+
+def label_offsets(points: dict[str, tuple[float, float]], near: float = 3.0) -> dict[str, int]:
+    """For each point, how many earlier points (in name order) lie within ``near`` units of it on
+    both axes: coinciding points get stacked labels (offset by this rank) and shrinking markers,
+    so none hides another (issue 14 item 9)."""
+    rank: dict[str, int] = {}
+    placed: list[tuple[float, float]] = []
+    for name in points:
+        x, y = points[name]
+        rank[name] = sum(1 for px, py in placed if abs(px - x) <= near and abs(py - y) <= near)
+        placed.append((x, y))
+    return rank
+
+
+def errorbar_point(
+    ax, label: str, x: dict, y: dict, annotate: bool = True, annotate_rank: int = 0, **style
+) -> None:
     """One point at (mean x, mean y) in percent with its seed intervals (``ci``) as bars; labelled
-    next to the point (``annotate``) or only in the legend. ``style``: matplotlib marker/colour."""
+    next to the point (``annotate``; ``annotate_rank`` lifts the label above those of coinciding
+    points, see :func:`label_offsets`) or only in the legend. ``style``: matplotlib marker/colour."""
     ax.errorbar(
         100 * x["mean"],
         100 * y["mean"],
@@ -315,7 +334,11 @@ def errorbar_point(ax, label: str, x: dict, y: dict, annotate: bool = True, **st
     )
     if annotate:
         ax.annotate(
-            label, (100 * x["mean"], 100 * y["mean"]), textcoords="offset points", xytext=(5, 4), fontsize=8
+            label,
+            (100 * x["mean"], 100 * y["mean"]),
+            textcoords="offset points",
+            xytext=(5, 4 + 10 * annotate_rank),
+            fontsize=8,
         )
 
 
@@ -331,19 +354,50 @@ def plots(results: dict, out: Path) -> None:
     if judge:
         fig, ax = plt.subplots(figsize=(7, 5))
         if "across_seeds" in results:  # one point per variant: mean with its 95% interval over seeds
-            for name, row in results["across_seeds"]["methods"].items():
-                x, y = row.get("capability"), row.get(f"refusal.{judge}")
-                if x is None or y is None:
-                    continue
-                errorbar_point(ax, f"{name} (n={y['n']})", x, y)
+            rows = {
+                name: row
+                for name, row in results["across_seeds"]["methods"].items()
+                if row.get("capability") is not None and row.get(f"refusal.{judge}") is not None
+            }
+            ranks = label_offsets(
+                {
+                    n: (100 * r["capability"]["mean"], 100 * r[f"refusal.{judge}"]["mean"])
+                    for n, r in rows.items()
+                }
+            )
+            for i, (name, row) in enumerate(rows.items()):
+                y = row[f"refusal.{judge}"]
+                errorbar_point(
+                    ax,
+                    f"{name} (n={y['n']})",
+                    row["capability"],
+                    y,
+                    annotate_rank=ranks[name],
+                    fmt=MARKERS[i % len(MARKERS)],
+                    markersize=max(4, 9 - 2 * ranks[name]),
+                )
         else:
+            pts = {}
             for name, m in methods.items():
                 x, y = capability_of(m, results), refusal_of(m, results, judge)
                 if x is not None and y is not None:
-                    ax.scatter(100 * x, 100 * y, s=60)
-                    ax.annotate(
-                        name, (100 * x, 100 * y), textcoords="offset points", xytext=(6, 4), fontsize=9
-                    )
+                    pts[name] = (100 * x, 100 * y)
+            ranks = label_offsets(pts)
+            for i, (name, (x, y)) in enumerate(pts.items()):
+                # coinciding points: later ones smaller and on top, labels stacked upwards
+                ax.scatter(
+                    x,
+                    y,
+                    s=max(20, 90 - 30 * ranks[name]),
+                    marker=MARKERS[i % len(MARKERS)],
+                    label=name,
+                    zorder=3 + ranks[name],
+                )
+                ax.annotate(
+                    name, (x, y), textcoords="offset points", xytext=(6, 4 + 11 * ranks[name]), fontsize=9
+                )
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="best", framealpha=0.85)
         ax.set_xlabel("capability: task exact match (%)")
         ax.set_ylabel(f"safety: harmful refusal rate (%), judge {judge}")
         ax.set_xlim(-5, 105)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,35 +36,129 @@ class EncodedDataset(torch.utils.data.Dataset):
         return [int(e["n_target_tokens"]) for e in self.examples]
 
 
-def build_dataset(source: Any, tokenizer, args, name: str = "task") -> tuple[EncodedDataset, SkipReport]:
-    """Load (if needed), validate and encode ``source``: a path/hub name, or a list of
-    :class:`Record`/dicts. Skips are counted by reason, printed, and saved next to the run."""
-    if isinstance(source, (str, os.PathLike)):
-        loaded = load_records(
-            str(source), split=getattr(args, "train_split", None), skip_invalid=args.skip_invalid, name=name
+def model_max_positions(model) -> int | None:
+    """The longest sequence ``model`` can take (``max_position_embeddings`` / ``n_positions``), or
+    None when the config does not say (e.g. relative-position models)."""
+    cfg = getattr(model, "config", None)
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        v = getattr(cfg, key, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
+
+
+def build_dataset(
+    source: Any,
+    tokenizer,
+    args,
+    name: str = "task",
+    *,
+    split: str | None = None,
+    formatting_func: Callable[[dict], str] | None = None,
+    max_positions: int | None = None,
+) -> tuple[EncodedDataset, SkipReport]:
+    """Load (if needed), validate and encode ``source``: a path/hub name, a ``datasets.Dataset``,
+    ``IterableDataset`` or ``DatasetDict`` (``split``, default ``args.train_split`` or "train"), or a
+    list of :class:`Record`/dicts. Every skip is counted by reason and every change (truncation,
+    ``formatting_func``) by kind; the summary is printed when anything was skipped or changed,
+    and saved next to the run (``data_report_<name>.json``, with its notes).
+
+    ``max_positions`` (the model's): ``max_length`` above it is lowered to it, noted in the report,
+    and longer samples follow the truncation policy like any over-long sample."""
+    if isinstance(source, EncodedDataset):
+        return source, SkipReport(name=name, seen=len(source), kept=len(source))
+    max_length = args.max_length
+    note = None
+    if max_positions is not None and max_length > max_positions:
+        note = (
+            f"max_length {max_length} > the model's {max_positions} positions: samples are limited "
+            f"to {max_positions} tokens (truncation={args.truncation!r})"
         )
-    else:
-        rows = [r.__dict__ if isinstance(r, Record) else r for r in source]
-        loaded = load_records(rows, skip_invalid=args.skip_invalid, name=name)
+        max_length = max_positions
+    loaded = load_records(
+        source if not isinstance(source, os.PathLike) else str(source),
+        split=split if split is not None else getattr(args, "train_split", None),
+        skip_invalid=args.skip_invalid,
+        name=name,
+        text_field=getattr(args, "dataset_text_field", "text") or "text",
+        formatting_func=formatting_func,
+    )
     records = loaded.records
     examples, enc_report = encode_records(
         records,
         tokenizer,
-        max_length=args.max_length,
+        max_length=max_length,
         truncation=args.truncation,
         skip_invalid=args.skip_invalid,
         name=name,
+        completion_only_loss=getattr(args, "completion_only_loss", None),
+        assistant_only_loss=getattr(args, "assistant_only_loss", None),
     )
     report = loaded.report
     report.merge(enc_report)
-    examples = [dict(e) if not isinstance(e, dict) else e for e in examples]
-    if sum(report.skipped.values()):
-        print(report.summary())
+    report.source = _describe(source)
+    if note:
+        report.notes.append(note)
+    if report.n_skipped or report.transformed:
+        print("; ".join([report.summary(), *report.notes]))
     if getattr(args, "output_dir", None):
         report.save(Path(args.output_dir) / f"data_report_{name}.json")
     if not examples:
-        raise ValueError(f"{name}: no usable samples in {source!r}: {report.summary()}")
+        raise ValueError(f"{name}: no usable samples in {_describe(source)!r}: {report.summary()}")
     return EncodedDataset(examples, records), report
+
+
+def _describe(source: Any) -> str:
+    """A data source in one short string: a path or hub name, else the object's type (and, for a
+    ``datasets`` object, its builder name when it has one)."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    name = getattr(getattr(source, "info", None), "dataset_name", None)
+    return f"{type(source).__name__}({name})" if name else type(source).__name__
+
+
+def build_eval_datasets(
+    source: Any,
+    tokenizer,
+    args,
+    *,
+    formatting_func: Callable[[dict], str] | None = None,
+    max_positions: int | None = None,
+) -> tuple[EncodedDataset | dict[str, EncodedDataset], dict[str, SkipReport]]:
+    """``eval_dataset`` takes what ``train_dataset`` takes (a path, a ``datasets.Dataset``, a list
+    of dicts or :class:`Record`), encoded the same way; a ``DatasetDict`` gives its
+    ``args.eval_split`` split (default "validation", else "test"); a plain ``dict`` of such
+    sources gives several named evaluation sets, as with ``transformers.Trainer``."""
+    import datasets
+
+    split = getattr(args, "eval_split", None)
+    if split is None and isinstance(source, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        split = next((s for s in ("validation", "test", "eval") if s in source), "validation")
+    if isinstance(source, dict) and not isinstance(
+        source, (datasets.DatasetDict, datasets.IterableDatasetDict)
+    ):
+        out, reports = {}, {}
+        for key, sub in source.items():
+            out[key], reports[f"eval_{key}"] = build_dataset(
+                sub,
+                tokenizer,
+                args,
+                name=f"eval_{key}",
+                split=split,
+                formatting_func=formatting_func,
+                max_positions=max_positions,
+            )
+        return out, reports
+    ds, report = build_dataset(
+        source,
+        tokenizer,
+        args,
+        name="eval",
+        split=split or getattr(args, "train_split", None),
+        formatting_func=formatting_func,
+        max_positions=max_positions,
+    )
+    return ds, {"eval": report}
 
 
 def cycle_batches(dataset: EncodedDataset, batch_size: int, pad_token_id: int, seed: int):
@@ -99,7 +194,14 @@ def load_reference_dataset(trainer, cfg, reference_dataset=None) -> EncodedDatas
         raise ValueError(f"{type(trainer).__name__} needs a reference pool: set reference_data")
     if isinstance(ref, EncodedDataset):
         return ref
-    ds, report = build_dataset(ref, trainer.processing_class, cfg, name="reference")
+    ds, report = build_dataset(
+        ref,
+        trainer.processing_class,
+        cfg,
+        name="reference",
+        split=getattr(cfg, "reference_split", None),
+        max_positions=model_max_positions(trainer.model),
+    )
     trainer.data_reports["reference"] = report
     return ds
 

@@ -33,13 +33,25 @@ def apply_lora(
     alpha: int = 32,
     dropout: float = 0.05,
     target_modules: list[str] | None = None,
+    peft_config=None,
 ) -> PeftModel:
     """Wrap ``model`` with a fresh LoRA adapter; the base weights are frozen.
 
+    ``peft_config`` (TRL's ``SFTTrainer(peft_config=...)``, a ``peft.LoraConfig``) is used as it is
+    instead of the ``r``/``alpha``/``dropout``/``target_modules`` arguments.
     Seed torch before calling: LoRA's A matrices are randomly initialised (spec pitfall 2).
     """
     if isinstance(model, PeftModel):
+        if peft_config is not None:
+            raise ValueError("model already has a PEFT adapter; pass either a PeftModel or peft_config")
         return model
+    if peft_config is not None:
+        if not isinstance(peft_config, LoraConfig):
+            raise TypeError(
+                f"peft_config must be a peft.LoraConfig (got {type(peft_config).__name__}): the "
+                "gradient engine of the selection methods works on LoRA layers"
+            )
+        return get_peft_model(model, peft_config)
     targets = target_modules or default_targets(getattr(model.config, "model_type", ""))
     cfg = LoraConfig(
         r=r,

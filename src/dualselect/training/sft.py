@@ -17,13 +17,19 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainingArguments
 
-from dualselect.training.data import EncodedDataset, build_dataset
+from dualselect.data.encoding import TRUNCATION
+from dualselect.training.data import (
+    EncodedDataset,
+    build_dataset,
+    build_eval_datasets,
+    model_max_positions,
+)
 from dualselect.training.lora import apply_lora
 from dualselect.training.model import load_model_and_tokenizer
 from dualselect.training.validation import check_fields
 from dualselect.utils import seed_everything
 
-TRUNCATION_POLICIES = ("error", "skip", "truncate_prompt")
+TRUNCATION_POLICIES = TRUNCATION
 # Method state that the HF checkpoint does not hold (selection state, counters, stream positions).
 METHOD_STATE_FILE = "method_state.pt"
 DTYPES = ("float32", "bfloat16", "float16", "auto")
@@ -57,11 +63,54 @@ class SFTConfig(TrainingArguments):
         },
     )
     train_split: str | None = field(default=None, metadata={"help": "Split for HF datasets (default train)."})
-    max_length: int = field(default=512, metadata={"help": "Maximum tokens per sample (prompt + response)."})
-    truncation: str = field(
-        default="error",
+    eval_data: str | None = field(
+        default=None,
+        metadata={"help": "Evaluation data, any format train_data accepts (loss only, never in the budget)."},
+    )
+    eval_split: str | None = field(
+        default=None, metadata={"help": "Split for eval data (default validation, else test)."}
+    )
+    max_length: int = field(
+        default=512,
         metadata={
-            "help": f"Over-long samples: one of {TRUNCATION_POLICIES} ('skip' counts and reports them)."
+            "help": "Maximum tokens per sample (prompt + response); lowered to the model's positions "
+            "when larger."
+        },
+    )
+    truncation: str = field(
+        default="keep_start",
+        metadata={
+            "help": f"Over-long samples: one of {TRUNCATION_POLICIES}. 'keep_start' keeps the first "
+            "max_length tokens (TRL's default); 'truncate_prompt' cuts the prompt's text from the left; "
+            "'skip' drops them. Every truncation or drop is counted in the data report."
+        },
+    )
+    truncation_mode: str | None = field(
+        default=None,
+        metadata={"help": "TRL's name: 'keep_start' sets truncation to keep_start (the default)."},
+    )
+    dataset_text_field: str = field(
+        default="text", metadata={"help": "Column of text-only (language-modelling) data (TRL)."}
+    )
+    completion_only_loss: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Loss on the completion only (TRL). Default: yes for prompt/response and "
+            "prompt-completion data; False also trains on the prompt."
+        },
+    )
+    assistant_only_loss: bool | None = field(
+        default=None,
+        metadata={
+            "help": "For 'messages' data: loss on every assistant turn (default) or, with False, on "
+            "every token (TRL's default)."
+        },
+    )
+    packing: bool = field(
+        default=False,
+        metadata={
+            "help": "TRL's packing is refused: selection scores whole samples, and every method is "
+            "compared on the same unpacked samples."
         },
     )
     skip_invalid: bool = field(
@@ -105,6 +154,19 @@ class SFTConfig(TrainingArguments):
             errors.append(f"truncation={self.truncation!r}: expected one of {TRUNCATION_POLICIES}")
         if self.torch_dtype not in DTYPES:
             errors.append(f"torch_dtype={self.torch_dtype!r}: expected one of {DTYPES}")
+        if self.truncation_mode is not None:
+            if self.truncation_mode != "keep_start":
+                errors.append(
+                    f"truncation_mode={self.truncation_mode!r}: only 'keep_start' (TRL's default; "
+                    "'keep_end' is deprecated there); see truncation for the other policies"
+                )
+            else:
+                self.truncation = "keep_start"
+        if self.packing:
+            errors.append(
+                "packing=True: not supported; selection methods score and keep whole samples, so "
+                "samples are never packed together (set packing: false)"
+            )
         if self.max_length < 2:
             errors.append(f"max_length={self.max_length}: must be >= 2")
         if self.lora_r < 1:
@@ -120,7 +182,12 @@ class SFTTrainer(Trainer):
     """``transformers.Trainer`` for LoRA SFT on prompt/response data.
 
     ``model`` may be a model or a name/path (then loaded with ``args.model_name_or_path`` rules);
-    ``train_dataset`` may be an :class:`EncodedDataset`, a list of records/dicts, or a path.
+    ``train_dataset`` and ``eval_dataset`` may be an :class:`EncodedDataset`, a list of
+    :class:`~dualselect.data.Record` objects or dicts, a ``datasets.Dataset``/``DatasetDict``, or a
+    path (see :func:`~dualselect.training.data.build_dataset`). As in TRL's ``SFTTrainer``:
+    ``peft_config`` (a ``peft.LoraConfig``) replaces the ``lora_*`` fields, ``quantization_config``
+    (e.g. ``BitsAndBytesConfig``) is passed to ``from_pretrained`` when ``model`` is a name, and
+    ``formatting_func(row) -> str`` turns each row into a text sample.
     Subclasses (DualSelect, baselines) override :meth:`training_step` only.
     """
 
@@ -130,8 +197,14 @@ class SFTTrainer(Trainer):
         args: SFTConfig | None = None,
         train_dataset: Any = None,
         processing_class: Any = None,
+        eval_dataset: Any = None,
+        peft_config: Any = None,
+        quantization_config: Any = None,
+        formatting_func: Any = None,
         **kwargs: Any,
     ) -> None:
+        from dualselect.training.model import quantized_model_kwargs
+
         args = args or SFTConfig()
         self.data_reports: dict[str, Any] = {}
         if model is None or isinstance(model, str):
@@ -139,7 +212,10 @@ class SFTTrainer(Trainer):
                 model or args.model_name_or_path,
                 trust_remote_code=args.trust_remote_code,
                 torch_dtype=args.torch_dtype,
+                model_init_kwargs=quantized_model_kwargs(quantization_config),
             )
+        elif quantization_config is not None:
+            raise ValueError("quantization_config applies when model is a name or path, not a loaded model")
         if processing_class is None:
             raise ValueError("pass the tokenizer as processing_class when passing a model object")
         seed_everything(args.seed)  # LoRA init is random
@@ -149,10 +225,26 @@ class SFTTrainer(Trainer):
             alpha=args.lora_alpha,
             dropout=args.lora_dropout,
             target_modules=args.lora_target_modules,
+            peft_config=peft_config,
         )
+        positions = model_max_positions(model)
         if train_dataset is not None and not isinstance(train_dataset, EncodedDataset):
-            train_dataset, report = build_dataset(train_dataset, processing_class, args, name="task")
+            train_dataset, report = build_dataset(
+                train_dataset,
+                processing_class,
+                args,
+                name="task",
+                formatting_func=formatting_func,
+                max_positions=positions,
+            )
             self.data_reports["task"] = report
+        if eval_dataset is None and args.eval_data is not None:
+            eval_dataset = args.eval_data
+        if eval_dataset is not None and not isinstance(eval_dataset, EncodedDataset):
+            eval_dataset, reports = build_eval_datasets(
+                eval_dataset, processing_class, args, formatting_func=formatting_func, max_positions=positions
+            )
+            self.data_reports.update(reports)
         collator = kwargs.pop("data_collator", None) or partial(
             _collate, pad_token_id=processing_class.pad_token_id
         )
@@ -160,6 +252,7 @@ class SFTTrainer(Trainer):
             model=model,
             args=args,
             train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
             data_collator=collator,
             processing_class=processing_class,
             **kwargs,
@@ -218,7 +311,17 @@ class SFTTrainer(Trainer):
         return self.supervised_tokens
 
     def count_tokens(self, labels: torch.Tensor) -> None:
+        """Add a training batch's supervised tokens to the budget; evaluation batches (model in
+        eval mode) never count."""
+        if not self.model.training:
+            return
         self.supervised_tokens += int((labels[:, 1:] != -100).sum())
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        super()._save(output_dir, state_dict=state_dict)
+        from dualselect.training.model_card import write_model_card
+
+        write_model_card(self, output_dir or self.args.output_dir)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         self.count_tokens(inputs["labels"])

@@ -1,0 +1,137 @@
+"""Export a training run: the adapter with its model card, or the base model with the adapter
+merged in (a plain ``transformers`` model directory that needs neither peft nor dualselect)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from dualselect.training.model_card import CARD, EVAL_SUMMARY
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+RUN_FILES = ("config.yaml", "log.json", EVAL_SUMMARY)
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+)
+
+
+def base_model_of(run_dir: Path, base: str | None = None) -> str:
+    """The base model a run was trained from: ``base`` if given, else the run's config.yaml
+    ``model_name_or_path`` ("organism" resolved to its cached directory), else the adapter's
+    ``base_model_name_or_path``."""
+    from dualselect.training.model import resolve_model_path
+
+    if base:
+        return resolve_model_path(base)
+    cfg_path = run_dir / "config.yaml"
+    if cfg_path.exists():
+        name = (yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}).get("model_name_or_path")
+        if name:
+            return resolve_model_path(str(name))
+    adapter = json.loads((run_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    name = adapter.get("base_model_name_or_path")
+    if not name:
+        raise ValueError(f"{run_dir}: cannot tell the base model; pass --base")
+    return resolve_model_path(name)
+
+
+def evaluation_from_results(results: str | Path, name: str) -> dict:
+    """The metrics of variant ``name`` in a ``dualselect eval`` output (``results.json`` or its
+    directory), numbers only; an error listing the variants when ``name`` is not one of them."""
+    p = Path(results)
+    p = p / "results.json" if p.is_dir() else p
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such file (a `dualselect eval` results.json)")
+    methods = json.loads(p.read_text(encoding="utf-8")).get("methods", {})
+    if name not in methods:
+        raise ValueError(f"{p}: no variant {name!r}; variants: {sorted(methods)} (set --eval-name)")
+    return {k: v for k, v in methods[name].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def export_run(
+    run_dir: str | Path,
+    out: str | Path,
+    *,
+    merge: bool = False,
+    base: str | None = None,
+    force: bool = False,
+    evaluation: dict | None = None,
+) -> Path:
+    """Write ``out``: with ``merge`` the merged model (safetensors), its tokenizer and card; else
+    the adapter, tokenizer and card. The run's config.yaml, log.json and eval summary come along.
+    Everything is written to a temporary directory beside ``out`` and renamed into place; an
+    existing non-empty ``out`` is replaced only with ``force``. ``evaluation`` (flat metrics, e.g.
+    from :func:`evaluation_from_results`) goes into the card's Evaluation section."""
+    run_dir, out = Path(run_dir), Path(out)
+    if not (run_dir / "adapter_config.json").exists():
+        raise FileNotFoundError(f"{run_dir}: no adapter_config.json (not a training run directory)")
+    if out.resolve() == run_dir.resolve():
+        raise ValueError(f"--out {out} is the run directory itself; choose another directory")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise FileExistsError(f"{out} exists and is not empty; pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        if merge:
+            _write_merged(run_dir, tmp, base)
+        else:
+            for name in ADAPTER_FILES:
+                if (run_dir / name).exists():
+                    shutil.copy2(run_dir / name, tmp / name)
+        for name in TOKENIZER_FILES + RUN_FILES:
+            if (run_dir / name).exists() and not (tmp / name).exists():
+                shutil.copy2(run_dir / name, tmp / name)
+        _write_card(run_dir, tmp, merged=merge)
+        if evaluation:
+            from dualselect.training.model_card import add_evaluation
+
+            add_evaluation(tmp, evaluation)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _write_merged(run_dir: Path, dest: Path, base: str | None) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base_path = base_model_of(run_dir, base)
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype="auto")
+    merged = PeftModel.from_pretrained(model, str(run_dir)).merge_and_unload()
+    merged.save_pretrained(str(dest), safe_serialization=True)
+    tok_src = run_dir if (run_dir / "tokenizer_config.json").exists() else Path(base_path)
+    AutoTokenizer.from_pretrained(str(tok_src)).save_pretrained(str(dest))
+
+
+def _write_card(run_dir: Path, dest: Path, merged: bool) -> None:
+    card = run_dir / CARD
+    text = card.read_text(encoding="utf-8") if card.exists() else "# Exported adapter\n"
+    if merged:
+        text = text.replace("library_name: peft", "library_name: transformers", 1)
+        text = text.replace("# LoRA adapter:", "# Merged model (base + LoRA adapter):", 1)
+        text = text.replace(
+            "from peft import AutoPeftModelForCausalLM\n\n"
+            'model = AutoPeftModelForCausalLM.from_pretrained("PATH_TO_THIS_DIRECTORY")\n'
+            "model = model.merge_and_unload()  # or: dualselect export RUN_DIR --merge --out DIR",
+            "from transformers import AutoModelForCausalLM\n\n"
+            'model = AutoModelForCausalLM.from_pretrained("PATH_TO_THIS_DIRECTORY")  # adapter merged in',
+        )
+    (dest / CARD).write_text(text, encoding="utf-8")
