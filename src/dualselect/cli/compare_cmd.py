@@ -18,7 +18,8 @@ def register(sub) -> None:
         help="YAML with any of: model_name_or_path, train_data, reference_data, methods, seeds, "
         "training (overrides for every method), method_overrides (per method), max_new_tokens, "
         "judges, safety_metric, capability_metric, matched_capability_within (points below SFT's "
-        "capability that still count as matched; default 3). Default: every method on the "
+        "capability that still count as matched; default 3), suites (organism | realbase), "
+        "suite_limits (fixed-seed subset per suite), eval_batch_size. Default: every method on the "
         "organism, 5 seeds.",
     )
     p.add_argument("--out", default="runs/compare", help="Output directory (default runs/compare).")

@@ -9,7 +9,7 @@ from dualselect import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dualselect.cli import compare_cmd, demo_cmd, eval_cmd, organism_cmd, train_cmd
+    from dualselect.cli import base_cmd, compare_cmd, demo_cmd, eval_cmd, organism_cmd, train_cmd
 
     parser = argparse.ArgumentParser(
         prog="dualselect",
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"dualselect {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for mod in (organism_cmd, train_cmd, demo_cmd, eval_cmd, compare_cmd):
+    for mod in (organism_cmd, base_cmd, train_cmd, demo_cmd, eval_cmd, compare_cmd):
         mod.register(sub)
     return parser
 

@@ -64,8 +64,14 @@ def available(name: str) -> tuple[bool, str]:
 
 
 def resolve_named_model(name_or_path: str) -> str:
-    """A registered name or a ``.gguf`` file -> the cached converted directory; else unchanged."""
+    """A registered name or a ``.gguf`` file -> the cached converted directory; ``<name>-safe`` ->
+    the safety-aligned real base built from it (:mod:`dualselect.realbase`); else unchanged."""
     from dualselect.models.gguf import convert_gguf
+    from dualselect.realbase.build import resolve_safe_name
+
+    safe = resolve_safe_name(name_or_path)
+    if safe is not None:
+        return safe
 
     if name_or_path in REGISTRY:
         return str(convert_gguf(REGISTRY[name_or_path].gguf_path()))
