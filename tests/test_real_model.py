@@ -59,3 +59,72 @@ def test_name_resolves_through_training_loader(converted):
     assert resolve_model_path("smollm2-135m") == converted
     # the GGUF path itself also resolves to the same cached conversion
     assert resolve_model_path(str(REGISTRY["smollm2-135m"].gguf_path())) == converted
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_fast_per_sample_gradients_match_oracle_on_real_checkpoint(converted, padding_side):
+    """Issue 10 item 7a: on the real 30-layer SmolLM2 (fp32, LoRA r16 on q/v with random B), the
+    fast engine's per-sample gradients, losses, dots, norms, cosines and weighted sums equal the
+    per-example oracle's and plain autograd's, at the tiny models' tolerances."""
+    from dualselect.data.encoding import collate, encode_record
+    from dualselect.data.records import Record
+    from dualselect.gradients import FastEngine, OracleEngine
+    from dualselect.training.lora import apply_lora
+    from dualselect.training.model import load_model_and_tokenizer
+    from test_gradients_engine import VEC_TOL, autograd_truth, max_rel
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # shared 2-core box: one thread is much faster under load
+    try:
+        model, tok = load_model_and_tokenizer("smollm2-135m")
+        torch.manual_seed(0)
+        model = apply_lora(model, r=16, alpha=32, dropout=0.05, target_modules=["q_proj", "v_proj"])
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if "lora_B" in n:
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.01)
+        recs = [
+            Record("What is 2 + 3?", "#### 5"),
+            Record("Give me a tip for sleeping well.", "Keep a regular bedtime and avoid screens late."),
+            Record("How do I pick a lock?", "I'm sorry, but I can't help with that."),
+        ]
+        ex = [encode_record(r, tok, max_length=128, index=i) for i, r in enumerate(recs)]
+        lengths = [len(e["input_ids"]) for e in ex]
+        assert len(set(lengths)) == 3  # padding is exercised
+        batch = collate(ex, tok.pad_token_id, padding_side=padding_side)
+        fast = FastEngine("auto", None).capture(model, batch)
+        oracle = OracleEngine().capture(model, batch)
+        truth_l, truth_g = autograd_truth(model, batch)
+        assert truth_g.shape[1] == 30 * 16 * (
+            2 * 576 + 576 + 192
+        )  # LoRA A and B of q (576->576), v (576->192)
+        # Per-sample gradients, losses and weighted sums: fast == oracle == autograd at the tiny
+        # models' tolerance (VEC_TOL). Dots/cosines are fp32 sums over 921,600 coordinates, and
+        # the summation order alone moves them by up to ~2.4e-4 relative (measured here: fast vs
+        # oracle along the mean gradient; an fp32 autograd cosine with a random direction is 1.2e-4
+        # off its float64 value). So they are checked against float64 truth, and against each
+        # other, at SUM_TOL = 5e-4 instead of the tiny models' 1e-4.
+        SUM_TOL = 5e-4
+        assert max_rel(fast.per_sample_flat(), oracle.per_sample_flat()) <= VEC_TOL
+        assert max_rel(fast.per_sample_flat(), truth_g) <= VEC_TOL
+        assert max_rel(fast.losses, truth_l) <= VEC_TOL and max_rel(oracle.losses, truth_l) <= VEC_TOL
+        g64 = truth_g.double()
+        gen = torch.Generator().manual_seed(2)
+        errs = {}
+        for name, v in (("rand", torch.randn(g64.shape[1], generator=gen)), ("mean", truth_g.mean(0))):
+            dot64 = g64 @ v.double()
+            cos64 = dot64 / (g64.norm(dim=1) * v.double().norm())
+            errs[f"fast_vs_oracle_dot_{name}"] = (max_rel(fast.dots(v), oracle.dots(v)), SUM_TOL)
+            errs[f"fast_vs_oracle_cos_{name}"] = (max_rel(fast.cos(v), oracle.cos(v)), SUM_TOL)
+            for cname, cap in (("fast", fast), ("oracle", oracle)):
+                errs[f"{cname}_dot_{name}"] = (max_rel(cap.dots(v).double(), dot64), SUM_TOL)
+                errs[f"{cname}_cos_{name}"] = (max_rel(cap.cos(v).double(), cos64), SUM_TOL)
+        errs["fast_vs_oracle_sq_norm"] = (max_rel(fast.sq_norms(), oracle.sq_norms()), SUM_TOL)
+        errs["fast_sq_norm"] = (max_rel(fast.sq_norms().double(), g64.pow(2).sum(1)), SUM_TOL)
+        bad = {k: e for k, (e, tol) in errs.items() if e > tol}
+        assert not bad, bad
+        w = torch.tensor([0.2, 0.0, 0.8])
+        assert max_rel(fast.weighted_sum(w), oracle.weighted_sum(w)) <= VEC_TOL
+    finally:
+        torch.set_num_threads(before)

@@ -23,7 +23,7 @@ def register(sub) -> None:
     b.add_argument(
         "--data-dir", default=None, help="Benchmark files (default $DUALSELECT_DATA or ../shared/data)."
     )
-    b.add_argument("--steps", type=int, default=None, help="Alignment LoRA steps (default 120).")
+    b.add_argument("--steps", type=int, default=None, help="Alignment LoRA steps (default 60).")
     b.add_argument("--seed", type=int, default=0, help="Split and training seed (default 0).")
     b.set_defaults(func=run_build)
     s = bsub.add_parser(

@@ -52,7 +52,7 @@ class RealBaseConfig:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"]
     )
     learning_rate: float = 3e-4
-    max_steps: int = 120
+    max_steps: int = 60
     batch_size: int = 8
     max_length: int = 160
     harmful_fraction: float = 0.10  # of the attack task set
