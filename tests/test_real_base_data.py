@@ -114,3 +114,36 @@ def test_real_suites_and_headline_metrics(splits, tmp_path):
     assert not acceptance({"task_exact_match": 0.6}, h)["task_within_5_points"]
     assert not acceptance({}, {**h, "refusal_harmbench": 0.89})["refuses_harmbench_>=90%"]
     json.dumps(ok)
+
+
+def test_compare_config_for_the_real_base(splits, tmp_path):
+    """configs/real_compare.yaml loads; with suites=realbase a run trains on the real base's attack
+    set, DualSelect-family methods get its refusal pool, and every run is scored on the same
+    fixed-seed subsets of the held-out real suites."""
+    from pathlib import Path
+
+    from dualselect.experiments.compare import CompareConfig, _eval_suites, run_overrides
+
+    cfg = CompareConfig.from_yaml(str(Path(__file__).parents[1] / "configs" / "real_compare.yaml"))
+    assert cfg.suites == "realbase" and len(cfg.seeds) >= 3
+    assert {"sft", "dualselect", "dualselect_paper", "kl", "task_filter_only", "safeinstr", "lisa"} <= set(
+        cfg.methods
+    )
+    root = tmp_path / "rb"
+    write_json(
+        root / "realbase.json", {"data_dir": str(DATA), "model": str(root / "model"), "base_path": "b"}
+    )
+    write_json(root / "data" / "splits.json", splits)
+    write_jsonl(root / "data" / "task_test.jsonl", splits["task_test"])
+    (root / "model").mkdir()
+    cfg.model_name_or_path = str(root / "model")
+    method, o = run_overrides(cfg, "sft", 1, tmp_path / "run")
+    assert method == "sft" and o["train_data"] == str(root / "data" / "task_train.jsonl")
+    assert "reference_data" not in o and o["max_steps"] == cfg.training["max_steps"] and o["seed"] == 1
+    method, o = run_overrides(cfg, "dualselect_paper", 0, tmp_path / "run")
+    assert o["reference_data"] == str(root / "data" / "references.jsonl") and o["k_ref_fraction"] == 0.1
+    suites = _eval_suites(cfg)
+    assert {k: len(v) for k, v in suites.items()} == cfg.suite_limits
+    assert [it.id for it in suites["harmbench"]] == [it.id for it in _eval_suites(cfg)["harmbench"]]
+    with pytest.raises(ValueError, match="suites"):
+        CompareConfig(suites="nope")
