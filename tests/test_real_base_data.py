@@ -147,3 +147,14 @@ def test_compare_config_for_the_real_base(splits, tmp_path):
     assert [it.id for it in suites["harmbench"]] == [it.id for it in _eval_suites(cfg)["harmbench"]]
     with pytest.raises(ValueError, match="suites"):
         CompareConfig(suites="nope")
+
+
+def test_base_cli_parses_and_checks_its_arguments(tmp_path):
+    from dualselect.cli.main import build_parser, main
+
+    args = build_parser().parse_args(["base", "stats", str(tmp_path), "--limit", "harmbench=5"])
+    assert args.base_command == "stats" and args.limit == ["harmbench=5"] and args.max_new_tokens == 48
+    assert build_parser().parse_args(["base", "build"]).name == "smollm2-135m"
+    # refusal detection needs a real budget; malformed limits are named
+    assert main(["base", "stats", str(tmp_path), "--max-new-tokens", "16"]) == 2
+    assert main(["base", "stats", str(tmp_path), "--limit", "harmbench"]) == 2
