@@ -31,8 +31,12 @@ def real_suites(
     root = Path(realbase)
     if root.name == "model":
         root = root.parent
-    meta = json.loads((root / "realbase.json").read_text())
-    data_dir = Path(meta["data_dir"])
+    if (root / "realbase.json").exists():
+        data_dir = Path(json.loads((root / "realbase.json").read_text())["data_dir"])
+    else:  # a build in progress: its splits exist before the model does
+        from dualselect.realbase.data import shared_data_dir
+
+        data_dir = shared_data_dir()
     splits = json.loads((root / "data" / "splits.json").read_text())
     adv_eval = set(splits["eval"]["advbench_eval"])
     suites = {
