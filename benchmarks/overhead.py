@@ -134,7 +134,7 @@ def time_steps(size: str, steps: int) -> dict:
     from dualselect.data.encoding import length_bucketed_order
     from dualselect.gradients import score_pool
 
-    pool = cycle(refs, 256 if size == "wide" else 1000)
+    pool = cycle(refs, 256 if size in ("wide", "smollm2") else 1000)
     order = length_bucketed_order([len(e["input_ids"]) for e in pool], 16, seed=0)
     t0 = time.perf_counter()
     score_pool(make_engine("fast"), model, (collate([pool[j] for j in o], pad) for o in order), r)
