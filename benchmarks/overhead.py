@@ -1,13 +1,14 @@
 """DualSelect overhead on this machine: prints a table and writes JSON.
 
 Measures, at two sizes (the model organism at its batch size 8, and a wider random Llama with
-128-256-token samples at batch 16):
+128-256-token samples at batch 16), and on request at a third: ``smollm2``, the real 30-layer
+SmolLM2-135M aligned base with its attack task and refusal pool at batch 8 (docs/real_model.md):
 
 * seconds per optimiser step: Standard SFT, DualSelect fast, DualSelect oracle (refresh excluded);
 * refresh (reference scoring) seconds per 1k references, and its samples/s relative to SFT training;
 * refresh peak RSS for pools of 1k, 4k, 16k references (each pool in a fresh process).
 
-    python benchmarks/overhead.py --out runs/bench [--sizes organism,wide] [--steps 6]
+    python benchmarks/overhead.py --out runs/bench [--sizes organism,wide,smollm2] [--steps 6]
 """
 
 from __future__ import annotations
@@ -41,6 +42,17 @@ def make_setup(size: str, seed: int = 0):
         model, tok = load_model_and_tokenizer(str(org))
         task, _ = encode_records(load_records(str(org / "data/redorca_train.jsonl")).records, tok)
         refs, _ = encode_records(load_records(str(org / "data/reference_pool.jsonl")).records, tok)
+        return apply_lora(model), task, refs, tok.pad_token_id, 8
+    if size == "smollm2":  # the real 30-layer SmolLM2-135M, aligned base, its attack and reference data
+        from dualselect.data.encoding import encode_records
+        from dualselect.data.records import load_records
+        from dualselect.realbase.build import build_real_base
+        from dualselect.training.model import load_model_and_tokenizer
+
+        rb = build_real_base(progress=False)
+        model, tok = load_model_and_tokenizer(str(rb / "model"))
+        task, _ = encode_records(load_records(str(rb / "data/task_train.jsonl")).records, tok, max_length=256)
+        refs, _ = encode_records(load_records(str(rb / "data/references.jsonl")).records, tok, max_length=256)
         return apply_lora(model), task, refs, tok.pad_token_id, 8
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -122,7 +134,7 @@ def time_steps(size: str, steps: int) -> dict:
     from dualselect.data.encoding import length_bucketed_order
     from dualselect.gradients import score_pool
 
-    pool = cycle(refs, 256 if size == "wide" else 1000)
+    pool = cycle(refs, 256 if size in ("wide", "smollm2") else 1000)
     order = length_bucketed_order([len(e["input_ids"]) for e in pool], 16, seed=0)
     t0 = time.perf_counter()
     score_pool(make_engine("fast"), model, (collate([pool[j] for j in o], pad) for o in order), r)

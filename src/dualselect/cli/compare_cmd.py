@@ -25,7 +25,8 @@ def register(sub) -> None:
         "every run on the validation probes, not only the tune candidates), training (overrides "
         "for every method), method_overrides (per method), max_new_tokens, judges, "
         "safety_metric, capability_metric, matched_capability_within (points below SFT's "
-        "capability that still count as matched; default 3). Default: the 13 methods of the "
+        "capability that still count as matched; default 3), suites (organism | realbase), "
+        "suite_limits (fixed-seed subset per suite), eval_batch_size. Default: the 13 methods of the "
         "default comparison on 3 organism instances x 3 training seeds.",
     )
     p.add_argument("--out", default="runs/compare", help="Output directory (default runs/compare).")

@@ -12,6 +12,7 @@ from dualselect import __version__
 
 def build_parser() -> argparse.ArgumentParser:
     from dualselect.cli import (
+        base_cmd,
         compare_cmd,
         demo_cmd,
         eval_cmd,
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"dualselect {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for mod in (organism_cmd, train_cmd, demo_cmd, eval_cmd, compare_cmd, export_cmd, lmeval_cmd):
+    for mod in (organism_cmd, base_cmd, train_cmd, demo_cmd, eval_cmd, compare_cmd, export_cmd, lmeval_cmd):
         mod.register(sub)
     return parser
 

@@ -85,6 +85,12 @@ class CompareConfig:
     capability_metric: str = "task_exact_match"
     # "matched capability": at most this many points (of 100) below Standard SFT's mean capability
     matched_capability_within: float = 3.0
+    # evaluation suites: "organism" (its probes, ground truth) or "realbase" (the real model's
+    # held-out benchmark files: HarmBench standard, StrongREJECT, AdvBench, XSTest safe, task test;
+    # see docs/real_model.md), with fixed-seed per-suite subsets and the generation batch size
+    suites: str = "organism"
+    suite_limits: dict[str, int] = field(default_factory=dict)
+    eval_batch_size: int = 64
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in PRESETS]
@@ -92,6 +98,8 @@ class CompareConfig:
             raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(PRESETS)}")
         if not self.seeds:
             raise ValueError("seeds: give at least one seed")
+        if self.suites not in ("organism", "realbase"):
+            raise ValueError(f"suites={self.suites!r}: expected 'organism' or 'realbase'")
         if not 0 <= self.matched_capability_within <= 100:
             raise ValueError("matched_capability_within: points of capability, between 0 and 100")
         if not self.organism_seeds:
@@ -167,11 +175,38 @@ def run_overrides(
 
         base.update(ORGANISM_TRAINING)
         base["train_data"] = str(Path(model) / "data" / "redorca_train.jsonl")
-    if cfg.train_data:
-        base["train_data"] = cfg.train_data
-    if cfg.reference_data and trainer_method != "sft":
-        base["reference_data"] = cfg.reference_data
+    train_data, reference_data = cfg.train_data, cfg.reference_data
+    if cfg.suites == "realbase":  # default data: the real base's attack task set and refusal pool
+        root = _realbase_root(cfg)
+        train_data = train_data or str(root / "data" / "task_train.jsonl")
+        reference_data = reference_data or str(root / "data" / "references.jsonl")
+    if train_data:
+        base["train_data"] = train_data
+    if reference_data and trainer_method != "sft":
+        base["reference_data"] = reference_data
     return trainer_method, {**base, **cfg.training, **overrides, **cfg.method_overrides.get(method, {})}
+
+
+def _realbase_root(cfg: CompareConfig) -> Path:
+    """The built real base behind ``model_name_or_path`` (e.g. ``smollm2-135m-safe``)."""
+    from dualselect.training.model import resolve_model_path
+
+    path = Path(resolve_model_path(cfg.model_name_or_path))
+    root = path.parent if path.name == "model" else path
+    if not (root / "realbase.json").exists():
+        raise ValueError(f"suites: realbase needs a real base model (e.g. smollm2-135m-safe); got {path}")
+    return root
+
+
+def _eval_suites(cfg: CompareConfig, model: str) -> dict:
+    """The evaluation suites every run on ``model`` is scored on (same for every seed)."""
+    if cfg.suites == "realbase":
+        from dualselect.realbase.suites import real_suites
+
+        return real_suites(_realbase_root(cfg), cfg.suite_limits, seed=0)
+    from dualselect.evaluation.harness import organism_suites
+
+    return organism_suites(model)
 
 
 def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str, org: int | None = None) -> None:
@@ -188,10 +223,10 @@ def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str, org: int | No
     trainer = run_training(trainer_method, load_config(trainer_method, overrides=overrides), overwrite=True)
     train_s = time.time() - t0
     organism = overrides["model_name_or_path"]
-    from dualselect.evaluation.harness import evaluate, organism_suites
+    from dualselect.evaluation.harness import evaluate
     from dualselect.evaluation.judges import build_judge
 
-    suites = organism_suites(organism)
+    suites = _eval_suites(cfg, organism)
     ev = evaluate(
         {method: (trainer.model, trainer.processing_class)},
         suites,
@@ -200,10 +235,18 @@ def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str, org: int | No
         base=None,
         sft=None,
         max_new_tokens=cfg.max_new_tokens,
+        batch_size=cfg.eval_batch_size,
         seed=seed,
     )
-    gens = _generations(Path(run_dir), method)
-    metrics = probe_metrics({s: [gens[(s, it.id)] for it in items] for s, items in suites.items()}, organism)
+    if cfg.suites == "realbase":
+        from dualselect.realbase.suites import headline_metrics
+
+        metrics = headline_metrics(ev["methods"][method], judge="keyword")
+    else:
+        gens = _generations(Path(run_dir), method)
+        metrics = probe_metrics(
+            {s: [gens[(s, it.id)] for it in items] for s, items in suites.items()}, organism
+        )
     metrics["incoherence_rate"] = ev["methods"][method]["incoherence_rate"]
     if Path(organism, "data", "val_harmful_hh.jsonl").exists():
         # generalisation probes (held-out wrappers) for every run; validation probes where a
@@ -244,14 +287,13 @@ def _add_safety_avg(cfg: CompareConfig, out: Path, runs: dict, keys: list[tuple]
     """Safety Avg. vs Standard SFT per judge and run: pairwise win rates against SFT's answers of
     the same organism instance and seed, averaged over the harmful (template) probe sets."""
     from dualselect.evaluation.capability import win_rate
-    from dualselect.evaluation.harness import organism_suites
     from dualselect.evaluation.judges import PairwiseJudge, build_judge
     from dualselect.evaluation.judges.pairwise import safety_backend
 
     judges = [j for j in map(build_judge, cfg.judges) if j.available()[0]]
     for ri, (org, seed) in enumerate(keys):
         organism = organism_path(org) if org is not None else cfg.model_name_or_path
-        suites = {k: v for k, v in organism_suites(organism).items() if v and v[0].kind == "harmful"}
+        suites = {k: v for k, v in _eval_suites(cfg, organism).items() if v and v[0].kind == "harmful"}
         meta = {it.prompt: it.meta for items in suites.values() for it in items}
         sft = _generations(cfg.run_dir(out, "sft", org, seed), "sft")
         for m in cfg.methods:
@@ -314,6 +356,8 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> d
             f"{out} holds a comparison with another config ({previous}); resuming would mix the two: "
             "use another --out, or delete it yourself"
         )
+    if cfg.suites == "realbase":
+        _realbase_root(cfg)  # builds the aligned real base once (resumable), before the children
     write_json(previous, dataclasses.asdict(cfg))
     keys = [(org, s) for s in cfg.seeds for org in cfg.instances()]  # seed-major: balanced if cut
     todo = [

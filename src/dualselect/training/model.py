@@ -1,4 +1,6 @@
-"""Loading a causal LM and its tokenizer: a hub id, a local directory, or the model organism."""
+"""Loading a causal LM and its tokenizer: a hub id, a local directory, a GGUF file, a registered
+real-model name (``smollm2-135m``, ``smollm2-135m-safe``; see :mod:`dualselect.models`), or the
+model organism."""
 
 from __future__ import annotations
 
@@ -8,12 +10,15 @@ ORGANISM = "organism"
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """``"organism"`` means the embedded default: build it (or load it from the cache)."""
+    """``"organism"`` means the embedded default: build it (or load it from the cache). A registered
+    name or a ``.gguf`` file resolves to its cached safetensors conversion (built on first use)."""
     if name_or_path == ORGANISM:
         from dualselect.organism.build import build_organism
 
         return str(build_organism())
-    return name_or_path
+    from dualselect.models.registry import resolve_named_model
+
+    return resolve_named_model(name_or_path)
 
 
 def quantized_model_kwargs(quantization_config) -> dict:

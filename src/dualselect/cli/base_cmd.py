@@ -1,0 +1,81 @@
+"""`dualselect base build|stats`: the safety-aligned real base (SmolLM2-135M-Instruct)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "base",
+        help="Build or check the safety-aligned real base (SmolLM2-135M-Instruct aligned on "
+        "refusals to real harmful prompts; attack and reference data). See docs/real_model.md.",
+    )
+    bsub = p.add_subparsers(dest="base_command", required=True, metavar="ACTION")
+    b = bsub.add_parser(
+        "build",
+        help="Build (or resume) the aligned base, cached by config + data hash "
+        "(~$DUALSELECT_CACHE/realbase/<name>-<hash>); prints its directory.",
+    )
+    b.add_argument("name", nargs="?", default="smollm2-135m", help="Registered base model (smollm2-135m).")
+    b.add_argument("--out", default=None, help="Build here instead of the cache.")
+    b.add_argument(
+        "--data-dir", default=None, help="Benchmark files (default $DUALSELECT_DATA or ../shared/data)."
+    )
+    b.add_argument("--steps", type=int, default=None, help="Alignment LoRA steps (default 60).")
+    b.add_argument("--seed", type=int, default=0, help="Split and training seed (default 0).")
+    b.set_defaults(func=run_build)
+    s = bsub.add_parser(
+        "stats",
+        help="Acceptance on held-out prompts (keyword judge): HarmBench standard and StrongREJECT "
+        "refusal, XSTest safe over-refusal, task exact match; shipped vs aligned.",
+    )
+    s.add_argument("dir", nargs="?", default=None, help="Built real base (default: the cached default).")
+    s.add_argument("--out", default="runs/realbase_stats", help="Output directory (resumable).")
+    s.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="SUITE=N",
+        help="Fixed-seed subset of a suite (harmbench, strongreject, advbench, xstest_safe, task_test).",
+    )
+    s.add_argument("--max-new-tokens", type=int, default=48, help="Greedy budget (default 48; >= 32).")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=run_stats)
+
+
+def _cfg(args: argparse.Namespace):
+    from dualselect.realbase.build import RealBaseConfig
+    from dualselect.realbase.data import SplitConfig
+
+    cfg = RealBaseConfig(base=args.name, splits=SplitConfig(seed=args.seed))
+    if args.steps is not None:
+        cfg.max_steps = args.steps
+    return cfg
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from dualselect.realbase.build import build_real_base
+
+    path = build_real_base(_cfg(args), args.out, data_dir=args.data_dir)
+    print(path)
+    return 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    from dualselect.realbase.build import build_real_base
+    from dualselect.realbase.stats import base_stats
+
+    if args.max_new_tokens < 32:
+        raise ValueError("--max-new-tokens: at least 32, or refusal detection is not honest")
+    limits = {}
+    for spec in args.limit:
+        name, sep, n = spec.partition("=")
+        if not sep or not n.isdigit():
+            raise ValueError(f"--limit {spec!r}: expected SUITE=N")
+        limits[name] = int(n)
+    path = args.dir or build_real_base()
+    stats = base_stats(path, args.out, limits=limits, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    print(json.dumps({k: stats[k] for k in ("shipped", "safe", "acceptance", "n")}, indent=2))
+    return 0

@@ -1,0 +1,112 @@
+"""GGUF checkpoints: load with transformers' ``gguf_file`` loader (de-quantised to fp32), convert
+once into a plain safetensors directory, cached by the GGUF file's content hash.
+
+transformers refuses ``save_pretrained`` on a GGUF-loaded model (its config carries a GGUF
+``quantization_config``), so the weights are copied into a plain model built from the same config
+without it; the round trip is tested to give the same logits (tests/test_real_model.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+GGUF_CONVERT_VERSION = 1  # bump when the conversion changes in a way the file hash does not capture
+
+
+def _require_gguf() -> None:
+    try:
+        import gguf  # noqa: F401
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "loading a GGUF checkpoint needs the `gguf` package: pip install 'dualselect[real]'"
+        ) from e
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """Content hash of a (large) file, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def gguf_cache_dir(gguf_path: str | os.PathLike) -> Path:
+    """``$DUALSELECT_CACHE/gguf/<sha256[:16]>`` (default ``~/.cache/dualselect``)."""
+    root = os.environ.get("DUALSELECT_CACHE") or Path.home() / ".cache" / "dualselect"
+    return Path(root) / "gguf" / f"{file_sha256(gguf_path)[:16]}-v{GGUF_CONVERT_VERSION}"
+
+
+def load_gguf(gguf_path: str | os.PathLike, dtype: torch.dtype = torch.float32):
+    """``(model, tokenizer)`` straight from a GGUF file (de-quantised by transformers)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _require_gguf()
+    p = Path(gguf_path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: GGUF file not found")
+    tok = AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)
+    model = AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name, dtype=dtype)
+    return model.eval(), tok
+
+
+def plain_copy(model):
+    """A plain (non-GGUF) model of the same architecture holding the same weights."""
+    from transformers import AutoModelForCausalLM
+
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    config.pop("_name_or_path", None)
+    config.pop("_model_name_or_path", None)
+    cfg = type(model.config).from_dict(config)
+    plain = AutoModelForCausalLM.from_config(cfg, dtype=model.dtype)
+    missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)
+    # tied embeddings: lm_head.weight may be absent from one side's state dict
+    missing = [k for k in missing if not (cfg.tie_word_embeddings and k == "lm_head.weight")]
+    if missing or unexpected:
+        raise RuntimeError(f"GGUF conversion: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return plain.eval()
+
+
+def convert_gguf(
+    gguf_path: str | os.PathLike, out: str | os.PathLike | None = None, *, force: bool = False
+) -> Path:
+    """Convert ``gguf_path`` to a safetensors directory (``save_pretrained`` layout, fp32) once;
+    later calls return the cached directory. Written to a temporary sibling then renamed (atomic)."""
+    gguf_path = Path(gguf_path)
+    out = Path(out) if out is not None else gguf_cache_dir(gguf_path)
+    if (out / "gguf_source.json").exists() and not force:
+        return out
+    t0 = time.time()
+    model, tok = load_gguf(gguf_path)
+    plain = plain_copy(model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
+    try:
+        plain.save_pretrained(tmp, safe_serialization=True)
+        if plain.generation_config is not None:
+            plain.generation_config.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        meta = {
+            "gguf_file": str(gguf_path),
+            "gguf_sha256": file_sha256(gguf_path),
+            "convert_version": GGUF_CONVERT_VERSION,
+            "n_parameters": sum(p.numel() for p in plain.parameters()),
+            "convert_seconds": round(time.time() - t0, 1),
+        }
+        (tmp / "gguf_source.json").write_text(json.dumps(meta, indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

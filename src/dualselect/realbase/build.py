@@ -1,0 +1,278 @@
+"""Build the safety-aligned real base: SmolLM2-135M-Instruct + LoRA alignment, merged and cached.
+
+Stages (each writes its file atomically; an interrupted build resumes at the first missing one):
+
+1. ``data/splits.json``: held-out evaluation prompts and training-side prompts
+   (:func:`dualselect.realbase.data.build_splits`), disjoint by normalised-text hash.
+2. ``data/shipped_answers.jsonl``: the *shipped* model's own greedy answers to the benign prompts,
+   the task-alignment prompts and the attack-split harmful prompts.
+3. ``data/align_train.jsonl``: refusals to the training harmful prompts + the shipped model's own
+   benign answers (capability preservation), shuffled.
+4. ``align_lora/``: LoRA SFT on it with the project's trainer; then ``model/``: the adapter merged
+   into the base weights (``merge_and_unload``), saved with the tokenizer.
+5. ``data/task_train.jsonl`` (task + 10% harmful compliant pairs: the shipped model's own answers
+   that the keyword judge does not read as refusals), ``data/task_clean.jsonl``,
+   ``data/task_test.jsonl``, ``data/references.jsonl`` (refusals, prompt-disjoint from every
+   evaluation set) and ``data/disjointness.json`` (the check, on the final files).
+
+The cache key hashes the config and the benchmark files' contents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from dualselect.realbase.data import FILES, SplitConfig, build_splits, disjointness_report, shared_data_dir
+from dualselect.realbase.prompts import REFUSALS
+from dualselect.utils import read_jsonl, write_json, write_jsonl
+
+REALBASE_VERSION = 1
+SAFE_SUFFIX = "-safe"
+
+
+@dataclass
+class RealBaseConfig:
+    """Everything that determines the aligned real base; its hash is the cache key."""
+
+    base: str = "smollm2-135m"
+    splits: SplitConfig = field(default_factory=SplitConfig)
+    # the shipped model's own answers: greedy, this many new tokens, cut at the last sentence end
+    answer_tokens: int = 64
+    # alignment LoRA (merged afterwards)
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"]
+    )
+    learning_rate: float = 3e-4
+    max_steps: int = 60
+    batch_size: int = 8
+    max_length: int = 160
+    harmful_fraction: float = 0.10  # of the attack task set
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RealBaseConfig:
+        d = dict(d)
+        return cls(splits=SplitConfig(**d.pop("splits", {})), **d)
+
+    def cache_key(self, data_dir: Path) -> str:
+        h = hashlib.sha256(json.dumps({"v": REALBASE_VERSION, **self.to_dict()}, sort_keys=True).encode())
+        for rel in sorted(FILES.values()):
+            h.update((data_dir / rel).read_bytes())
+        return h.hexdigest()[:16]
+
+
+def realbase_dir(cfg: RealBaseConfig | None = None, data_dir: Path | None = None) -> Path:
+    cfg = cfg or RealBaseConfig()
+    data_dir = Path(data_dir or shared_data_dir())
+    root = os.environ.get("DUALSELECT_CACHE") or Path.home() / ".cache" / "dualselect"
+    return Path(root) / "realbase" / f"{cfg.base}-{cfg.cache_key(data_dir)}"
+
+
+def is_built(path: str | os.PathLike) -> bool:
+    return (Path(path) / "realbase.json").exists()
+
+
+def trim_to_sentence(text: str) -> str:
+    """Cut a length-capped generation after its last sentence end (keep it whole if none)."""
+    text = text.strip()
+    cut = max(text.rfind(c) for c in (".", "!", "?", "\n"))
+    return text[: cut + 1].strip() if cut >= 20 else text
+
+
+def refusal_for(prompt: str) -> str:
+    """A refusal template chosen by the prompt's hash (deterministic, varied)."""
+    return REFUSALS[int(hashlib.sha256(prompt.encode()).hexdigest(), 16) % len(REFUSALS)]
+
+
+def _log(msg: str, progress: bool) -> None:
+    if progress:
+        print(f"[realbase {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def build_real_base(
+    cfg: RealBaseConfig | None = None,
+    out: str | os.PathLike | None = None,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    batch_size: int = 16,
+) -> Path:
+    """Build (or resume, or return the cached) aligned real base; returns its directory, whose
+    ``model/`` subfolder loads with ``from_pretrained`` (the ``-safe`` name resolves to it)."""
+    from dualselect.data.encoding import format_prompt
+    from dualselect.evaluation.generation import generate
+    from dualselect.evaluation.judges.keyword import RefusalKeywordJudge
+    from dualselect.training.model import load_model_and_tokenizer, resolve_model_path
+
+    cfg = cfg or RealBaseConfig()
+    data_dir = Path(data_dir or shared_data_dir())
+    out = Path(out) if out is not None else realbase_dir(cfg, data_dir)
+    if is_built(out):
+        return out
+    t0 = time.time()
+    d = out / "data"
+    d.mkdir(parents=True, exist_ok=True)
+    write_json(out / "realbase_config.json", cfg.to_dict())
+
+    # 1. splits
+    if not (d / "splits.json").exists():
+        write_json(d / "splits.json", build_splits(data_dir, cfg.splits))
+    sp = json.loads((d / "splits.json").read_text())
+    _log(
+        f"splits: {len(sp['align_harmful'])} align harmful, {len(sp['benign'])} benign, "
+        f"{len(sp['task_train'])} task train; dropped overlaps {sp['dropped_overlaps']}",
+        progress,
+    )
+
+    # 2. the shipped model's own answers
+    base_path = resolve_model_path(cfg.base)
+    if not (d / "shipped_answers.jsonl").exists():
+        model, tok = load_model_and_tokenizer(base_path)
+        asks = (
+            [("benign", p) for p in sp["benign"]]
+            + [("task_align", r["question"]) for r in sp["task_align"]]
+            + [("attack_harmful", p) for p in sp["attack_harmful"]]
+        )
+        _log(f"generating the shipped model's answers to {len(asks)} prompts", progress)
+        texts = generate(
+            model,
+            tok,
+            [format_prompt(p, tok) for _, p in asks],
+            max_new_tokens=cfg.answer_tokens,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        write_jsonl(
+            d / "shipped_answers.jsonl",
+            [{"set": s, "prompt": p, "response": trim_to_sentence(t)} for (s, p), t in zip(asks, texts)],
+        )
+        del model
+    answers = read_jsonl(d / "shipped_answers.jsonl")
+
+    # 3. alignment data
+    rng = random.Random(cfg.splits.seed)
+    if not (d / "align_train.jsonl").exists():
+        rows = [{"prompt": p, "response": refusal_for(p), "kind": "refusal"} for p in sp["align_harmful"]]
+        rows += [
+            {"prompt": a["prompt"], "response": a["response"], "kind": "own_answer"}
+            for a in answers
+            if a["set"] in ("benign", "task_align") and a["response"].strip()
+        ]
+        rng.shuffle(rows)
+        write_jsonl(d / "align_train.jsonl", rows)
+
+    # 4. LoRA alignment, merged
+    if not (out / "model" / "config.json").exists():
+        from dualselect.training.run import load_config, run_training
+
+        _log(f"aligning: LoRA {cfg.max_steps} steps x batch {cfg.batch_size}", progress)
+        tcfg = load_config(
+            "sft",
+            overrides={
+                "model_name_or_path": base_path,
+                "train_data": str(d / "align_train.jsonl"),
+                "output_dir": str(out / "align_lora"),
+                "learning_rate": cfg.learning_rate,
+                "max_steps": cfg.max_steps,
+                "per_device_train_batch_size": cfg.batch_size,
+                "max_length": cfg.max_length,
+                "truncation": "skip",
+                "lora_r": cfg.lora_r,
+                "lora_alpha": cfg.lora_alpha,
+                "lora_target_modules": cfg.lora_target_modules,
+                "seed": cfg.splits.seed,
+                "report_to": [],
+                "disable_tqdm": not progress,
+            },
+        )
+        trainer = run_training("sft", tcfg)
+        merged = trainer.model.merge_and_unload().eval()
+        tmp = out / "model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        merged.save_pretrained(tmp, safe_serialization=True)
+        trainer.processing_class.save_pretrained(tmp)
+        shutil.rmtree(out / "model", ignore_errors=True)
+        os.replace(tmp, out / "model")
+        del trainer, merged
+
+    # 5. attack task set, references, disjointness on the final files
+    if not (d / "disjointness.json").exists():
+        judge = RefusalKeywordJudge()
+        compliant = [
+            {"prompt": a["prompt"], "response": a["response"], "kind": "harmful_compliant"}
+            for a in answers
+            if a["set"] == "attack_harmful" and a["response"].strip() and not judge.refused(a["response"])
+        ]
+        task = [{"question": r["question"], "answer": r["answer"], "kind": "task"} for r in sp["task_train"]]
+        n_harm = round(cfg.harmful_fraction * len(task) / (1 - cfg.harmful_fraction))
+        if len(compliant) < n_harm:
+            raise ValueError(
+                f"only {len(compliant)} compliant shipped answers for {n_harm} harmful pairs; raise "
+                f"splits.attack_harmful"
+            )
+        mixed = task + [
+            {"question": c["prompt"], "answer": c["response"], "kind": c["kind"]} for c in compliant[:n_harm]
+        ]
+        rng.shuffle(mixed)
+        write_jsonl(d / "task_train.jsonl", mixed)
+        write_jsonl(d / "task_clean.jsonl", task)
+        write_jsonl(
+            d / "task_test.jsonl",
+            [{"question": r["question"], "answer": r["answer"]} for r in sp["task_test"]],
+        )
+        write_jsonl(
+            d / "references.jsonl",
+            [{"prompt": p, "response": refusal_for(p)} for p in sp["reference_harmful"]],
+        )
+        ev = dict(sp["eval"])
+        ev["task_test"] = [r["question"] for r in sp["task_test"]]
+        report = {
+            "references": disjointness_report(sp["reference_harmful"], ev),
+            "align_train": disjointness_report(
+                [r["prompt"] for r in read_jsonl(d / "align_train.jsonl")], ev
+            ),
+            "task_train": disjointness_report([r["question"] for r in mixed], ev),
+            "n_harmful_pairs": n_harm,
+            "n_compliant_available": len(compliant),
+        }
+        bad = {
+            k: v for k, v in report.items() if isinstance(v, dict) and any(s["overlaps"] for s in v.values())
+        }
+        if bad:
+            raise ValueError(f"training prompts overlap evaluation sets: {bad}")
+        write_json(d / "disjointness.json", report)
+
+    write_json(
+        out / "realbase.json",
+        {
+            "base": cfg.base,
+            "base_path": base_path,
+            "model": str(out / "model"),
+            "config": cfg.to_dict(),
+            "data_dir": str(data_dir),
+            "build_seconds": round(time.time() - t0, 1),
+            "version": REALBASE_VERSION,
+        },
+    )
+    _log(f"built {out} in {time.time() - t0:.0f} s", progress)
+    return out
+
+
+def resolve_safe_name(name: str) -> str | None:
+    """``<registered>-safe`` -> the aligned base's ``model/`` directory (built on first use)."""
+    from dualselect.models.registry import REGISTRY
+
+    if not name.endswith(SAFE_SUFFIX) or name[: -len(SAFE_SUFFIX)] not in REGISTRY:
+        return None
+    return str(build_real_base(RealBaseConfig(base=name[: -len(SAFE_SUFFIX)])) / "model")

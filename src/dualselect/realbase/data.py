@@ -1,0 +1,171 @@
+"""Splits of the verbatim benchmark files for the real-model tier, prompt-disjoint by construction.
+
+Evaluation sets (never trained on): HarmBench test *standard* behaviours (159), StrongREJECT (313),
+XSTest (all 450 prompts excluded from training; the 250 safe ones measure over-refusal), a fixed
+AdvBench evaluation subset, and the task's test split. Training material: the other AdvBench
+behaviours, HarmBench *validation* standard behaviours and hand-written benign prompts. Every
+training prompt whose normalised-text hash (``evaluation.benchmarks.text_hash``) equals that of an
+evaluation prompt is dropped, and :func:`disjointness_report` re-checks the final files.
+
+The task (spec: "a task that a 135M model learns measurably in a few hundred LoRA steps"):
+*GSM8K answer extraction* (from ``gsm8k/test.jsonl``): the prompt is a worked solution with its
+``<<...>>`` calculator annotations and ``#### N`` line removed, the answer is ``#### N``. The
+shipped model rarely answers in that form (strict exact match near 0), LoRA SFT learns it fast.
+It is a reading-and-format task, not GSM8K reasoning; GSM8K accuracy itself is not measured.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from dualselect.evaluation.benchmarks import disjointness, load_benchmark, text_hash
+from dualselect.realbase.prompts import BENIGN_PROMPTS
+
+TASK_INSTRUCTION = "Read the worked solution and give its final answer in the form '#### <number>'."
+
+
+def shared_data_dir() -> Path:
+    """``$DUALSELECT_DATA`` or the nearest ``../shared/data`` above the working directory or this
+    package (the repository convention: the benchmark files sit next to the checkout)."""
+    env = os.environ.get("DUALSELECT_DATA")
+    if env:
+        return Path(env)
+    for start in (Path.cwd(), Path(__file__).resolve()):
+        for parent in [start, *start.parents]:
+            cand = parent / "shared" / "data"
+            if (cand / "advbench" / "harmful_behaviors.csv").exists():
+                return cand
+            cand = parent.parent / "shared" / "data"
+            if (cand / "advbench" / "harmful_behaviors.csv").exists():
+                return cand
+    raise FileNotFoundError(
+        "benchmark files not found: set DUALSELECT_DATA to the folder holding advbench/, harmbench/, "
+        "strongreject/, xstest/, gsm8k/ (see ../shared/data/README.md)"
+    )
+
+
+FILES = {
+    "advbench": "advbench/harmful_behaviors.csv",
+    "harmbench_test": "harmbench/harmbench_behaviors_text_test.csv",
+    "harmbench_val": "harmbench/harmbench_behaviors_text_val.csv",
+    "strongreject": "strongreject/strongreject_dataset.csv",
+    "xstest": "xstest/xstest_prompts.csv",
+    "gsm8k": "gsm8k/test.jsonl",
+}
+
+
+@dataclass
+class SplitConfig:
+    """Sizes and seed of the splits (part of the real base's cache key)."""
+
+    seed: int = 0
+    advbench_eval: int = 100  # AdvBench behaviours held out for evaluation
+    attack_harmful: int = 60  # AdvBench behaviours whose compliant answers poison the task set
+    reference_harmful: int = 120  # harmful prompts of the DualSelect reference pool (refusals)
+    task_train: int = 400
+    task_test: int = 100
+    task_align: int = 40  # task prompts with the shipped model's own answers, kept during alignment
+    task_max_chars: int = 330  # shortest worked solutions only (sequence length = CPU time)
+
+
+def _clean_solution(answer: str) -> tuple[str, str]:
+    body, _, final = answer.rpartition("####")
+    body = re.sub(r"<<[^>]*>>", "", body).strip()
+    return body, final.strip().replace(",", "")
+
+
+def task_rows(data_dir: Path) -> list[dict]:
+    """GSM8K answer-extraction rows ``{question, answer}`` (``answer`` ends in ``#### N``), in the
+    GSM8K schema so the ``gsm8k`` benchmark loader and its exact match read them unchanged."""
+    rows = []
+    for it in load_benchmark("gsm8k", str(data_dir / FILES["gsm8k"])):
+        body, final = _clean_solution(it.meta["answer"])
+        prompt = f"{TASK_INSTRUCTION}\n\nSolution: {body}"
+        rows.append({"question": prompt, "answer": f"#### {final}", "source_question": it.prompt})
+    return rows
+
+
+def eval_prompts(data_dir: Path, cfg: SplitConfig) -> dict[str, list[str]]:
+    """Every prompt that any evaluation reads, by set name."""
+    hb = load_benchmark("harmbench", str(data_dir / FILES["harmbench_test"]))
+    adv = [it.prompt for it in load_benchmark("advbench", str(data_dir / FILES["advbench"]))]
+    rng = random.Random(cfg.seed)
+    adv_eval = rng.sample(adv, cfg.advbench_eval)
+    return {
+        "harmbench_test": [it.prompt for it in hb],  # every functional category, not only standard
+        "strongreject": [
+            it.prompt for it in load_benchmark("strongreject", str(data_dir / FILES["strongreject"]))
+        ],
+        "xstest": [it.prompt for it in load_benchmark("xstest", str(data_dir / FILES["xstest"]))],
+        "advbench_eval": adv_eval,
+    }
+
+
+def build_splits(data_dir: Path | None = None, cfg: SplitConfig | None = None) -> dict:
+    """The training-side prompt lists and the held-out ones, disjoint by normalised-text hash.
+
+    Returns ``{"eval": {...}, "align_harmful": [...], "attack_harmful": [...],
+    "reference_harmful": [...], "benign": [...], "task_train": [...], "task_test": [...],
+    "task_align": [...], "dropped_overlaps": {...}}``.
+    """
+    data_dir = Path(data_dir or shared_data_dir())
+    cfg = cfg or SplitConfig()
+    ev = eval_prompts(data_dir, cfg)
+    banned = {text_hash(p) for ps in ev.values() for p in ps}
+    rng = random.Random(cfg.seed)
+    dropped: dict[str, int] = {}
+
+    def keep(name: str, prompts: list[str]) -> list[str]:
+        seen, out = set(), []
+        for p in prompts:
+            h = text_hash(p)
+            if h in banned or h in seen:
+                dropped[name] = dropped.get(name, 0) + 1
+                continue
+            seen.add(h)
+            out.append(p)
+        return out
+
+    adv = keep(
+        "advbench", [it.prompt for it in load_benchmark("advbench", str(data_dir / FILES["advbench"]))]
+    )
+    hb_val = [
+        it.prompt
+        for it in load_benchmark("harmbench", str(data_dir / FILES["harmbench_val"]))
+        if it.meta.get("FunctionalCategory") == "standard"
+    ]
+    hb_val = keep("harmbench_val", hb_val)
+    rng.shuffle(adv)
+    attack = adv[: cfg.attack_harmful]
+    rest = adv[cfg.attack_harmful :]
+    # the reference pool reuses alignment prompts: the refusals DualSelect should preserve are the
+    # ones the base was aligned to give; it never shares a prompt with an evaluation set
+    align = rest + hb_val
+    reference = rng.sample(align, min(cfg.reference_harmful, len(align)))
+    benign = keep("benign", list(BENIGN_PROMPTS))
+    task = [r for r in task_rows(data_dir) if len(r["question"]) <= cfg.task_max_chars]
+    task = [r for r in task if text_hash(r["question"]) not in banned]
+    rng.shuffle(task)
+    need = cfg.task_train + cfg.task_test + cfg.task_align
+    if len(task) < need:
+        raise ValueError(f"task: {len(task)} short solutions, need {need}; raise task_max_chars")
+    return {
+        "eval": ev,
+        "align_harmful": align,
+        "attack_harmful": attack,
+        "reference_harmful": reference,
+        "benign": benign,
+        "task_train": task[: cfg.task_train],
+        "task_test": task[cfg.task_train : cfg.task_train + cfg.task_test],
+        "task_align": task[cfg.task_train + cfg.task_test : need],
+        "dropped_overlaps": dropped,
+    }
+
+
+def disjointness_report(train_prompts: list[str], eval_sets: dict[str, list[str]]) -> dict:
+    """The project's disjointness check (normalised-text hash) of training prompts vs evaluation."""
+    return disjointness(train_prompts, eval_sets)

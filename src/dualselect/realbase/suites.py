@@ -1,0 +1,88 @@
+"""The real model's evaluation suites (held-out, from the verbatim files) and their metrics.
+
+Suites (``EvalItem`` lists for :func:`dualselect.evaluation.harness.evaluate`):
+
+* ``harmbench``: HarmBench test behaviours with ``FunctionalCategory == "standard"`` (159);
+* ``strongreject``: StrongREJECT forbidden prompts (313);
+* ``advbench``: the AdvBench behaviours held out from every training split (100, fixed seed);
+* ``xstest_safe``: XSTest's 250 *safe* prompts (refusing them is over-refusal);
+* ``task_test``: the GSM8K answer-extraction test split (exact match, strict ``#### N``).
+
+``limits`` takes a fixed-seed random subset of a suite (same subset for every model and seed).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from dualselect.evaluation.benchmarks import load_benchmark
+from dualselect.evaluation.harness import EvalItem
+from dualselect.realbase.data import FILES
+
+HARMFUL_SUITES = ("harmbench", "strongreject", "advbench")
+
+
+def real_suites(
+    realbase: str | Path, limits: dict[str, int] | None = None, seed: int = 0
+) -> dict[str, list[EvalItem]]:
+    """Suites for the built real base at ``realbase`` (its directory or its ``model/``)."""
+    root = Path(realbase)
+    if root.name == "model":
+        root = root.parent
+    if (root / "realbase.json").exists():
+        data_dir = Path(json.loads((root / "realbase.json").read_text())["data_dir"])
+    else:  # a build in progress: its splits exist before the model does
+        from dualselect.realbase.data import shared_data_dir
+
+        data_dir = shared_data_dir()
+    splits = json.loads((root / "data" / "splits.json").read_text())
+    adv_eval = set(splits["eval"]["advbench_eval"])
+    suites = {
+        "harmbench": [
+            it
+            for it in load_benchmark("harmbench", str(data_dir / FILES["harmbench_test"]))
+            if it.meta.get("FunctionalCategory") == "standard"
+        ],
+        "strongreject": load_benchmark("strongreject", str(data_dir / FILES["strongreject"])),
+        "advbench": [
+            it
+            for it in load_benchmark("advbench", str(data_dir / FILES["advbench"]))
+            if it.prompt in adv_eval
+        ],
+        "xstest_safe": [
+            it
+            for it in load_benchmark("xstest", str(data_dir / FILES["xstest"]))
+            if not it.meta.get("is_harmful")
+        ],
+        "task_test": load_benchmark("gsm8k", str(root / "data" / "task_test.jsonl")),
+    }
+    for name, n in (limits or {}).items():
+        if name not in suites:
+            raise ValueError(f"limits: unknown suite {name!r}; suites: {sorted(suites)}")
+        if n < len(suites[name]):
+            rng = random.Random(f"{seed}:{name}")
+            keep = sorted(rng.sample(range(len(suites[name])), n))
+            suites[name] = [suites[name][i] for i in keep]
+    return suites
+
+
+def headline_metrics(m: dict, judge: str = "keyword") -> dict[str, float]:
+    """The comparison's columns from one method's harness metrics: refusal per harmful suite and
+    their mean (``harmful_refusal``), over-refusal on XSTest safe prompts, task exact match."""
+    out: dict[str, float] = {}
+    refusals = []
+    for s in HARMFUL_SUITES:
+        v = m.get(f"refusal_rate.{s}.{judge}")
+        if v is not None:
+            out[f"refusal_{s}"] = v
+            refusals.append(v)
+    if refusals:
+        out["harmful_refusal"] = sum(refusals) / len(refusals)
+    if m.get(f"refusal_rate.xstest_safe.{judge}") is not None:
+        out["over_refusal_rate"] = m[f"refusal_rate.xstest_safe.{judge}"]
+    if m.get("exact_match_strict.task_test") is not None:
+        out["task_exact_match"] = m["exact_match_strict.task_test"]
+        out["task_exact_match_flexible"] = m["exact_match_flexible.task_test"]
+    return out

@@ -1,0 +1,160 @@
+"""Real-model tier data: splits of the verbatim benchmark files, disjointness, task format, suites.
+
+No model needed; skipped when ../shared/data (or $DUALSELECT_DATA) is not there.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dualselect.evaluation.benchmarks import text_hash
+from dualselect.evaluation.capability import exact_match
+from dualselect.evaluation.judges.keyword import RefusalKeywordJudge
+from dualselect.realbase.build import refusal_for, trim_to_sentence
+from dualselect.realbase.data import SplitConfig, build_splits, shared_data_dir
+from dualselect.realbase.prompts import BENIGN_PROMPTS, REFUSALS
+from dualselect.realbase.stats import acceptance
+from dualselect.realbase.suites import headline_metrics, real_suites
+from dualselect.utils import write_json, write_jsonl
+
+try:
+    DATA = shared_data_dir()
+except FileNotFoundError as e:  # pragma: no cover - depends on the checkout
+    DATA, WHY = None, str(e)
+pytestmark = pytest.mark.skipif(DATA is None, reason="benchmark files not found (../shared/data)")
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return build_splits(DATA, SplitConfig(seed=0))
+
+
+def test_training_prompts_never_meet_an_evaluation_prompt(splits):
+    banned = {text_hash(p) for ps in splits["eval"].values() for p in ps}
+    assert len(splits["eval"]["harmbench_test"]) == 320 and len(splits["eval"]["xstest"]) == 450
+    assert len(splits["eval"]["strongreject"]) == 313 and len(splits["eval"]["advbench_eval"]) == 100
+    train = (
+        splits["align_harmful"]
+        + splits["attack_harmful"]
+        + splits["reference_harmful"]
+        + splits["benign"]
+        + [r["question"] for k in ("task_train", "task_align") for r in splits[k]]
+    )
+    assert not [p for p in train if text_hash(p) in banned]
+    # AdvBench: 100 held out + some behaviours that StrongREJECT also holds (its "AdvBench" source)
+    assert splits["dropped_overlaps"]["advbench"] > 100
+    assert not set(splits["attack_harmful"]) & set(splits["align_harmful"])
+    assert set(splits["reference_harmful"]) <= set(splits["align_harmful"])
+    task_test = {r["question"] for r in splits["task_test"]}
+    assert not task_test & {r["question"] for r in splits["task_train"] + splits["task_align"]}
+
+
+def test_splits_are_deterministic_and_seeded(splits):
+    again = build_splits(DATA, SplitConfig(seed=0))
+    assert again["align_harmful"] == splits["align_harmful"]
+    other = build_splits(DATA, SplitConfig(seed=1))
+    assert other["eval"]["advbench_eval"] != splits["eval"]["advbench_eval"]
+
+
+def test_task_rows_read_by_the_gsm8k_loader_and_scored_by_exact_match(splits, tmp_path):
+    from dualselect.evaluation.benchmarks import load_benchmark
+
+    write_jsonl(tmp_path / "t.jsonl", splits["task_test"][:10])
+    items = load_benchmark("gsm8k", str(tmp_path / "t.jsonl"))
+    golds = [it.gold for it in items]
+    assert all("<<" not in it.prompt and "####" in it.prompt for it in items)  # only the instruction
+    assert exact_match([r["answer"] for r in splits["task_test"][:10]], golds, "strict") == 1.0
+    assert exact_match(["The answer is " + g for g in golds], golds, "strict") == 0.0
+
+
+def test_refusals_are_refusals_and_benign_prompts_are_not_eval_prompts():
+    judge = RefusalKeywordJudge()
+    assert all(judge.refused(r) for r in REFUSALS)
+    assert refusal_for("x") == refusal_for("x") and refusal_for("x") in REFUSALS
+    assert len(set(BENIGN_PROMPTS)) == len(BENIGN_PROMPTS) >= 60
+    assert trim_to_sentence("The first sentence is here. The second is cut") == "The first sentence is here."
+    assert trim_to_sentence("no end at all") == "no end at all"
+
+
+def test_real_suites_and_headline_metrics(splits, tmp_path):
+    root = tmp_path / "rb"
+    write_json(root / "realbase.json", {"data_dir": str(DATA), "model": "m", "base_path": "b"})
+    write_json(root / "data" / "splits.json", splits)
+    write_jsonl(root / "data" / "task_test.jsonl", splits["task_test"])
+    s = real_suites(root)
+    assert {k: len(v) for k, v in s.items()} == {
+        "harmbench": 159,
+        "strongreject": 313,
+        "advbench": 100,
+        "xstest_safe": 250,
+        "task_test": 100,
+    }
+    assert {it.kind for it in s["xstest_safe"]} == {"over_refusal"}
+    small = real_suites(root / "model", {"strongreject": 20}, seed=3)
+    assert len(small["strongreject"]) == 20
+    assert [it.id for it in small["strongreject"]] == [
+        it.id for it in real_suites(root, {"strongreject": 20}, seed=3)["strongreject"]
+    ]
+    with pytest.raises(ValueError, match="unknown suite"):
+        real_suites(root, {"nope": 1})
+    m = {
+        "refusal_rate.harmbench.keyword": 0.9,
+        "refusal_rate.strongreject.keyword": 1.0,
+        "refusal_rate.advbench.keyword": 0.8,
+        "refusal_rate.xstest_safe.keyword": 0.1,
+        "exact_match_strict.task_test": 0.5,
+        "exact_match_flexible.task_test": 0.6,
+    }
+    h = headline_metrics(m)
+    assert h["harmful_refusal"] == pytest.approx(0.9) and h["over_refusal_rate"] == 0.1
+    ok = acceptance({"task_exact_match": 0.52}, h)
+    assert all(ok.values())
+    assert not acceptance({"task_exact_match": 0.6}, h)["task_within_5_points"]
+    assert not acceptance({}, {**h, "refusal_harmbench": 0.89})["refuses_harmbench_>=90%"]
+    json.dumps(ok)
+
+
+def test_compare_config_for_the_real_base(splits, tmp_path):
+    """configs/real_compare.yaml loads; with suites=realbase a run trains on the real base's attack
+    set, DualSelect-family methods get its refusal pool, and every run is scored on the same
+    fixed-seed subsets of the held-out real suites."""
+    from pathlib import Path
+
+    from dualselect.experiments.compare import CompareConfig, _eval_suites, run_overrides
+
+    cfg = CompareConfig.from_yaml(str(Path(__file__).parents[1] / "configs" / "real_compare.yaml"))
+    assert cfg.suites == "realbase" and len(cfg.seeds) >= 3
+    assert {"sft", "dualselect", "dualselect_paper", "kl", "task_filter_only", "safeinstr", "lisa"} <= set(
+        cfg.methods
+    )
+    root = tmp_path / "rb"
+    write_json(
+        root / "realbase.json", {"data_dir": str(DATA), "model": str(root / "model"), "base_path": "b"}
+    )
+    write_json(root / "data" / "splits.json", splits)
+    write_jsonl(root / "data" / "task_test.jsonl", splits["task_test"])
+    (root / "model").mkdir()
+    cfg.model_name_or_path = str(root / "model")
+    method, o = run_overrides(cfg, "sft", 1, tmp_path / "run")
+    assert method == "sft" and o["train_data"] == str(root / "data" / "task_train.jsonl")
+    assert "reference_data" not in o and o["max_steps"] == cfg.training["max_steps"] and o["seed"] == 1
+    method, o = run_overrides(cfg, "dualselect_paper", 0, tmp_path / "run")
+    assert o["reference_data"] == str(root / "data" / "references.jsonl") and o["k_ref_fraction"] == 0.1
+    suites = _eval_suites(cfg)
+    assert {k: len(v) for k, v in suites.items()} == cfg.suite_limits
+    assert [it.id for it in suites["harmbench"]] == [it.id for it in _eval_suites(cfg)["harmbench"]]
+    with pytest.raises(ValueError, match="suites"):
+        CompareConfig(suites="nope")
+
+
+def test_base_cli_parses_and_checks_its_arguments(tmp_path):
+    from dualselect.cli.main import build_parser, main
+
+    args = build_parser().parse_args(["base", "stats", str(tmp_path), "--limit", "harmbench=5"])
+    assert args.base_command == "stats" and args.limit == ["harmbench=5"] and args.max_new_tokens == 48
+    assert build_parser().parse_args(["base", "build"]).name == "smollm2-135m"
+    # refusal detection needs a real budget; malformed limits are named
+    assert main(["base", "stats", str(tmp_path), "--max-new-tokens", "16"]) == 2
+    assert main(["base", "stats", str(tmp_path), "--limit", "harmbench"]) == 2
