@@ -39,7 +39,10 @@ def _lora(trainer):
 
 
 def test_selection_log_has_refreshes_and_steps(organism_dir, tmp_path):
-    trainer = run_training("dualselect", _cfg(organism_dir, tmp_path / "ds"))
+    # soft selection set explicitly: the `dualselect` preset (the release) selects hard
+    trainer = run_training(
+        "dualselect", _cfg(organism_dir, tmp_path / "ds", ref_mode="soft", task_mode="soft")
+    )
     log = read_jsonl(tmp_path / "ds" / "selection_log.jsonl")
     refreshes = [r for r in log if r["event"] == "refresh"]
     steps = [r for r in log if r["event"] == "step"]
@@ -54,7 +57,7 @@ def test_selection_log_has_refreshes_and_steps(organism_dir, tmp_path):
         "overlap_with_previous",
     }
     assert refreshes[1]["summary"]["overlap_random_null"] is not None
-    # soft top-K (the config default): weights are softmax(s / tau_ref) renormalised over the kept K
+    # soft top-K: weights are softmax(s / tau_ref) renormalised over the kept K
     # (that the kept K are the top-K of the whole scored pool: tests/test_algorithm_pins.py)
     s0 = torch.tensor(r0["scores"], dtype=torch.float64)
     w0 = torch.tensor(r0["weights"], dtype=torch.float64)

@@ -59,8 +59,11 @@ REF_SELECTORS = ("score", "random", "category_uniform", "all")
 
 @dataclass
 class DualSelectConfig(SFTConfig):
-    """DualSelect. Defaults are the authors' release (spec table); ``configs/dualselect_paper.yaml``
-    holds the paper setting (K_ref = ceil(0.1 * pool), keep 90% of target tokens)."""
+    """DualSelect. Defaults are the authors' release (spec table) except the selection mode: the
+    dataclass defaults to soft (entropy-regularised) selection on both sides, while the release and
+    the ``dualselect`` preset (``training/presets.py``, what ``--method dualselect`` runs) select
+    hard on both sides. ``configs/dualselect_paper.yaml`` holds the paper setting (K_ref =
+    ceil(0.1 * pool), keep 90% of target tokens)."""
 
     reference_data: str | None = field(
         default=None,
@@ -79,7 +82,7 @@ class DualSelectConfig(SFTConfig):
         default="soft",
         metadata={
             "help": "Reference selection: 'hard' (top-K, equal weights) "
-            "or 'soft' (softmax(s/tau_ref), top-K)."
+            "or 'soft' (softmax(s/tau_ref), top-K). The 'dualselect' preset (the release) sets hard."
         },
     )
     task_mode: str = field(default="soft", metadata={"help": "Task selection: 'hard' or 'soft'."})
