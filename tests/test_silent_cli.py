@@ -19,18 +19,18 @@ def test_train_accepts_every_name_compare_and_demo_accept():
         trainer_method, preset = resolve_method(name)
         cfg = load_config(name)
         assert all(getattr(cfg, k) == v for k, v in preset.items()), name
-    assert resolve_method("ds_hard") == ("dualselect", {"ref_mode": "hard", "task_mode": "hard"})
+    assert resolve_method("ds_soft") == ("dualselect", {"ref_mode": "soft", "task_mode": "soft"})
 
 
 def test_preset_then_yaml_then_flags(tmp_path):
     p = tmp_path / "c.yaml"
-    p.write_text("method: ds_hard\ntask_mode: soft\neta: 0.3\n")
-    cfg = load_config("ds_hard", str(p), ["--eta", "0.4"])
-    assert (cfg.ref_mode, cfg.task_mode, cfg.eta) == ("hard", "soft", 0.4)
+    p.write_text("method: ds_soft\ntask_mode: hard\neta: 0.3\n")
+    cfg = load_config("ds_soft", str(p), ["--eta", "0.4"])
+    assert (cfg.ref_mode, cfg.task_mode, cfg.eta) == ("soft", "hard", 0.4)
 
 
 def test_unknown_method_lists_every_name(capsys):
-    with pytest.raises(ConfigError, match=r"unknown method 'dualselct'.*ds_hard.*static_refs"):
+    with pytest.raises(ConfigError, match=r"unknown method 'dualselct'.*ds_soft.*static_refs"):
         resolve_method("dualselct")
     assert main(["train", "--method", "dualselct", "--help"]) == 2
     err = capsys.readouterr().err.strip()
@@ -134,7 +134,7 @@ def test_help_and_config_errors_import_no_torch(tmp_path):
         "import sys\n"
         "from dualselect.cli.main import main\n"
         "rcs = [main(['train', '--method', 'dualselect', '--help']), main(['train', '--config', sys.argv[1]]),\n"
-        "       main(['train', '--method', 'ds_hard', '--k_task', '0']), main(['train', '--model_name_or_path', '/nope'])]\n"
+        "       main(['train', '--method', 'ds_soft', '--k_task', '0']), main(['train', '--model_name_or_path', '/nope'])]\n"
         "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')]\n"
         "print(rcs, heavy[:3])\n"
     )
@@ -214,6 +214,6 @@ def test_errors_name_the_preset_or_the_file(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("eta: -1\n")
     with pytest.raises(ConfigError, match=r"c\.yaml: eta=-1\.0: must be >= 0"):
-        load_config("ds_hard", str(p))
+        load_config("ds_soft", str(p))
     with pytest.raises(ConfigError, match=r"--eta: eta=-1\.0"):
         load_config("ds_no_correction", str(tmp_path / "c.yaml"), ["--eta=-1"])

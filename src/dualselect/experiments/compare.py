@@ -198,14 +198,17 @@ def _realbase_root(cfg: CompareConfig) -> Path:
     return root
 
 
-def _eval_suites(cfg: CompareConfig, model: str) -> dict:
-    """The evaluation suites every run on ``model`` is scored on (same for every seed)."""
+def _eval_suites(cfg: CompareConfig, model: str | None = None) -> dict:
+    """The evaluation suites every run on ``model`` is scored on (same for every seed); ``model``
+    defaults to the first organism instance, or ``cfg.model_name_or_path`` off the organism."""
     if cfg.suites == "realbase":
         from dualselect.realbase.suites import real_suites
 
         return real_suites(_realbase_root(cfg), cfg.suite_limits, seed=0)
     from dualselect.evaluation.harness import organism_suites
 
+    if model is None:
+        model = organism_path(cfg.instances()[0]) if cfg.on_organism else cfg.model_name_or_path
     return organism_suites(model)
 
 

@@ -15,8 +15,10 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported on use: config checks and --help stay torch-free
+    import torch
 
 GGUF_CONVERT_VERSION = 1  # bump when the conversion changes in a way the file hash does not capture
 
@@ -45,9 +47,13 @@ def gguf_cache_dir(gguf_path: str | os.PathLike) -> Path:
     return Path(root) / "gguf" / f"{file_sha256(gguf_path)[:16]}-v{GGUF_CONVERT_VERSION}"
 
 
-def load_gguf(gguf_path: str | os.PathLike, dtype: torch.dtype = torch.float32):
-    """``(model, tokenizer)`` straight from a GGUF file (de-quantised by transformers)."""
+def load_gguf(gguf_path: str | os.PathLike, dtype: torch.dtype | None = None):
+    """``(model, tokenizer)`` straight from a GGUF file (de-quantised by transformers; fp32 unless
+    ``dtype`` says otherwise)."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = torch.float32 if dtype is None else dtype
 
     _require_gguf()
     p = Path(gguf_path)

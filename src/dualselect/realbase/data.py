@@ -91,7 +91,8 @@ def task_rows(data_dir: Path) -> list[dict]:
 
 def eval_prompts(data_dir: Path, cfg: SplitConfig) -> dict[str, list[str]]:
     """Every prompt that any evaluation reads, by set name."""
-    hb = load_benchmark("harmbench", str(data_dir / FILES["harmbench_test"]))
+    # every behaviour counts for disjointness, copyright ones included
+    hb = load_benchmark("harmbench", str(data_dir / FILES["harmbench_test"]), include_copyright=True)
     adv = [it.prompt for it in load_benchmark("advbench", str(data_dir / FILES["advbench"]))]
     rng = random.Random(cfg.seed)
     adv_eval = rng.sample(adv, cfg.advbench_eval)
