@@ -40,29 +40,13 @@ def _rss_mb() -> float:
 
 def held_peak(engine, model, batch) -> tuple[int, object, float]:
     """(peak bytes held by the hook records during the backward, the capture, peak RSS growth MB)."""
-    from dualselect.gradients.hooks import LoraGradSampleHooks
+    from dualselect.gradients.hooks import tracking_held_peak
 
-    peak = [0]
-    orig = LoraGradSampleHooks._save_backprop
-
-    def tracked(self, rec, grad):
-        orig(self, rec, grad)
-        held = 0
-        for r in self.records:
-            if r.backprops is not None:
-                held += r.backprops.numel() * r.backprops.element_size()
-            if r.grad_sample is not None:
-                held += sum(g.numel() * g.element_size() for g in r.grad_sample.values())
-        peak[0] = max(peak[0], held)
-
-    LoraGradSampleHooks._save_backprop = tracked
-    try:
+    with tracking_held_peak() as peak:
         Path("/proc/self/clear_refs").write_text("5")
         before = _rss_mb()
         cap = engine.capture(model, batch)
         grew = _rss_mb() - before
-    finally:
-        LoraGradSampleHooks._save_backprop = orig
     return peak[0], cap, grew
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dualselect.gradients import FastEngine
-from dualselect.gradients.hooks import LoraGradSampleHooks
+from dualselect.gradients.hooks import tracking_held_peak
 from tiny_models import ALL_LINEAR, collate, make_examples, tiny_lora_model
 
 
@@ -18,24 +18,8 @@ def _batch(B=8, T=40):
 def _held_delta_peak(engine, model, batch) -> tuple[int, object]:
     """Peak bytes of output gradients (delta) and per-sample gradients (G) held by the hook
     records during the backward, tracked at every hook call."""
-    peak = [0]
-    orig = LoraGradSampleHooks._save_backprop
-
-    def tracked(self, rec, grad):
-        orig(self, rec, grad)
-        held = 0
-        for r in self.records:
-            if r.backprops is not None:
-                held += r.backprops.numel() * r.backprops.element_size()
-            if r.grad_sample is not None:
-                held += sum(g.numel() * g.element_size() for g in r.grad_sample.values())
-        peak[0] = max(peak[0], held)
-
-    LoraGradSampleHooks._save_backprop = tracked
-    try:
+    with tracking_held_peak() as peak:
         cap = engine.capture(model, batch)
-    finally:
-        LoraGradSampleHooks._save_backprop = orig
     return peak[0], cap
 
 

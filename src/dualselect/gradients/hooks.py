@@ -9,7 +9,8 @@ matter: every trainable parameter must sit in one of the hooked sub-layers, or w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
@@ -141,3 +142,32 @@ class LoraGradSampleHooks:
             h.remove()
         self._handles = []
         self.records, self._outputs = [], []
+
+
+def _backward_bytes(records: list[LayerRecord]) -> int:
+    """Bytes of output gradients (delta) and per-sample gradients (G) the records hold."""
+    held = 0
+    for r in records:
+        if r.backprops is not None:
+            held += r.backprops.numel() * r.backprops.element_size()
+        if r.grad_sample is not None:
+            held += sum(g.numel() * g.element_size() for g in r.grad_sample.values())
+    return held
+
+
+@contextmanager
+def tracking_held_peak() -> Iterator[list[int]]:
+    """Diagnostic (benchmarks, tests; not for training): within the block, every hook call
+    measures the bytes of delta and G the records hold; yields a one-element list with the peak."""
+    peak = [0]
+    orig = LoraGradSampleHooks._save_backprop
+
+    def tracked(self: LoraGradSampleHooks, rec: LayerRecord, grad: torch.Tensor) -> None:
+        orig(self, rec, grad)
+        peak[0] = max(peak[0], _backward_bytes(self.records))
+
+    LoraGradSampleHooks._save_backprop = tracked
+    try:
+        yield peak
+    finally:
+        LoraGradSampleHooks._save_backprop = orig

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from dualselect.evaluation.judges.base import Judge, JudgeItem, Verdict
-from dualselect.evaluation.judges.hf_loading import HFClassifierJudge
+from dualselect.evaluation.judges.hf_loading import HFClassifierJudge, first_token_ids
 
 # HarmBench eval_utils.py, LLAMA2_CLS_PROMPT["prompt"] and ["prompt_contextual"], verbatim.
 PROMPT = """[INST] <<SYS>>
@@ -104,10 +104,7 @@ class HarmBenchClassifierJudge(HFClassifierJudge, Judge):
 
     def verdict_token_ids(self, tok: Any) -> tuple[int, int]:
         """Ids of the first tokens of "Yes" and "No" (must differ)."""
-        yes = tok("Yes", add_special_tokens=False)["input_ids"][0]
-        no = tok("No", add_special_tokens=False)["input_ids"][0]
-        if yes == no:
-            raise ValueError("'Yes' and 'No' share their first token; P(Yes) is undefined")
+        no, yes = first_token_ids(tok, "No", "Yes")
         return yes, no
 
     def judge(self, items: list[JudgeItem]) -> list[Verdict]:
@@ -119,7 +116,7 @@ class HarmBenchClassifierJudge(HFClassifierJudge, Judge):
         yes_id, no_id = self.verdict_token_ids(tok)
         out: list[Verdict] = []
         starts = range(0, len(items), self.batch_size)
-        for i in tqdm(starts, desc=self.name, disable=not self.progress or len(starts) < 2):
+        for i in tqdm(starts, desc=self.name, disable=(not self.progress or len(starts) < 2) or None):
             chunk = items[i : i + self.batch_size]
             texts = [
                 build_prompt(

@@ -74,6 +74,16 @@ def load(
     return model.to(device).eval(), tok
 
 
+def first_token_ids(tokenizer: Any, a: str, b: str) -> tuple[int, int]:
+    """Ids of the first tokens of the verdict words ``a`` and ``b``; they must differ, else
+    P(first generated token = b) is undefined."""
+    ia = tokenizer(a, add_special_tokens=False)["input_ids"][0]
+    ib = tokenizer(b, add_special_tokens=False)["input_ids"][0]
+    if ia == ib:
+        raise ValueError(f"{a!r} and {b!r} share their first token; P({b}) is undefined")
+    return ia, ib
+
+
 class HFClassifierJudge:
     """Mixin for judges backed by local/hub weights: availability, lazy loading, padding.
 
