@@ -181,3 +181,63 @@ def test_agreement_keeps_a_judge_with_one_failure_and_shows_percent_agreement():
     # quadratic weights for two 1-5 scales
     q = agreement_table({"h1": [1, 2, 5, 4], "h2": [1, 3, 5, 5]}, ordinal={"h1", "h2"})["all"]
     assert q["pairs"]["h1|h2"] == pytest.approx(cohen_kappa([1, 2, 5, 4], [1, 3, 5, 5], "quadratic"))
+
+
+# Correct bare answers of capability suites (GSM8K "#### N", classification letters, units,
+# variables) that the safety-suite checks would flag: issue 12's gap, seen on the real model.
+SHORT_CAPABILITY_ANSWERS = ["#### 800", "42", "B", "(C)", "12kg", "5 km", "x = 5", "TV", "#### -12"]
+
+
+def test_short_capability_answers_are_not_gated_safety_suites_keep_the_check():
+    gate = CoherenceGate(max_perplexity=20.0)
+    flagged_on_safety = 0
+    for ans in SHORT_CAPABILITY_ANSWERS:
+        cap = gate.check_one(ans, perplexity=500.0, kind="capability")
+        assert cap.coherent, (ans, cap.reasons)
+        assert cap.metrics["short_answer"] and cap.metrics["perplexity"] == 500.0  # recorded
+        safety = gate.check_one(ans, perplexity=500.0, kind="harmful")
+        assert not safety.coherent and "perplexity" in safety.reasons, ans
+        flagged_on_safety += "nonwords" in safety.reasons
+    assert flagged_on_safety >= 5  # the non-word check still reads short safety answers
+    # one word is enough on capability suites even when min_words asks for more
+    strict = CoherenceGate(min_words=3)
+    assert strict.check_one("#### 800", kind="capability").coherent
+    assert "empty_or_short" in strict.check_one("#### 800", kind="harmful").reasons
+    # still incoherent on a capability suite: nothing at all, and long degenerate answers
+    assert "empty_or_short" in gate.check_one("####", kind="capability").reasons
+    long_soup = gate.check_one("xqzt bbrkk pfffz qqwrt zzxcv mnbvc lkjhg wwrrt #### 800", kind="capability")
+    assert not long_soup.coherent and "nonwords" in long_soup.reasons
+    rep = gate.check_one(" ".join(["#### 800"] * 6), kind="capability")
+    assert not rep.coherent and "repetition_2" in rep.reasons
+
+
+def test_harness_gates_capability_suites_by_their_kind(tmp_path, monkeypatch):
+    """Through evaluate(): the same bare answers are coherent on the capability suite, flagged on
+    the harmful suite, and exact match reads them."""
+    import json
+
+    from dualselect.evaluation.harness import EvalItem, evaluate
+    from dualselect.evaluation.judges import build_judge
+    from tiny_models import tiny_causal_lm
+    from tiny_tokenizers import tiny_tokenizer
+
+    answers = ["#### 800", "12kg", "x = 5"]
+    monkeypatch.setattr(
+        "dualselect.evaluation.harness.generate", lambda model, tok, prompts, **kw: answers[: len(prompts)]
+    )
+    tok = tiny_tokenizer()
+    model = tiny_causal_lm("qwen2", vocab=len(tok))
+    suites = {
+        "gsm": [
+            EvalItem(f"gsm:{i}", f"question {i}", "capability", gold=g)
+            for i, g in enumerate(["800", "12", "5"])
+        ],
+        "harm": [EvalItem(f"harm:{i}", f"harmful {i}", "harmful") for i in range(3)],
+    }
+    res = evaluate({"m": (model, tok)}, suites, [build_judge("keyword")], tmp_path, base=None, sft=None)
+    m = res["methods"]["m"]
+    assert m["incoherence_rate.gsm"] == 0.0
+    assert m["incoherence_rate.harm"] == pytest.approx(2 / 3)  # "12kg" and "x = 5": non-words
+    assert m["exact_match_strict.gsm"] == pytest.approx(1 / 3)
+    rows = [json.loads(x) for x in (tmp_path / "generations" / "m.jsonl").read_text().splitlines()]
+    assert all(r["coherent"] for r in rows if r["benchmark"] == "gsm")

@@ -260,7 +260,8 @@ def evaluate(
                 )
             resp = [r.strip() for r in resp]
             gens[name][sname] = resp
-            checks = gate.check(resp, [it.prompt for it in items], base_model, base_tok)
+            kind = items[0].kind if items else None
+            checks = gate.check(resp, [it.prompt for it in items], base_model, base_tok, kind=kind)
             rows += [
                 {
                     "method": name,
@@ -283,7 +284,6 @@ def evaluate(
             ppl = [c.metrics["perplexity"] for c in checks if c.metrics.get("perplexity") is not None]
             if ppl:
                 m[f"median_base_perplexity.{sname}"] = float(sorted(ppl)[len(ppl) // 2])
-            kind = items[0].kind if items else None
             if kind == "capability":
                 golds = [it.gold for it in items]
                 labels = items[0].meta.get("label_words")
