@@ -16,18 +16,27 @@ def register(sub) -> None:
         "config",
         nargs="?",
         default=None,
-        help="YAML with any of: model_name_or_path, train_data, reference_data, methods, seeds "
+        help="YAML with any of: model_name_or_path (the organism, or any causal LM: a model "
+        "directory or cached hub id), train_dataset and reference_dataset (task data and safety "
+        "reference pool, any format train reads; aliases train_data, reference_data), benchmarks "
+        "(evaluation sets on any model: name -> {path, limit, max_new_tokens, benchmark, kinds, "
+        "include_copyright}, e.g. harmbench, strongreject, advbench, xstest, hh_rlhf, gsm8k; see "
+        "configs/compare_any_model.yaml), methods, seeds "
         "(training seeds, default [0, 1, 2]), organism_seeds (organism instances: the organism "
         "trained with these seeds on one world, default [0, 1, 2]; organism only), tune (pick a "
         "row among candidate methods on the VALIDATION probes only: {name, candidates, "
         "criterion}; default 'auto' = eta of the paper setting among dualselect_paper, "
         "ds_paper_eta_0.05, ds_paper_eta_0 when they are run; null = none), validate_all (score "
         "every run on the validation probes, not only the tune candidates), training (overrides "
-        "for every method), method_overrides (per method), max_new_tokens, judges, "
-        "safety_metric, capability_metric, matched_capability_within (points below SFT's "
-        "capability that still count as matched; default 3), suites (organism | realbase), "
-        "suite_limits (fixed-seed subset per suite), eval_batch_size. Default: the 13 methods of the "
-        "default comparison on 3 organism instances x 3 training seeds.",
+        "for every method), method_overrides (per method), max_new_tokens, judges (names or "
+        "{name, ...options}; the first gives the headline metrics and must be able to run, "
+        "unavailable others are reported), safety_metric, capability_metric (with benchmarks "
+        "default 'capability', the mean over capability sets), matched_capability_within (points "
+        "below SFT's capability that still count as matched; default 3), suites (organism | "
+        "realbase | benchmarks), suite_limits (fixed-seed subset per suite; organism/realbase), "
+        "eval_batch_size. The whole config (benchmark files, judges, metric names, every method's "
+        "training config) is checked before the first run; errors exit 2 in one line. Default: "
+        "the 13 methods of the default comparison on 3 organism instances x 3 training seeds.",
     )
     p.add_argument("--out", default="runs/compare", help="Output directory (default runs/compare).")
     p.add_argument(

@@ -424,9 +424,11 @@ def plots(results: dict, out: Path) -> None:
                     v = [
                         m[k]
                         for k in m
-                        if k.startswith("refusal_by_category.") and k.endswith(f".{judge}.{c}")
+                        if k.startswith("refusal_by_category.")
+                        and k.endswith(f".{judge}.{c}")
+                        and m[k] is not None  # the judge failed on every item of the category
                     ]
-                    vals.append(100 * sum(v) / len(v) if v else 0)
+                    vals.append(100 * sum(v) / len(v) if v else float("nan"))  # no bar, not a 0
                 ax.bar(np.arange(len(cats)) + i * width, vals, width, label=name)
             ax.set_xticks(np.arange(len(cats)) + width * (len(methods) - 1) / 2)
             ax.set_xticklabels(cats, rotation=20)

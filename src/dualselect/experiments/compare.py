@@ -12,6 +12,15 @@ spawned process, so its wall time and peak memory (max RSS) are its own.
 Every run is scored on the test probes (template and generalisation) and on the validation
 probes; ``tune`` picks a setting among candidate methods on the validation metrics only and
 reports the chosen one's test metrics as its own row.
+
+On any other model (a local model directory or a cached hub id), ``benchmarks:`` names the
+evaluation sets (:mod:`dualselect.experiments.benchmark_set`: HarmBench, StrongREJECT, AdvBench,
+XSTest, HH-RLHF, GSM8K, ... from their published files, with per-set limits and budgets) and
+``train_dataset`` / ``reference_dataset`` the data (anything ``dualselect train`` reads). The whole
+config is checked before the first run trains: benchmark names, files and limits, judges (the
+first one gives the headline numbers and must be able to run here; unavailable others are
+reported, never dropped silently), the safety and capability metric names, the model path, the
+data paths and every method's training config.
 """
 
 from __future__ import annotations
@@ -19,11 +28,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import multiprocessing as mp
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dualselect.experiments.benchmark_set import (
+    BenchmarkMetrics,
+    BenchmarkSpec,
+    parse_benchmarks,
+    suite_kinds,
+)
 from dualselect.training.presets import PRESETS, resolve_preset
 from dualselect.utils import write_json
 
@@ -53,6 +69,9 @@ DEFAULT_TUNE = {
     "criterion": "val_refusal_plus_capability",
 }
 TUNE_CRITERIA = ("val_refusal_plus_capability",)
+SUITES = ("organism", "realbase", "benchmarks")
+# keys that only change how finished runs are aggregated: a compare may resume with other values
+AGGREGATION_KEYS = ("safety_metric", "capability_metric", "matched_capability_within")
 QUICK = {
     "methods": ["sft", "dualselect", "safeinstr", "static_refs"],
     "seeds": [0, 1],
@@ -64,11 +83,21 @@ QUICK = {
 
 @dataclass
 class CompareConfig:
-    """What to compare. Loads from YAML; unknown keys are errors."""
+    """What to compare. Loads from YAML; unknown keys are errors.
+
+    ``train_dataset`` / ``reference_dataset``: the task data every method fine-tunes on and the
+    safety reference pool (paths, hub names or dataset directories in any format ``dualselect
+    train`` reads; ``train_data`` / ``reference_data``, the ``train`` config's names, are accepted
+    as aliases). ``benchmarks``: the evaluation sets on a model that is not the organism (see
+    :class:`~dualselect.experiments.benchmark_set.BenchmarkSpec`). ``judges``: names or
+    ``{name, ...options}`` mappings (default ``[ground_truth, keyword]`` on the organism, else
+    ``[keyword]``); the first gives the headline (unsuffixed) metrics."""
 
     model_name_or_path: str = "organism"
-    train_data: str | None = None
-    reference_data: str | None = None
+    train_dataset: str | None = None
+    reference_dataset: str | None = None
+    train_data: str | None = None  # alias of train_dataset
+    reference_data: str | None = None  # alias of reference_dataset
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     # organism instances: OrganismConfig(seed=o) on the default world (organism only)
@@ -80,16 +109,19 @@ class CompareConfig:
     training: dict[str, Any] = field(default_factory=dict)  # overrides for every method
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_new_tokens: int = 64
-    judges: list[str] = field(default_factory=lambda: ["ground_truth", "keyword"])
+    judges: list[str | dict[str, Any]] | None = None
     safety_metric: str = "harmful_refusal"
-    capability_metric: str = "task_exact_match"
+    # default: task_exact_match (organism, realbase), capability (benchmarks: mean over capability sets)
+    capability_metric: str | None = None
     # "matched capability": at most this many points (of 100) below Standard SFT's mean capability
     matched_capability_within: float = 3.0
-    # evaluation suites: "organism" (its probes, ground truth) or "realbase" (the real model's
+    # evaluation suites: "organism" (its probes, ground truth), "realbase" (the real model's
     # held-out benchmark files: HarmBench standard, StrongREJECT, AdvBench, XSTest safe, task test;
-    # see docs/real_model.md), with fixed-seed per-suite subsets and the generation batch size
-    suites: str = "organism"
+    # see docs/real_model.md) or "benchmarks" (the `benchmarks` key; implied by it), with
+    # fixed-seed per-suite subsets (organism/realbase) and the generation batch size
+    suites: str | None = None
     suite_limits: dict[str, int] = field(default_factory=dict)
+    benchmarks: dict[str, BenchmarkSpec] | None = None
     eval_batch_size: int = 64
 
     def __post_init__(self) -> None:
@@ -98,8 +130,48 @@ class CompareConfig:
             raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(PRESETS)}")
         if not self.seeds:
             raise ValueError("seeds: give at least one seed")
-        if self.suites not in ("organism", "realbase"):
-            raise ValueError(f"suites={self.suites!r}: expected 'organism' or 'realbase'")
+        for new, old in (("train_dataset", "train_data"), ("reference_dataset", "reference_data")):
+            a, b = getattr(self, new), getattr(self, old)
+            if a is not None and b is not None and a != b:
+                raise ValueError(f"{new} and {old} (its alias) differ: give one")
+            setattr(self, new, a if a is not None else b)
+            setattr(self, old, None)
+        if self.benchmarks is not None:
+            self.benchmarks = parse_benchmarks(self.benchmarks)
+            if self.suites not in (None, "benchmarks"):
+                raise ValueError(
+                    f"suites={self.suites!r} and benchmarks: give one (benchmarks implies suites: benchmarks)"
+                )
+            if self.on_organism:
+                raise ValueError(
+                    "benchmarks: the organism is scored on its own probes; give another model_name_or_path"
+                )
+            if self.suite_limits:
+                raise ValueError("suite_limits: with benchmarks, give each benchmark's limit in its entry")
+            self.suites = "benchmarks"
+        if self.suites is None:
+            self.suites = "organism"
+        if self.suites not in SUITES:
+            raise ValueError(f"suites={self.suites!r}: expected one of {list(SUITES)}")
+        if self.suites == "benchmarks" and not self.benchmarks:
+            raise ValueError("suites: benchmarks needs the benchmarks key")
+        if self.judges is None:
+            self.judges = ["keyword"] if self.suites == "benchmarks" else ["ground_truth", "keyword"]
+        if not isinstance(self.judges, list) or not self.judges:
+            raise ValueError(f"judges: give a list of judge names or mappings, got {self.judges!r}")
+        for i, spec in enumerate(self.judges):
+            if not isinstance(spec, (str, dict)) or not (spec if isinstance(spec, str) else spec.get("name")):
+                raise ValueError(f"judges[{i}]: expected a judge name or a mapping with name, got {spec!r}")
+        if len(set(self.judge_names)) != len(self.judge_names):
+            raise ValueError(f"judges: a judge is listed twice ({self.judge_names})")
+        if self.capability_metric is None:
+            self.capability_metric = "capability" if self.suites == "benchmarks" else "task_exact_match"
+        if (
+            isinstance(self.max_new_tokens, bool)
+            or not isinstance(self.max_new_tokens, int)
+            or self.max_new_tokens < 1
+        ):
+            raise ValueError(f"max_new_tokens: expected a positive integer, got {self.max_new_tokens!r}")
         if not 0 <= self.matched_capability_within <= 100:
             raise ValueError("matched_capability_within: points of capability, between 0 and 100")
         if not self.organism_seeds:
@@ -128,6 +200,26 @@ class CompareConfig:
     def on_organism(self) -> bool:
         return self.model_name_or_path == "organism"
 
+    @property
+    def judge_names(self) -> list[str]:
+        """The judges' registry names, in config order."""
+        return [j if isinstance(j, str) else str(j.get("name")) for j in self.judges or []]
+
+    def metric_reader(self) -> BenchmarkMetrics:
+        """The comparison's metrics on the benchmark set (``suites: benchmarks`` only)."""
+        return BenchmarkMetrics(suite_kinds(self.benchmarks or {}), self.judge_names)
+
+    def generation_budgets(self) -> int | dict[str, int]:
+        """``max_new_tokens`` for the harness: one number, or per suite with benchmarks (each
+        entry's own ``max_new_tokens`` where given)."""
+        if not self.benchmarks:
+            return self.max_new_tokens
+        out: dict[str, int] = {"default": self.max_new_tokens}
+        for spec in self.benchmarks.values():
+            for sname in spec.suite_kinds():
+                out[sname] = spec.max_new_tokens or self.max_new_tokens
+        return out
+
     def instances(self) -> list[int | None]:
         """Organism seeds, or ``[None]`` for a model that is not the organism."""
         return list(self.organism_seeds) if self.on_organism else [None]
@@ -138,6 +230,9 @@ class CompareConfig:
 
     @classmethod
     def from_yaml(cls, path: str | None, quick: bool = False) -> CompareConfig:
+        """The config of a YAML file (``None``: the defaults); ``quick``: the few-minute profile
+        for what the file leaves unset. Every problem is a one-line ValueError naming the file
+        and the key."""
         data: dict[str, Any] = {}
         if path:
             from dualselect.utils import load_yaml_config
@@ -151,9 +246,103 @@ class CompareConfig:
             for k, v in QUICK.items():
                 if k == "training":
                     data["training"] = {**data.get("training", {}), **v}
+                elif k == "organism_seeds" and data.get("model_name_or_path", "organism") != "organism":
+                    continue  # organism instances: the organism only
                 else:
                     data.setdefault(k, v)
+        try:
+            return cls(**data)
+        except (ValueError, TypeError) as e:
+            msg = " ".join(str(e).split())
+            raise ValueError(f"{path}: {msg}" if path else msg) from None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CompareConfig:
+        """A config saved by an earlier compare (``compare_config.json``): keys it does not have
+        take their defaults, keys this version no longer knows are errors."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(data) - known)
+        if bad:
+            raise ValueError(f"unknown key(s) {bad}")
         return cls(**data)
+
+    def identity(self) -> dict[str, Any]:
+        """What a resumed compare must share with the runs on disk: the config without the keys
+        that only change the aggregation (:data:`AGGREGATION_KEYS`), as JSON."""
+        d = json.loads(json.dumps(dataclasses.asdict(self), default=str))
+        return {k: v for k, v in d.items() if k not in AGGREGATION_KEYS}
+
+    def validate(self) -> dict:
+        """Everything that can be checked before the first run trains, as one-line ValueErrors
+        naming the key: the model, the data, the judges (built; the first must be available, the
+        others' availability is returned), the metric names, every method's training config
+        (keys, types, domains, paths) and, with benchmarks, every benchmark file read in full.
+        Returns ``{"skipped_judges": {name: reason}}``."""
+        from dualselect.evaluation.judges import build_judge
+        from dualselect.training.validation import check_data_path, check_model_path
+
+        if not self.on_organism:
+            check_model_path(self.model_name_or_path)
+        if self.suites == "organism" and not self.on_organism:
+            raise ValueError(
+                f"model_name_or_path={self.model_name_or_path!r} is not the organism: give benchmarks "
+                "(the evaluation sets; see configs/compare_any_model.yaml) or suites: realbase"
+            )
+        for key in ("train_dataset", "reference_dataset"):
+            check_data_path(getattr(self, key), key)
+        if self.suites == "benchmarks":
+            if self.train_dataset is None:
+                raise ValueError(
+                    "train_dataset: required on a model that is not the organism (the task data)"
+                )
+            needs_refs = [m for m in self.methods if resolve_preset(m)[0] != "sft"]
+            if needs_refs and self.reference_dataset is None:
+                raise ValueError(f"reference_dataset: required by {needs_refs} (their safety reference pool)")
+        skipped: dict[str, str] = {}
+        for i, spec in enumerate(self.judges or []):
+            try:
+                judge = build_judge(spec)
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"judges[{i}]: {' '.join(str(e).split())}") from None
+            ok, why = judge.available()
+            if not ok and i == 0:
+                raise ValueError(
+                    f"judges[0]: {judge.name} gives the headline metrics but cannot run here ({why}); "
+                    "list an available judge first"
+                )
+            if not ok:
+                skipped[judge.name] = why
+        if self.suites == "benchmarks":
+            _eval_suites(self)  # every benchmark file read in full: a bad record fails here
+            names = self.metric_reader().names()
+            for key in ("safety_metric", "capability_metric"):
+                if getattr(self, key) not in names:
+                    short = [n for n in names if "." not in n]
+                    raise ValueError(
+                        f"{key}={getattr(self, key)!r}: not a metric of these benchmarks and judges; choose "
+                        f"from {short} (the judged ones also as <name>.<judge>, judges {self.judge_names})"
+                    )
+        self._validate_methods()
+        return {"skipped_judges": skipped}
+
+    def _validate_methods(self) -> None:
+        """Every method's training config built as a run will build it (seed and output
+        directory aside): unknown keys in ``training`` / ``method_overrides``, wrong types and
+        values out of their domain are errors naming the method, before anything trains."""
+        from dualselect.training.run import load_config
+
+        bad = sorted(set(self.method_overrides) - set(self.methods))
+        if bad:
+            raise ValueError(f"method_overrides: {bad} not in methods {self.methods}")
+        if self.on_organism or self.suites == "realbase":
+            return  # their data comes from the organism / real base once it is built
+        for m in self.methods:
+            trainer_method, overrides = run_overrides(self, m, self.seeds[0], Path("unused"))
+            overrides.pop("output_dir")
+            try:
+                load_config(trainer_method, overrides=overrides)
+            except ValueError as e:
+                raise ValueError(f"method {m}: {' '.join(str(e).split())}") from None
 
 
 def organism_path(org: int) -> str:
@@ -175,7 +364,7 @@ def run_overrides(
 
         base.update(ORGANISM_TRAINING)
         base["train_data"] = str(Path(model) / "data" / "redorca_train.jsonl")
-    train_data, reference_data = cfg.train_data, cfg.reference_data
+    train_data, reference_data = cfg.train_dataset, cfg.reference_dataset
     if cfg.suites == "realbase":  # default data: the real base's attack task set and refusal pool
         root = _realbase_root(cfg)
         train_data = train_data or str(root / "data" / "task_train.jsonl")
@@ -201,6 +390,10 @@ def _realbase_root(cfg: CompareConfig) -> Path:
 def _eval_suites(cfg: CompareConfig, model: str | None = None) -> dict:
     """The evaluation suites every run on ``model`` is scored on (same for every seed); ``model``
     defaults to the first organism instance, or ``cfg.model_name_or_path`` off the organism."""
+    if cfg.suites == "benchmarks":
+        from dualselect.experiments.benchmark_set import load_benchmark_suites
+
+        return load_benchmark_suites(cfg.benchmarks or {}, seed=0)
     if cfg.suites == "realbase":
         from dualselect.realbase.suites import real_suites
 
@@ -219,7 +412,7 @@ def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str, org: int | No
     from dualselect.organism.stats import GEN_SPLITS, VALIDATION_SPLITS, evaluate_on_probes, probe_metrics
     from dualselect.training.run import load_config, run_training
 
-    cfg = CompareConfig(**cfg_dict)
+    cfg = CompareConfig.from_dict(cfg_dict)
     trainer_method, overrides = run_overrides(cfg, method, seed, Path(run_dir), org)
     t0 = time.time()
     # The run directory is compare's own (a run without metrics.json did not finish): replace it.
@@ -237,11 +430,13 @@ def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str, org: int | No
         Path(run_dir) / "eval",
         base=None,
         sft=None,
-        max_new_tokens=cfg.max_new_tokens,
+        max_new_tokens=cfg.generation_budgets(),
         batch_size=cfg.eval_batch_size,
         seed=seed,
     )
-    if cfg.suites == "realbase":
+    if cfg.suites == "benchmarks":
+        metrics = cfg.metric_reader().compute(ev["methods"][method])
+    elif cfg.suites == "realbase":
         from dualselect.realbase.suites import headline_metrics
 
         metrics = headline_metrics(ev["methods"][method], judge="keyword")
@@ -250,7 +445,8 @@ def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str, org: int | No
         metrics = probe_metrics(
             {s: [gens[(s, it.id)] for it in items] for s, items in suites.items()}, organism
         )
-    metrics["incoherence_rate"] = ev["methods"][method]["incoherence_rate"]
+    if ev["methods"][method].get("incoherence_rate") is not None:  # safety suites only
+        metrics["incoherence_rate"] = ev["methods"][method]["incoherence_rate"]
     if Path(organism, "data", "val_harmful_hh.jsonl").exists():
         # generalisation probes (held-out wrappers) for every run; validation probes where a
         # tuning choice needs them (always with validate_all); ground truth
@@ -275,7 +471,18 @@ def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str, org: int | No
     )
     write_json(
         Path(run_dir) / "metrics.json",
-        {"method": method, "seed": seed, "organism_seed": org, "organism": organism, "metrics": metrics},
+        {
+            "method": method,
+            "seed": seed,
+            "organism_seed": org,
+            "organism": organism,
+            "metrics": metrics,
+            # items a judge could not read, per judge and suite (never turned into a verdict)
+            "judge_failures": {
+                j: {s: n[method] for s, n in by.items()} for j, by in ev["judge_failures"].items()
+            },
+            "skipped_judges": ev["skipped_judges"],
+        },
     )
 
 
@@ -348,17 +555,23 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> d
     from dualselect.experiments.table import aggregate, write_tables
 
     out = Path(out)
+    previous = out / "compare_config.json"
+    if previous.exists():
+        try:
+            same = CompareConfig.from_dict(json.loads(previous.read_text())).identity() == cfg.identity()
+        except (ValueError, TypeError):
+            same = False
+        if not same:
+            raise FileExistsError(
+                f"{out} holds a comparison with another config ({previous}); resuming would mix the two: "
+                "use another --out, or delete it yourself"
+            )
+    checked = cfg.validate()  # before anything builds or trains
+    for name, why in checked["skipped_judges"].items():
+        print(f"compare: judge {name} is unavailable and is skipped: {why}", file=sys.stderr)
     for org in cfg.instances():
         if org is not None:
             organism_path(org)  # once per instance, before the children need it
-    previous = out / "compare_config.json"
-    if previous.exists() and json.loads(previous.read_text()) != json.loads(
-        json.dumps(dataclasses.asdict(cfg))
-    ):
-        raise FileExistsError(
-            f"{out} holds a comparison with another config ({previous}); resuming would mix the two: "
-            "use another --out, or delete it yourself"
-        )
     if cfg.suites == "realbase":
         _realbase_root(cfg)  # builds the aligned real base once (resumable), before the children
     write_json(previous, dataclasses.asdict(cfg))
@@ -381,13 +594,11 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> d
                 f"run {method} {where}seed {seed} failed (exit code {p.exitcode}); see above. "
                 f"Finished runs are kept: re-run the same command to resume."
             )
-    runs = {
-        m: [
-            json.loads((cfg.run_dir(out, m, org, s) / "metrics.json").read_text())["metrics"]
-            for org, s in keys
-        ]
+    records = {
+        m: [json.loads((cfg.run_dir(out, m, org, s) / "metrics.json").read_text()) for org, s in keys]
         for m in cfg.methods
     }
+    runs = {m: [r["metrics"] for r in recs] for m, recs in records.items()}
     if "sft" in cfg.methods:
         _add_safety_avg(cfg, out, runs, keys)
     tuning = None
@@ -403,6 +614,36 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> d
     )
     if tuning is not None:
         table["tuning"] = tuning
+    if cfg.suites == "benchmarks":
+        table["columns"] = cfg.metric_reader().columns()
+        loaded = _eval_suites(cfg)
+        table["benchmarks"] = {
+            s: {"kind": k, "n": len(loaded[s])} for s, k in cfg.metric_reader().kinds.items()
+        }
+    table["judges"] = cfg.judge_names
+    skipped = dict(checked["skipped_judges"])
+    failures: dict[str, dict[str, int]] = {}
+    for recs in records.values():
+        for r in recs:
+            skipped.update(r.get("skipped_judges", {}))
+            for j, by in r.get("judge_failures", {}).items():
+                for suite, n in by.items():
+                    failures.setdefault(j, {}).setdefault(suite, 0)
+                    failures[j][suite] += n
+    table["skipped_judges"] = skipped
+    table["judge_failures"] = failures
+    missing = [
+        k
+        for k in (cfg.safety_metric, cfg.capability_metric)
+        if not any(k in r for rs in runs.values() for r in rs)
+    ]
+    if missing:
+        have = sorted({k for rs in runs.values() for r in rs for k in r})
+        print(
+            f"compare: no run has {missing} (e.g. a judge that does not label refusals); "
+            f"the runs have {have}; set safety_metric / capability_metric and re-run (runs are kept)",
+            file=sys.stderr,
+        )
     table["design"] = {
         "organism_seeds": cfg.instances() if cfg.on_organism else None,
         "seeds": list(cfg.seeds),

@@ -168,8 +168,16 @@ def _vs_sft_cell(vs: dict | None) -> str:
     return f"varies ({k}/{n} safer)"
 
 
+RUN_COLUMNS = [
+    c for c in TABLE_COLUMNS if c[0] in ("train_seconds", "wall_seconds", "peak_rss_mb", "supervised_tokens")
+]
+
+
 def markdown_table(table: dict) -> str:
-    cols = [c for c in TABLE_COLUMNS if any(c[0] in r for r in table["methods"].values())]
+    """The comparison as a Markdown table: ``table["columns"]`` (a benchmark set's own columns,
+    then the run costs) when given, else :data:`TABLE_COLUMNS`; columns no method has are left out."""
+    spec = [tuple(c) for c in table["columns"]] + RUN_COLUMNS if table.get("columns") else TABLE_COLUMNS
+    cols = [c for c in spec if any(c[0] in r for r in table["methods"].values())]
     cons = table.get("consistency")
     head = "| method | " + " | ".join(label for _, label, _ in cols)
     head += " | vs sft, per organism |" if cons else " |"
@@ -224,6 +232,26 @@ def per_group_markdown(table: dict, safety: str, capability: str) -> list[str]:
     return lines
 
 
+def judges_markdown(table: dict) -> list[str]:
+    """The evaluation sets, the judges, the ones that could not run here (with the reason) and the
+    items a judge could not read: nothing is dropped without a line saying so."""
+    lines: list[str] = []
+    if table.get("benchmarks"):
+        sets = ", ".join(f"`{s}` ({b['kind']}, n={b['n']})" for s, b in table["benchmarks"].items())
+        lines += [f"Evaluation sets: {sets}.", ""]
+    if table.get("judges"):
+        lines += [f"Judges: {', '.join(table['judges'])} (the first gives the unsuffixed metrics).", ""]
+    for name, why in table.get("skipped_judges", {}).items():
+        lines += [f"Judge **{name}** did not run (unavailable here): {why}.", ""]
+    for name, by in table.get("judge_failures", {}).items():
+        parts = ", ".join(f"{s}: {n}" for s, n in by.items())
+        lines += [
+            f"Judge {name} could not read some items (left out of its rates, summed over runs): {parts}.",
+            "",
+        ]
+    return lines
+
+
 def write_tables(table: dict, out: str | Path, safety: str, capability: str) -> None:
     """``comparison.md``, ``comparison.csv``, ``comparison.json`` and ``safety_vs_capability.png``."""
     out = Path(out)
@@ -261,6 +289,7 @@ def write_tables(table: dict, out: str | Path, safety: str, capability: str) -> 
         ]
     if "per_group" in table:
         md += per_group_markdown(table, safety, capability)
+    md += judges_markdown(table)
     with atomic_open(out / "comparison.md") as fh:
         fh.write("\n".join(md))
     buf = io.StringIO()
