@@ -313,28 +313,122 @@ def write_tables(table: dict, out: str | Path, safety: str, capability: str) -> 
     plot_safety_vs_capability(table, out / "safety_vs_capability.png", safety, capability)
 
 
+def coincident_groups(pixels: dict[str, tuple[float, float]], within: float = 10.0) -> list[list[str]]:
+    """Methods whose points lie within ``within`` pixels of a group's first point, grouped in
+    order (one group per visually coinciding cluster; a lone point is a group of one)."""
+    groups: list[list[str]] = []
+    for name, (x, y) in pixels.items():
+        for g in groups:
+            gx, gy = pixels[g[0]]
+            if abs(gx - x) <= within and abs(gy - y) <= within:
+                g.append(name)
+                break
+        else:
+            groups.append([name])
+    return groups
+
+
 def plot_safety_vs_capability(table: dict, path: Path, safety: str, capability: str) -> None:
     """Every method at its mean with 95% seed intervals; colour and marker per method, legend
-    outside the axes (many methods crowd the safe, capable corner)."""
+    outside the axes (many methods crowd the safe, capable corner). Methods whose points coincide
+    on the canvas are drawn side by side (a few points apart, so none hides another) and named
+    together in one label beside the cluster (``a = b``); each label is placed where it overlaps
+    no other label and stays inside the axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.transforms import offset_copy
 
-    from dualselect.evaluation.report import errorbar_point, save_figure
+    from dualselect.evaluation.report import save_figure
 
+    rows = {m: r for m, r in table["methods"].items() if safety in r and capability in r}
     fig, ax = plt.subplots(figsize=(10, 6))
     colours, markers = plt.get_cmap("tab20").colors, "osD^vPX*<>"
-    for i, (method, row) in enumerate(table["methods"].items()):
-        if safety not in row or capability not in row:
-            continue
-        style = {"fmt": markers[i % len(markers)], "color": colours[i % len(colours)], "markersize": 7}
-        errorbar_point(ax, method, row[capability], row[safety], annotate=False, **style)
+    # limits first, so that which points coincide can be read in pixels
+    xs = [100 * v for r in rows.values() for v in (*r[capability]["ci"], r[capability]["mean"])]
+    if xs:
+        lo, hi = max(0.0, min(xs)), min(100.0, max(xs))
+        pad = max(1.0, 0.08 * (hi - lo))
+        ax.set_xlim(max(lo - pad, -pad / 3), min(hi + pad, 100 + pad / 3))
+    ax.set_ylim(-3, 103)
     ax.set_xlabel(f"capability: {capability} (%)")
     ax.set_ylabel(f"safety: {safety} (%)")
-    ax.set_ylim(-3, 103)
-    ax.set_title("Safety vs. capability (mean, 95% CI over seeds)")
+    ax.set_title("Safety vs. capability (mean, 95% CI over seeds; coinciding points drawn side by side)")
     ax.grid(alpha=0.3)
+    fig.subplots_adjust(left=0.08, right=0.78, bottom=0.1, top=0.92)  # the legend's room on the right
+    mean = {m: (100 * r[capability]["mean"], 100 * r[safety]["mean"]) for m, r in rows.items()}
+    px = {m: tuple(ax.transData.transform(xy)) for m, xy in mean.items()}
+    groups = coincident_groups(px, within=14.0)  # a 7-point marker is ~12 pixels wide at 120 dpi
+    step = 8.0  # points between the markers of one cluster
+    # side by side in the order of their true x, so that the shift never swaps two points
+    shift = {
+        m: (k - (len(g) - 1) / 2) * step
+        for g in groups
+        for k, m in enumerate(sorted(g, key=lambda n: px[n][0]))
+    }
+    for i, (m, r) in enumerate(table["methods"].items()):  # table order: the legend's order
+        if m not in rows:
+            continue
+        x, y = mean[m]
+        # an interval of a rate never leaves [0, 100]
+        xl, xh = (min(100.0, max(0.0, 100 * v)) for v in r[capability]["ci"])
+        yl, yh = (min(100.0, max(0.0, 100 * v)) for v in r[safety]["ci"])
+        ax.errorbar(
+            x,
+            y,
+            xerr=[[max(0.0, x - xl)], [max(0.0, xh - x)]],
+            yerr=[[max(0.0, y - yl)], [max(0.0, yh - y)]],
+            fmt=markers[i % len(markers)],
+            color=colours[i % len(colours)],
+            markersize=7,
+            capsize=3,
+            label=m,
+            transform=offset_copy(ax.transData, fig=fig, x=shift[m], y=0, units="points"),
+        )
+    _place_labels(fig, ax, [(_wrap(" = ".join(g)), mean[g[0]], step * len(g) / 2) for g in groups])
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
-    fig.tight_layout()
     save_figure(fig, path)
+
+
+def _wrap(text: str, width: int = 34) -> str:
+    """``a = b = c`` over several lines of at most ``width`` characters, broken at ``=``."""
+    lines, cur = [], ""
+    for part in text.split(" = "):
+        if cur and len(cur) + 3 + len(part) > width:
+            lines.append(cur + " =")
+            cur = part
+        else:
+            cur = f"{cur} = {part}" if cur else part
+    return "\n".join([*lines, cur])
+
+
+def _place_labels(fig, ax, labels: list[tuple[str, tuple[float, float], float]]) -> None:
+    """Each ``(text, data point, half width of its cluster in points)`` beside its point, at the
+    first candidate offset (right/left of the cluster, above/below, then further out) where the
+    text overlaps no label placed before it and stays inside the axes."""
+    renderer = fig.canvas.get_renderer()
+    box = ax.get_window_extent(renderer)
+    placed = []
+    for text, xy, half in labels:
+        # above (text bottom at dy) or below (text top at dy), right or left of the cluster,
+        # then further out in steps of one line
+        cands = [(sx * (6 + half), sy * (5 + 11 * k)) for k in range(8) for sy in (1, -1) for sx in (1, -1)]
+        ann = None
+        for dx, dy in cands:
+            if ann is not None:
+                ann.remove()
+            ann = ax.annotate(
+                text,
+                xy,
+                textcoords="offset points",
+                xytext=(dx, dy),
+                fontsize=8,
+                ha="left" if dx > 0 else "right",
+                va="bottom" if dy > 0 else "top",
+            )
+            bb = ann.get_window_extent(renderer)
+            inside = bb.x0 >= box.x0 and bb.x1 <= box.x1 and bb.y0 >= box.y0 and bb.y1 <= box.y1
+            if inside and not any(bb.overlaps(p) for p in placed):
+                break
+        placed.append(ann.get_window_extent(renderer))
