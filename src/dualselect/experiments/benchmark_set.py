@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dualselect.evaluation.harness import KINDS
-
+# the harness's item kinds (evaluation.harness.KINDS; not imported here: it needs torch)
+KINDS = ("harmful", "over_refusal", "benign", "capability")
 SPEC_KEYS = ("name", "benchmark", "path", "limit", "max_new_tokens", "include_copyright", "kinds")
 
 
@@ -58,8 +58,7 @@ class BenchmarkSpec:
         key = f"benchmarks.{self.name}"
         self.benchmark = self.benchmark or self.name
         if self.benchmark not in REGISTRY:
-            what = f"benchmark {self.benchmark!r}" if self.benchmark != self.name else "unknown benchmark"
-            raise ValueError(f"{key}: {what} is not a known benchmark; choose from {sorted(REGISTRY)}")
+            raise ValueError(f"{key}: unknown benchmark {self.benchmark!r}; choose from {sorted(REGISTRY)}")
         for attr in ("limit", "max_new_tokens"):
             v = getattr(self, attr)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):

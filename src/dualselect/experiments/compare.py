@@ -32,16 +32,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dualselect.experiments.benchmark_set import (
-    BenchmarkMetrics,
-    BenchmarkSpec,
-    parse_benchmarks,
-    suite_kinds,
-)
 from dualselect.training.presets import PRESETS, resolve_preset
 from dualselect.utils import write_json
+
+if TYPE_CHECKING:  # torch-free import: config errors and --help stay fast
+    from dualselect.experiments.benchmark_set import BenchmarkMetrics, BenchmarkSpec
 
 # The default comparison (issue 13): the release, the paper setting and its eta sweep (for the
 # validation-tuned row), the strongest baselines and the ablations that say which part works.
@@ -137,6 +134,8 @@ class CompareConfig:
             setattr(self, new, a if a is not None else b)
             setattr(self, old, None)
         if self.benchmarks is not None:
+            from dualselect.experiments.benchmark_set import parse_benchmarks
+
             self.benchmarks = parse_benchmarks(self.benchmarks)
             if self.suites not in (None, "benchmarks"):
                 raise ValueError(
@@ -207,6 +206,8 @@ class CompareConfig:
 
     def metric_reader(self) -> BenchmarkMetrics:
         """The comparison's metrics on the benchmark set (``suites: benchmarks`` only)."""
+        from dualselect.experiments.benchmark_set import BenchmarkMetrics, suite_kinds
+
         return BenchmarkMetrics(suite_kinds(self.benchmarks or {}), self.judge_names)
 
     def generation_budgets(self) -> int | dict[str, int]:
