@@ -240,7 +240,8 @@ def judges_markdown(table: dict) -> list[str]:
         sets = ", ".join(f"`{s}` ({b['kind']}, n={b['n']})" for s, b in table["benchmarks"].items())
         lines += [f"Evaluation sets: {sets}.", ""]
     if table.get("judges"):
-        lines += [f"Judges: {', '.join(table['judges'])} (the first gives the unsuffixed metrics).", ""]
+        first = " (the first gives the unsuffixed metrics)" if table.get("benchmarks") else ""
+        lines += [f"Judges: {', '.join(table['judges'])}{first}.", ""]
     for name, why in table.get("skipped_judges", {}).items():
         lines += [f"Judge **{name}** did not run (unavailable here): {why}.", ""]
     for name, by in table.get("judge_failures", {}).items():
