@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from dualselect.cli.main import main
-from tiny_models import one_thread  # noqa: F401  (fixture)
+from tiny_models import one_thread, tiny_causal_lm  # noqa: F401  (one_thread: fixture)
 from tiny_tokenizers import CHATML_GEN, tiny_tokenizer
 
 TASK = [
@@ -29,25 +29,11 @@ REFS = [
 def tiny_model_dir(tmp_path_factory):
     """A tiny random Qwen2 (2 layers, hidden 32, 2048 positions: benchmark prompts are long in
     a 300-token byte-level vocabulary) saved with its ChatML tokenizer, plus task and reference data."""
-    import torch
-    from transformers import AutoModelForCausalLM, Qwen2Config
-
     d = tmp_path_factory.mktemp("anymodel")
     tok = tiny_tokenizer(CHATML_GEN)
-    cfg = Qwen2Config(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=tok.bos_token_id,
-    )
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).save_pretrained(d / "model")
+    model = tiny_causal_lm("qwen2", vocab=len(tok), positions=2048)
+    model.config.eos_token_id = model.generation_config.eos_token_id = tok.eos_token_id
+    model.save_pretrained(d / "model")
     tok.save_pretrained(d / "model")
     for name, rows in (("task.jsonl", TASK), ("refs.jsonl", REFS)):
         (d / name).write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -25,8 +25,11 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def tiny_causal_lm(arch: str, seed: int = 0, vocab: int = VOCAB, hidden: int = 32, layers: int = 2):
-    """A seeded fp32 random causal LM of architecture ``arch`` (hidden 32, 2 layers, 4 heads, GQA)."""
+def tiny_causal_lm(
+    arch: str, seed: int = 0, vocab: int = VOCAB, hidden: int = 32, layers: int = 2, positions: int = 64
+):
+    """A seeded fp32 random causal LM of architecture ``arch`` (hidden 32, 2 layers, 4 heads, GQA,
+    ``positions`` positions)."""
     from transformers import AutoModelForCausalLM, Gemma2Config, GemmaConfig, LlamaConfig, Qwen2Config
 
     common = dict(
@@ -36,7 +39,7 @@ def tiny_causal_lm(arch: str, seed: int = 0, vocab: int = VOCAB, hidden: int = 3
         num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=64,
+        max_position_embeddings=positions,
         pad_token_id=0,
     )
     cfg = {
