@@ -355,3 +355,36 @@ def test_reference_pools_from_flags_and_yaml(tmp_path):
         load_config("dualselect", argv=["--reference_pools", f"s={a}", "--reference_data", str(a)])
     with pytest.raises(ConfigError, match="expected NAME=PATH"):
         load_config("dualselect", argv=["--reference_pools", str(a)])
+
+
+def test_pools_from_the_python_api(organism_dir, tmp_path):
+    """``reference_dataset`` as a dict names the pools (weight 1, the config's K); with
+    ``reference_pools`` set too, weights and K come from it by position; a K above a pool's size
+    warns instead of clipping silently."""
+    from dualselect.training import load_config
+    from dualselect.training.dualselect import DualSelectTrainer
+
+    data = organism_dir / "data"
+    task = read_jsonl(data / "task_train.jsonl")[:8]
+    a, b = read_jsonl(data / "reference_pool.jsonl")[:5], read_jsonl(data / "reference_pool.jsonl")[5:8]
+    cfg = load_config(
+        "dualselect", overrides={"output_dir": str(tmp_path / "r"), "k_ref": 4, "report_to": []}
+    )
+    with pytest.warns(UserWarning, match="reference pool 'b': K=4 > its 3"):
+        tr = DualSelectTrainer(
+            model="organism", args=cfg, train_dataset=task, reference_dataset={"a": a, "b": b}
+        )
+    assert {n: (len(ds), w, k) for n, (ds, w, k) in tr.reference_pools.items()} == {
+        "a": (5, 1.0, None),
+        "b": (3, 1.0, None),
+    }
+    cfg = load_config(
+        "dualselect",
+        overrides={
+            "output_dir": str(tmp_path / "s"),
+            "reference_pools": ["x:2:1=-", "y:0.5:2=-"],
+            "report_to": [],
+        },
+    )
+    tr = DualSelectTrainer(model="organism", args=cfg, train_dataset=task, reference_dataset={"a": a, "b": b})
+    assert {n: (w, k) for n, (_, w, k) in tr.reference_pools.items()} == {"a": (2.0, 1), "b": (0.5, 2)}

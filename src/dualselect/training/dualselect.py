@@ -415,6 +415,16 @@ class DualSelectTrainer(SFTTrainer):
             self.reference_pools[spec.name] = (ds, spec.weight, spec.k)
         # the first pool: what single-pool code (pool warnings, category baselines) reads
         self.reference_dataset = next(iter(self.reference_pools.values()))[0]
+        if len(self.reference_pools) > 1:  # one pool: run.pool_warnings says it
+            for name, (ds, _, k_pool) in self.reference_pools.items():
+                k = k_pool if k_pool is not None else (cfg.k_ref if cfg.k_ref_fraction is None else None)
+                scored = min(len(ds), cfg.ref_pool_cap or len(ds))
+                if k is not None and k > scored:
+                    warnings.warn(
+                        f"reference pool {name!r}: K={k} > its {scored} scored references: clipped to "
+                        f"{scored}, every scored reference is selected",
+                        stacklevel=2,
+                    )
         if cfg.engine == "fast":
             self.engine = make_engine("fast", bucket_slack=cfg.resolved_bucket_slack(cfg.device))
         else:
