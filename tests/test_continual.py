@@ -388,3 +388,24 @@ def test_pools_from_the_python_api(organism_dir, tmp_path):
     )
     tr = DualSelectTrainer(model="organism", args=cfg, train_dataset=task, reference_dataset={"a": a, "b": b})
     assert {n: (w, k) for n, (_, w, k) in tr.reference_pools.items()} == {"a": (2.0, 1), "b": (0.5, 2)}
+
+
+def test_an_ablation_keeps_its_defining_change(tmp_path):
+    """The config's ``dualselect`` block (eta 0.2, ...) must not undo an ablation (eta = 0,
+    task_filter off); ``method_overrides`` win over both; the budget keys win over everything."""
+    from dualselect.continual.runner import stage_config
+
+    cfg = ContinualConfig(
+        methods=["ds_retention", "ds_retention_no_correction", "ds_retention_no_filter"],
+        dualselect={"eta": 0.2, "k_ref": 5},
+        method_overrides={"ds_retention_no_filter": {"eta": 0.7, "max_steps": 999}},
+    )
+    pools = [f"safety={tmp_path / 's.jsonl'}"]
+    full = stage_config(cfg, "ds_retention", 0, 1, tmp_path, pools)
+    no_corr = stage_config(cfg, "ds_retention_no_correction", 0, 1, tmp_path, pools)
+    no_filt = stage_config(cfg, "ds_retention_no_filter", 2, 3, tmp_path, pools)
+    assert (full.eta, full.task_filter, full.k_ref, full.ref_mode) == (0.2, True, 5, "hard")
+    assert (no_corr.eta, no_corr.task_filter) == (0.0, True)
+    assert (no_filt.eta, no_filt.task_filter) == (0.7, False)
+    assert no_filt.max_steps == cfg.steps_per_stage and no_filt.seed == 2003
+    assert no_filt.reference_pools == pools

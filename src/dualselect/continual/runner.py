@@ -177,8 +177,10 @@ def stage_memory(buffer: ReservoirBuffer, tasks: list[TaskData], stage: int) -> 
 def stage_config(
     cfg: ContinualConfig, method: str, seed: int, stage: int, stage_dir: Path, pools: list[str] | None
 ):
-    """The trainer config of one stage (``training`` < method defaults < ``dualselect`` <
-    ``method_overrides``); the budget keys (steps, batch size, seed, output) always win."""
+    """The trainer config of one stage: organism defaults < ``training`` < (DualSelect rows)
+    the continual defaults < ``dualselect`` < the method's own settings (an ablation's defining
+    change, e.g. eta = 0, always holds) < ``method_overrides``; the budget keys (steps, batch
+    size, seed, output) always win."""
     from dualselect.training.run import load_config
 
     m = resolve_continual_method(method)
@@ -187,7 +189,6 @@ def stage_config(
         "learning_rate": 1e-3,  # organism scale (organism.stats.ORGANISM_TRAINING)
         "logging_steps": max(1, cfg.steps_per_stage // 4),
         **cfg.training,
-        **m.overrides,
     }
     if m.trainer == "dualselect":
         overrides.update(
@@ -195,6 +196,7 @@ def stage_config(
         )
         overrides.update(cfg.dualselect)
         overrides["reference_pools"] = pools
+    overrides.update(m.overrides)
     overrides.update(cfg.method_overrides.get(method, {}))
     overrides.update(
         {
