@@ -65,6 +65,13 @@ CONTINUAL_METHODS: dict[str, ContinualMethod] = {
         {**_RELEASE, "eta": 0.0},
         "DualSelect-retention without gradient correction",
     ),
+    # spec pitfall 4: is it the coupling, or only dropping high-loss samples (learning less)?
+    "ds_retention_loss_only": ContinualMethod(
+        "dualselect",
+        "references",
+        {**_RELEASE, "nu": 0.0, "eta": 0.0},
+        "task filtering by loss only (nu = 0, eta = 0): no reference reaches selection or update",
+    ),
 }
 
 

@@ -56,6 +56,7 @@ class ContinualConfig:
             "ds_retention",
             "ds_retention_no_filter",
             "ds_retention_no_correction",
+            "ds_retention_loss_only",
         ]
     )
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -414,7 +415,10 @@ def run_continual(cfg: ContinualConfig, out: str | os.PathLike | None = None, lo
     resolved = dataclasses.asdict(cfg)
     if cfg_path.exists():
         previous = json.loads(cfg_path.read_text(encoding="utf-8"))
-        changed = sorted(k for k in resolved if k != "output_dir" and previous.get(k) != resolved[k])
+        # methods and seeds may change (each run has its own directory); anything that changes
+        # what a run computes may not
+        free = ("output_dir", "methods", "seeds")
+        changed = sorted(k for k in resolved if k not in free and previous.get(k) != resolved[k])
         if changed:
             raise ConfigError(
                 f"{out}: holds a continual run with another config (differs in {changed}); "
