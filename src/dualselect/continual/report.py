@@ -188,7 +188,7 @@ def plot(summary: dict, path: str | Path) -> None:
                 [100 * c[0] for c in a["ci"]],
                 [100 * c[1] for c in a["ci"]],
                 color=line.get_color(),
-                alpha=0.12,
+                alpha=0.08,
             )
         s = m["summary"]
         ref = [s[f"refusal_stage{k}"] for k in x]
@@ -198,7 +198,7 @@ def plot(summary: dict, path: str | Path) -> None:
             [100 * r["ci"][0] for r in ref],
             [100 * r["ci"][1] for r in ref],
             color=line.get_color(),
-            alpha=0.12,
+            alpha=0.08,
         )
     for j, (ax, t) in enumerate(zip(axes, tasks)):
         ax.set_title(f"task {j + 1}: {t} (learned at stage {j + 1})", fontsize=9)
@@ -210,7 +210,7 @@ def plot(summary: dict, path: str | Path) -> None:
         ax.set_xlabel("after stage (0 = base)")
         ax.set_xticks(x)
         ax.set_ylim(-3, 103)
-    axes[0].legend(fontsize=7, loc="best")
+    axes[T].legend(fontsize=7, loc="lower left")  # the refusal panel is empty below its lines
     fig.tight_layout()
     fig.savefig(str(path), dpi=110)
     plt.close(fig)
