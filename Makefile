@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test test-slow mutants lint bench gpu-smoke clean
+.PHONY: venv demo test test-slow mutants lint bench gpu-smoke continual clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ bench: $(STAMP)
 # Every method a few steps on the GPU (tiny + 1B-class model) or, without CUDA, on small CPU models.
 gpu-smoke: $(STAMP)
 	$(PY) benchmarks/gpu_smoke.py --out runs/gpu_smoke
+
+# The continual-learning benchmark of docs/continual.md (7 methods x 3 seeds x 3 stages; resumable).
+continual: $(STAMP)
+	OMP_NUM_THREADS=1 $(VENV)/bin/dualselect continual configs/continual_organism.yaml --out runs/continual
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

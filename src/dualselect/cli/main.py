@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     from dualselect.cli import (
         base_cmd,
         compare_cmd,
+        continual_cmd,
         demo_cmd,
         eval_cmd,
         export_cmd,
@@ -29,7 +30,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"dualselect {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for mod in (organism_cmd, base_cmd, train_cmd, demo_cmd, eval_cmd, compare_cmd, export_cmd, lmeval_cmd):
+    for mod in (
+        organism_cmd,
+        base_cmd,
+        train_cmd,
+        demo_cmd,
+        eval_cmd,
+        compare_cmd,
+        continual_cmd,
+        export_cmd,
+        lmeval_cmd,
+    ):
         mod.register(sub)
     return parser
 

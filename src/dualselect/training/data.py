@@ -187,8 +187,9 @@ def resolve_reference_data(cfg) -> str | None:
     return None
 
 
-def load_reference_dataset(trainer, cfg, reference_dataset=None) -> EncodedDataset:
-    """The reference (retention) pool of a method that needs one, encoded like the task data."""
+def load_reference_dataset(trainer, cfg, reference_dataset=None, name: str = "reference") -> EncodedDataset:
+    """The reference (retention) pool of a method that needs one, encoded like the task data;
+    ``name`` names its data report (``data_report_<name>.json``)."""
     ref = reference_dataset if reference_dataset is not None else resolve_reference_data(cfg)
     if ref is None:
         raise ValueError(f"{type(trainer).__name__} needs a reference pool: set reference_data")
@@ -198,11 +199,11 @@ def load_reference_dataset(trainer, cfg, reference_dataset=None) -> EncodedDatas
         ref,
         trainer.processing_class,
         cfg,
-        name="reference",
+        name=name,
         split=getattr(cfg, "reference_split", None),
         max_positions=model_max_positions(trainer.model),
     )
-    trainer.data_reports["reference"] = report
+    trainer.data_reports[name] = report
     return ds
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,7 @@ from dualselect.selection import (
 )
 from dualselect.selection.diagnostics import overlap, random_overlap_null
 from dualselect.selection.scoring import TOKEN_RULES
-from dualselect.training.data import load_reference_dataset
+from dualselect.training.data import EncodedDataset, load_reference_dataset
 from dualselect.training.sft import MODEL_INPUTS, SFTConfig, SFTTrainer
 
 MODES = ("hard", "soft")
@@ -73,6 +74,16 @@ class DualSelectConfig(SFTConfig):
         },
     )
     reference_split: str | None = field(default=None, metadata={"help": "Split for HF datasets."})
+    reference_pools: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Several named reference pools instead of reference_data, each 'NAME=PATH' or "
+            "'NAME:WEIGHT=PATH' or 'NAME:WEIGHT:K=PATH' (e.g. safety:1:16=refs.jsonl "
+            "task_a:0.5=buffer_a.jsonl). Each pool selects its own K references (K default: k_ref / "
+            "k_ref_fraction of that pool) against u; r is the WEIGHT-weighted mean of the pools' "
+            "directions (docs/continual.md)."
+        },
+    )
     output_dir: str | None = field(default="runs/dualselect", metadata={"help": "Run directory."})
     selection_warmup_steps: int = field(
         default=10,
@@ -209,6 +220,13 @@ class DualSelectConfig(SFTConfig):
             errors.append("selection_warmup_steps must be >= 1 (u is the sum of the warm-up gradients)")
         if self.score_batch_size < 1:
             errors.append(f"score_batch_size={self.score_batch_size}: must be >= 1")
+        if self.reference_pools is not None:
+            if self.reference_data is not None:
+                errors.append("set reference_data or reference_pools, not both")
+            try:
+                parse_reference_pools(self.reference_pools)
+            except ValueError as e:
+                errors.append(str(e))
         try:
             self.resolved_bucket_slack("cpu")
         except ValueError as e:
@@ -231,6 +249,55 @@ class DualSelectConfig(SFTConfig):
         if not slack >= 0:
             raise ValueError(f"bucket_slack={self.bucket_slack!r}: expected 'auto', 'none' or a number >= 0")
         return slack
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """One named reference pool: its data source, its weight lambda_p in the combined reference
+    direction ``r = sum_p lambda_p r_p / sum_p lambda_p`` and its own K (None: the config's
+    k_ref / k_ref_fraction, applied to this pool)."""
+
+    name: str
+    source: Any
+    weight: float = 1.0
+    k: int | None = None
+
+
+_POOL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def parse_reference_pools(entries: list[str]) -> list[PoolSpec]:
+    """``reference_pools`` entries (``NAME[:WEIGHT[:K]]=PATH``) as :class:`PoolSpec` objects; a
+    one-line ValueError naming the entry for anything malformed."""
+    if not entries:
+        raise ValueError("reference_pools: empty list (give at least one NAME=PATH)")
+    specs: list[PoolSpec] = []
+    for e in entries:
+        head, sep, path = str(e).partition("=")
+        parts = head.split(":")
+        if not sep or not path or len(parts) > 3 or not _POOL_NAME.match(parts[0]):
+            raise ValueError(
+                f"reference_pools entry {e!r}: expected NAME=PATH, NAME:WEIGHT=PATH or NAME:WEIGHT:K=PATH "
+                "(NAME of letters, digits, '_', '.', '-')"
+            )
+        try:
+            weight = float(parts[1]) if len(parts) > 1 else 1.0
+            k = int(parts[2]) if len(parts) > 2 else None
+        except ValueError:
+            raise ValueError(
+                f"reference_pools entry {e!r}: WEIGHT must be a number and K an integer"
+            ) from None
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"reference_pools entry {e!r}: WEIGHT={weight} must be >= 0")
+        if k is not None and k < 1:
+            raise ValueError(f"reference_pools entry {e!r}: K={k} must be >= 1")
+        specs.append(PoolSpec(parts[0], path, weight, k))
+    names = [p.name for p in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"reference_pools: pool names repeat: {names}")
+    if sum(p.weight for p in specs) <= 0:
+        raise ValueError("reference_pools: the weights sum to 0 (at least one pool needs WEIGHT > 0)")
+    return specs
 
 
 def refuse_distributed(trainer: Any, name: str) -> None:
@@ -324,7 +391,40 @@ class DualSelectTrainer(SFTTrainer):
         cfg: DualSelectConfig = self.args
         refuse_distributed(self, "DualSelectTrainer")
         self._is_main = self.args.process_index == 0  # the selection log is written once
-        self.reference_dataset = load_reference_dataset(self, cfg, reference_dataset)
+        # the reference pools: name -> (encoded pool, weight lambda_p, own K or None)
+        self.reference_pools: dict[str, tuple[EncodedDataset, float, int | None]] = {}
+        if isinstance(reference_dataset, dict):
+            specs = [PoolSpec(str(name), src) for name, src in reference_dataset.items()]
+            if cfg.reference_pools is not None:  # weights and K by position, from the config
+                conf = parse_reference_pools(cfg.reference_pools)
+                if len(conf) != len(specs):
+                    raise ValueError(
+                        f"reference_dataset has {len(specs)} pools, reference_pools {len(conf)}: "
+                        "give one entry per pool, in the same order"
+                    )
+                specs = [PoolSpec(p.name, p.source, c.weight, c.k) for p, c in zip(specs, conf)]
+        elif cfg.reference_pools is not None and reference_dataset is None:
+            specs = parse_reference_pools(cfg.reference_pools)
+        else:
+            specs = [PoolSpec("reference", reference_dataset)]
+        for spec in specs:
+            if len(specs) == 1 and spec.name == "reference":
+                ds = load_reference_dataset(self, cfg, spec.source)
+            else:
+                ds = load_reference_dataset(self, cfg, spec.source, name=f"reference_{spec.name}")
+            self.reference_pools[spec.name] = (ds, spec.weight, spec.k)
+        # the first pool: what single-pool code (pool warnings, category baselines) reads
+        self.reference_dataset = next(iter(self.reference_pools.values()))[0]
+        if len(self.reference_pools) > 1:  # one pool: run.pool_warnings says it
+            for name, (ds, _, k_pool) in self.reference_pools.items():
+                k = k_pool if k_pool is not None else (cfg.k_ref if cfg.k_ref_fraction is None else None)
+                scored = min(len(ds), cfg.ref_pool_cap or len(ds))
+                if k is not None and k > scored:
+                    warnings.warn(
+                        f"reference pool {name!r}: K={k} > its {scored} scored references: clipped to "
+                        f"{scored}, every scored reference is selected",
+                        stacklevel=2,
+                    )
         if cfg.engine == "fast":
             self.engine = make_engine("fast", bucket_slack=cfg.resolved_bucket_slack(cfg.device))
         else:
@@ -337,7 +437,7 @@ class DualSelectTrainer(SFTTrainer):
         self._refreshes = 0
         self._last_refresh_epoch = -1
         self._last_refresh_step = -1
-        self._prev_ref_indices: list[int] | None = None
+        self._prev_ref_indices: dict[str, list[int]] | None = None  # per pool
         self._step_batches: list[dict] = []  # the current optimiser step's micro-batches
         self._metrics: list[tuple] = []  # per-step selection statistics since the last log
         self._refresh_overlap: float | None = None
@@ -497,83 +597,128 @@ class DualSelectTrainer(SFTTrainer):
         return math.degrees(math.acos(max(-1.0, min(1.0, _cos(self._u_sum, self._u))))) > cfg.refresh_angle
 
     def _refresh(self, model) -> None:
-        """2. Score the (capped) pool against u, select K_ref references, recompute r."""
+        """2. For every reference pool p: score the (capped) pool against u, select its K_p
+        references, compute its direction r_p; then r = sum_p lambda_p r_p / sum_p lambda_p (one
+        pool: r = r_1, the spec's r). Selection is per pool, never across pools: the pools' losses
+        live on different scales (a refusal vs. an arithmetic answer), so one top-K over their
+        union would give every slot to the pool with the largest losses."""
         cfg: DualSelectConfig = self.args
         u = self._u_sum / max(1, self._period_steps) if self._period_steps else self._u_sum
-        pool = len(self.reference_dataset)
-        g = torch.Generator().manual_seed(cfg.seed + 7919 * self._refreshes)
-        subset = list(range(pool))
-        if cfg.ref_pool_cap is not None and cfg.ref_pool_cap < pool:
-            subset = sorted(torch.randperm(pool, generator=g)[: cfg.ref_pool_cap].tolist())
-        rank, world = _rank_world()
         core = self.accelerator.unwrap_model(model)  # scoring bypasses DDP's gradient hooks
-        with self.compute_loss_context_manager():  # scoring under the training autocast
-            # several processes: each scores every world-th reference, then all gather
-            scores = score_pool(self.engine, core, self._pool_batches(subset[rank::world], g), u)
-        scores = _gathered_pool_scores(scores)  # in pool order: independent of the batching
-        s = reference_scores(scores.losses, scores.cos, cfg.mu_ref, cfg.nu)
-        k = resolve_k(cfg.k_ref if cfg.k_ref_fraction is None else None, cfg.k_ref_fraction, len(subset))
-        if cfg.ref_selector == "score":
-            sel = select_top(s, mode=cfg.ref_mode, k=k, tau=cfg.tau_ref, largest=True)
-        else:
-            sel = self._baseline_selection(scores.indices, k, g)
-        chosen = scores.indices[sel.indices].tolist()  # pool positions
-        weights = dict(zip(chosen, sel.weights.tolist()))
-        # r = sum_i w_i g_i / sum_i w_i, one weighted pass over the chosen references.
-        # Several processes: each takes every world-th chosen reference; sums are all-reduced.
         r = torch.zeros(num_trainable(core), dtype=torch.float32, device=self.args.device)
-        total = torch.zeros((), dtype=torch.float64, device=self.args.device)
-        for batch in self._pool_batches(sorted(chosen)[rank::world], g, shuffle=False):
-            wb = torch.tensor([weights[i] for i in batch["index"].tolist()], device=self.args.device)
-            with self.compute_loss_context_manager():
-                r += self.engine.weighted_gradient(core, batch, wb) * float(wb.sum())
-            total += wb.sum().double()
-        self._r = _all_reduce_sum(r) / float(_all_reduce_sum(total))
+        total_weight = 0.0
+        chosen_by_pool: dict[str, list[int]] = {}
+        overlaps: list[float] = []
+        rows = []
+        for p, (name, (ds, weight, k_pool)) in enumerate(self.reference_pools.items()):
+            # the first pool's stream is the single-pool trainer's; the others get their own
+            g = torch.Generator().manual_seed(cfg.seed + 7919 * self._refreshes + 104729 * p)
+            r_p, row = self._refresh_pool(core, ds, k_pool, u, g)
+            r += weight * r_p
+            total_weight += weight
+            chosen = row["indices"]
+            prev = (self._prev_ref_indices or {}).get(name)
+            ov = overlap(prev, chosen) if prev is not None else None
+            row["summary"]["overlap_with_previous"] = ov
+            row["summary"]["overlap_random_null"] = (
+                random_overlap_null(row["k_ref"], row["scored"]) if ov is not None else None
+            )
+            if ov is not None:
+                overlaps.append(ov)
+            chosen_by_pool[name] = chosen
+            rows.append((name, weight, r_p, row))
+        self._r = r / total_weight
         self._u = u
-        ov = overlap(self._prev_ref_indices, chosen) if self._prev_ref_indices is not None else None
-        self._log(
-            {
-                "event": "refresh",
-                "step": self.state.global_step,
-                "epoch": self.state.epoch,
-                "refresh": self._refreshes,
-                "pool_size": pool,
-                "scored": len(subset),
-                "k_ref": k,
-                "indices": chosen,
-                "weights": [weights[i] for i in chosen],
-                "scores": s[sel.indices].tolist(),
-                "losses": scores.losses[sel.indices].tolist(),
-                "cos_u": scores.cos[sel.indices].tolist(),
-                "summary": {
-                    "mean_selected_loss": float(scores.losses[sel.indices].mean()),
-                    "mean_selected_cos_u": float(scores.cos[sel.indices].mean()),
-                    "mean_pool_loss": float(scores.losses.mean()),
-                    "mean_pool_cos_u": float(scores.cos.mean()),
-                    "cos_u_r": _cos(u, self._r),
-                    "overlap_with_previous": ov,
-                    "overlap_random_null": random_overlap_null(k, len(subset)) if ov is not None else None,
-                },
-            }
-        )
-        self._prev_ref_indices = chosen
-        self._refresh_overlap = ov
+        for name, weight, r_p, row in rows:
+            row["summary"]["cos_u_r"] = _cos(u, self._r)
+            if len(self.reference_pools) > 1:
+                row["summary"]["cos_u_r_pool"] = _cos(u, r_p)
+            self._log(
+                {
+                    "event": "refresh",
+                    "step": self.state.global_step,
+                    "epoch": self.state.epoch,
+                    "refresh": self._refreshes,
+                    "pool": name,
+                    "pool_weight": weight,
+                    **row,
+                }
+            )
+        self._prev_ref_indices = chosen_by_pool
+        self._refresh_overlap = sum(overlaps) / len(overlaps) if overlaps else None
         self._refreshes += 1
         self._last_refresh_epoch = int(self.state.epoch or 0)
         self._last_refresh_step = self.state.global_step
         self._u_sum = None
         self._period_steps = 0
 
-    def _baseline_selection(self, pool_indices: torch.Tensor, k: int, g: torch.Generator) -> Selection:
+    def _refresh_pool(
+        self, core, ds: EncodedDataset, k_pool: int | None, u: torch.Tensor, g: torch.Generator
+    ) -> tuple[torch.Tensor, dict]:
+        """One pool's refresh: (r_p = sum_i w_i g_i / sum_i w_i over its chosen references, the
+        log row without the overlap fields)."""
+        cfg: DualSelectConfig = self.args
+        pool = len(ds)
+        subset = list(range(pool))
+        if cfg.ref_pool_cap is not None and cfg.ref_pool_cap < pool:
+            subset = sorted(torch.randperm(pool, generator=g)[: cfg.ref_pool_cap].tolist())
+        rank, world = _rank_world()
+        with self.compute_loss_context_manager():  # scoring under the training autocast
+            # several processes: each scores every world-th reference, then all gather
+            scores = score_pool(self.engine, core, self._pool_batches(subset[rank::world], g, ds=ds), u)
+        scores = _gathered_pool_scores(scores)  # in pool order: independent of the batching
+        s = reference_scores(scores.losses, scores.cos, cfg.mu_ref, cfg.nu)
+        if k_pool is not None:
+            k = min(k_pool, len(subset))
+        else:
+            k = resolve_k(cfg.k_ref if cfg.k_ref_fraction is None else None, cfg.k_ref_fraction, len(subset))
+        if cfg.ref_selector == "score":
+            sel = select_top(s, mode=cfg.ref_mode, k=k, tau=cfg.tau_ref, largest=True)
+        else:
+            sel = self._baseline_selection(scores.indices, k, g, ds=ds)
+        chosen = scores.indices[sel.indices].tolist()  # pool positions
+        weights = dict(zip(chosen, sel.weights.tolist()))
+        # r_p = sum_i w_i g_i / sum_i w_i, one weighted pass over the chosen references.
+        # Several processes: each takes every world-th chosen reference; sums are all-reduced.
+        r = torch.zeros(num_trainable(core), dtype=torch.float32, device=self.args.device)
+        total = torch.zeros((), dtype=torch.float64, device=self.args.device)
+        for batch in self._pool_batches(sorted(chosen)[rank::world], g, shuffle=False, ds=ds):
+            wb = torch.tensor([weights[i] for i in batch["index"].tolist()], device=self.args.device)
+            with self.compute_loss_context_manager():
+                r += self.engine.weighted_gradient(core, batch, wb) * float(wb.sum())
+            total += wb.sum().double()
+        r_p = _all_reduce_sum(r) / float(_all_reduce_sum(total))
+        row = {
+            "pool_size": pool,
+            "scored": len(subset),
+            "k_ref": k,
+            "indices": chosen,
+            "weights": [weights[i] for i in chosen],
+            "scores": s[sel.indices].tolist(),
+            "losses": scores.losses[sel.indices].tolist(),
+            "cos_u": scores.cos[sel.indices].tolist(),
+            "summary": {
+                "mean_selected_loss": float(scores.losses[sel.indices].mean()),
+                "mean_selected_cos_u": float(scores.cos[sel.indices].mean()),
+                "mean_pool_loss": float(scores.losses.mean()),
+                "mean_pool_cos_u": float(scores.cos.mean()),
+            },
+        }
+        return r_p, row
+
+    def _baseline_selection(
+        self, pool_indices: torch.Tensor, k: int, g: torch.Generator, ds: EncodedDataset | None = None
+    ) -> Selection:
         """Reference choices of the baselines: random, category-uniform random, or all (equal weights)."""
         cfg: DualSelectConfig = self.args
+        ds = self.reference_dataset if ds is None else ds
         n = pool_indices.numel()
         if cfg.ref_selector == "all":
             picked = list(range(n))
         elif cfg.ref_selector == "random":
             picked = torch.randperm(n, generator=g)[:k].tolist()
         else:  # category_uniform: round-robin over categories, random within each
-            records = self.reference_dataset.records
+            records = ds.records
             if records is None:
                 raise ValueError("ref_selector='category_uniform' needs reference records with a category")
             by_cat: dict[str, list[int]] = {}
@@ -598,8 +743,10 @@ class DualSelectTrainer(SFTTrainer):
         idx = torch.tensor(sorted(picked), dtype=torch.long)
         return Selection(indices=idx, weights=torch.full((len(picked),), 1.0 / len(picked)))
 
-    def _pool_batches(self, subset: list[int], g: torch.Generator, shuffle: bool = True):
-        ds = self.reference_dataset
+    def _pool_batches(
+        self, subset: list[int], g: torch.Generator, shuffle: bool = True, ds: EncodedDataset | None = None
+    ):
+        ds = self.reference_dataset if ds is None else ds
         lengths = [len(ds[i]["input_ids"]) for i in subset]
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
         for order in length_bucketed_order(lengths, self.args.score_batch_size, seed=seed, shuffle=shuffle):
@@ -636,6 +783,8 @@ class DualSelectTrainer(SFTTrainer):
             setattr(self, name, None if state[name] is None else state[name].to(device))
         for name in self._SCALARS:
             setattr(self, name, state[name])
+        if isinstance(self._prev_ref_indices, list):  # a checkpoint of the single-pool trainer
+            self._prev_ref_indices = {next(iter(self.reference_pools)): self._prev_ref_indices}
         self._resume_step = int(state["global_step"])
 
     # ------------------------------------------------------------------------------ logging

@@ -94,7 +94,8 @@ def build_spec(cfg_cls: type) -> dict[str, Any]:
 def _cache_path() -> Path:
     src = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for p in sorted(src.glob("*.py")):
+    # training/ and continual/ (its L2PrevConfig is a trainer of the registry)
+    for p in sorted([*src.glob("*.py"), *src.parent.joinpath("continual").glob("*.py")]):
         st = p.stat()
         h.update(f"{p.name}:{st.st_mtime_ns}:{st.st_size}".encode())
     try:

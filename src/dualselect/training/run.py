@@ -40,6 +40,7 @@ TRAINERS: dict[str, tuple[str, str, str]] = {
     "safeinstr": ("dualselect.training.safeinstr", "SafeInstrConfig", "SafeInstrTrainer"),
     "lisa": ("dualselect.training.lisa", "LisaConfig", "LisaTrainer"),
     "kl": ("dualselect.training.kl_preservation", "KLConfig", "KLTrainer"),
+    "l2_prev": ("dualselect.continual.regularisers", "L2PrevConfig", "L2PrevTrainer"),
 }
 
 

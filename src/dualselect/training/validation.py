@@ -325,6 +325,9 @@ def check_paths(cfg: Any) -> None:
         check_model_path(model)
     for key in ("train_data", "reference_data"):
         check_data_path(getattr(cfg, key, None), key)
+    for entry in getattr(cfg, "reference_pools", None) or []:
+        name, _, path = str(entry).partition("=")
+        check_data_path(path or None, f"reference_pools[{name}]")
     if getattr(cfg, "output_dir", None):
         check_output_dir(cfg.output_dir)
 
