@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_models import EDGE_SPECS, edge_batch, one_thread, tiny_lora_model  # noqa: F401
 
 from dualselect.gradients.losses import target_logits_inputs
 from dualselect.training import METHODS, load_config
 from dualselect.training.timing import PhaseTimes, PhaseTimingCallback
-
+from tiny_models import EDGE_SPECS, edge_batch, one_thread, tiny_lora_model  # noqa: F401
 
 PROMPTED = ((3, 5), (7, 2), (4, 0), (10, 1), (2, 6))  # every row has a prompt: position 0 is never kept
 
