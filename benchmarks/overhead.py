@@ -79,7 +79,7 @@ def _random_examples(n: int, vocab: int, seed: int, lo: int = 128, hi: int = 256
     out = []
     for i in range(n):
         length = int(torch.randint(lo, hi + 1, (1,), generator=g))
-        prompt = int(torch.randint(16, 64, (1,), generator=g))
+        prompt = int(torch.randint(16, min(64, length // 2), (1,), generator=g))  # leaves >= half supervised
         ids = torch.randint(1, vocab, (length,), generator=g).tolist()
         labels = [-100] * prompt + ids[prompt:]
         out.append({"input_ids": ids, "labels": labels, "n_target_tokens": length - prompt - 1, "index": i})
