@@ -64,8 +64,8 @@ TARGET_POOL_PEAK_RATIO = 1.10  # "flat": the largest pool's peak within 10% of t
 # (A 4k-reference probe of SmolLM2 takes over an hour on a loaded 2-core CPU.)
 SIZE_DEFAULTS = {
     "organism": {"reps": 3, "pools": [1000, 4000]},
-    "wide": {"reps": 2, "pools": [256, 1024]},
-    "smollm2": {"reps": 1, "pools": [128, 512]},
+    "wide": {"reps": 2, "pools": [128, 512]},
+    "smollm2": {"reps": 1, "pools": [32, 128]},
 }
 
 
@@ -79,10 +79,11 @@ def _random_examples(n: int, vocab: int, seed: int, lo: int = 128, hi: int = 256
     out = []
     for i in range(n):
         length = int(torch.randint(lo, hi + 1, (1,), generator=g))
-        prompt = int(torch.randint(16, min(64, length // 2), (1,), generator=g))  # leaves >= half supervised
+        # prompt: length/8 to min(64, length/2) tokens, so at least half the sample is supervised
+        prompt = int(torch.randint(length // 8, min(64, length // 2) + 1, (1,), generator=g))
         ids = torch.randint(1, vocab, (length,), generator=g).tolist()
         labels = [-100] * prompt + ids[prompt:]
-        out.append({"input_ids": ids, "labels": labels, "n_target_tokens": length - prompt - 1, "index": i})
+        out.append({"input_ids": ids, "labels": labels, "n_target_tokens": length - prompt, "index": i})
     return out
 
 
@@ -411,6 +412,12 @@ def summarise(size: str, runs: dict[str, list[dict]], mem: list[dict]) -> dict:
             batch_size=any_run["batch_size"],
             task_samples=any_run["task_samples"],
         )
+    # Noise gauge: DualSelect's warm-up steps run Standard SFT's own step, so on a quiet machine
+    # their median equals SFT's plain-step median; the further this is from 1, the more the
+    # machine's load (not the method) moved the numbers of this size.
+    warm = methods.get("dualselect", {}).get("phase_median_s", {}).get("warmup")
+    plain = methods.get("sft", {}).get("phase_median_s", {}).get("plain")
+    out["noise_same_step_ratio"] = warm / plain if warm and plain else None
     out["epoch_projection"] = epoch_projection(runs)
     out["refresh_memory"] = mem
     out["targets"] = targets(size, out)
@@ -516,6 +523,11 @@ def table(results: dict) -> str:
                 f"{_fmt(ph.get('refresh'), '.2f')} | {_fmt(ph.get('selection'))} | {_fmt(plain)} | "
                 f"{_fmt(m['outside_steps_s_median'], '.2f')} | {_fmt(m['peak_rss_mb_median'], '.0f')} | "
                 f"{min(loads):.1f}-{max(loads):.1f} |"
+            )
+        if s.get("noise_same_step_ratio") is not None:
+            lines.append(
+                f"\nNoise gauge: DualSelect warm-up step (the SFT step) / SFT step = "
+                f"{s['noise_same_step_ratio']:.2f} (1.00 on a quiet machine)"
             )
         if s.get("refresh_memory"):
             mem = ", ".join(

@@ -31,6 +31,7 @@ def test_overhead_benchmark_smoke(organism_dir, tmp_path, capsys):
     assert sft["phase_count"] == {"plain": 12} and sft["ratio_to_sft_median"] == 1.0
     assert set(lisa["phase_count"]) == {"alignment", "finetune"}
     assert ds["ratio_to_sft_median"] > 0 and ds["peak_rss_mb_median"] > 0
+    assert s["noise_same_step_ratio"] > 0
     proj = s["epoch_projection"]
     assert proj["steps_per_epoch"] == 56 and proj["warmup_steps"] == 10 and proj["dualselect"]["epoch_s"] > 0
     assert [m["pool"] for m in s["refresh_memory"]] == [32, 64]
