@@ -86,6 +86,28 @@ def _accepts_logits_to_keep(model: nn.Module) -> bool:
     return "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
+def target_logits_inputs(model: nn.Module, batch: dict) -> dict | None:
+    """Keyword arguments for an HF causal LM's own loss (``model(**kw).loss``) that project onto the
+    vocabulary only at the positions predicting a supervised token in some row, like
+    :func:`forward_losses`; None when the model does not take ``logits_to_keep`` or no row has a
+    target. The loss is the same token-level cross-entropy as with full logits (same reduction,
+    same ``num_items_in_batch``): ``shift_labels`` holds each kept position's next-token label
+    (-100 where that row has no target there), so HF's loss skips its own shift."""
+    mask, labels = batch["attention_mask"], batch["labels"]
+    tmask = target_mask(labels, mask)  # [B, T-1]
+    keep = tmask.any(0).nonzero().flatten()
+    if keep.numel() == 0 or not _accepts_logits_to_keep(model):
+        return None
+    shifted = torch.where(tmask[:, keep], labels[:, keep + 1], torch.full_like(labels[:, keep], -100))
+    return {
+        "input_ids": batch["input_ids"],
+        "attention_mask": mask,
+        "logits_to_keep": keep,
+        "labels": shifted,  # read only as "labels are given"; the loss uses shift_labels
+        "shift_labels": shifted,
+    }
+
+
 def forward_losses(
     model: nn.Module, batch: dict, all_logits: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:

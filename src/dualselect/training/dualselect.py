@@ -458,6 +458,10 @@ class DualSelectTrainer(SFTTrainer):
         scaler = getattr(self.accelerator, "scaler", None)
         return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
 
+    def step_phase(self) -> str:
+        """``"warmup"`` (plain SFT steps whose gradients sum to u) or ``"selection"``."""
+        return "warmup" if self.state.global_step < self.args.selection_warmup_steps else "selection"
+
     def training_step(self, model, inputs, num_items_in_batch=None):
         cfg: DualSelectConfig = self.args
         step = self.state.global_step
@@ -483,7 +487,8 @@ class DualSelectTrainer(SFTTrainer):
         cfg: DualSelectConfig = self.args
         step = self.state.global_step
         if self._needs_refresh():
-            self._refresh(model)
+            with self.phase_times.timed("refresh"):
+                self._refresh(model)
         # 3. Task filtering: one batched forward/backward per micro-batch (fast engine), under the
         # training autocast; then ONE selection over all samples of the step.
         core = self.accelerator.unwrap_model(model)

@@ -41,9 +41,14 @@ def token_kl_sum(
 ) -> tuple[torch.Tensor, int]:
     """(sum over supervised tokens of KL(p_base || p), number of those tokens)."""
     mask = labels[:, 1:] != -100
-    lp_base = F.log_softmax(base_logits[:, :-1][mask].float(), dim=-1)
-    lp = F.log_softmax(logits[:, :-1][mask].float(), dim=-1)
-    return (lp_base.exp() * (lp_base - lp)).sum(), int(mask.sum())
+    return _kl_sum(base_logits[:, :-1][mask], logits[:, :-1][mask]), int(mask.sum())
+
+
+def _kl_sum(base_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Sum over rows of KL(softmax(base) || softmax(logits)) for [N, V] logits."""
+    lp_base = F.log_softmax(base_logits.float(), dim=-1)
+    lp = F.log_softmax(logits.float(), dim=-1)
+    return (lp_base.exp() * (lp_base - lp)).sum()
 
 
 class KLTrainer(SFTTrainer):
@@ -86,11 +91,20 @@ class KLTrainer(SFTTrainer):
             model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
         )
         ref = self._reference_batch()
+        # logits only where a supervised token is predicted, when the task loss takes that path too
+        at = self.loss_inputs(model, ref)
+        fwd = {"input_ids": ref["input_ids"], "attention_mask": ref["attention_mask"]}
+        if "logits_to_keep" in at:
+            fwd["logits_to_keep"] = at["logits_to_keep"]
         # the base is the same network with the adapter off (unwrapped: DDP has no disable_adapter)
         with torch.no_grad(), self.accelerator.unwrap_model(model).disable_adapter():
-            base_logits = model(input_ids=ref["input_ids"], attention_mask=ref["attention_mask"]).logits
-        logits = model(input_ids=ref["input_ids"], attention_mask=ref["attention_mask"]).logits
-        kl_sum, count = token_kl_sum(base_logits, logits, ref["labels"])
+            base_logits = model(**fwd).logits
+        logits = model(**fwd).logits
+        if "logits_to_keep" in at:
+            mask = at["shift_labels"] != -100  # [B, kept positions]
+            kl_sum, count = _kl_sum(base_logits[mask], logits[mask]), int(mask.sum())
+        else:
+            kl_sum, count = token_kl_sum(base_logits, logits, ref["labels"])
         if self._world > 1:  # token-mean over every process's reference tokens after DDP's average
             n = torch.tensor([count], device=self.args.device)
             torch.distributed.all_reduce(n)

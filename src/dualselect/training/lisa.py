@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from dualselect.training.data import cycle_batches, reference_stream
-from dualselect.training.sft import MODEL_INPUTS, SFTConfig, SFTTrainer
+from dualselect.training.sft import SFTConfig, SFTTrainer
 
 
 @dataclass
@@ -79,6 +79,9 @@ class LisaTrainer(SFTTrainer):
         period = cfg.alignment_steps + cfg.finetune_steps
         return "alignment" if step % period < cfg.alignment_steps else "finetune"
 
+    def step_phase(self) -> str:
+        return self._phase(self.state.global_step)
+
     def training_step(self, model, inputs, num_items_in_batch=None):
         phase = self._phase(self.state.global_step)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -98,7 +101,7 @@ class LisaTrainer(SFTTrainer):
             inputs = self._prepare_inputs(inputs)
             self.count_tokens(inputs["labels"])
         model.train()
-        loss = model(**{k: inputs[k] for k in MODEL_INPUTS}).loss
+        loss = model(**self.loss_inputs(model, inputs)).loss  # as Standard SFT computes it
         if world > 1:
             # token-mean over every process's tokens once DDP has averaged the gradients
             n_local = int((inputs["labels"][:, 1:] != -100).sum())

@@ -18,6 +18,7 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from dualselect.data.encoding import TRUNCATION
+from dualselect.gradients.losses import target_logits_inputs
 from dualselect.training.data import (
     EncodedDataset,
     build_dataset,
@@ -26,6 +27,7 @@ from dualselect.training.data import (
 )
 from dualselect.training.lora import apply_lora
 from dualselect.training.model import load_model_and_tokenizer
+from dualselect.training.timing import PhaseTimes
 from dualselect.training.validation import check_fields
 from dualselect.utils import seed_everything
 
@@ -146,6 +148,14 @@ class SFTConfig(TrainingArguments):
     logging_steps: float = field(default=10, metadata={"help": "Log every N optimiser steps."})
     save_strategy: str = field(default="no", metadata={"help": "Checkpointing: 'no', 'steps' or 'epoch'."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep our collated columns."})
+    logits_at_targets_only: bool = field(
+        default=True,
+        metadata={
+            "help": "Compute the vocabulary logits only at positions that predict a supervised "
+            "token (as DualSelect's scoring does); the loss is the same. False: logits everywhere "
+            "(HF's default path)."
+        },
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)  # value domains of every field (training/validation.py)
@@ -260,6 +270,12 @@ class SFTTrainer(Trainer):
         # Budget accounting: supervised target tokens that reached an update (methods that drop
         # samples or spend steps elsewhere count less, and the comparison reports it).
         self.supervised_tokens = 0
+        # Wall time per phase (training/timing.py): per-step times once a PhaseTimingCallback is added.
+        self.phase_times = PhaseTimes()
+
+    def step_phase(self) -> str:
+        """Name of the phase the next optimiser step belongs to (``PhaseTimingCallback``)."""
+        return "plain"
 
     # ------------------------------------------------------------------ checkpoint and resume
 
@@ -325,10 +341,25 @@ class SFTTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         self.count_tokens(inputs["labels"])
-        inputs = {k: inputs[k] for k in MODEL_INPUTS}
+        inputs = self.loss_inputs(model, inputs)
         return super().compute_loss(
             model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
         )
+
+    def loss_inputs(self, model, inputs: dict) -> dict:
+        """The model inputs of a task batch for the causal-LM loss. With ``logits_at_targets_only``
+        (and neither label smoothing nor a custom ``compute_loss_func``, which read full logits),
+        logits are computed only at positions that predict a supervised token: the same loss,
+        without projecting prompt positions onto the vocabulary."""
+        plain = {k: inputs[k] for k in MODEL_INPUTS}
+        if (
+            not self.args.logits_at_targets_only
+            or self.label_smoother is not None
+            or self.compute_loss_func is not None
+            or not self.model_accepts_loss_kwargs  # shift_labels reaches the loss as a loss kwarg
+        ):
+            return plain
+        return target_logits_inputs(self.accelerator.unwrap_model(model), plain) or plain
 
 
 def _collate(examples: list[dict], pad_token_id: int) -> dict[str, torch.Tensor]:

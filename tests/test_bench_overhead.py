@@ -1,0 +1,51 @@
+"""benchmarks/overhead.py end to end at a tiny scale (organism, few steps, in-process), so the
+script cannot rot. No timed assertions: only that every phase, ratio and target is reported."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+
+
+def _load():
+    path = Path(__file__).parents[1] / "benchmarks" / "overhead.py"
+    spec = importlib.util.spec_from_file_location("overhead_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_overhead_benchmark_smoke(organism_dir, tmp_path, capsys):
+    torch.set_num_threads(1)
+    mod = _load()
+    argv = ["--out", str(tmp_path), "--sizes", "organism", "--methods", "sft,dualselect,lisa"]
+    argv += ["--steps", "12", "--reps", "1", "--pools", "32,64", "--inline"]
+    res = mod.main(argv)
+    s = res["sizes"]["organism"]
+    ds, sft, lisa = (s["methods"][m] for m in ("dualselect", "sft", "lisa"))
+    # the release's W = 10 warm-up steps, one refresh, then 2 selection steps
+    assert ds["phase_count"] == {"warmup": 10, "refresh": 1, "selection": 2}
+    assert sft["phase_count"] == {"plain": 12} and sft["ratio_to_sft_median"] == 1.0
+    assert set(lisa["phase_count"]) == {"alignment", "finetune"}
+    assert ds["ratio_to_sft_median"] > 0 and ds["peak_rss_mb_median"] > 0
+    assert s["noise_same_step_ratio"] > 0
+    proj = s["epoch_projection"]
+    assert proj["steps_per_epoch"] == 56 and proj["warmup_steps"] == 10 and proj["dualselect"]["epoch_s"] > 0
+    assert [m["pool"] for m in s["refresh_memory"]] == [32, 64]
+    assert all(m["scored"] == m["pool"] for m in s["refresh_memory"])
+    assert set(s["targets"]) == {
+        "dualselect_over_sft_end_to_end",
+        "dualselect_over_sft_one_epoch_projected",
+        "refresh_peak_flat_in_pool",
+    }
+    on_disk = json.loads((tmp_path / "overhead.json").read_text())
+    assert on_disk["schema_version"] == mod.SCHEMA_VERSION and "machine" in on_disk
+    assert len(list((tmp_path / "runs" / "organism").glob("*-rep0.json"))) == 3
+    out = capsys.readouterr().out
+    assert "| dualselect | 12 |" in out and "refresh_peak_flat_in_pool" in out
+    # a second invocation reuses the per-run files (resumable) and gives the same summary
+    again = mod.main(argv)
+    assert again["sizes"]["organism"]["methods"] == s["methods"]
