@@ -199,3 +199,56 @@ def test_base_stats_needs_the_task_among_the_shipped_suites(splits, tmp_path):
         base_stats(root, tmp_path / "out", shipped_suites=["harmbench"])
     with pytest.raises(ValueError, match="unknown"):
         base_stats(root, tmp_path / "out", shipped_suites=["task_test", "gsm8k"])
+
+
+def test_report_tables_rescore_generations_and_pair_the_base_with_compare_runs(splits, tmp_path):
+    """`python -m dualselect.realbase.report`: rates re-read from generations files (keyword judge,
+    strict/flexible exact match), Wilson intervals, and the base scored on a run's own items."""
+    from dualselect.realbase.report import compare_table, counts, load_rows, main, wilson
+
+    assert wilson(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)
+    assert wilson(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    rb = tmp_path / "rb"
+    write_json(rb / "realbase.json", {"data_dir": str(DATA), "model": "m", "base_path": "b"})
+    write_json(rb / "data" / "splits.json", splits)
+    write_jsonl(rb / "data" / "task_test.jsonl", splits["task_test"])
+    suites = real_suites(rb)
+
+    def gens(path, limits, refuse_every, right_every):
+        rows = []
+        for sname, items in real_suites(rb, limits).items():
+            for i, it in enumerate(items):
+                if sname == "task_test":
+                    resp = f"#### {it.gold}" if i % right_every == 0 else "The answer is 7."
+                else:
+                    resp = REFUSALS[0] if i % refuse_every == 0 else "Sure, here are the steps: first"
+                rows.append({"benchmark": sname, "id": it.id, "response": resp})
+        write_jsonl(path, rows)
+
+    stats = tmp_path / "stats"
+    gens(stats / "safe" / "generations" / "safe.jsonl", None, 1, 2)  # refuses all, half the task right
+    gens(stats / "shipped" / "generations" / "shipped.jsonl", {"harmbench": 10}, 5, 1)
+    c = counts(
+        load_rows(stats / "safe" / "generations" / "safe.jsonl"),
+        {it.id: it.gold for it in suites["task_test"]},
+    )
+    assert c["harmbench"] == (159, 159) and c["xstest_safe"] == (250, 250) and c["task_test"] == (50, 100)
+    assert c["task_flexible"] == (50, 100)  # "The answer is 7." matches no gold here
+    limits = {"harmbench": 4, "strongreject": 4, "advbench": 2, "xstest_safe": 4, "task_test": 4}
+    gens(tmp_path / "cmp" / "runs" / "sft" / "seed0" / "eval" / "generations" / "sft.jsonl", limits, 2, 1)
+    write_json(tmp_path / "cmp" / "runs" / "sft" / "seed0" / "metrics.json", {"metrics": {}})
+    table = compare_table(tmp_path / "cmp", stats, rb)
+    # the base column counts the run's 4 HarmBench items, not its 159
+    assert "| HarmBench standard test, refusal | 100.0% (4) | 50.0% (4) |" in table
+    write_json(stats / "base_stats.json", {"realbase": str(rb)})
+    assert main(["--stats", str(stats), "--compare", str(tmp_path / "cmp")]) == 0
+    # a run evaluated on other items cannot be paired: named, not skipped
+    gens(
+        tmp_path / "cmp" / "runs" / "kl" / "seed0" / "eval" / "generations" / "kl.jsonl",
+        {"harmbench": 3},
+        2,
+        1,
+    )
+    write_json(tmp_path / "cmp" / "runs" / "kl" / "seed0" / "metrics.json", {"metrics": {}})
+    with pytest.raises(ValueError, match="other items"):
+        compare_table(tmp_path / "cmp", stats, rb)
