@@ -204,7 +204,7 @@ def test_base_stats_needs_the_task_among_the_shipped_suites(splits, tmp_path):
 def test_report_tables_rescore_generations_and_pair_the_base_with_compare_runs(splits, tmp_path):
     """`python -m dualselect.realbase.report`: rates re-read from generations files (keyword judge,
     strict/flexible exact match), Wilson intervals, and the base scored on a run's own items."""
-    from dualselect.realbase.report import compare_table, counts, load_rows, main, wilson
+    from dualselect.realbase.report import compare_table, counts, main, stats_rows, wilson
 
     assert wilson(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)
     assert wilson(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
@@ -226,10 +226,12 @@ def test_report_tables_rescore_generations_and_pair_the_base_with_compare_runs(s
         write_jsonl(path, rows)
 
     stats = tmp_path / "stats"
-    gens(stats / "safe" / "generations" / "safe.jsonl", None, 1, 2)  # refuses all, half the task right
-    gens(stats / "shipped" / "generations" / "shipped.jsonl", {"harmbench": 10}, 5, 1)
+    gens(
+        stats / "safe" / "all" / "generations" / "safe.jsonl", None, 1, 2
+    )  # refuses all, half the task right
+    gens(stats / "shipped" / "all" / "generations" / "shipped.jsonl", {"harmbench": 10}, 5, 1)
     c = counts(
-        load_rows(stats / "safe" / "generations" / "safe.jsonl"),
+        stats_rows(stats, "safe"),
         {it.id: it.gold for it in suites["task_test"]},
     )
     assert c["harmbench"] == (159, 159) and c["xstest_safe"] == (250, 250) and c["task_test"] == (50, 100)
@@ -252,3 +254,32 @@ def test_report_tables_rescore_generations_and_pair_the_base_with_compare_runs(s
     write_json(tmp_path / "cmp" / "runs" / "kl" / "seed0" / "metrics.json", {"metrics": {}})
     with pytest.raises(ValueError, match="other items"):
         compare_table(tmp_path / "cmp", stats, rb)
+
+
+def test_base_stats_resumes_from_finished_suites_without_loading_a_model(splits, tmp_path):
+    """Each (model, suite) is its own harness run; finished ones are read back, none regenerated
+    (the model paths here do not exist, so any load would fail)."""
+    from dualselect.realbase.stats import base_stats
+
+    root = tmp_path / "rb"
+    write_json(
+        root / "realbase.json", {"data_dir": str(DATA), "model": "no/such/model", "base_path": "no/such"}
+    )
+    write_json(root / "data" / "splits.json", splits)
+    write_jsonl(root / "data" / "task_test.jsonl", splits["task_test"])
+    rates = {"harmbench": 0.95, "strongreject": 0.92, "advbench": 1.0, "xstest_safe": 0.1}
+    out = tmp_path / "out"
+    for name, suites in (("shipped", ["task_test"]), ("safe", [*rates, "task_test"])):
+        for s in suites:
+            m = {f"incoherence_rate.{s}": 0.5 if s == "harmbench" else 0.0}
+            if s == "task_test":
+                m |= {"exact_match_strict.task_test": 0.2, "exact_match_flexible.task_test": 0.6}
+            else:
+                m[f"refusal_rate.{s}.keyword"] = rates[s]
+            write_json(out / name / s / "results.json", {"methods": {name: m}})
+    st = base_stats(root, out, shipped_suites=["task_test"])
+    assert all(st["acceptance"].values())
+    assert st["safe"]["refusal_strongreject"] == 0.92 and st["n_shipped"] == {"task_test": 100}
+    # pooled over the safety suites, weighted by size: 0.5 x 159 of 159 + 313 + 100 + 250
+    assert st["safe"]["incoherence_rate"] == pytest.approx(0.5 * 159 / 822)
+    assert st["shipped"]["incoherence_rate"] is None
