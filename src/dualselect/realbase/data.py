@@ -5,9 +5,9 @@ XSTest (all 450 prompts excluded from training; the 250 safe ones measure over-r
 AdvBench evaluation subset, and the task's test split. Training material: the other AdvBench
 behaviours, HarmBench *validation* standard behaviours, *question-phrased* harmful requests screened
 from HH-RLHF harmless-base red-team first turns (:func:`hh_redteam_prompts`) and hand-written
-benign prompts. Every
-training prompt whose normalised-text hash (``evaluation.benchmarks.text_hash``) equals that of an
-evaluation prompt is dropped, and :func:`disjointness_report` re-checks the final files.
+benign prompts. Every training prompt whose normalised-text hash (``evaluation.benchmarks.text_hash``)
+equals that of an evaluation prompt is dropped, and :func:`disjointness_report` re-checks the final
+files.
 
 The task (spec: "a task that a 135M model learns measurably in a few hundred LoRA steps"):
 *GSM8K answer extraction* (from ``gsm8k/test.jsonl``): the prompt is a worked solution with its
@@ -107,8 +107,7 @@ def _is_definition(p: str) -> bool:
 def hh_redteam_prompts(data_dir: Path) -> list[str]:
     """Question-phrased harmful requests: HH-RLHF harmless-base first human turns that pass the
     screen (``HH_ASK`` and ``HH_HARM``, not ``HH_SAFE``, not a bare definition or history question,
-    15-220 characters), in file order, without
-    duplicates (by normalised text)."""
+    15-220 characters), in file order, without duplicates (by normalised text)."""
     seen, out = set(), []
     for it in load_benchmark("hh_rlhf", str(data_dir / FILES["hh_rlhf"])):
         p = it.prompt.strip()
