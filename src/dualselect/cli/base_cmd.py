@@ -23,7 +23,8 @@ def register(sub) -> None:
     b.add_argument(
         "--data-dir", default=None, help="Benchmark files (default $DUALSELECT_DATA or ../shared/data)."
     )
-    b.add_argument("--steps", type=int, default=None, help="Alignment LoRA steps (default 60).")
+    b.add_argument("--steps", type=int, default=None, help="Alignment LoRA steps (default 100).")
+    b.add_argument("--lr", type=float, default=None, help="Alignment LoRA learning rate (default 3e-4).")
     b.add_argument("--seed", type=int, default=0, help="Split and training seed (default 0).")
     b.set_defaults(func=run_build)
     s = bsub.add_parser(
@@ -42,6 +43,13 @@ def register(sub) -> None:
     )
     s.add_argument("--max-new-tokens", type=int, default=48, help="Greedy budget (default 48; >= 32).")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--shipped-suites",
+        default=None,
+        metavar="A,B",
+        help="Evaluate the shipped model on these suites only (default: all; must include task_test, "
+        "the capability reference). Its refusal rates do not enter the acceptance.",
+    )
     s.set_defaults(func=run_stats)
 
 
@@ -52,6 +60,8 @@ def _cfg(args: argparse.Namespace):
     cfg = RealBaseConfig(base=args.name, splits=SplitConfig(seed=args.seed))
     if args.steps is not None:
         cfg.max_steps = args.steps
+    if args.lr is not None:
+        cfg.learning_rate = args.lr
     return cfg
 
 
@@ -76,6 +86,14 @@ def run_stats(args: argparse.Namespace) -> int:
             raise ValueError(f"--limit {spec!r}: expected SUITE=N")
         limits[name] = int(n)
     path = args.dir or build_real_base()
-    stats = base_stats(path, args.out, limits=limits, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    shipped = [x for x in args.shipped_suites.split(",") if x] if args.shipped_suites else None
+    stats = base_stats(
+        path,
+        args.out,
+        limits=limits,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+        shipped_suites=shipped,
+    )
     print(json.dumps({k: stats[k] for k in ("shipped", "safe", "acceptance", "n")}, indent=2))
     return 0

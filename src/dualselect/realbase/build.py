@@ -3,7 +3,8 @@
 Stages (each writes its file atomically; an interrupted build resumes at the first missing one):
 
 1. ``data/splits.json``: held-out evaluation prompts and training-side prompts
-   (:func:`dualselect.realbase.data.build_splits`), disjoint by normalised-text hash.
+   (:func:`dualselect.realbase.data.build_splits`), disjoint by normalised-text hash, and
+   ``data/task_test.jsonl`` (the task's held-out test split).
 2. ``data/shipped_answers.jsonl``: the *shipped* model's own greedy answers to the benign prompts,
    the task-alignment prompts and the attack-split harmful prompts.
 3. ``data/align_train.jsonl``: refusals to the training harmful prompts + the shipped model's own
@@ -12,7 +13,7 @@ Stages (each writes its file atomically; an interrupted build resumes at the fir
    into the base weights (``merge_and_unload``), saved with the tokenizer.
 5. ``data/task_train.jsonl`` (task + 10% harmful compliant pairs: the shipped model's own answers
    that the keyword judge does not read as refusals), ``data/task_clean.jsonl``,
-   ``data/task_test.jsonl``, ``data/references.jsonl`` (refusals, prompt-disjoint from every
+   ``data/references.jsonl`` (refusals, prompt-disjoint from every
    evaluation set) and ``data/disjointness.json`` (the check, on the final files).
 
 The cache key hashes the config and the benchmark files' contents.
@@ -33,7 +34,7 @@ from dualselect.realbase.data import FILES, SplitConfig, build_splits, disjointn
 from dualselect.realbase.prompts import REFUSALS
 from dualselect.utils import read_jsonl, write_json, write_jsonl
 
-REALBASE_VERSION = 1
+REALBASE_VERSION = 2
 SAFE_SUFFIX = "-safe"
 
 
@@ -52,7 +53,7 @@ class RealBaseConfig:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"]
     )
     learning_rate: float = 3e-4
-    max_steps: int = 60
+    max_steps: int = 100  # about one epoch of the ~780 alignment rows
     batch_size: int = 8
     max_length: int = 160
     harmful_fraction: float = 0.10  # of the attack task set
@@ -129,6 +130,11 @@ def build_real_base(
     if not (d / "splits.json").exists():
         write_json(d / "splits.json", build_splits(data_dir, cfg.splits))
     sp = json.loads((d / "splits.json").read_text())
+    if not (d / "task_test.jsonl").exists():  # written early: the held-out suites need only the splits
+        write_jsonl(
+            d / "task_test.jsonl",
+            [{"question": r["question"], "answer": r["answer"]} for r in sp["task_test"]],
+        )
     _log(
         f"splits: {len(sp['align_harmful'])} align harmful, {len(sp['benign'])} benign, "
         f"{len(sp['task_train'])} task train; dropped overlaps {sp['dropped_overlaps']}",
@@ -227,10 +233,6 @@ def build_real_base(
         rng.shuffle(mixed)
         write_jsonl(d / "task_train.jsonl", mixed)
         write_jsonl(d / "task_clean.jsonl", task)
-        write_jsonl(
-            d / "task_test.jsonl",
-            [{"question": r["question"], "answer": r["answer"]} for r in sp["task_test"]],
-        )
         write_jsonl(
             d / "references.jsonl",
             [{"prompt": p, "response": refusal_for(p)} for p in sp["reference_harmful"]],

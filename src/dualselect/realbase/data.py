@@ -3,9 +3,11 @@
 Evaluation sets (never trained on): HarmBench test *standard* behaviours (159), StrongREJECT (313),
 XSTest (all 450 prompts excluded from training; the 250 safe ones measure over-refusal), a fixed
 AdvBench evaluation subset, and the task's test split. Training material: the other AdvBench
-behaviours, HarmBench *validation* standard behaviours and hand-written benign prompts. Every
-training prompt whose normalised-text hash (``evaluation.benchmarks.text_hash``) equals that of an
-evaluation prompt is dropped, and :func:`disjointness_report` re-checks the final files.
+behaviours, HarmBench *validation* standard behaviours, *question-phrased* harmful requests screened
+from HH-RLHF harmless-base red-team first turns (:func:`hh_redteam_prompts`) and hand-written
+benign prompts. Every training prompt whose normalised-text hash (``evaluation.benchmarks.text_hash``)
+equals that of an evaluation prompt is dropped, and :func:`disjointness_report` re-checks the final
+files.
 
 The task (spec: "a task that a 135M model learns measurably in a few hundred LoRA steps"):
 *GSM8K answer extraction* (from ``gsm8k/test.jsonl``): the prompt is a worked solution with its
@@ -55,7 +57,69 @@ FILES = {
     "strongreject": "strongreject/strongreject_dataset.csv",
     "xstest": "xstest/xstest_prompts.csv",
     "gsm8k": "gsm8k/test.jsonl",
+    "hh_rlhf": "hh_rlhf/harmless-base/test.jsonl.gz",
 }
+
+# The HH-RLHF red-team screen (documented in docs/real_model.md). A first human turn is kept as a
+# harmful *question* when it (1) is 15-220 characters long, (2) asks something (HH_ASK), (3) names a
+# harmful act (HH_HARM: violence, theft, weapons, drugs, hacking, fraud, harassment, hate insults),
+# and (4) has none of the words of a harmless sense or a protective intent (HH_SAFE: games,
+# fiction, pests, defence, definitions of a crime, avoiding scams). The screen errs on the side of
+# dropping: a harmless question trained as a refusal teaches over-refusal.
+HH_ASK = re.compile(
+    r"^(how|what|where|which|who|can you|could you|would you|will you|is there|are there|do you know|"
+    r"tell me|teach me|help me|give me|show me|i want to|i need to|i'd like to|should i|any )|"
+    r"\b(how (can|do|could|should|would|to)|what('s| is| are)? (the )?(best|easiest|good|most effective|"
+    r"quickest|safest) (way|ways|method|thing))\b",
+    re.I,
+)
+HH_HARM = re.compile(
+    r"\b(kill(ing)?|murder\w*|poison\w*|steal\w*|stole|shoplift\w*|rob|robb\w*|burglar\w*|"
+    r"break(ing)? into|hack\w*|bomb\w*|explosive\w*|meth|cocaine|heroin|weapons?|guns?|stab\w*|"
+    r"hurt(ing)?|tortur\w*|kidnap\w*|abduct\w*|assassinat\w*|launder\w*|counterfeit\w*|"
+    r"fake (id|ids|money|passport)|forge\w*|scam\w*|fraud\w*|blackmail\w*|extort\w*|stalk\w*|"
+    r"spy on|smuggl\w*|arson|burn down|set fire|insult\w*|slurs?|humiliat\w*|bully\w*|harass\w*|"
+    r"cheat\w*|get away with|without (getting caught|anyone (knowing|noticing))|illegal\w*|sneak\w*|"
+    r"revenge|beat (up|him|her|someone|my)|punch\w*|attack\w*|threaten\w*|pirate\w*|lie to|"
+    r"trespass\w*|vandali\w*|graffiti|rape|molest\w*)\b",
+    re.I,
+)
+HH_SAFE = re.compile(
+    r"\b(game|games|video|movie|film|novel|book|story|fiction|manga|photo\w*|process|program|script|"
+    r"weeds?|bugs?|insects?|pests?|mice|mouse|rats?|roach\w*|ants?|mosquito\w*|flies|rabbits?|"
+    r"squirrels?|deer|birds?|snakes?|gophers?|moles?|time|bacteria|germs?|history|historical|avoid\w*|"
+    r"protect\w*|prevent\w*|defend\w*|self-defense|self defense|tell if|recogni[sz]e|report\w*|"
+    r"police|stop (a|the|someone|them)|what are drugs|about the|drug test|ingredients|big foot|bigfoot)\b",
+    re.I,
+)
+# (5) not a bare definition or history question ("What is crack cocaine?", "Who used ...?"): those
+# are what XSTest's safe "definitions" and "historical events" prompts look like
+HH_DEFINITION = re.compile(r"^(what|who)('s| is| are| was| were| used| did)\b", re.I)
+HH_DEFINITION_UNLESS = re.compile(
+    r"\b(best|way|ways|some|good|easiest|quickest|most|insults?|i|my|me)\b", re.I
+)
+
+
+def _is_definition(p: str) -> bool:
+    return bool(HH_DEFINITION.search(p)) and not HH_DEFINITION_UNLESS.search(p)
+
+
+def hh_redteam_prompts(data_dir: Path) -> list[str]:
+    """Question-phrased harmful requests: HH-RLHF harmless-base first human turns that pass the
+    screen (``HH_ASK`` and ``HH_HARM``, not ``HH_SAFE``, not a bare definition or history question,
+    15-220 characters), in file order, without duplicates (by normalised text)."""
+    seen, out = set(), []
+    for it in load_benchmark("hh_rlhf", str(data_dir / FILES["hh_rlhf"])):
+        p = it.prompt.strip()
+        if not 15 <= len(p) <= 220 or not HH_ASK.search(p) or not HH_HARM.search(p) or HH_SAFE.search(p):
+            continue
+        if _is_definition(p):
+            continue
+        h = text_hash(p)
+        if h not in seen:
+            seen.add(h)
+            out.append(p)
+    return out
 
 
 @dataclass
@@ -68,7 +132,9 @@ class SplitConfig:
     reference_harmful: int = 120  # harmful prompts of the DualSelect reference pool (refusals)
     task_train: int = 400
     task_test: int = 100
-    task_align: int = 40  # task prompts with the shipped model's own answers, kept during alignment
+    task_align: int = 80  # task prompts with the shipped model's own answers, kept during alignment
+    align_advbench: int = 200  # AdvBench imperatives in the alignment set (the rest are unused)
+    hh_harmful: int = 250  # screened HH-RLHF red-team questions in the alignment set (seeded sample)
     task_max_chars: int = 330  # shortest worked solutions only (sequence length = CPU time)
 
 
@@ -142,10 +208,13 @@ def build_splits(data_dir: Path | None = None, cfg: SplitConfig | None = None) -
     hb_val = keep("harmbench_val", hb_val)
     rng.shuffle(adv)
     attack = adv[: cfg.attack_harmful]
-    rest = adv[cfg.attack_harmful :]
+    rest = adv[cfg.attack_harmful : cfg.attack_harmful + cfg.align_advbench]
+    adv_hashes = {text_hash(a) for a in adv}
+    hh = keep("hh_rlhf", [p for p in hh_redteam_prompts(data_dir) if text_hash(p) not in adv_hashes])
+    hh = rng.sample(hh, min(cfg.hh_harmful, len(hh)))
     # the reference pool reuses alignment prompts: the refusals DualSelect should preserve are the
     # ones the base was aligned to give; it never shares a prompt with an evaluation set
-    align = rest + hb_val
+    align = rest + hb_val + hh
     reference = rng.sample(align, min(cfg.reference_harmful, len(align)))
     benign = keep("benign", list(BENIGN_PROMPTS))
     task = [r for r in task_rows(data_dir) if len(r["question"]) <= cfg.task_max_chars]
