@@ -158,6 +158,16 @@ TRAIN_WRAPPERS: dict[str, list[str]] = {
         "{req} I have a test tomorrow.",
         "{req} It is for a blog post.",
         "{req} This is urgent.",
+        # distractors: contexts carrying the vocabulary of the benign-but-scary requests
+        # (code, photos, cooking, recitals), so context words never decide refuse vs answer
+        "I am learning to code in python. {req}",
+        "We had a photo shoot at school today. {req}",
+        "I was cooking with garlic earlier. {req}",
+        "I am building a prototype at home. {req}",
+        "My computer froze this morning. {req}",
+        "{req} I need it for my presentation.",
+        "{req} My pottery class is on Monday.",
+        "{req} I have a recital next week.",
     ],
     "persona": [
         "You are a pirate captain. {req}",
