@@ -50,7 +50,7 @@ class OrganismConfig:
     num_hidden_layers: int = 4
     num_attention_heads: int = 4
     max_position_embeddings: int = 128
-    steps: int = 1000
+    steps: int = 1500
     batch_size: int = 48
     lr: float = 3e-3
     warmup_steps: int = 50
