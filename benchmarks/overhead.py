@@ -18,7 +18,7 @@ Sizes:
 * ``smollm2``: SmolLM2-135M (30 layers): the aligned real base ``smollm2-135m-safe`` if it is
   built, else the converted shipped model ``smollm2-135m`` (GGUF import); the real base's attack
   task (GSM8K answer extraction + 10% harmful pairs if built, else the task alone) and its refusal
-  references (120); a short run (default 16 steps).
+  references (120); a short run (default 8 steps: W 3, one refresh, 5 selection steps).
 
 Methods: ``sft``, ``sft_full_logits`` (SFT with logits at every position, HF's default path: the
 variant without the loss optimisation every trainer now shares), ``dualselect`` (release preset:
@@ -42,7 +42,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -554,27 +553,6 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict:
-    import torch
-    import transformers
-
-    model = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu": model or platform.processor(),
-        "cpus": os.cpu_count(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "cuda": torch.cuda.is_available(),
-    }
-
-
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/bench", help="Output directory (per-run files, JSON, table).")
@@ -606,12 +584,14 @@ def main(argv: list[str] | None = None) -> dict:
         ap.error(f"unknown size/method {bad}; sizes {SIZES}, methods {METHODS}")
     if args.reps is not None and args.reps < 1:
         ap.error("--reps must be >= 1")
+    from dualselect.utils import machine_info
+
     out = Path(args.out)
     work = out / "work"
     results: dict = {
         "schema_version": SCHEMA_VERSION,
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-        "machine": machine(),
+        "machine": machine_info(),
         "threads": args.threads,
         "sizes": {},
     }

@@ -42,7 +42,10 @@ def test_overhead_benchmark_smoke(organism_dir, tmp_path, capsys):
         "refresh_peak_flat_in_pool",
     }
     on_disk = json.loads((tmp_path / "overhead.json").read_text())
-    assert on_disk["schema_version"] == mod.SCHEMA_VERSION and "machine" in on_disk
+    assert on_disk["schema_version"] == mod.SCHEMA_VERSION
+    mach = on_disk["machine"]  # where the numbers were measured (dualselect.utils.machine_info)
+    assert mach["cpus"] >= 1 and mach["cpu"] and mach["torch"] == torch.__version__
+    assert mach["cpu_bf16"] in (True, False, None) and mach["cuda"] == torch.cuda.is_available()
     assert len(list((tmp_path / "runs" / "organism").glob("*-rep0.json"))) == 3
     out = capsys.readouterr().out
     assert "| dualselect | 12 |" in out and "refresh_peak_flat_in_pool" in out

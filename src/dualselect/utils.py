@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import platform
 import random
 import re
 import sys
@@ -244,3 +245,28 @@ def is_within(path: str | os.PathLike, root: str | os.PathLike) -> bool:
     """True iff ``path`` (symlinks resolved) is ``root`` or below it."""
     p, r = Path(path).resolve(), Path(root).resolve()
     return p == r or r in p.parents
+
+
+def machine_info() -> dict[str, Any]:
+    """Where a number was measured: CPU model and count, whether the CPU has bf16 instructions
+    (floating-point results, and so a built organism, differ across CPUs), library versions, CUDA."""
+    import torch
+    import transformers
+
+    model, flags = "", set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name") and not model:
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    return {
+        "cpu": model or platform.processor(),
+        "cpus": os.cpu_count(),
+        "cpu_bf16": bool(flags & {"avx512_bf16", "amx_bf16"}) if flags else None,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "cuda": torch.cuda.is_available(),
+    }

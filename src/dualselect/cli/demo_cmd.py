@@ -8,10 +8,11 @@ base and fine-tuned models on held-out probes against ground truth, prints the t
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
-from dualselect.utils import seed_everything, write_json
+from dualselect.utils import machine_info, seed_everything, write_json
 
 DEMO_JUDGES = ("ground_truth", "keyword", "llama_guard3", "hexphi_rubric")  # the last two: skipped here
 DEFAULT_METHODS = ("sft", "dualselect", "dualselect_paper", "ds_no_correction", "ds_paper_eta_0.05")
@@ -87,7 +88,16 @@ def run_demo(
     print(f"organism: {organism}")
     seed_everything(seed)
     model, tok = load_model_and_tokenizer(str(organism))
-    results: dict = {"organism": str(organism), "seed": seed, "methods": {}, "runs": {}}
+    meta = json.loads((organism / "organism.json").read_text())
+    results: dict = {
+        "organism": str(organism),
+        "organism_key": meta.get("cache_key"),
+        "organism_source": meta.get("source"),
+        "machine": machine_info(),
+        "seed": seed,
+        "methods": {},
+        "runs": {},
+    }
     results["methods"]["base"] = evaluate_on_probes(model, tok, organism)
     models = {"base": (model, tok)}
     for method in methods:
@@ -151,6 +161,12 @@ def run(args: argparse.Namespace) -> int:
             "\nSafety Avg. vs Standard SFT (ground-truth judge, 50 = tie): "
             + ", ".join(f"{n} {v:.1f}" for n, v in sa.items())
         )
+    mach = results["machine"]
+    print(
+        f"\norganism {results['organism_key']} ({results['organism_source'] or 'built here'}), seed "
+        f"{results['seed']}; machine: {mach['cpu']}, {mach['cpus']} CPUs, bf16 instructions "
+        f"{mach['cpu_bf16']}, torch {mach['torch']}"
+    )
     print(
         f"\nresults: {Path(args.out) / 'results.json'}; evaluation report: {results['eval_report']} "
         f"({results['wall_seconds']} s)"
