@@ -417,7 +417,7 @@ class DualSelectTrainer(SFTTrainer):
         self.reference_dataset = next(iter(self.reference_pools.values()))[0]
         if len(self.reference_pools) > 1:  # one pool: run.pool_warnings says it
             for name, (ds, _, k_pool) in self.reference_pools.items():
-                k = k_pool if k_pool is not None else (cfg.k_ref if cfg.k_ref_fraction is None else None)
+                k = self._requested_k(k_pool)
                 scored = min(len(ds), cfg.ref_pool_cap or len(ds))
                 if k is not None and k > scored:
                     warnings.warn(
@@ -670,24 +670,22 @@ class DualSelectTrainer(SFTTrainer):
         rank, world = _rank_world()
         with self.compute_loss_context_manager():  # scoring under the training autocast
             # several processes: each scores every world-th reference, then all gather
-            scores = score_pool(self.engine, core, self._pool_batches(subset[rank::world], g, ds=ds), u)
+            scores = score_pool(self.engine, core, self._pool_batches(subset[rank::world], g, ds), u)
         scores = _gathered_pool_scores(scores)  # in pool order: independent of the batching
         s = reference_scores(scores.losses, scores.cos, cfg.mu_ref, cfg.nu)
-        if k_pool is not None:
-            k = min(k_pool, len(subset))
-        else:
-            k = resolve_k(cfg.k_ref if cfg.k_ref_fraction is None else None, cfg.k_ref_fraction, len(subset))
+        k_req = self._requested_k(k_pool)
+        k = resolve_k(k_req, cfg.k_ref_fraction if k_req is None else None, len(subset))
         if cfg.ref_selector == "score":
             sel = select_top(s, mode=cfg.ref_mode, k=k, tau=cfg.tau_ref, largest=True)
         else:
-            sel = self._baseline_selection(scores.indices, k, g, ds=ds)
+            sel = self._baseline_selection(scores.indices, k, g, ds)
         chosen = scores.indices[sel.indices].tolist()  # pool positions
         weights = dict(zip(chosen, sel.weights.tolist()))
         # r_p = sum_i w_i g_i / sum_i w_i, one weighted pass over the chosen references.
         # Several processes: each takes every world-th chosen reference; sums are all-reduced.
         r = torch.zeros(num_trainable(core), dtype=torch.float32, device=self.args.device)
         total = torch.zeros((), dtype=torch.float64, device=self.args.device)
-        for batch in self._pool_batches(sorted(chosen)[rank::world], g, shuffle=False, ds=ds):
+        for batch in self._pool_batches(sorted(chosen)[rank::world], g, ds, shuffle=False):
             wb = torch.tensor([weights[i] for i in batch["index"].tolist()], device=self.args.device)
             with self.compute_loss_context_manager():
                 r += self.engine.weighted_gradient(core, batch, wb) * float(wb.sum())
@@ -711,12 +709,19 @@ class DualSelectTrainer(SFTTrainer):
         }
         return r_p, row
 
+    def _requested_k(self, k_pool: int | None) -> int | None:
+        """K asked of a pool before clipping to what it scores: its own K, else ``k_ref``; None
+        when ``k_ref_fraction`` applies instead."""
+        cfg: DualSelectConfig = self.args
+        if k_pool is not None:
+            return k_pool
+        return cfg.k_ref if cfg.k_ref_fraction is None else None
+
     def _baseline_selection(
-        self, pool_indices: torch.Tensor, k: int, g: torch.Generator, ds: EncodedDataset | None = None
+        self, pool_indices: torch.Tensor, k: int, g: torch.Generator, ds: EncodedDataset
     ) -> Selection:
         """Reference choices of the baselines: random, category-uniform random, or all (equal weights)."""
         cfg: DualSelectConfig = self.args
-        ds = self.reference_dataset if ds is None else ds
         n = pool_indices.numel()
         if cfg.ref_selector == "all":
             picked = list(range(n))
@@ -748,10 +753,7 @@ class DualSelectTrainer(SFTTrainer):
         idx = torch.tensor(sorted(picked), dtype=torch.long)
         return Selection(indices=idx, weights=torch.full((len(picked),), 1.0 / len(picked)))
 
-    def _pool_batches(
-        self, subset: list[int], g: torch.Generator, shuffle: bool = True, ds: EncodedDataset | None = None
-    ):
-        ds = self.reference_dataset if ds is None else ds
+    def _pool_batches(self, subset: list[int], g: torch.Generator, ds: EncodedDataset, shuffle: bool = True):
         lengths = [len(ds[i]["input_ids"]) for i in subset]
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
         for order in length_bucketed_order(lengths, self.args.score_batch_size, seed=seed, shuffle=shuffle):
