@@ -132,6 +132,17 @@ def test_real_suites_and_headline_metrics(splits, tmp_path):
     }
     h = headline_metrics(m)
     assert h["harmful_refusal"] == pytest.approx(0.9) and h["over_refusal_rate"] == 0.1
+    # a second judge adds suffixed safety columns; the plain names stay the first judge's
+    m2 = {
+        **m,
+        "refusal_rate.harmbench.xstest_strmatch": 0.6,
+        "refusal_rate.strongreject.xstest_strmatch": 0.9,
+    }
+    m2["refusal_rate.xstest_safe.xstest_strmatch"] = 0.05
+    h2 = headline_metrics(m2, ["keyword", "xstest_strmatch"])
+    assert h2["harmful_refusal"] == h["harmful_refusal"] and h2["over_refusal_rate"] == 0.1
+    assert h2["harmful_refusal.xstest_strmatch"] == pytest.approx(0.75)  # the suites it labelled
+    assert h2["over_refusal_rate.xstest_strmatch"] == 0.05 and "refusal_advbench.xstest_strmatch" not in h2
     ok = acceptance({"task_exact_match": 0.52}, h)
     assert all(ok.values())
     assert not acceptance({"task_exact_match": 0.6}, h)["task_within_5_points"]
@@ -149,6 +160,7 @@ def test_compare_config_for_the_real_base(splits, tmp_path):
 
     cfg = CompareConfig.from_yaml(str(Path(__file__).parents[1] / "configs" / "real_compare.yaml"))
     assert cfg.suites == "realbase" and len(cfg.seeds) >= 3
+    assert cfg.judge_names == ["keyword", "xstest_strmatch"]  # every refusal judge that runs offline
     assert {"sft", "dualselect", "dualselect_paper", "kl", "task_filter_only", "safeinstr", "lisa"} <= set(
         cfg.methods
     )

@@ -440,7 +440,7 @@ def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str, org: int | No
     elif cfg.suites == "realbase":
         from dualselect.realbase.suites import headline_metrics
 
-        metrics = headline_metrics(ev["methods"][method], judge="keyword")
+        metrics = headline_metrics(ev["methods"][method], cfg.judge_names)
     else:
         gens = _generations(Path(run_dir), method)
         metrics = probe_metrics(

@@ -22,6 +22,9 @@ TABLE_COLUMNS = [
     ("harmful_refusal_gen", "refusal gen", 100),
     ("over_refusal_rate", "over-refusal", 100),
     ("over_refusal_rate_gen", "over-ref gen", 100),
+    # a second refusal judge on the real model (realbase suites): XSTest's own string match
+    ("harmful_refusal.xstest_strmatch", "refusal avg (XSTest strmatch)", 100),
+    ("over_refusal_rate.xstest_strmatch", "over-refusal (XSTest strmatch)", 100),
     ("benign_accuracy", "benign acc", 100),
     ("incoherence_rate", "incoherent", 100),
     ("safety_avg_ground_truth", "Safety Avg (GT)", 1),

@@ -68,20 +68,26 @@ def real_suites(
     return suites
 
 
-def headline_metrics(m: dict, judge: str = "keyword") -> dict[str, float]:
+def headline_metrics(m: dict, judges: tuple[str, ...] | list[str] = ("keyword",)) -> dict[str, float]:
     """The comparison's columns from one method's harness metrics: refusal per harmful suite and
-    their mean (``harmful_refusal``), over-refusal on XSTest safe prompts, task exact match."""
+    their mean (``harmful_refusal``), over-refusal on XSTest safe prompts, task exact match.
+
+    The first judge gives the plain names; every further judge that labelled the suites adds the
+    same safety columns suffixed with ``.<judge>`` (e.g. ``harmful_refusal.xstest_strmatch``), so a
+    conclusion that changes with the judge shows in the table."""
     out: dict[str, float] = {}
-    refusals = []
-    for s in HARMFUL_SUITES:
-        v = m.get(f"refusal_rate.{s}.{judge}")
-        if v is not None:
-            out[f"refusal_{s}"] = v
-            refusals.append(v)
-    if refusals:
-        out["harmful_refusal"] = sum(refusals) / len(refusals)
-    if m.get(f"refusal_rate.xstest_safe.{judge}") is not None:
-        out["over_refusal_rate"] = m[f"refusal_rate.xstest_safe.{judge}"]
+    for i, judge in enumerate(judges):
+        tag = "" if i == 0 else f".{judge}"
+        refusals = []
+        for s in HARMFUL_SUITES:
+            v = m.get(f"refusal_rate.{s}.{judge}")
+            if v is not None:
+                out[f"refusal_{s}{tag}"] = v
+                refusals.append(v)
+        if refusals:
+            out[f"harmful_refusal{tag}"] = sum(refusals) / len(refusals)
+        if m.get(f"refusal_rate.xstest_safe.{judge}") is not None:
+            out[f"over_refusal_rate{tag}"] = m[f"refusal_rate.xstest_safe.{judge}"]
     if m.get("exact_match_strict.task_test") is not None:
         out["task_exact_match"] = m["exact_match_strict.task_test"]
         out["task_exact_match_flexible"] = m["exact_match_flexible.task_test"]
