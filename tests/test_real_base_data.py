@@ -90,7 +90,9 @@ def test_benign_questions_from_hh_and_gsm8k_carry_no_harm_keyword_and_no_harmful
     assert len(benign) == len(BENIGN_PROMPTS) + cfg.hh_benign + cfg.gsm8k_benign
     assert not set(benign) & set(splits["align_harmful"] + splits["attack_harmful"])
     # the GSM8K questions are raw questions of problems whose solutions the task never shows
-    task_sources = {r["source_question"] for k in ("task_train", "task_test", "task_align") for r in splits[k]}
+    task_sources = {
+        r["source_question"] for k in ("task_train", "task_test", "task_align") for r in splits[k]
+    }
     gsm = benign[len(BENIGN_PROMPTS) + cfg.hh_benign :]
     assert len(gsm) == cfg.gsm8k_benign and not set(gsm) & task_sources
 
