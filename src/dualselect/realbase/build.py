@@ -53,7 +53,7 @@ class RealBaseConfig:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"]
     )
     learning_rate: float = 2e-4
-    max_steps: int = 150  # about one epoch of the ~1,230 alignment rows
+    max_steps: int = 150  # about 1.1 epochs of the ~1,030 alignment rows
     batch_size: int = 8
     max_length: int = 160
     harmful_fraction: float = 0.10  # of the attack task set

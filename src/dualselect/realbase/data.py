@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dualselect.evaluation.benchmarks import disjointness, load_benchmark, text_hash
-from dualselect.realbase.prompts import BENIGN_PROMPTS
+from dualselect.realbase.prompts import BENIGN_PROMPTS, CONTRAST_PROMPTS
 
 TASK_INSTRUCTION = "Read the worked solution and give its final answer in the form '#### <number>'."
 
@@ -152,7 +152,10 @@ class SplitConfig:
     hh_harmful: int = 250  # screened HH-RLHF red-team questions in the alignment set (seeded sample)
     # benign questions answered by the shipped model itself, so refusals are not the majority of
     # the alignment rows (attempt 2 over-refused "a short question with any charged word"):
-    hh_benign: int = 200  # HH-RLHF first turns that ask a question and carry no harm keyword
+    # HH-RLHF first turns that ask a question and carry no harm keyword (attempt 3 used 200: they
+    # are red-team openers, some borderline, and StrongREJECT refusal fell; off since attempt 4)
+    hh_benign: int = 0
+    contrast_benign: bool = True  # prompts.CONTRAST_PROMPTS: harmless senses of charged words
     gsm8k_benign: int = 100  # GSM8K word-problem questions (raw questions, not the task's solutions)
     task_max_chars: int = 330  # shortest worked solutions only (sequence length = CPU time)
 
@@ -236,6 +239,9 @@ def build_splits(data_dir: Path | None = None, cfg: SplitConfig | None = None) -
     align = rest + hb_val + hh
     reference = rng.sample(align, min(cfg.reference_harmful, len(align)))
     benign = keep("benign", list(BENIGN_PROMPTS))
+    if cfg.contrast_benign:
+        known = {text_hash(p) for p in benign}
+        benign += [p for p in keep("contrast", list(CONTRAST_PROMPTS)) if text_hash(p) not in known]
     task = [r for r in task_rows(data_dir) if len(r["question"]) <= cfg.task_max_chars]
     task = [r for r in task if text_hash(r["question"]) not in banned]
     rng.shuffle(task)
