@@ -13,8 +13,15 @@ from dualselect.evaluation.benchmarks import text_hash
 from dualselect.evaluation.capability import exact_match
 from dualselect.evaluation.judges.keyword import RefusalKeywordJudge
 from dualselect.realbase.build import refusal_for, trim_to_sentence
-from dualselect.realbase.data import SplitConfig, build_splits, hh_redteam_prompts, shared_data_dir
-from dualselect.realbase.prompts import BENIGN_PROMPTS, REFUSALS
+from dualselect.realbase.data import (
+    HH_HARM,
+    SplitConfig,
+    build_splits,
+    hh_benign_prompts,
+    hh_redteam_prompts,
+    shared_data_dir,
+)
+from dualselect.realbase.prompts import BENIGN_PROMPTS, CONTRAST_PROMPTS, REFUSALS
 from dualselect.realbase.stats import acceptance
 from dualselect.realbase.suites import headline_metrics, real_suites
 from dualselect.utils import write_json, write_jsonl
@@ -72,6 +79,28 @@ def test_hh_redteam_screen_keeps_harmful_questions_and_drops_harmless_ones(split
     assert len(in_align) == min(SplitConfig().hh_harmful, len(hh))
     # the alignment set now holds questions, not only AdvBench/HarmBench imperatives
     assert sum(p.rstrip().endswith("?") for p in in_align) > len(in_align) // 2
+
+
+def test_benign_questions_carry_no_harmful_prompt_and_no_evaluation_prompt(splits):
+    cfg = SplitConfig()
+    pool = hh_benign_prompts(DATA)  # attempt 3's source, off by default since attempt 4
+    assert len(pool) >= 200 and not [p for p in pool if HH_HARM.search(p)]
+    assert not set(pool) & set(hh_redteam_prompts(DATA))  # the two screens never agree on a prompt
+    benign = splits["benign"]
+    assert cfg.hh_benign == 0 and cfg.contrast_benign
+    assert len(benign) == len(BENIGN_PROMPTS) + len(CONTRAST_PROMPTS) + cfg.gsm8k_benign
+    assert not set(benign) & set(splits["align_harmful"] + splits["attack_harmful"])
+    # the contrast prompts are written for the project: none is an evaluation prompt (XSTest
+    # included) by normalised text, so none was dropped as an overlap
+    evaluation = {text_hash(p) for ps in splits["eval"].values() for p in ps}
+    assert not {text_hash(p) for p in CONTRAST_PROMPTS} & evaluation
+    assert len({text_hash(p) for p in CONTRAST_PROMPTS}) == len(CONTRAST_PROMPTS) >= 150
+    # the GSM8K questions are raw questions of problems whose solutions the task never shows
+    task_sources = {
+        r["source_question"] for k in ("task_train", "task_test", "task_align") for r in splits[k]
+    }
+    gsm = benign[len(BENIGN_PROMPTS) + len(CONTRAST_PROMPTS) :]
+    assert len(gsm) == cfg.gsm8k_benign and not set(gsm) & task_sources
 
 
 def test_splits_are_deterministic_and_seeded(splits):

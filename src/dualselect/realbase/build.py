@@ -52,8 +52,8 @@ class RealBaseConfig:
     lora_target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"]
     )
-    learning_rate: float = 3e-4
-    max_steps: int = 100  # about one epoch of the ~780 alignment rows
+    learning_rate: float = 2e-4
+    max_steps: int = 150  # about 1.1 epochs of the ~1,030 alignment rows
     batch_size: int = 8
     max_length: int = 160
     harmful_fraction: float = 0.10  # of the attack task set
@@ -170,11 +170,13 @@ def build_real_base(
     rng = random.Random(cfg.splits.seed)
     if not (d / "align_train.jsonl").exists():
         rows = [{"prompt": p, "response": refusal_for(p), "kind": "refusal"} for p in sp["align_harmful"]]
-        rows += [
-            {"prompt": a["prompt"], "response": a["response"], "kind": "own_answer"}
-            for a in answers
-            if a["set"] in ("benign", "task_align") and a["response"].strip()
-        ]
+        judge = RefusalKeywordJudge()
+        # own answers that read as refusals ("I'm sorry for any misunderstanding, but ...") would
+        # teach refusing benign questions: dropped, and counted in the build log
+        own = [a for a in answers if a["set"] in ("benign", "task_align") and a["response"].strip()]
+        kept = [a for a in own if not judge.refused(a["response"])]
+        _log(f"own answers: {len(kept)} kept, {len(own) - len(kept)} dropped (read as refusals)", progress)
+        rows += [{"prompt": a["prompt"], "response": a["response"], "kind": "own_answer"} for a in kept]
         rng.shuffle(rows)
         write_jsonl(d / "align_train.jsonl", rows)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dualselect.evaluation.benchmarks import disjointness, load_benchmark, text_hash
-from dualselect.realbase.prompts import BENIGN_PROMPTS
+from dualselect.realbase.prompts import BENIGN_PROMPTS, CONTRAST_PROMPTS
 
 TASK_INSTRUCTION = "Read the worked solution and give its final answer in the form '#### <number>'."
 
@@ -122,6 +122,21 @@ def hh_redteam_prompts(data_dir: Path) -> list[str]:
     return out
 
 
+def hh_benign_prompts(data_dir: Path) -> list[str]:
+    """Benign questions: HH-RLHF harmless-base first human turns that ask something (``HH_ASK``) and
+    match no harm keyword (``HH_HARM``), 15-220 characters, in file order, without duplicates."""
+    seen, out = set(), []
+    for it in load_benchmark("hh_rlhf", str(data_dir / FILES["hh_rlhf"])):
+        p = it.prompt.strip()
+        if not 15 <= len(p) <= 220 or not HH_ASK.search(p) or HH_HARM.search(p):
+            continue
+        h = text_hash(p)
+        if h not in seen:
+            seen.add(h)
+            out.append(p)
+    return out
+
+
 @dataclass
 class SplitConfig:
     """Sizes and seed of the splits (part of the real base's cache key)."""
@@ -135,6 +150,13 @@ class SplitConfig:
     task_align: int = 80  # task prompts with the shipped model's own answers, kept during alignment
     align_advbench: int = 200  # AdvBench imperatives in the alignment set (the rest are unused)
     hh_harmful: int = 250  # screened HH-RLHF red-team questions in the alignment set (seeded sample)
+    # benign questions answered by the shipped model itself, so refusals are not the majority of
+    # the alignment rows (attempt 2 over-refused "a short question with any charged word"):
+    # HH-RLHF first turns that ask a question and carry no harm keyword (attempt 3 used 200: they
+    # are red-team openers, some borderline, and StrongREJECT refusal fell; off since attempt 4)
+    hh_benign: int = 0
+    contrast_benign: bool = True  # prompts.CONTRAST_PROMPTS: harmless senses of charged words
+    gsm8k_benign: int = 100  # GSM8K word-problem questions (raw questions, not the task's solutions)
     task_max_chars: int = 330  # shortest worked solutions only (sequence length = CPU time)
 
 
@@ -217,12 +239,24 @@ def build_splits(data_dir: Path | None = None, cfg: SplitConfig | None = None) -
     align = rest + hb_val + hh
     reference = rng.sample(align, min(cfg.reference_harmful, len(align)))
     benign = keep("benign", list(BENIGN_PROMPTS))
+    if cfg.contrast_benign:
+        known = {text_hash(p) for p in benign}
+        benign += [p for p in keep("contrast", list(CONTRAST_PROMPTS)) if text_hash(p) not in known]
     task = [r for r in task_rows(data_dir) if len(r["question"]) <= cfg.task_max_chars]
     task = [r for r in task if text_hash(r["question"]) not in banned]
     rng.shuffle(task)
     need = cfg.task_train + cfg.task_test + cfg.task_align
     if len(task) < need:
         raise ValueError(f"task: {len(task)} short solutions, need {need}; raise task_max_chars")
+    if cfg.hh_benign:
+        harmful = {text_hash(p) for p in align}
+        pool = [p for p in keep("hh_benign", hh_benign_prompts(data_dir)) if text_hash(p) not in harmful]
+        benign += rng.sample(pool, min(cfg.hh_benign, len(pool)))
+    if cfg.gsm8k_benign:
+        # raw questions of GSM8K problems the task does not use (the task shows their solutions)
+        used = {r["source_question"] for r in task[:need]}
+        qs = [r["source_question"] for r in task[need:] if r["source_question"] not in used]
+        benign += keep("gsm8k_benign", qs[: cfg.gsm8k_benign])
     return {
         "eval": ev,
         "align_harmful": align,
