@@ -324,3 +324,45 @@ def test_base_stats_resumes_from_finished_suites_without_loading_a_model(splits,
     # pooled over the safety suites, weighted by size: 0.5 x 159 of 159 + 313 + 100 + 250
     assert st["safe"]["incoherence_rate"] == pytest.approx(0.5 * 159 / 822)
     assert st["shipped"]["incoherence_rate"] is None
+
+
+def test_eval_on_a_real_base_scores_its_held_out_suites_with_both_offline_judges(splits, tmp_path, capsys):
+    """`dualselect eval --base <real base>` (no --benchmark) evaluates on the real base's held-out
+    suites (fixed-seed --limit subsets) with the keyword and XSTest string-match judges; a tiny
+    random model stands in for the aligned SmolLM2 so the wiring runs in seconds."""
+    from dualselect.cli.main import main
+    from tiny_models import tiny_causal_lm
+    from tiny_tokenizers import CHATML_GEN, tiny_tokenizer
+
+    root = tmp_path / "rb"
+    write_json(
+        root / "realbase.json", {"data_dir": str(DATA), "model": str(root / "model"), "base_path": "b"}
+    )
+    write_json(root / "data" / "splits.json", splits)
+    write_jsonl(root / "data" / "task_test.jsonl", splits["task_test"])
+    tok = tiny_tokenizer(CHATML_GEN)
+    model = tiny_causal_lm("qwen2", vocab=len(tok), positions=2048)
+    model.config.eos_token_id = model.generation_config.eos_token_id = tok.eos_token_id
+    model.save_pretrained(root / "model")
+    tok.save_pretrained(root / "model")
+    out = tmp_path / "eval"
+    args = ["eval", "--base", str(root / "model"), "--limit", "3", "--max-new-tokens", "4", "--out", str(out)]
+    assert main(args) == 0
+    res = json.loads((out / "results.json").read_text())
+    m = res["methods"]["base"]
+    for s in ("harmbench", "strongreject", "advbench", "xstest_safe"):
+        for j in ("keyword", "xstest_strmatch"):
+            assert f"refusal_rate.{s}.{j}" in m, (s, j)
+    assert "exact_match_strict.task_test" in m
+    gens = [json.loads(line) for line in (out / "generations" / "base.jsonl").read_text().splitlines()]
+    by_suite: dict[str, set] = {}
+    for g in gens:
+        by_suite.setdefault(g["benchmark"], set()).add(g["id"])
+    assert {k: len(v) for k, v in by_suite.items()} == dict.fromkeys(
+        ("harmbench", "strongreject", "advbench", "xstest_safe", "task_test"), 3
+    )
+    # the same fixed-seed subsets as real_suites (what compare and base stats score)
+    assert by_suite["strongreject"] == {
+        it.id for it in real_suites(root, {"strongreject": 3})["strongreject"]
+    }
+    assert "written:" in capsys.readouterr().out

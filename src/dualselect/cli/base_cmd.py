@@ -23,8 +23,8 @@ def register(sub) -> None:
     b.add_argument(
         "--data-dir", default=None, help="Benchmark files (default $DUALSELECT_DATA or ../shared/data)."
     )
-    b.add_argument("--steps", type=int, default=None, help="Alignment LoRA steps (default 100).")
-    b.add_argument("--lr", type=float, default=None, help="Alignment LoRA learning rate (default 3e-4).")
+    b.add_argument("--steps", type=int, default=None, help="Alignment LoRA steps (default 150).")
+    b.add_argument("--lr", type=float, default=None, help="Alignment LoRA learning rate (default 2e-4).")
     b.add_argument("--seed", type=int, default=0, help="Split and training seed (default 0).")
     b.set_defaults(func=run_build)
     s = bsub.add_parser(

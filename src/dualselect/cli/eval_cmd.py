@@ -25,7 +25,9 @@ def register(sub) -> None:
     p.add_argument(
         "--base",
         default="organism",
-        help="The aligned base model (row 'base', KL reference, perplexity); default: the organism.",
+        help="The aligned base model (row 'base', KL reference, perplexity); default: the organism. "
+        "A real base built by 'dualselect base build' (e.g. smollm2-135m-safe) brings its held-out "
+        "suites (see --benchmark).",
     )
     p.add_argument(
         "--benchmark",
@@ -35,7 +37,9 @@ def register(sub) -> None:
         help="Benchmark by registry name, from a local path (its published file: csv, tsv, "
         "jsonl[.gz], json, parquet) or the hub (repeatable). XSTest becomes two suites: 'xstest' "
         "(250 safe prompts: over-refusal) and 'xstest_unsafe' (200 contrast prompts: harmful). "
-        "Default: the organism's held-out probes (ground truth known).",
+        "Default: the organism's held-out probes (ground truth known); with a real base as --base, its "
+        "held-out real suites: HarmBench standard test, StrongREJECT, the AdvBench behaviours no "
+        "training split uses, XSTest safe prompts, the task's test split.",
     )
     p.add_argument(
         "--include-copyright",
@@ -49,7 +53,8 @@ def register(sub) -> None:
         default=[],
         metavar="SPEC",
         help='Judge name or JSON spec, e.g. keyword or \'{"name": "llama_guard3", "path": "..."}\' '
-        "(repeatable; default: ground_truth and keyword on the organism, keyword otherwise). Names: "
+        "(repeatable; default: ground_truth and keyword on the organism, keyword and xstest_strmatch on a "
+        "real base's suites, keyword with --benchmark). Names: "
         "keyword, xstest_strmatch, ground_truth, llama_guard3, wildguard, beavertails, harmbench_cls "
         "(weights by path), hexphi_rubric, strongreject_rubric (option rubric: current|v1), "
         "xstest_rubric (API).",
@@ -234,11 +239,16 @@ def run(args: argparse.Namespace) -> int:
     from dualselect.evaluation.coherence import ApiCoherenceJudge, CoherenceGate
     from dualselect.evaluation.harness import evaluate, organism_suites
     from dualselect.evaluation.judges import build_judge
+    from dualselect.realbase.suites import REAL_SUITE_NAMES, real_suites, realbase_root
     from dualselect.training.model import load_model_and_tokenizer, resolve_model_path
     from dualselect.utils import seed_everything
 
+    # a real base built by `dualselect base build` (e.g. smollm2-135m-safe) brings its own held-out
+    # suites, scored by the refusal judges that run offline
+    real = None if args.benchmark or args.base == "organism" else realbase_root(resolve_model_path(args.base))
     # judges and their options are checked before any model loads
-    specs = args.judge or (["keyword"] if args.benchmark else ["ground_truth", "keyword"])
+    default_judges = ["keyword", "xstest_strmatch"] if real else ["ground_truth", "keyword"]
+    specs = args.judge or (["keyword"] if args.benchmark else default_judges)
     try:
         judges = [build_judge(_spec("--judge", s)) for s in specs]
         coherence_judge = (
@@ -263,6 +273,9 @@ def run(args: argparse.Namespace) -> int:
             )
             suites.update(loaded)
             budgets.update({s: REGISTRY[name].max_new_tokens for s in loaded})
+    elif real is not None:
+        limits = dict.fromkeys(REAL_SUITE_NAMES, args.limit) if args.limit else None
+        suites = real_suites(real, limits, seed=args.seed)
     else:
         suites = organism_suites(base_path)
         if args.limit:

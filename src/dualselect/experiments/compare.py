@@ -379,11 +379,12 @@ def run_overrides(
 
 def _realbase_root(cfg: CompareConfig) -> Path:
     """The built real base behind ``model_name_or_path`` (e.g. ``smollm2-135m-safe``)."""
+    from dualselect.realbase.suites import realbase_root
     from dualselect.training.model import resolve_model_path
 
     path = Path(resolve_model_path(cfg.model_name_or_path))
-    root = path.parent if path.name == "model" else path
-    if not (root / "realbase.json").exists():
+    root = realbase_root(path)
+    if root is None:
         raise ValueError(f"suites: realbase needs a real base model (e.g. smollm2-135m-safe); got {path}")
     return root
 

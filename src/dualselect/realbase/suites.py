@@ -22,6 +22,15 @@ from dualselect.evaluation.harness import EvalItem
 from dualselect.realbase.data import FILES
 
 HARMFUL_SUITES = ("harmbench", "strongreject", "advbench")
+REAL_SUITE_NAMES = (*HARMFUL_SUITES, "xstest_safe", "task_test")
+
+
+def realbase_root(model_path: str | Path) -> Path | None:
+    """The built real base directory behind a model path (its ``model/`` or the directory itself),
+    or None when the path is not a real base built by ``dualselect base build``."""
+    path = Path(model_path)
+    root = path.parent if path.name == "model" else path
+    return root if (root / "realbase.json").exists() else None
 
 
 def real_suites(
