@@ -243,9 +243,10 @@ def run(args: argparse.Namespace) -> int:
     from dualselect.training.model import load_model_and_tokenizer, resolve_model_path
     from dualselect.utils import seed_everything
 
+    base_path = resolve_model_path(args.base)
     # a real base built by `dualselect base build` (e.g. smollm2-135m-safe) brings its own held-out
     # suites, scored by the refusal judges that run offline
-    real = None if args.benchmark or args.base == "organism" else realbase_root(resolve_model_path(args.base))
+    real = None if args.benchmark else realbase_root(base_path)
     # judges and their options are checked before any model loads
     default_judges = ["keyword", "xstest_strmatch"] if real else ["ground_truth", "keyword"]
     specs = args.judge or (["keyword"] if args.benchmark else default_judges)
@@ -260,7 +261,6 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"judge options: {e}") from None
     quality = [_spec("--quality-judge", q) for q in args.quality_judge] or None
     seed_everything(args.seed)
-    base_path = resolve_model_path(args.base)
     models = {"base": load_model_and_tokenizer(base_path)}
     models.update({name: _load_variant(path, base_path) for name, path in variants.items()})
     budgets: dict[str, int] = {"default": 64}

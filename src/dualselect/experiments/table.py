@@ -22,9 +22,6 @@ TABLE_COLUMNS = [
     ("harmful_refusal_gen", "refusal gen", 100),
     ("over_refusal_rate", "over-refusal", 100),
     ("over_refusal_rate_gen", "over-ref gen", 100),
-    # a second refusal judge on the real model (realbase suites): XSTest's own string match
-    ("harmful_refusal.xstest_strmatch", "refusal avg (XSTest strmatch)", 100),
-    ("over_refusal_rate.xstest_strmatch", "over-refusal (XSTest strmatch)", 100),
     ("benign_accuracy", "benign acc", 100),
     ("incoherence_rate", "incoherent", 100),
     ("safety_avg_ground_truth", "Safety Avg (GT)", 1),
@@ -176,10 +173,29 @@ RUN_COLUMNS = [
 ]
 
 
+def _default_columns(judges: list[str]) -> list[tuple[str, str, int]]:
+    """:data:`TABLE_COLUMNS` with, after the over-refusal columns, the safety columns every judge
+    after the first adds (suffixed ``.<judge>``; realbase suites, ``realbase.suites.headline_metrics``)."""
+    at = next(i for i, c in enumerate(TABLE_COLUMNS) if c[0] == "over_refusal_rate_gen") + 1
+    extra = [
+        col
+        for j in judges[1:]
+        for col in (
+            (f"harmful_refusal.{j}", f"refusal avg ({j})", 100),
+            (f"over_refusal_rate.{j}", f"over-refusal ({j})", 100),
+        )
+    ]
+    return TABLE_COLUMNS[:at] + extra + TABLE_COLUMNS[at:]
+
+
 def markdown_table(table: dict) -> str:
     """The comparison as a Markdown table: ``table["columns"]`` (a benchmark set's own columns,
-    then the run costs) when given, else :data:`TABLE_COLUMNS`; columns no method has are left out."""
-    spec = [tuple(c) for c in table["columns"]] + RUN_COLUMNS if table.get("columns") else TABLE_COLUMNS
+    then the run costs) when given, else :data:`TABLE_COLUMNS` plus any further judge's safety
+    columns; columns no method has are left out."""
+    if table.get("columns"):
+        spec = [tuple(c) for c in table["columns"]] + RUN_COLUMNS
+    else:
+        spec = _default_columns(table.get("judges") or [])
     cols = [c for c in spec if any(c[0] in r for r in table["methods"].values())]
     cons = table.get("consistency")
     head = "| method | " + " | ".join(label for _, label, _ in cols)

@@ -168,9 +168,9 @@ def build_real_base(
 
     # 3. alignment data
     rng = random.Random(cfg.splits.seed)
+    judge = RefusalKeywordJudge()  # reads the shipped model's answers as refusals (steps 3 and 5)
     if not (d / "align_train.jsonl").exists():
         rows = [{"prompt": p, "response": refusal_for(p), "kind": "refusal"} for p in sp["align_harmful"]]
-        judge = RefusalKeywordJudge()
         # own answers that read as refusals ("I'm sorry for any misunderstanding, but ...") would
         # teach refusing benign questions: dropped, and counted in the build log
         own = [a for a in answers if a["set"] in ("benign", "task_align") and a["response"].strip()]
@@ -216,7 +216,6 @@ def build_real_base(
 
     # 5. attack task set, references, disjointness on the final files
     if not (d / "disjointness.json").exists():
-        judge = RefusalKeywordJudge()
         compliant = [
             {"prompt": a["prompt"], "response": a["response"], "kind": "harmful_compliant"}
             for a in answers

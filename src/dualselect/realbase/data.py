@@ -104,37 +104,37 @@ def _is_definition(p: str) -> bool:
     return bool(HH_DEFINITION.search(p)) and not HH_DEFINITION_UNLESS.search(p)
 
 
-def hh_redteam_prompts(data_dir: Path) -> list[str]:
-    """Question-phrased harmful requests: HH-RLHF harmless-base first human turns that pass the
-    screen (``HH_ASK`` and ``HH_HARM``, not ``HH_SAFE``, not a bare definition or history question,
-    15-220 characters), in file order, without duplicates (by normalised text)."""
+def _hh_first_turns(data_dir: Path, accept) -> list[str]:
+    """HH-RLHF harmless-base first human turns of 15-220 characters that ``accept(turn)``, in file
+    order, without duplicates (by normalised text)."""
     seen, out = set(), []
     for it in load_benchmark("hh_rlhf", str(data_dir / FILES["hh_rlhf"])):
         p = it.prompt.strip()
-        if not 15 <= len(p) <= 220 or not HH_ASK.search(p) or not HH_HARM.search(p) or HH_SAFE.search(p):
-            continue
-        if _is_definition(p):
+        if not 15 <= len(p) <= 220 or not accept(p):
             continue
         h = text_hash(p)
         if h not in seen:
             seen.add(h)
             out.append(p)
     return out
+
+
+def hh_redteam_prompts(data_dir: Path) -> list[str]:
+    """Question-phrased harmful requests: HH-RLHF harmless-base first human turns that pass the
+    screen (``HH_ASK`` and ``HH_HARM``, not ``HH_SAFE``, not a bare definition or history question,
+    15-220 characters), in file order, without duplicates (by normalised text)."""
+    return _hh_first_turns(
+        data_dir,
+        lambda p: (
+            bool(HH_ASK.search(p) and HH_HARM.search(p)) and not HH_SAFE.search(p) and not _is_definition(p)
+        ),
+    )
 
 
 def hh_benign_prompts(data_dir: Path) -> list[str]:
     """Benign questions: HH-RLHF harmless-base first human turns that ask something (``HH_ASK``) and
     match no harm keyword (``HH_HARM``), 15-220 characters, in file order, without duplicates."""
-    seen, out = set(), []
-    for it in load_benchmark("hh_rlhf", str(data_dir / FILES["hh_rlhf"])):
-        p = it.prompt.strip()
-        if not 15 <= len(p) <= 220 or not HH_ASK.search(p) or HH_HARM.search(p):
-            continue
-        h = text_hash(p)
-        if h not in seen:
-            seen.add(h)
-            out.append(p)
-    return out
+    return _hh_first_turns(data_dir, lambda p: bool(HH_ASK.search(p)) and not HH_HARM.search(p))
 
 
 @dataclass

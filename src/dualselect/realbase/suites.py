@@ -28,18 +28,21 @@ REAL_SUITE_NAMES = (*HARMFUL_SUITES, "xstest_safe", "task_test")
 def realbase_root(model_path: str | Path) -> Path | None:
     """The built real base directory behind a model path (its ``model/`` or the directory itself),
     or None when the path is not a real base built by ``dualselect base build``."""
-    path = Path(model_path)
-    root = path.parent if path.name == "model" else path
+    root = _base_dir(model_path)
     return root if (root / "realbase.json").exists() else None
+
+
+def _base_dir(path: str | Path) -> Path:
+    """A real base's directory from itself or its ``model/`` subfolder."""
+    path = Path(path)
+    return path.parent if path.name == "model" else path
 
 
 def real_suites(
     realbase: str | Path, limits: dict[str, int] | None = None, seed: int = 0
 ) -> dict[str, list[EvalItem]]:
     """Suites for the built real base at ``realbase`` (its directory or its ``model/``)."""
-    root = Path(realbase)
-    if root.name == "model":
-        root = root.parent
+    root = _base_dir(realbase)
     if (root / "realbase.json").exists():
         data_dir = Path(json.loads((root / "realbase.json").read_text())["data_dir"])
     else:  # a build in progress: its splits exist before the model does
