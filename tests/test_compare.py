@@ -148,3 +148,37 @@ def test_help_names_every_config_key(capsys):
         main(["compare", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert [f.name for f in dataclasses.fields(CompareConfig) if f.name not in text] == []
+
+
+def test_markdown_table_adds_each_further_judges_safety_columns():
+    """A comparison scored by two judges (the real-model tier: keyword + XSTest string match) shows
+    the second judge's refusal and over-refusal next to the first's, with that judge's values."""
+    from dualselect.experiments.table import aggregate, markdown_table
+
+    def run(kw, sm, over_kw, over_sm):
+        return {
+            "task_exact_match": 0.9,
+            "harmful_refusal": kw,
+            "harmful_refusal.xstest_strmatch": sm,
+            "over_refusal_rate": over_kw,
+            "over_refusal_rate.xstest_strmatch": over_sm,
+        }
+
+    runs = {"sft": [run(0.30, 0.25, 0.04, 0.02)] * 2, "dualselect": [run(0.90, 0.80, 0.40, 0.35)] * 2}
+    t = aggregate(runs, "harmful_refusal", "task_exact_match")
+    t["judges"] = ["keyword", "xstest_strmatch"]
+    lines = markdown_table(t).splitlines()
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert head[:6] == [
+        "method",
+        "task EM",
+        "refusal avg",
+        "over-refusal",
+        "refusal avg (xstest_strmatch)",
+        "over-refusal (xstest_strmatch)",
+    ]
+    ds = [c.strip() for c in next(ln for ln in lines if "dualselect" in ln).strip("|").split("|")]
+    assert [c.split()[0] for c in ds[2:6]] == ["90.0", "40.0", "80.0", "35.0"]
+    # one judge: no suffixed columns even though the runs carry the keys
+    t["judges"] = ["keyword"]
+    assert "xstest_strmatch" not in markdown_table(t)

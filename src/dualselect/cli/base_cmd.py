@@ -26,6 +26,20 @@ def register(sub) -> None:
     b.add_argument("--steps", type=int, default=None, help="Alignment LoRA steps (default 150).")
     b.add_argument("--lr", type=float, default=None, help="Alignment LoRA learning rate (default 2e-4).")
     b.add_argument("--seed", type=int, default=0, help="Split and training seed (default 0).")
+    b.add_argument(
+        "--unlikelihood-weight",
+        type=float,
+        default=None,
+        help="Weight of the refusal-unlikelihood term on the contrast prompts (realbase/align.py; "
+        "default 0: plain SFT).",
+    )
+    b.add_argument(
+        "--contrast-repeat",
+        type=int,
+        default=None,
+        help="Repeat the contrast prompts' own answers this often in the alignment set (default 1).",
+    )
+    b.add_argument("--lora-r", type=int, default=None, help="Alignment LoRA rank (default 16; alpha = 2r).")
     b.set_defaults(func=run_build)
     s = bsub.add_parser(
         "stats",
@@ -62,6 +76,18 @@ def _cfg(args: argparse.Namespace):
         cfg.max_steps = args.steps
     if args.lr is not None:
         cfg.learning_rate = args.lr
+    if args.unlikelihood_weight is not None:
+        if args.unlikelihood_weight < 0:
+            raise ValueError("--unlikelihood-weight: must be >= 0")
+        cfg.unlikelihood_weight = args.unlikelihood_weight
+    if args.contrast_repeat is not None:
+        if args.contrast_repeat < 1:
+            raise ValueError("--contrast-repeat: must be >= 1")
+        cfg.contrast_repeat = args.contrast_repeat
+    if args.lora_r is not None:
+        if args.lora_r < 1:
+            raise ValueError("--lora-r: must be >= 1")
+        cfg.lora_r, cfg.lora_alpha = args.lora_r, 2 * args.lora_r
     return cfg
 
 

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dualselect.realbase.data import FILES, SplitConfig, build_splits, disjointness_report, shared_data_dir
-from dualselect.realbase.prompts import REFUSALS
+from dualselect.realbase.prompts import CONTRAST_PROMPTS, REFUSALS
 from dualselect.utils import read_jsonl, write_json, write_jsonl
 
 REALBASE_VERSION = 2
@@ -57,6 +57,11 @@ class RealBaseConfig:
     batch_size: int = 8
     max_length: int = 160
     harmful_fraction: float = 0.10  # of the attack task set
+    # attempt 5 (realbase/align.py): refusal unlikelihood on the contrast prompts (0 = plain SFT),
+    # drawn this many per optimiser step; and the contrast prompts' own answers repeated this often
+    unlikelihood_weight: float = 0.0
+    unlikelihood_prompts_per_step: int = 4
+    contrast_repeat: int = 1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,10 +72,17 @@ class RealBaseConfig:
         return cls(splits=SplitConfig(**d.pop("splits", {})), **d)
 
     def cache_key(self, data_dir: Path) -> str:
-        h = hashlib.sha256(json.dumps({"v": REALBASE_VERSION, **self.to_dict()}, sort_keys=True).encode())
+        d = self.to_dict()
+        for k, default in _ADDED_AFTER_V4.items():  # at their defaults they change nothing: same key
+            if d[k] == default:
+                del d[k]
+        h = hashlib.sha256(json.dumps({"v": REALBASE_VERSION, **d}, sort_keys=True).encode())
         for rel in sorted(FILES.values()):
             h.update((data_dir / rel).read_bytes())
         return h.hexdigest()[:16]
+
+
+_ADDED_AFTER_V4 = {"unlikelihood_weight": 0.0, "unlikelihood_prompts_per_step": 4, "contrast_repeat": 1}
 
 
 def realbase_dir(cfg: RealBaseConfig | None = None, data_dir: Path | None = None) -> Path:
@@ -176,7 +188,12 @@ def build_real_base(
         own = [a for a in answers if a["set"] in ("benign", "task_align") and a["response"].strip()]
         kept = [a for a in own if not judge.refused(a["response"])]
         _log(f"own answers: {len(kept)} kept, {len(own) - len(kept)} dropped (read as refusals)", progress)
-        rows += [{"prompt": a["prompt"], "response": a["response"], "kind": "own_answer"} for a in kept]
+        contrast = set(CONTRAST_PROMPTS)
+        rows += [
+            {"prompt": a["prompt"], "response": a["response"], "kind": "own_answer"}
+            for a in kept
+            for _ in range(cfg.contrast_repeat if a["prompt"] in contrast else 1)
+        ]
         rng.shuffle(rows)
         write_jsonl(d / "align_train.jsonl", rows)
 
@@ -204,7 +221,30 @@ def build_real_base(
                 "disable_tqdm": not progress,
             },
         )
-        trainer = run_training("sft", tcfg)
+        if cfg.unlikelihood_weight > 0:
+            from dualselect.realbase.align import RefusalUnlikelihoodTrainer
+
+            contrast = [p for p in sp["benign"] if p in set(CONTRAST_PROMPTS)]
+            _log(
+                f"refusal unlikelihood on {len(contrast)} contrast prompts, weight {cfg.unlikelihood_weight}",
+                progress,
+            )
+            trainer = run_training(
+                "sft",
+                tcfg,
+                trainer_cls=RefusalUnlikelihoodTrainer,
+                contrast_prompts=contrast,
+                refusals=REFUSALS,
+                weight=cfg.unlikelihood_weight,
+                prompts_per_step=cfg.unlikelihood_prompts_per_step,
+            )
+            h = trainer.ul_history
+            write_json(
+                out / "align_lora" / "unlikelihood.json",
+                {"refusal_start_prob_per_step": [round(x, 5) for x in h]},
+            )
+        else:
+            trainer = run_training("sft", tcfg)
         merged = trainer.model.merge_and_unload().eval()
         tmp = out / "model.tmp"
         shutil.rmtree(tmp, ignore_errors=True)

@@ -225,8 +225,11 @@ def default_train_data(cfg) -> str | None:
     return cfg.train_data
 
 
-def run_training(method: str, cfg, *, overwrite: bool = False, **trainer_kwargs: Any):
-    """Train ``method`` with ``cfg`` and save the run. Returns the trainer.
+def run_training(
+    method: str, cfg, *, overwrite: bool = False, trainer_cls: type | None = None, **trainer_kwargs: Any
+):
+    """Train ``method`` with ``cfg`` and save the run. Returns the trainer. ``trainer_cls`` replaces
+    the method's trainer with a subclass of it (e.g. the real base's alignment objective).
 
     Before any model loads: the config's value domains, model/data paths and output directory are
     checked, and an output directory that is not empty is refused unless ``overwrite`` (the
@@ -235,7 +238,11 @@ def run_training(method: str, cfg, *, overwrite: bool = False, **trainer_kwargs:
     """
     from dualselect.training.callbacks import DivergenceCallback, TrainingDiverged, assert_finite_params
 
-    cfg_cls, trainer_cls = METHODS[resolve_method(method)[0]]
+    method_cls = METHODS[resolve_method(method)[0]][1]
+    if trainer_cls is None:
+        trainer_cls = method_cls
+    elif not issubclass(trainer_cls, method_cls):
+        raise TypeError(f"trainer_cls {trainer_cls.__name__} is not a subclass of {method_cls.__name__}")
     errors = field_errors(cfg)
     if errors:
         raise ConfigError("; ".join(msg for _, msg in errors))

@@ -1,0 +1,101 @@
+"""Alignment of the real base with a refusal *unlikelihood* term on benign look-alike prompts.
+
+Plain SFT on (harmful prompt -> refusal) and (benign prompt -> own answer) teaches refusing
+"anything with a charged word": the own answers already have a low loss, so they push back only
+weakly when the model starts refusing a harmless question that looks harmful (XSTest's kind).
+:class:`RefusalUnlikelihoodTrainer` adds, at every optimiser step, a term on ``m`` such contrast
+prompts ``x`` (seeded draw):
+
+    L_UL(x) = -log(1 - sum_j p(r_j | x)),
+
+where ``r_j`` are the distinct ``prefix_tokens``-token openings of the refusal templates
+(``prompts.REFUSALS``). Distinct token sequences of one length are disjoint events, so the sum is
+the probability of *starting* a refusal; the term vanishes while that probability is small and
+grows without bound as it nears 1 (a sequence-level unlikelihood: it moves the decision to refuse,
+not the wording of a refusal once started). Total loss: SFT loss + ``weight`` * mean over the ``m``
+prompts.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import torch
+
+from dualselect.data.encoding import split_ids
+from dualselect.data.records import Record
+from dualselect.training.sft import SFTTrainer
+
+
+def refusal_prefixes(tokenizer, refusals: tuple[str, ...] | list[str], n_tokens: int) -> list[list[int]]:
+    """The distinct first ``n_tokens`` response tokens of ``refusals`` (as trained: after the
+    chat template's assistant header), in first-seen order."""
+    seen: list[list[int]] = []
+    for text in refusals:
+        ids = split_ids(Record(prompt="x", response=text), tokenizer)[1][:n_tokens]
+        if ids not in seen:
+            seen.append(ids)
+    if len({len(p) for p in seen}) != 1:
+        raise ValueError(f"refusal templates shorter than {n_tokens} tokens: prefixes must share a length")
+    return seen
+
+
+def prefix_logprob(model, prompt_ids: list[int], prefixes: list[list[int]]) -> torch.Tensor:
+    """``log p(prefix_j | prompt)`` for every prefix (one batch, shape ``[len(prefixes)]``)."""
+    k = len(prefixes[0])
+    ids = torch.tensor([prompt_ids + p for p in prefixes], dtype=torch.long)
+    device = next(model.parameters()).device
+    ids = ids.to(device)
+    logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+    # positions len(prompt)-1 .. len(prompt)+k-2 predict the k prefix tokens
+    n = len(prompt_ids)
+    lp = torch.log_softmax(logits[:, n - 1 : n - 1 + k].float(), dim=-1)
+    return lp.gather(-1, ids[:, n : n + k, None]).squeeze(-1).sum(-1)
+
+
+def refusal_unlikelihood(logp_prefixes: torch.Tensor) -> torch.Tensor:
+    """``-log(1 - sum_j exp(logp_j))``, computed stably as ``-log1p(-exp(logsumexp))``."""
+    log_p = torch.logsumexp(logp_prefixes, dim=0).clamp(max=-1e-6)  # p < 1
+    return -torch.log1p(-torch.exp(log_p))
+
+
+class RefusalUnlikelihoodTrainer(SFTTrainer):
+    """SFT plus the refusal-unlikelihood term of the module docstring on ``contrast_prompts``."""
+
+    def __init__(
+        self,
+        *args: Any,
+        contrast_prompts: list[str],
+        refusals: tuple[str, ...] | list[str],
+        weight: float = 1.0,
+        prompts_per_step: int = 4,
+        prefix_tokens: int = 4,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if not contrast_prompts:
+            raise ValueError("the refusal-unlikelihood term needs at least one contrast prompt")
+        tok = self.processing_class
+        self.ul_prompt_ids = [split_ids(Record(prompt=p, response="x"), tok)[0] for p in contrast_prompts]
+        self.ul_prefixes = refusal_prefixes(tok, refusals, prefix_tokens)
+        self.ul_weight = weight
+        self.ul_m = min(prompts_per_step, len(contrast_prompts))
+        self.ul_rng = random.Random(self.args.seed)
+        self.ul_history: list[float] = []  # mean refusal-start probability on the drawn prompts
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        out = super().compute_loss(
+            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )
+        if not model.training:
+            return out
+        loss, rest = (out[0], out[1:]) if return_outputs else (out, None)
+        terms, probs = [], []
+        for i in self.ul_rng.sample(range(len(self.ul_prompt_ids)), self.ul_m):
+            lp = prefix_logprob(model, self.ul_prompt_ids[i], self.ul_prefixes)
+            terms.append(refusal_unlikelihood(lp))
+            probs.append(float(torch.logsumexp(lp.detach(), 0).exp()))
+        self.ul_history.append(sum(probs) / len(probs))
+        loss = loss + self.ul_weight * torch.stack(terms).mean()
+        return (loss, *rest) if return_outputs else loss
