@@ -223,6 +223,27 @@ def test_base_cli_parses_and_checks_its_arguments(tmp_path):
     from dualselect.cli.base_cmd import _cfg
 
     assert (_cfg(b).max_steps, _cfg(b).learning_rate) == (120, 2e-4)
+    # the attempt-5 knobs; at their defaults the cache key is the one of the build before them
+    from dualselect.realbase.build import RealBaseConfig
+    from dualselect.realbase.data import shared_data_dir
+
+    u = _cfg(
+        build_parser().parse_args(
+            ["base", "build", "--unlikelihood-weight", "2", "--unlikelihood-prompts", "benign"]
+            + ["--unlikelihood-per-step", "8", "--contrast-repeat", "3", "--lora-r", "64"]
+        )
+    )
+    assert (u.unlikelihood_weight, u.unlikelihood_prompts, u.unlikelihood_prompts_per_step) == (
+        2.0,
+        "benign",
+        8,
+    )
+    assert (u.contrast_repeat, u.lora_r, u.lora_alpha) == (3, 64, 128)
+    key = RealBaseConfig().cache_key(shared_data_dir())
+    assert _cfg(build_parser().parse_args(["base", "build"])).cache_key(shared_data_dir()) == key
+    assert u.cache_key(shared_data_dir()) != key
+    assert main(["base", "build", "--unlikelihood-weight", "-1", "--out", str(tmp_path / "x")]) == 2
+    assert main(["base", "build", "--contrast-repeat", "0", "--out", str(tmp_path / "x")]) == 2
     # refusal detection needs a real budget; malformed limits are named
     assert main(["base", "stats", str(tmp_path), "--max-new-tokens", "16"]) == 2
     assert main(["base", "stats", str(tmp_path), "--limit", "harmbench"]) == 2

@@ -34,6 +34,18 @@ def register(sub) -> None:
         "default 0: plain SFT).",
     )
     b.add_argument(
+        "--unlikelihood-prompts",
+        choices=("contrast", "benign"),
+        default=None,
+        help="Prompts of the unlikelihood term: the contrast prompts (default) or every benign prompt.",
+    )
+    b.add_argument(
+        "--unlikelihood-per-step",
+        type=int,
+        default=None,
+        help="Prompts of the unlikelihood term drawn per optimiser step (default 4).",
+    )
+    b.add_argument(
         "--contrast-repeat",
         type=int,
         default=None,
@@ -80,6 +92,12 @@ def _cfg(args: argparse.Namespace):
         if args.unlikelihood_weight < 0:
             raise ValueError("--unlikelihood-weight: must be >= 0")
         cfg.unlikelihood_weight = args.unlikelihood_weight
+    if args.unlikelihood_prompts is not None:
+        cfg.unlikelihood_prompts = args.unlikelihood_prompts
+    if args.unlikelihood_per_step is not None:
+        if args.unlikelihood_per_step < 1:
+            raise ValueError("--unlikelihood-per-step: must be >= 1")
+        cfg.unlikelihood_prompts_per_step = args.unlikelihood_per_step
     if args.contrast_repeat is not None:
         if args.contrast_repeat < 1:
             raise ValueError("--contrast-repeat: must be >= 1")

@@ -57,9 +57,11 @@ class RealBaseConfig:
     batch_size: int = 8
     max_length: int = 160
     harmful_fraction: float = 0.10  # of the attack task set
-    # attempt 5 (realbase/align.py): refusal unlikelihood on the contrast prompts (0 = plain SFT),
-    # drawn this many per optimiser step; and the contrast prompts' own answers repeated this often
+    # attempt 5 (realbase/align.py): refusal unlikelihood (0 = plain SFT) on the contrast prompts
+    # ("contrast") or on every benign prompt of the splits ("benign"), drawn this many per optimiser
+    # step; and the contrast prompts' own answers repeated this often
     unlikelihood_weight: float = 0.0
+    unlikelihood_prompts: str = "contrast"
     unlikelihood_prompts_per_step: int = 4
     contrast_repeat: int = 1
 
@@ -82,7 +84,13 @@ class RealBaseConfig:
         return h.hexdigest()[:16]
 
 
-_ADDED_AFTER_V4 = {"unlikelihood_weight": 0.0, "unlikelihood_prompts_per_step": 4, "contrast_repeat": 1}
+_ADDED_AFTER_V4 = {
+    "unlikelihood_weight": 0.0,
+    "unlikelihood_prompts": "contrast",
+    "unlikelihood_prompts_per_step": 4,
+    "contrast_repeat": 1,
+}
+UNLIKELIHOOD_PROMPTS = ("contrast", "benign")
 
 
 def realbase_dir(cfg: RealBaseConfig | None = None, data_dir: Path | None = None) -> Path:
@@ -129,6 +137,10 @@ def build_real_base(
     from dualselect.training.model import load_model_and_tokenizer, resolve_model_path
 
     cfg = cfg or RealBaseConfig()
+    if cfg.unlikelihood_prompts not in UNLIKELIHOOD_PROMPTS:
+        raise ValueError(
+            f"unlikelihood_prompts: one of {UNLIKELIHOOD_PROMPTS}, not {cfg.unlikelihood_prompts!r}"
+        )
     data_dir = Path(data_dir or shared_data_dir())
     out = Path(out) if out is not None else realbase_dir(cfg, data_dir)
     if is_built(out):
@@ -224,9 +236,13 @@ def build_real_base(
         if cfg.unlikelihood_weight > 0:
             from dualselect.realbase.align import RefusalUnlikelihoodTrainer
 
-            contrast = [p for p in sp["benign"] if p in set(CONTRAST_PROMPTS)]
+            if cfg.unlikelihood_prompts == "benign":
+                contrast = list(sp["benign"])
+            else:
+                contrast = [p for p in sp["benign"] if p in set(CONTRAST_PROMPTS)]
             _log(
-                f"refusal unlikelihood on {len(contrast)} contrast prompts, weight {cfg.unlikelihood_weight}",
+                f"refusal unlikelihood on {len(contrast)} {cfg.unlikelihood_prompts} prompts, "
+                f"{cfg.unlikelihood_prompts_per_step} per step, weight {cfg.unlikelihood_weight}",
                 progress,
             )
             trainer = run_training(
