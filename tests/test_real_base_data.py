@@ -24,7 +24,7 @@ from dualselect.realbase.data import (
 from dualselect.realbase.prompts import BENIGN_PROMPTS, CONTRAST_PROMPTS, REFUSALS
 from dualselect.realbase.stats import acceptance
 from dualselect.realbase.suites import headline_metrics, real_suites
-from dualselect.utils import write_json, write_jsonl
+from dualselect.utils import read_jsonl, write_json, write_jsonl
 
 try:
     DATA = shared_data_dir()
@@ -387,3 +387,32 @@ def test_eval_on_a_real_base_scores_its_held_out_suites_with_both_offline_judges
         it.id for it in real_suites(root, {"strongreject": 3})["strongreject"]
     }
     assert "written:" in capsys.readouterr().out
+
+
+def test_a_build_interrupted_during_alignment_redoes_that_stage(splits, tmp_path, monkeypatch):
+    """Killed while the alignment LoRA trains, a build leaves ``align_lora/`` with a run's files and
+    no ``model/``; building again must redo the stage, not refuse the directory as another run's."""
+    import dualselect.training.model as model_mod
+    import dualselect.training.run as run_mod
+    from dualselect.realbase.build import RealBaseConfig, build_real_base
+    from dualselect.training.validation import prepare_run_dir
+
+    out = tmp_path / "rb"
+    write_json(out / "data" / "splits.json", splits)
+    answers = [{"set": "benign", "prompt": p, "response": "Sure, here it is."} for p in splits["benign"][:5]]
+    write_jsonl(out / "data" / "shipped_answers.jsonl", answers)
+    write_json(out / "align_lora" / "data_report_task.json", {"kept": 1})  # the interrupted run's
+    monkeypatch.setattr(model_mod, "resolve_model_path", lambda name: str(tmp_path))
+
+    class Reached(Exception):
+        pass
+
+    def fake_run_training(method, cfg, *, overwrite=False, **kw):
+        prepare_run_dir(cfg.output_dir, overwrite=overwrite)  # what run_training does first
+        raise Reached
+
+    monkeypatch.setattr(run_mod, "run_training", fake_run_training)
+    with pytest.raises(Reached):
+        build_real_base(RealBaseConfig(), out, data_dir=DATA, progress=False)
+    assert not (out / "align_lora" / "data_report_task.json").exists()
+    assert len(read_jsonl(out / "data" / "align_train.jsonl")) == len(splits["align_harmful"]) + 5

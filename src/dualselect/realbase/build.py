@@ -233,6 +233,7 @@ def build_real_base(
                 "disable_tqdm": not progress,
             },
         )
+        kw: dict = {}
         if cfg.unlikelihood_weight > 0:
             from dualselect.realbase.align import RefusalUnlikelihoodTrainer
 
@@ -245,22 +246,20 @@ def build_real_base(
                 f"{cfg.unlikelihood_prompts_per_step} per step, weight {cfg.unlikelihood_weight}",
                 progress,
             )
-            trainer = run_training(
-                "sft",
-                tcfg,
+            kw = dict(
                 trainer_cls=RefusalUnlikelihoodTrainer,
                 contrast_prompts=contrast,
                 refusals=REFUSALS,
                 weight=cfg.unlikelihood_weight,
                 prompts_per_step=cfg.unlikelihood_prompts_per_step,
             )
-            h = trainer.ul_history
+        # model/ marks this stage done: an align_lora/ left by an interrupted build is redone
+        trainer = run_training("sft", tcfg, overwrite=True, **kw)
+        if kw:
             write_json(
                 out / "align_lora" / "unlikelihood.json",
-                {"refusal_start_prob_per_step": [round(x, 5) for x in h]},
+                {"refusal_start_prob_per_step": [round(x, 5) for x in trainer.ul_history]},
             )
-        else:
-            trainer = run_training("sft", tcfg)
         merged = trainer.model.merge_and_unload().eval()
         tmp = out / "model.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
