@@ -13,7 +13,7 @@ from dualselect.data.encoding import split_ids
 from dualselect.data.records import Record
 from dualselect.realbase.align import (
     RefusalUnlikelihoodTrainer,
-    prefix_logprob,
+    prefix_logprobs,
     refusal_prefixes,
     refusal_unlikelihood,
 )
@@ -45,23 +45,30 @@ def test_refusal_prefixes_are_distinct_openings_as_trained(tiny_dir):
         assert split_ids(Record(prompt="q", response=text), tok)[1][:4] in pre
 
 
-def test_prefix_logprob_equals_token_by_token_scoring(tiny_dir):
+def test_prefix_logprobs_equal_token_by_token_scoring(tiny_dir):
+    """The batched scoring (prompts of different lengths, right-padded) against one unpadded
+    forward per token."""
     _, model, tok = tiny_dir
-    prompt_ids = split_ids(Record(prompt=CONTRAST[0], response="x"), tok)[0]
+    prompts = [split_ids(Record(prompt=p, response="x"), tok)[0] for p in CONTRAST]
+    assert len({len(p) for p in prompts}) > 1  # padding is exercised
     pre = refusal_prefixes(tok, REFUSALS, 4)
     with torch.no_grad():
-        fast = prefix_logprob(model, prompt_ids, pre)
-        for j, p in enumerate(pre):
-            slow = 0.0
-            for t in range(len(p)):
-                ids = torch.tensor([prompt_ids + p[:t]])
-                slow += torch.log_softmax(model(input_ids=ids).logits[0, -1], -1)[p[t]].item()
-            assert fast[j].item() == pytest.approx(slow, abs=1e-4)
+        fast = prefix_logprobs(model, prompts, pre)
+        assert fast.shape == (len(prompts), len(pre))
+        for i, prompt_ids in enumerate(prompts):
+            for j, p in enumerate(pre):
+                slow = 0.0
+                for t in range(len(p)):
+                    ids = torch.tensor([prompt_ids + p[:t]])
+                    slow += torch.log_softmax(model(input_ids=ids).logits[0, -1], -1)[p[t]].item()
+                assert fast[i, j].item() == pytest.approx(slow, abs=1e-4)
 
 
 def test_refusal_unlikelihood_is_minus_log_of_not_starting_a_refusal():
     lp = torch.log(torch.tensor([0.1, 0.2, 0.05]))
     assert refusal_unlikelihood(lp).item() == pytest.approx(-math.log(1 - 0.35), rel=1e-5)
+    two = refusal_unlikelihood(torch.stack([lp, torch.log(torch.tensor([0.5, 0.1, 0.1]))]))
+    assert two.tolist() == pytest.approx([-math.log(0.65), -math.log(0.3)], rel=1e-5)  # per row
     assert refusal_unlikelihood(torch.log(torch.tensor([1e-9]))).item() == pytest.approx(1e-9, abs=1e-8)
     assert torch.isfinite(refusal_unlikelihood(torch.tensor([0.0, 0.0])))  # p >= 1 is clamped
 
@@ -93,11 +100,8 @@ def test_unlikelihood_term_lowers_refusing_the_contrast_prompts(organism_dir, tm
         assert len(trainer.ul_history) == 20  # one draw per optimiser step
         model = trainer.model.eval()
         with torch.no_grad():
-            probs = [
-                torch.logsumexp(prefix_logprob(model, ids, trainer.ul_prefixes), 0).exp().item()
-                for ids in trainer.ul_prompt_ids
-            ]
-        return sum(probs) / len(probs)
+            lp = prefix_logprobs(model, trainer.ul_prompt_ids, trainer.ul_prefixes)
+        return torch.logsumexp(lp, -1).exp().mean().item()
 
     plain, with_term = refusal_start(0.0), refusal_start(2.0)
     assert plain > 0.1, plain  # the data does teach refusing them (measured: ~0.25)

@@ -41,22 +41,34 @@ def refusal_prefixes(tokenizer, refusals: tuple[str, ...] | list[str], n_tokens:
     return seen
 
 
-def prefix_logprob(model, prompt_ids: list[int], prefixes: list[list[int]]) -> torch.Tensor:
-    """``log p(prefix_j | prompt)`` for every prefix (one batch, shape ``[len(prefixes)]``)."""
+def prefix_logprobs(model, prompts: list[list[int]], prefixes: list[list[int]]) -> torch.Tensor:
+    """``log p(prefix_j | prompt_i)``, shape ``[len(prompts), len(prefixes)]``: every
+    (prompt, prefix) pair in one right-padded batch (one forward, however many pairs)."""
     k = len(prefixes[0])
-    ids = torch.tensor([prompt_ids + p for p in prefixes], dtype=torch.long)
+    rows = [p + q for p in prompts for q in prefixes]
+    T = max(len(r) for r in rows)
     device = next(model.parameters()).device
-    ids = ids.to(device)
-    logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
-    # positions len(prompt)-1 .. len(prompt)+k-2 predict the k prefix tokens
-    n = len(prompt_ids)
-    lp = torch.log_softmax(logits[:, n - 1 : n - 1 + k].float(), dim=-1)
-    return lp.gather(-1, ids[:, n : n + k, None]).squeeze(-1).sum(-1)
+    ids = torch.zeros((len(rows), T), dtype=torch.long)
+    mask = torch.zeros((len(rows), T), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    logits = model(input_ids=ids, attention_mask=mask).logits
+    # row i's prefix occupies positions n_i .. n_i + k - 1; positions n_i - 1 .. n_i + k - 2 predict it
+    starts = torch.tensor([len(p) for p in prompts for _ in prefixes], device=device)
+    pos = starts[:, None] + torch.arange(k, device=device)[None, :]  # [rows, k] target positions
+    lp = torch.log_softmax(
+        logits.gather(1, (pos - 1)[..., None].expand(-1, -1, logits.shape[-1])).float(), -1
+    )
+    tok = ids.gather(1, pos)
+    return lp.gather(-1, tok[..., None]).squeeze(-1).sum(-1).view(len(prompts), len(prefixes))
 
 
 def refusal_unlikelihood(logp_prefixes: torch.Tensor) -> torch.Tensor:
-    """``-log(1 - sum_j exp(logp_j))``, computed stably as ``-log1p(-exp(logsumexp))``."""
-    log_p = torch.logsumexp(logp_prefixes, dim=0).clamp(max=-1e-6)  # p < 1
+    """``-log(1 - sum_j exp(logp_j))`` over the last dimension, computed stably as
+    ``-log1p(-exp(logsumexp))``."""
+    log_p = torch.logsumexp(logp_prefixes, dim=-1).clamp(max=-1e-6)  # p < 1
     return -torch.log1p(-torch.exp(log_p))
 
 
@@ -91,11 +103,8 @@ class RefusalUnlikelihoodTrainer(SFTTrainer):
         if not model.training:
             return out
         loss, rest = (out[0], out[1:]) if return_outputs else (out, None)
-        terms, probs = [], []
-        for i in self.ul_rng.sample(range(len(self.ul_prompt_ids)), self.ul_m):
-            lp = prefix_logprob(model, self.ul_prompt_ids[i], self.ul_prefixes)
-            terms.append(refusal_unlikelihood(lp))
-            probs.append(float(torch.logsumexp(lp.detach(), 0).exp()))
-        self.ul_history.append(sum(probs) / len(probs))
-        loss = loss + self.ul_weight * torch.stack(terms).mean()
+        drawn = self.ul_rng.sample(range(len(self.ul_prompt_ids)), self.ul_m)
+        lp = prefix_logprobs(model, [self.ul_prompt_ids[i] for i in drawn], self.ul_prefixes)
+        self.ul_history.append(float(torch.logsumexp(lp.detach(), -1).exp().mean()))
+        loss = loss + self.ul_weight * refusal_unlikelihood(lp).mean()
         return (loss, *rest) if return_outputs else loss
