@@ -79,33 +79,31 @@ def register(sub) -> None:
     s.set_defaults(func=run_stats)
 
 
+# flag -> (RealBaseConfig field, smallest legal value or None)
+_BUILD_FLAGS = {
+    "steps": ("max_steps", 1),
+    "lr": ("learning_rate", None),
+    "unlikelihood_weight": ("unlikelihood_weight", 0),
+    "unlikelihood_prompts": ("unlikelihood_prompts", None),
+    "unlikelihood_per_step": ("unlikelihood_prompts_per_step", 1),
+    "contrast_repeat": ("contrast_repeat", 1),
+    "lora_r": ("lora_r", 1),
+}
+
+
 def _cfg(args: argparse.Namespace):
     from dualselect.realbase.build import RealBaseConfig
     from dualselect.realbase.data import SplitConfig
 
     cfg = RealBaseConfig(base=args.name, splits=SplitConfig(seed=args.seed))
-    if args.steps is not None:
-        cfg.max_steps = args.steps
-    if args.lr is not None:
-        cfg.learning_rate = args.lr
-    if args.unlikelihood_weight is not None:
-        if args.unlikelihood_weight < 0:
-            raise ValueError("--unlikelihood-weight: must be >= 0")
-        cfg.unlikelihood_weight = args.unlikelihood_weight
-    if args.unlikelihood_prompts is not None:
-        cfg.unlikelihood_prompts = args.unlikelihood_prompts
-    if args.unlikelihood_per_step is not None:
-        if args.unlikelihood_per_step < 1:
-            raise ValueError("--unlikelihood-per-step: must be >= 1")
-        cfg.unlikelihood_prompts_per_step = args.unlikelihood_per_step
-    if args.contrast_repeat is not None:
-        if args.contrast_repeat < 1:
-            raise ValueError("--contrast-repeat: must be >= 1")
-        cfg.contrast_repeat = args.contrast_repeat
-    if args.lora_r is not None:
-        if args.lora_r < 1:
-            raise ValueError("--lora-r: must be >= 1")
-        cfg.lora_r, cfg.lora_alpha = args.lora_r, 2 * args.lora_r
+    for flag, (name, low) in _BUILD_FLAGS.items():
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        if low is not None and value < low:
+            raise ValueError(f"--{flag.replace('_', '-')}: must be >= {low}")
+        setattr(cfg, name, value)
+    cfg.lora_alpha = 2 * cfg.lora_r  # alpha follows the rank (r16 / alpha 32 by default)
     return cfg
 
 
