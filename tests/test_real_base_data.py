@@ -407,8 +407,11 @@ def test_a_build_interrupted_during_alignment_redoes_that_stage(splits, tmp_path
     class Reached(Exception):
         pass
 
+    seen: dict = {}
+
     def fake_run_training(method, cfg, *, overwrite=False, **kw):
         prepare_run_dir(cfg.output_dir, overwrite=overwrite)  # what run_training does first
+        seen.update(kw)
         raise Reached
 
     monkeypatch.setattr(run_mod, "run_training", fake_run_training)
@@ -416,3 +419,20 @@ def test_a_build_interrupted_during_alignment_redoes_that_stage(splits, tmp_path
         build_real_base(RealBaseConfig(), out, data_dir=DATA, progress=False)
     assert not (out / "align_lora" / "data_report_task.json").exists()
     assert len(read_jsonl(out / "data" / "align_train.jsonl")) == len(splits["align_harmful"]) + 5
+    assert seen == {}  # plain SFT by default
+    # with the unlikelihood term: its trainer, on the contrast prompts or on every benign prompt
+    from dualselect.realbase.align import RefusalUnlikelihoodTrainer
+
+    for which, expected in (
+        ("contrast", [p for p in splits["benign"] if p in set(CONTRAST_PROMPTS)]),
+        ("benign", splits["benign"]),
+    ):
+        with pytest.raises(Reached):
+            cfg = RealBaseConfig(unlikelihood_weight=0.5, unlikelihood_prompts=which)
+            build_real_base(cfg, out, data_dir=DATA, progress=False)
+        assert seen["trainer_cls"] is RefusalUnlikelihoodTrainer and seen["weight"] == 0.5
+        assert seen["contrast_prompts"] == expected and seen["refusals"] == REFUSALS
+        assert len(expected) == {"contrast": 154, "benign": 460}[which]
+    with pytest.raises(ValueError, match="unlikelihood_prompts"):
+        build_real_base(RealBaseConfig(unlikelihood_prompts="all"), tmp_path / "x", data_dir=DATA)
+    assert not (tmp_path / "x").exists()  # refused before any work
