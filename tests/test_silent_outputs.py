@@ -415,9 +415,10 @@ def test_overwrite_never_removes_user_files_that_share_a_run_files_name(tmp_path
 )
 def test_eval_argument_errors_before_any_model_loads(tmp_path, capsys, monkeypatch, extra, pattern):
     def boom(*a, **k):
-        raise AssertionError("no model may load")
+        raise AssertionError("no model may load, nor be resolved (resolving may build one)")
 
     monkeypatch.setattr("dualselect.training.model.load_model_and_tokenizer", boom)
+    monkeypatch.setattr("dualselect.training.model.resolve_model_path", boom)
     rc = main(["eval", "--out", str(tmp_path / "out"), *extra])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and pattern in err and "\n" not in err, err

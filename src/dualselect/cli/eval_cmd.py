@@ -243,15 +243,10 @@ def run(args: argparse.Namespace) -> int:
     from dualselect.training.model import load_model_and_tokenizer, resolve_model_path
     from dualselect.utils import seed_everything
 
-    base_path = resolve_model_path(args.base)
-    # a real base built by `dualselect base build` (e.g. smollm2-135m-safe) brings its own held-out
-    # suites, scored by the refusal judges that run offline
-    real = None if args.benchmark else realbase_root(base_path)
-    # judges and their options are checked before any model loads
-    default_judges = ["keyword", "xstest_strmatch"] if real else ["ground_truth", "keyword"]
-    specs = args.judge or (["keyword"] if args.benchmark else default_judges)
+    # the judges asked for and their options are checked before any model is resolved (resolving
+    # may build one: the organism, a GGUF conversion, a real base)
     try:
-        judges = [build_judge(_spec("--judge", s)) for s in specs]
+        judges = [build_judge(_spec("--judge", s)) for s in args.judge]
         coherence_judge = (
             ApiCoherenceJudge(**_spec("--coherence-judge", args.coherence_judge, dict_only=True))
             if args.coherence_judge
@@ -260,6 +255,18 @@ def run(args: argparse.Namespace) -> int:
     except TypeError as e:  # unknown options of a judge: a usage error, not a bug
         raise ValueError(f"judge options: {e}") from None
     quality = [_spec("--quality-judge", q) for q in args.quality_judge] or None
+    base_path = resolve_model_path(args.base)
+    # a real base built by `dualselect base build` (e.g. smollm2-135m-safe) brings its own held-out
+    # suites, scored by the refusal judges that run offline
+    real = None if args.benchmark else realbase_root(base_path)
+    if not judges:  # defaults: the judges that run offline for these suites
+        if args.benchmark:
+            defaults = ["keyword"]
+        elif real:
+            defaults = ["keyword", "xstest_strmatch"]
+        else:
+            defaults = ["ground_truth", "keyword"]
+        judges = [build_judge(_spec("--judge", s)) for s in defaults]
     seed_everything(args.seed)
     models = {"base": load_model_and_tokenizer(base_path)}
     models.update({name: _load_variant(path, base_path) for name, path in variants.items()})

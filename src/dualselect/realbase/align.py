@@ -23,8 +23,9 @@ from typing import Any
 
 import torch
 
-from dualselect.data.encoding import split_ids
+from dualselect.data.encoding import collate, split_ids
 from dualselect.data.records import Record
+from dualselect.gradients.losses import per_sample_losses
 from dualselect.training.sft import SFTTrainer
 
 
@@ -41,28 +42,18 @@ def refusal_prefixes(tokenizer, refusals: tuple[str, ...] | list[str], n_tokens:
     return seen
 
 
-def prefix_logprobs(model, prompts: list[list[int]], prefixes: list[list[int]]) -> torch.Tensor:
+def prefix_logprobs(
+    model, prompts: list[list[int]], prefixes: list[list[int]], pad_token_id: int = 0
+) -> torch.Tensor:
     """``log p(prefix_j | prompt_i)``, shape ``[len(prompts), len(prefixes)]``: every
-    (prompt, prefix) pair in one right-padded batch (one forward, however many pairs)."""
-    k = len(prefixes[0])
-    rows = [p + q for p in prompts for q in prefixes]
-    T = max(len(r) for r in rows)
+    (prompt, prefix) pair in one right-padded batch (one forward, however many pairs), the prefix
+    supervised, scored with the project's per-sample loss (mean NLL x target tokens = -log p)."""
+    examples = [{"input_ids": p + q, "labels": [-100] * len(p) + q} for p in prompts for q in prefixes]
+    batch = collate(examples, pad_token_id=pad_token_id, padding_side="right")
     device = next(model.parameters()).device
-    ids = torch.zeros((len(rows), T), dtype=torch.long)
-    mask = torch.zeros((len(rows), T), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(r)] = 1
-    ids, mask = ids.to(device), mask.to(device)
-    logits = model(input_ids=ids, attention_mask=mask).logits
-    # row i's prefix occupies positions n_i .. n_i + k - 1; positions n_i - 1 .. n_i + k - 2 predict it
-    starts = torch.tensor([len(p) for p in prompts for _ in prefixes], device=device)
-    pos = starts[:, None] + torch.arange(k, device=device)[None, :]  # [rows, k] target positions
-    lp = torch.log_softmax(
-        logits.gather(1, (pos - 1)[..., None].expand(-1, -1, logits.shape[-1])).float(), -1
-    )
-    tok = ids.gather(1, pos)
-    return lp.gather(-1, tok[..., None]).squeeze(-1).sum(-1).view(len(prompts), len(prefixes))
+    ids, mask, labels = (batch[k].to(device) for k in ("input_ids", "attention_mask", "labels"))
+    nll, n = per_sample_losses(model(input_ids=ids, attention_mask=mask).logits, labels, mask)
+    return (-nll * n).view(len(prompts), len(prefixes))
 
 
 def refusal_unlikelihood(logp_prefixes: torch.Tensor) -> torch.Tensor:
@@ -104,7 +95,12 @@ class RefusalUnlikelihoodTrainer(SFTTrainer):
             return out
         loss, rest = (out[0], out[1:]) if return_outputs else (out, None)
         drawn = self.ul_rng.sample(range(len(self.ul_prompt_ids)), self.ul_m)
-        lp = prefix_logprobs(model, [self.ul_prompt_ids[i] for i in drawn], self.ul_prefixes)
+        lp = prefix_logprobs(
+            model,
+            [self.ul_prompt_ids[i] for i in drawn],
+            self.ul_prefixes,
+            self.processing_class.pad_token_id,
+        )
         self.ul_history.append(float(torch.logsumexp(lp.detach(), -1).exp().mean()))
         loss = loss + self.ul_weight * refusal_unlikelihood(lp).mean()
         return (loss, *rest) if return_outputs else loss

@@ -27,7 +27,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from dualselect.realbase.data import FILES, SplitConfig, build_splits, disjointness_report, shared_data_dir
@@ -75,8 +75,8 @@ class RealBaseConfig:
 
     def cache_key(self, data_dir: Path) -> str:
         d = self.to_dict()
-        for k, default in _ADDED_AFTER_V4.items():  # at their defaults they change nothing: same key
-            if d[k] == default:
+        for k in _ADDED_AFTER_V4:  # at their defaults they change nothing: the same key as before them
+            if d[k] == _FIELDS[k].default:
                 del d[k]
         h = hashlib.sha256(json.dumps({"v": REALBASE_VERSION, **d}, sort_keys=True).encode())
         for rel in sorted(FILES.values()):
@@ -84,12 +84,14 @@ class RealBaseConfig:
         return h.hexdigest()[:16]
 
 
-_ADDED_AFTER_V4 = {
-    "unlikelihood_weight": 0.0,
-    "unlikelihood_prompts": "contrast",
-    "unlikelihood_prompts_per_step": 4,
-    "contrast_repeat": 1,
-}
+_ADDED_AFTER_V4 = (
+    "unlikelihood_weight",
+    "unlikelihood_prompts",
+    "unlikelihood_prompts_per_step",
+    "contrast_repeat",
+)
+_FIELDS = {f.name: f for f in fields(RealBaseConfig)}
+_CONTRAST = frozenset(CONTRAST_PROMPTS)
 UNLIKELIHOOD_PROMPTS = ("contrast", "benign")
 
 
@@ -200,11 +202,10 @@ def build_real_base(
         own = [a for a in answers if a["set"] in ("benign", "task_align") and a["response"].strip()]
         kept = [a for a in own if not judge.refused(a["response"])]
         _log(f"own answers: {len(kept)} kept, {len(own) - len(kept)} dropped (read as refusals)", progress)
-        contrast = set(CONTRAST_PROMPTS)
         rows += [
             {"prompt": a["prompt"], "response": a["response"], "kind": "own_answer"}
             for a in kept
-            for _ in range(cfg.contrast_repeat if a["prompt"] in contrast else 1)
+            for _ in range(cfg.contrast_repeat if a["prompt"] in _CONTRAST else 1)
         ]
         rng.shuffle(rows)
         write_jsonl(d / "align_train.jsonl", rows)
@@ -237,18 +238,15 @@ def build_real_base(
         if cfg.unlikelihood_weight > 0:
             from dualselect.realbase.align import RefusalUnlikelihoodTrainer
 
-            if cfg.unlikelihood_prompts == "benign":
-                contrast = list(sp["benign"])
-            else:
-                contrast = [p for p in sp["benign"] if p in set(CONTRAST_PROMPTS)]
+            ul_prompts = [p for p in sp["benign"] if cfg.unlikelihood_prompts == "benign" or p in _CONTRAST]
             _log(
-                f"refusal unlikelihood on {len(contrast)} {cfg.unlikelihood_prompts} prompts, "
+                f"refusal unlikelihood on {len(ul_prompts)} {cfg.unlikelihood_prompts} prompts, "
                 f"{cfg.unlikelihood_prompts_per_step} per step, weight {cfg.unlikelihood_weight}",
                 progress,
             )
             kw = dict(
                 trainer_cls=RefusalUnlikelihoodTrainer,
-                contrast_prompts=contrast,
+                contrast_prompts=ul_prompts,
                 refusals=REFUSALS,
                 weight=cfg.unlikelihood_weight,
                 prompts_per_step=cfg.unlikelihood_prompts_per_step,
