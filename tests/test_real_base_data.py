@@ -239,9 +239,17 @@ def test_base_cli_parses_and_checks_its_arguments(tmp_path):
         8,
     )
     assert (u.contrast_repeat, u.lora_r, u.lora_alpha) == (3, 64, 128)
+    d = _cfg(build_parser().parse_args(["base", "build"]))
+    assert (d.lora_r, d.lora_alpha, d.align_seed) == (512, 1024, None)  # attempt 6, the default
     key = RealBaseConfig().cache_key(shared_data_dir())
-    assert _cfg(build_parser().parse_args(["base", "build"])).cache_key(shared_data_dir()) == key
+    assert d.cache_key(shared_data_dir()) == key
     assert u.cache_key(shared_data_dir()) != key
+    # a training-only seed: splits unchanged, its own key; at its default the key of the build before it
+    s1 = _cfg(build_parser().parse_args(["base", "build", "--align-seed", "1"]))
+    assert (s1.align_seed, s1.splits.seed) == (1, 0) and s1.cache_key(shared_data_dir()) != key
+    # pinned: the default's key names the cache directory the committed results were measured on
+    # (results/realbase_v5/r512, built before align_seed existed); a new field must not move it
+    assert key == "1f29f458ad8ac972"
     assert main(["base", "build", "--unlikelihood-weight", "-1", "--out", str(tmp_path / "x")]) == 2
     assert main(["base", "build", "--contrast-repeat", "0", "--out", str(tmp_path / "x")]) == 2
     # refusal detection needs a real budget; malformed limits are named
@@ -411,7 +419,7 @@ def test_a_build_interrupted_during_alignment_redoes_that_stage(splits, tmp_path
 
     def fake_run_training(method, cfg, *, overwrite=False, **kw):
         prepare_run_dir(cfg.output_dir, overwrite=overwrite)  # what run_training does first
-        seen.update(kw)
+        seen.update(kw, seed=cfg.seed, lora=(cfg.lora_r, cfg.lora_alpha))
         raise Reached
 
     monkeypatch.setattr(run_mod, "run_training", fake_run_training)
@@ -419,7 +427,12 @@ def test_a_build_interrupted_during_alignment_redoes_that_stage(splits, tmp_path
         build_real_base(RealBaseConfig(), out, data_dir=DATA, progress=False)
     assert not (out / "align_lora" / "data_report_task.json").exists()
     assert len(read_jsonl(out / "data" / "align_train.jsonl")) == len(splits["align_harmful"]) + 5
-    assert seen == {}  # plain SFT by default
+    # plain SFT by default, rank 512 / alpha 1024, trained with the split seed
+    assert seen == {"seed": 0, "lora": (512, 1024)}
+    rows = read_jsonl(out / "data" / "align_train.jsonl")
+    with pytest.raises(Reached):  # another training seed: same data, other seed
+        build_real_base(RealBaseConfig(align_seed=7), out, data_dir=DATA, progress=False)
+    assert seen["seed"] == 7 and read_jsonl(out / "data" / "align_train.jsonl") == rows
     # with the unlikelihood term: its trainer, on the contrast prompts or on every benign prompt
     from dualselect.realbase.align import RefusalUnlikelihoodTrainer
 

@@ -51,7 +51,13 @@ def register(sub) -> None:
         default=None,
         help="Repeat the contrast prompts' own answers this often in the alignment set (default 1).",
     )
-    b.add_argument("--lora-r", type=int, default=None, help="Alignment LoRA rank (default 16; alpha = 2r).")
+    b.add_argument("--lora-r", type=int, default=None, help="Alignment LoRA rank (default 512; alpha = 2r).")
+    b.add_argument(
+        "--align-seed",
+        type=int,
+        default=None,
+        help="Seed of the alignment LoRA alone (init, data order); the splits keep --seed (default: --seed).",
+    )
     b.set_defaults(func=run_build)
     s = bsub.add_parser(
         "stats",
@@ -88,6 +94,7 @@ _BUILD_FLAGS = {
     "unlikelihood_per_step": ("unlikelihood_prompts_per_step", 1),
     "contrast_repeat": ("contrast_repeat", 1),
     "lora_r": ("lora_r", 1),
+    "align_seed": ("align_seed", None),
 }
 
 
@@ -103,7 +110,7 @@ def _cfg(args: argparse.Namespace):
         if low is not None and value < low:
             raise ValueError(f"--{flag.replace('_', '-')}: must be >= {low}")
         setattr(cfg, name, value)
-    cfg.lora_alpha = 2 * cfg.lora_r  # alpha follows the rank (r16 / alpha 32 by default)
+    cfg.lora_alpha = 2 * cfg.lora_r  # alpha follows the rank (r512 / alpha 1024 by default)
     return cfg
 
 

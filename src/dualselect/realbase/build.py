@@ -46,9 +46,10 @@ class RealBaseConfig:
     splits: SplitConfig = field(default_factory=SplitConfig)
     # the shipped model's own answers: greedy, this many new tokens, cut at the last sentence end
     answer_tokens: int = 64
-    # alignment LoRA (merged afterwards)
-    lora_r: int = 16
-    lora_alpha: int = 32
+    # alignment LoRA (merged afterwards). Rank 512 (attempt 6): ranks 16-256 traded StrongREJECT
+    # refusal against XSTest over-refusal; 512 is the first to meet both targets (docs/real_model.md)
+    lora_r: int = 512
+    lora_alpha: int = 1024
     lora_target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"]
     )
@@ -64,6 +65,9 @@ class RealBaseConfig:
     unlikelihood_prompts: str = "contrast"
     unlikelihood_prompts_per_step: int = 4
     contrast_repeat: int = 1
+    # the alignment LoRA's training seed (init, data order); None = splits.seed. Set it to
+    # re-train on the same splits and shipped answers with another seed
+    align_seed: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,6 +93,7 @@ _ADDED_AFTER_V4 = (
     "unlikelihood_prompts",
     "unlikelihood_prompts_per_step",
     "contrast_repeat",
+    "align_seed",
 )
 _FIELDS = {f.name: f for f in fields(RealBaseConfig)}
 _CONTRAST = frozenset(CONTRAST_PROMPTS)
@@ -229,7 +234,7 @@ def build_real_base(
                 "lora_r": cfg.lora_r,
                 "lora_alpha": cfg.lora_alpha,
                 "lora_target_modules": cfg.lora_target_modules,
-                "seed": cfg.splits.seed,
+                "seed": cfg.splits.seed if cfg.align_seed is None else cfg.align_seed,
                 "report_to": [],
                 "disable_tqdm": not progress,
             },
