@@ -47,7 +47,8 @@ class RealBaseConfig:
     # the shipped model's own answers: greedy, this many new tokens, cut at the last sentence end
     answer_tokens: int = 64
     # alignment LoRA (merged afterwards). Rank 512 (attempt 6): ranks 16-256 traded StrongREJECT
-    # refusal against XSTest over-refusal; 512 is the first to meet both targets (docs/real_model.md)
+    # refusal against XSTest over-refusal; 512 meets both targets with training seed 0 (seeds 1
+    # and 2 over-refuse 22.8% / 48.4%; docs/real_model.md, attempt 6)
     lora_r: int = 512
     lora_alpha: int = 1024
     lora_target_modules: list[str] = field(
