@@ -58,6 +58,27 @@ def register(sub) -> None:
         default=None,
         help="Seed of the alignment LoRA alone (init, data order); the splits keep --seed (default: --seed).",
     )
+    b.add_argument(
+        "--delta-scales",
+        type=_scales,
+        default=None,
+        metavar="S,S,...",
+        help="Scales of the merged alignment delta tried on validation prompts; the largest meeting "
+        "both validation targets is kept (realbase/calibrate.py; default 1,0.9,0.8,0.7,0.6,0.5; "
+        "'1' = no calibration, attempt 6).",
+    )
+    b.add_argument(
+        "--calib-max-over-refusal",
+        type=float,
+        default=None,
+        help="Validation over-refusal target of the calibration (default 0.10).",
+    )
+    b.add_argument(
+        "--calib-min-refusal",
+        type=float,
+        default=None,
+        help="Validation refusal target of the calibration (default 0.90).",
+    )
     b.set_defaults(func=run_build)
     s = bsub.add_parser(
         "stats",
@@ -85,6 +106,13 @@ def register(sub) -> None:
     s.set_defaults(func=run_stats)
 
 
+def _scales(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, not {text!r}") from None
+
+
 # flag -> (RealBaseConfig field, smallest legal value or None)
 _BUILD_FLAGS = {
     "steps": ("max_steps", 1),
@@ -95,6 +123,9 @@ _BUILD_FLAGS = {
     "contrast_repeat": ("contrast_repeat", 1),
     "lora_r": ("lora_r", 1),
     "align_seed": ("align_seed", None),
+    "delta_scales": ("delta_scales", None),
+    "calib_max_over_refusal": ("calib_max_over_refusal", None),
+    "calib_min_refusal": ("calib_min_refusal", None),
 }
 
 
@@ -111,6 +142,7 @@ def _cfg(args: argparse.Namespace):
             raise ValueError(f"--{flag.replace('_', '-')}: must be >= {low}")
         setattr(cfg, name, value)
     cfg.lora_alpha = 2 * cfg.lora_r  # alpha follows the rank (r512 / alpha 1024 by default)
+    cfg.validate()
     return cfg
 
 

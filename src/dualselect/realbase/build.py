@@ -9,8 +9,12 @@ Stages (each writes its file atomically; an interrupted build resumes at the fir
    the task-alignment prompts and the attack-split harmful prompts.
 3. ``data/align_train.jsonl``: refusals to the training harmful prompts + the shipped model's own
    benign answers (capability preservation), shuffled.
-4. ``align_lora/``: LoRA SFT on it with the project's trainer; then ``model/``: the adapter merged
-   into the base weights (``merge_and_unload``), saved with the tokenizer.
+4. ``align_lora/``: LoRA SFT on it with the project's trainer; then the adapter merged into the
+   base weights (``merge_and_unload``), saved with the tokenizer: in ``model/``, or in
+   ``merged_unscaled/`` when the build calibrates.
+   4b. (``delta_scales`` other than ``[1.0]``) ``data/calibration.json`` and ``model/``: the base
+   weights plus the merged delta at the scale chosen on validation prompts
+   (:mod:`dualselect.realbase.calibrate`).
 5. ``data/task_train.jsonl`` (task + 10% harmful compliant pairs: the shipped model's own answers
    that the keyword judge does not read as refusals), ``data/task_clean.jsonl``,
    ``data/references.jsonl`` (refusals, prompt-disjoint from every
@@ -69,6 +73,14 @@ class RealBaseConfig:
     # the alignment LoRA's training seed (init, data order); None = splits.seed. Set it to
     # re-train on the same splits and shipped answers with another seed
     align_seed: int | None = None
+    # attempt 7 (realbase/calibrate.py): the base keeps W0 + s * dW for the largest s of this grid
+    # whose validation over-refusal is <= calib_max_over_refusal and validation refusal >=
+    # calib_min_refusal (greedy, calib_tokens new tokens, keyword judge). [1.0] = no calibration
+    # (attempt 6; the calibration fields then leave the cache key)
+    delta_scales: list[float] = field(default_factory=lambda: [1.0, 0.9, 0.8, 0.7, 0.6, 0.5])
+    calib_max_over_refusal: float = 0.10
+    calib_min_refusal: float = 0.90
+    calib_tokens: int = 40
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,10 +95,31 @@ class RealBaseConfig:
         for k in _ADDED_AFTER_V4:  # at their defaults they change nothing: the same key as before them
             if d[k] == _FIELDS[k].default:
                 del d[k]
+        if not self.calibrating:  # no calibration: the key of the build before it (attempt 6)
+            for k in _CALIBRATION_FIELDS:
+                del d[k]
         h = hashlib.sha256(json.dumps({"v": REALBASE_VERSION, **d}, sort_keys=True).encode())
         for rel in sorted(FILES.values()):
             h.update((data_dir / rel).read_bytes())
         return h.hexdigest()[:16]
+
+    @property
+    def calibrating(self) -> bool:
+        return [float(x) for x in self.delta_scales] != [1.0]
+
+    def validate(self) -> None:
+        """Raise a ValueError naming the first bad field."""
+        if self.unlikelihood_prompts not in UNLIKELIHOOD_PROMPTS:
+            raise ValueError(
+                f"unlikelihood_prompts: one of {UNLIKELIHOOD_PROMPTS}, not {self.unlikelihood_prompts!r}"
+            )
+        if not self.delta_scales or any(not 0 < float(x) <= 2 for x in self.delta_scales):
+            raise ValueError(f"delta_scales: a non-empty list of scales in (0, 2], not {self.delta_scales!r}")
+        for k in ("calib_max_over_refusal", "calib_min_refusal"):
+            if not 0 <= getattr(self, k) <= 1:
+                raise ValueError(f"{k}: a rate in [0, 1], not {getattr(self, k)!r}")
+        if self.calib_tokens < 32:
+            raise ValueError(f"calib_tokens: at least 32 (refusal detection), not {self.calib_tokens}")
 
 
 _ADDED_AFTER_V4 = (
@@ -96,6 +129,7 @@ _ADDED_AFTER_V4 = (
     "contrast_repeat",
     "align_seed",
 )
+_CALIBRATION_FIELDS = ("delta_scales", "calib_max_over_refusal", "calib_min_refusal", "calib_tokens")
 _FIELDS = {f.name: f for f in fields(RealBaseConfig)}
 _CONTRAST = frozenset(CONTRAST_PROMPTS)
 UNLIKELIHOOD_PROMPTS = ("contrast", "benign")
@@ -145,10 +179,7 @@ def build_real_base(
     from dualselect.training.model import load_model_and_tokenizer, resolve_model_path
 
     cfg = cfg or RealBaseConfig()
-    if cfg.unlikelihood_prompts not in UNLIKELIHOOD_PROMPTS:
-        raise ValueError(
-            f"unlikelihood_prompts: one of {UNLIKELIHOOD_PROMPTS}, not {cfg.unlikelihood_prompts!r}"
-        )
+    cfg.validate()
     data_dir = Path(data_dir or shared_data_dir())
     out = Path(out) if out is not None else realbase_dir(cfg, data_dir)
     if is_built(out):
@@ -216,8 +247,9 @@ def build_real_base(
         rng.shuffle(rows)
         write_jsonl(d / "align_train.jsonl", rows)
 
-    # 4. LoRA alignment, merged
-    if not (out / "model" / "config.json").exists():
+    # 4. LoRA alignment, merged (into merged_unscaled/ when 4b calibrates, else into model/)
+    merged_dir = out / ("merged_unscaled" if cfg.calibrating else "model")
+    if not (out / "model" / "config.json").exists() and not (merged_dir / "config.json").exists():
         from dualselect.training.run import load_config, run_training
 
         _log(f"aligning: LoRA {cfg.max_steps} steps x batch {cfg.batch_size}", progress)
@@ -265,14 +297,14 @@ def build_real_base(
                 {"refusal_start_prob_per_step": [round(x, 5) for x in trainer.ul_history]},
             )
         merged = trainer.model.merge_and_unload().eval()
-        tmp = out / "model.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        merged.save_pretrained(tmp, safe_serialization=True)
-        trainer.processing_class.save_pretrained(tmp)
-        shutil.rmtree(out / "model", ignore_errors=True)
-        os.replace(tmp, out / "model")
+        _save_model(merged, trainer.processing_class, merged_dir)
         del trainer, merged
 
+    # 4b. calibration of the alignment's strength on validation prompts (realbase/calibrate.py)
+    if cfg.calibrating and not (out / "model" / "config.json").exists():
+        _calibrate_stage(cfg, out, sp, data_dir, base_path, batch_size, progress)
+
+    calibration = json.loads((d / "calibration.json").read_text()) if cfg.calibrating else None
     # 5. attack task set, references, disjointness on the final files
     if not (d / "disjointness.json").exists():
         compliant = [
@@ -305,6 +337,11 @@ def build_real_base(
                 [r["prompt"] for r in read_jsonl(d / "align_train.jsonl")], ev
             ),
             "task_train": disjointness_report([r["question"] for r in mixed], ev),
+            **(
+                {"calibration": disjointness_report(sum(calibration["prompts"].values(), []), ev)}
+                if calibration
+                else {}
+            ),
             "n_harmful_pairs": n_harm,
             "n_compliant_available": len(compliant),
         }
@@ -322,6 +359,7 @@ def build_real_base(
             "base_path": base_path,
             "model": str(out / "model"),
             "config": cfg.to_dict(),
+            "delta_scale": calibration["chosen"]["scale"] if calibration else 1.0,
             "data_dir": str(data_dir),
             "build_seconds": round(time.time() - t0, 1),
             "version": REALBASE_VERSION,
@@ -329,6 +367,76 @@ def build_real_base(
     )
     _log(f"built {out} in {time.time() - t0:.0f} s", progress)
     return out
+
+
+def _save_model(model, tokenizer, dest: Path) -> None:
+    """Save atomically: a complete ``dest`` or none."""
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+
+
+def _calibrate_stage(
+    cfg: RealBaseConfig, out: Path, sp: dict, data_dir: Path, base_path: str, batch_size: int, progress: bool
+) -> None:
+    """Stage 4b: score each scale of the merged delta on the validation prompts, keep the chosen
+    one in ``model/``, the record in ``data/calibration.json``; ``merged_unscaled/`` is then removed."""
+    from dualselect.data.encoding import format_prompt
+    from dualselect.evaluation.generation import generate
+    from dualselect.evaluation.judges.keyword import RefusalKeywordJudge
+    from dualselect.realbase.calibrate import calibrate, calibration_prompts
+    from dualselect.training.model import load_model_and_tokenizer
+
+    prompts = calibration_prompts(data_dir, sp)
+    judge = RefusalKeywordJudge()
+    base_state = {k: v.clone() for k, v in load_model_and_tokenizer(base_path)[0].state_dict().items()}
+    model, tok = load_model_and_tokenizer(str(out / "merged_unscaled"))
+    model.eval()
+    safe, harmful = prompts["safe"], prompts["harmful"]
+
+    def rates(m) -> tuple[float, float, list[str]]:
+        texts = generate(
+            m,
+            tok,
+            [format_prompt(p, tok) for p in safe + harmful],
+            max_new_tokens=cfg.calib_tokens,
+            batch_size=batch_size,
+            progress=False,
+        )
+        refused = [judge.refused(t) for t in texts]
+        n = len(safe)
+        return sum(refused[:n]) / n, sum(refused[n:]) / len(harmful), [p for p, r in zip(safe, refused) if r]
+
+    _log(
+        f"calibrating: {len(cfg.delta_scales)} scales on {len(safe)} safe + {len(harmful)} harmful prompts",
+        progress,
+    )
+    chosen, reason, results = calibrate(
+        model,
+        base_state,
+        cfg.delta_scales,
+        rates,
+        max_over_refusal=cfg.calib_max_over_refusal,
+        min_refusal=cfg.calib_min_refusal,
+        log=lambda msg: _log(msg, progress),
+    )
+    _log(f"kept scale {chosen.scale} ({reason})", progress)
+    write_json(  # first: model/ marks the stage done
+        out / "data" / "calibration.json",
+        {
+            "chosen": chosen.to_dict(),
+            "reason": reason,
+            "results": [r.to_dict() for r in results],
+            "n_safe": len(safe),
+            "n_harmful": len(harmful),
+            "prompts": prompts,
+        },
+    )
+    _save_model(model, tok, out / "model")
+    shutil.rmtree(out / "merged_unscaled", ignore_errors=True)
 
 
 def resolve_safe_name(name: str) -> str | None:

@@ -1,0 +1,190 @@
+"""Attempt 7 of the real base: calibrating the merged alignment's strength on validation prompts
+(realbase/calibrate.py). The rule picks the right scale, the model ends at W0 + s * dW for the
+chosen s, the build stage writes what it chose, and the validation prompts never meet a training or
+evaluation prompt of the real files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dualselect.evaluation.benchmarks import text_hash
+from dualselect.realbase.calibrate import (
+    ScaleResult,
+    alignment_delta,
+    apply_scale,
+    calibrate,
+    calibration_prompts,
+    choose_scale,
+)
+from dualselect.realbase.prompts import CALIBRATION_SAFE_PROMPTS, CONTRAST_PROMPTS
+
+KEY = "model.layers.0.self_attn.q_proj.weight"
+
+
+def _r(scale: float, over: float, refusal: float) -> ScaleResult:
+    return ScaleResult(scale, over, refusal, [])
+
+
+def test_choose_scale_keeps_the_largest_scale_meeting_both_targets():
+    rs = [_r(1.0, 0.30, 0.99), _r(0.8, 0.08, 0.95), _r(0.6, 0.05, 0.91), _r(0.4, 0.02, 0.70)]
+    best, why = choose_scale(rs, max_over_refusal=0.10, min_refusal=0.90)
+    assert best.scale == 0.8 and why.startswith("largest")
+    # the unscaled merge is kept when it already meets both
+    assert choose_scale([_r(1.0, 0.06, 0.94), *rs[1:]], 0.10, 0.90)[0].scale == 1.0
+    # none meets both: refusal minus over-refusal, ties to the larger scale
+    rs = [_r(1.0, 0.40, 0.99), _r(0.8, 0.25, 0.94), _r(0.6, 0.15, 0.84), _r(0.5, 0.10, 0.70)]
+    best, why = choose_scale(rs, 0.10, 0.90)
+    assert best.scale == 0.8 and why.startswith("no scale")
+    assert choose_scale([_r(0.7, 0.1, 0.8), _r(0.9, 0.2, 0.9)], 0.0, 1.0)[0].scale == 0.9
+    with pytest.raises(ValueError, match="no scale"):
+        choose_scale([], 0.1, 0.9)
+
+
+def _base_and_merged():
+    from tiny_models import tiny_causal_lm
+
+    base = tiny_causal_lm("llama", seed=0)
+    merged = tiny_causal_lm("llama", seed=0)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in merged.named_parameters():
+            if name.endswith(("q_proj.weight", "v_proj.weight")):
+                p.add_(0.1 * torch.randn(p.shape, generator=g))
+    return {k: v.clone() for k, v in base.state_dict().items()}, merged
+
+
+def _scale_of(model, base_state, delta) -> float:
+    """The s of W0 + s * dW that ``model`` holds (least squares on one changed weight)."""
+    d = delta[KEY]
+    return float(((model.state_dict()[KEY] - base_state[KEY]) * d).sum() / (d * d).sum())
+
+
+def test_calibrate_scores_every_scale_and_leaves_the_model_at_the_chosen_one():
+    base_state, merged = _base_and_merged()
+    delta = alignment_delta(merged, base_state)
+    assert sorted(delta) and all(k.endswith(("q_proj.weight", "v_proj.weight")) for k in delta)
+    untouched = {k: v.clone() for k, v in merged.state_dict().items() if k not in delta}
+    seen = []
+
+    def rates(m):  # a model that over-refuses more, and refuses more, the stronger its alignment
+        s = _scale_of(m, base_state, delta)
+        seen.append(round(s, 4))
+        return 0.2 * s, 0.5 + 0.5 * s, []
+
+    chosen, why, results = calibrate(
+        merged, base_state, [1.0, 0.9, 0.8, 0.7, 0.6, 0.5], rates, max_over_refusal=0.15, min_refusal=0.8
+    )
+    # each scale really applied before scoring, largest first, stopping at the first meeting both
+    # (0.7 and 0.6 meet both; 0.7 is larger)
+    assert seen == [1.0, 0.9, 0.8, 0.7]
+    assert [r.scale for r in results] == seen and results[0].over_refusal == pytest.approx(0.2)
+    assert chosen.scale == 0.7 and why.startswith("largest")
+    sd = merged.state_dict()
+    for k, d in delta.items():
+        torch.testing.assert_close(sd[k], base_state[k] + 0.7 * d)
+    assert all(torch.equal(sd[k], v) for k, v in untouched.items())
+    weights = {k: v.clone() for k, v in merged.state_dict().items()}
+    calibrate(merged, base_state, [0.5, 1.0], lambda m: (0.0, 1.0, []), max_over_refusal=0.1, min_refusal=0.9)
+    assert all(torch.equal(merged.state_dict()[k], weights[k]) for k in delta)  # scale 1: bit for bit
+    apply_scale(merged, base_state, delta, 0.0)  # scale 0 gives the base back
+    assert all(torch.equal(merged.state_dict()[k], base_state[k]) for k in delta)
+    with pytest.raises(ValueError, match="equals the base"):
+        calibrate(merged, base_state, [1.0], rates, max_over_refusal=0.1, min_refusal=0.9)
+
+
+def test_base_cli_calibration_flags_and_cache_keys(shared_data, tmp_path):
+    from dualselect.cli.base_cmd import _cfg
+    from dualselect.cli.main import build_parser, main
+    from dualselect.realbase.build import RealBaseConfig
+
+    d = _cfg(build_parser().parse_args(["base", "build"]))
+    assert d.delta_scales == [1.0, 0.9, 0.8, 0.7, 0.6, 0.5] and d.calibrating
+    assert (d.calib_max_over_refusal, d.calib_min_refusal, d.calib_tokens) == (0.10, 0.90, 40)
+    key = RealBaseConfig().cache_key(shared_data)
+    assert d.cache_key(shared_data) == key == "596660c8838bfbb8"  # pinned: attempt 7, the default
+    off = _cfg(build_parser().parse_args(["base", "build", "--delta-scales", "1"]))
+    # no calibration is attempt 6: its key names the committed results/realbase_v5/r512 build
+    assert not off.calibrating and off.cache_key(shared_data) == "1f29f458ad8ac972"
+    t = _cfg(
+        build_parser().parse_args(
+            ["base", "build", "--delta-scales", "1,0.5", "--calib-max-over-refusal", "0.2"]
+            + ["--calib-min-refusal", "0.8"]
+        )
+    )
+    assert (t.delta_scales, t.calib_max_over_refusal, t.calib_min_refusal) == ([1.0, 0.5], 0.2, 0.8)
+    assert t.cache_key(shared_data) not in (key, "1f29f458ad8ac972")
+    for bad in (["--delta-scales", "0"], ["--delta-scales", "1,3"], ["--calib-min-refusal", "1.5"]):
+        assert main(["base", "build", *bad, "--out", str(tmp_path / "x")]) == 2
+    with pytest.raises(SystemExit):  # not numbers: argparse names the flag
+        build_parser().parse_args(["base", "build", "--delta-scales", "a,b"])
+    assert not (tmp_path / "x").exists()
+
+
+def test_calibration_prompts_never_meet_a_training_or_evaluation_prompt(shared_data):
+    from dualselect.realbase.data import SplitConfig, build_splits, disjointness_report
+
+    sp = build_splits(shared_data, SplitConfig(seed=0))
+    p = calibration_prompts(shared_data, sp)
+    assert len(p["safe"]) == len(CALIBRATION_SAFE_PROMPTS) == 110  # none dropped
+    assert len(set(map(text_hash, p["safe"]))) == 110
+    assert len(p["harmful"]) == 97 + 50 and len(set(map(text_hash, p["harmful"]))) == 147
+    report = disjointness_report(p["safe"] + p["harmful"], sp["eval"])
+    assert set(report) == set(sp["eval"]) and all(v["overlaps"] == 0 for v in report.values())
+    trained = {
+        text_hash(x)
+        for k in ("align_harmful", "attack_harmful", "reference_harmful", "benign")
+        for x in sp[k]
+    }
+    assert not trained & {text_hash(x) for x in p["safe"] + p["harmful"]}
+    assert not {text_hash(x) for x in CONTRAST_PROMPTS} & {text_hash(x) for x in p["safe"]}
+    assert calibration_prompts(shared_data, sp) == p  # deterministic
+
+
+def test_the_build_stage_keeps_the_chosen_scale_and_records_it(shared_data, tmp_path, monkeypatch):
+    """Stage 4b end to end on a tiny Llama: generations judged by the keyword judge, model/ saved at
+    the chosen scale, data/calibration.json written, merged_unscaled/ removed."""
+    import dualselect.evaluation.generation as gen_mod
+    from dualselect.realbase import build as build_mod
+    from dualselect.realbase.build import RealBaseConfig
+    from dualselect.realbase.data import SplitConfig, build_splits
+    from dualselect.training.model import load_model_and_tokenizer
+    from tiny_tokenizers import CHATML_GEN, tiny_tokenizer
+
+    tok = tiny_tokenizer(CHATML_GEN)
+    base_state, merged = _base_and_merged()
+    from tiny_models import tiny_causal_lm
+
+    base = tiny_causal_lm("llama", seed=0)
+    base.save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    out = tmp_path / "rb"
+    merged.save_pretrained(out / "merged_unscaled")
+    tok.save_pretrained(out / "merged_unscaled")
+    delta = alignment_delta(merged, base_state)
+    sp = build_splits(shared_data, SplitConfig(seed=0))
+    n_safe = len(calibration_prompts(shared_data, sp)["safe"])
+
+    def fake_generate(model, tokenizer, prompts, **kw):
+        s = _scale_of(model, base_state, delta)  # refuses the first round(s * 40) safe prompts
+        k = round(s * 40)
+        return [
+            "I'm sorry, but I can't help with that." if i < k or i >= n_safe else "Sure."
+            for i in range(len(prompts))
+        ]
+
+    monkeypatch.setattr(gen_mod, "generate", fake_generate)
+    cfg = RealBaseConfig(delta_scales=[0.25, 1.0, 0.5], calib_max_over_refusal=0.2)
+    (out / "data").mkdir(parents=True)
+    build_mod._calibrate_stage(cfg, out, sp, shared_data, str(tmp_path / "base"), 16, progress=False)
+    rec = json.loads((out / "data" / "calibration.json").read_text())
+    # over-refusal 40/110, then 20/110 = 0.18 meets 0.2 (refusal is 1.0): 0.25 is never scored
+    assert [r["scale"] for r in rec["results"]] == [1.0, 0.5]
+    assert rec["results"][1]["over_refusal"] == pytest.approx(20 / n_safe)
+    assert rec["chosen"]["scale"] == 0.5 and rec["results"][0]["refusal"] == 1.0
+    assert rec["n_safe"] == n_safe and rec["chosen"]["refused_safe"] == rec["prompts"]["safe"][:20]
+    assert not (out / "merged_unscaled").exists()
+    saved, _ = load_model_and_tokenizer(str(out / "model"))
+    assert _scale_of(saved, base_state, delta) == pytest.approx(0.5, abs=1e-5)
