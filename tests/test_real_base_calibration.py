@@ -104,10 +104,13 @@ def test_base_cli_calibration_flags_and_cache_keys(shared_data, tmp_path):
     assert d.delta_scales == [1.0, 0.9, 0.8, 0.7, 0.6, 0.5] and d.calibrating
     assert (d.calib_max_over_refusal, d.calib_min_refusal, d.calib_tokens) == (0.10, 0.90, 40)
     key = RealBaseConfig().cache_key(shared_data)
-    assert d.cache_key(shared_data) == key == "596660c8838bfbb8"  # pinned: attempt 7, the default
-    off = _cfg(build_parser().parse_args(["base", "build", "--delta-scales", "1"]))
+    assert d.align_attempts == 3
+    assert d.cache_key(shared_data) == key == "ee30f782ebac17a9"  # pinned: attempt 7, the default
+    off = _cfg(build_parser().parse_args(["base", "build", "--delta-scales", "1", "--align-attempts", "1"]))
     # no calibration is attempt 6: its key names the committed results/realbase_v5/r512 build
     assert not off.calibrating and off.cache_key(shared_data) == "1f29f458ad8ac972"
+    # scale 1 alone, with re-training: still a calibrating build (seed selection on validation)
+    assert _cfg(build_parser().parse_args(["base", "build", "--delta-scales", "1"])).calibrating
     t = _cfg(
         build_parser().parse_args(
             ["base", "build", "--delta-scales", "1,0.5", "--calib-max-over-refusal", "0.2"]
@@ -116,7 +119,12 @@ def test_base_cli_calibration_flags_and_cache_keys(shared_data, tmp_path):
     )
     assert (t.delta_scales, t.calib_max_over_refusal, t.calib_min_refusal) == ([1.0, 0.5], 0.2, 0.8)
     assert t.cache_key(shared_data) not in (key, "1f29f458ad8ac972")
-    for bad in (["--delta-scales", "0"], ["--delta-scales", "1,3"], ["--calib-min-refusal", "1.5"]):
+    for bad in (
+        ["--delta-scales", "0"],
+        ["--delta-scales", "1,3"],
+        ["--calib-min-refusal", "1.5"],
+        ["--align-attempts", "0"],
+    ):
         assert main(["base", "build", *bad, "--out", str(tmp_path / "x")]) == 2
     with pytest.raises(SystemExit):  # not numbers: argparse names the flag
         build_parser().parse_args(["base", "build", "--delta-scales", "a,b"])
@@ -143,48 +151,133 @@ def test_calibration_prompts_never_meet_a_training_or_evaluation_prompt(shared_d
     assert calibration_prompts(shared_data, sp) == p  # deterministic
 
 
-def test_the_build_stage_keeps_the_chosen_scale_and_records_it(shared_data, tmp_path, monkeypatch):
-    """Stage 4b end to end on a tiny Llama: generations judged by the keyword judge, model/ saved at
-    the chosen scale, data/calibration.json written, merged_unscaled/ removed."""
+@pytest.fixture
+def stage(shared_data, tmp_path, monkeypatch):
+    """A build directory whose first training attempt is merged (a tiny Llama + delta dW), a fake
+    trainer for later attempts (base + factor * dW, factor per attempt), and fake generations that
+    refuse the first round(s_eff * 40) safe prompts and every harmful one, where s_eff is the model's
+    weights read as W0 + s_eff * dW."""
     import dualselect.evaluation.generation as gen_mod
     from dualselect.realbase import build as build_mod
-    from dualselect.realbase.build import RealBaseConfig
     from dualselect.realbase.data import SplitConfig, build_splits
-    from dualselect.training.model import load_model_and_tokenizer
+    from tiny_models import tiny_causal_lm
     from tiny_tokenizers import CHATML_GEN, tiny_tokenizer
 
     tok = tiny_tokenizer(CHATML_GEN)
     base_state, merged = _base_and_merged()
-    from tiny_models import tiny_causal_lm
-
     base = tiny_causal_lm("llama", seed=0)
     base.save_pretrained(tmp_path / "base")
     tok.save_pretrained(tmp_path / "base")
     out = tmp_path / "rb"
     merged.save_pretrained(out / "merged_unscaled")
     tok.save_pretrained(out / "merged_unscaled")
+    (out / "data").mkdir(parents=True)
     delta = alignment_delta(merged, base_state)
     sp = build_splits(shared_data, SplitConfig(seed=0))
     n_safe = len(calibration_prompts(shared_data, sp)["safe"])
+    trained, factors = [], {}
+
+    def fake_train(cfg, sp, out, base_path, seed, attempt, progress):
+        trained.append((attempt, seed))
+        m = tiny_causal_lm("llama", seed=0)
+        apply_scale(m, base_state, delta, factors[attempt])
+        dest = build_mod._attempt_dirs(out, attempt)[1]
+        m.save_pretrained(dest)
+        tok.save_pretrained(dest)
+
+    generated = []
 
     def fake_generate(model, tokenizer, prompts, **kw):
-        s = _scale_of(model, base_state, delta)  # refuses the first round(s * 40) safe prompts
-        k = round(s * 40)
+        generated.append(len(prompts))
+        k = round(_scale_of(model, base_state, delta) * 40)
         return [
             "I'm sorry, but I can't help with that." if i < k or i >= n_safe else "Sure."
             for i in range(len(prompts))
         ]
 
     monkeypatch.setattr(gen_mod, "generate", fake_generate)
-    cfg = RealBaseConfig(delta_scales=[0.25, 1.0, 0.5], calib_max_over_refusal=0.2)
-    (out / "data").mkdir(parents=True)
-    build_mod._calibrate_stage(cfg, out, sp, shared_data, str(tmp_path / "base"), 16, progress=False)
-    rec = json.loads((out / "data" / "calibration.json").read_text())
+    monkeypatch.setattr(build_mod, "_train_alignment", fake_train)
+
+    def run(cfg):
+        build_mod._calibrate_stage(cfg, out, sp, shared_data, str(tmp_path / "base"), 16, progress=False)
+        rec = json.loads((out / "data" / "calibration.json").read_text())
+        from dualselect.training.model import load_model_and_tokenizer
+
+        saved, _ = load_model_and_tokenizer(str(out / "model"))
+        return rec, _scale_of(saved, base_state, delta)
+
+    return dict(
+        run=run,
+        out=out,
+        n_safe=n_safe,
+        trained=trained,
+        factors=factors,
+        generated=generated,
+        monkeypatch=monkeypatch,
+    )
+
+
+def test_the_build_stage_keeps_the_chosen_scale_and_records_it(stage):
+    """Stage 4b end to end on a tiny Llama: the first attempt meets the targets, model/ holds its
+    chosen scale, data/calibration.json records it, merged_unscaled/ is removed, nothing re-trains."""
+    from dualselect.realbase.build import RealBaseConfig
+
+    rec, s_eff = stage["run"](RealBaseConfig(delta_scales=[0.25, 1.0, 0.5], calib_max_over_refusal=0.2))
+    n_safe = stage["n_safe"]
     # over-refusal 40/110, then 20/110 = 0.18 meets 0.2 (refusal is 1.0): 0.25 is never scored
     assert [r["scale"] for r in rec["results"]] == [1.0, 0.5]
     assert rec["results"][1]["over_refusal"] == pytest.approx(20 / n_safe)
-    assert rec["chosen"]["scale"] == 0.5 and rec["results"][0]["refusal"] == 1.0
+    assert rec["chosen"]["scale"] == 0.5 and rec["results"][0]["refusal"] == 1.0 and rec["meets_targets"]
     assert rec["n_safe"] == n_safe and rec["chosen"]["refused_safe"] == rec["prompts"]["safe"][:20]
-    assert not (out / "merged_unscaled").exists()
-    saved, _ = load_model_and_tokenizer(str(out / "model"))
-    assert _scale_of(saved, base_state, delta) == pytest.approx(0.5, abs=1e-5)
+    assert (rec["attempt"], rec["align_seed"], len(rec["attempts"]), stage["trained"]) == (0, 0, 1, [])
+    assert not (stage["out"] / "merged_unscaled").exists()
+    assert (stage["out"] / "data" / "calibration_attempt0.json").exists()
+    assert s_eff == pytest.approx(0.5, abs=1e-5)
+
+
+def test_the_build_stage_retrains_with_the_next_seed_until_one_meets_the_targets(stage):
+    from dualselect.realbase.build import RealBaseConfig
+
+    # attempt 0 (dW): 40/110 and 20/110 over-refused, both above 0.1; attempt 1 (0.2 dW): 8/110 at
+    # scale 1 meets it; attempt 2 is never trained
+    stage["factors"].update({1: 0.2, 2: 0.1})
+    rec, s_eff = stage["run"](
+        RealBaseConfig(delta_scales=[1.0, 0.5], calib_max_over_refusal=0.1, align_seed=5)
+    )
+    assert stage["trained"] == [(1, 6)]
+    assert (rec["attempt"], rec["align_seed"], rec["chosen"]["scale"], rec["meets_targets"]) == (
+        1,
+        6,
+        1.0,
+        True,
+    )
+    assert [a["meets_targets"] for a in rec["attempts"]] == [False, True]
+    assert s_eff == pytest.approx(0.2, abs=1e-5)  # attempt 1's merged weights, unscaled
+    assert not any((stage["out"] / n).exists() for n in ("merged_unscaled", "merged_unscaled_1"))
+
+
+def test_the_build_stage_keeps_the_best_attempt_when_none_meets_the_targets(stage):
+    from dualselect.realbase.build import RealBaseConfig
+
+    # target 0 is never met; attempt 0 at scale 0.5 (20/110 over-refused) beats attempt 1 (1.5 dW:
+    # 30/110 at 0.5): the best attempt is kept, not the last
+    stage["factors"].update({1: 1.5})
+    cfg = RealBaseConfig(delta_scales=[1.0, 0.5], calib_max_over_refusal=0.0, align_attempts=2)
+    from dualselect.realbase import build as build_mod
+
+    save = build_mod._save_model
+
+    def killed(*a, **kw):  # the build dies while saving model/
+        raise KeyboardInterrupt
+
+    stage["monkeypatch"].setattr(build_mod, "_save_model", killed)
+    with pytest.raises(KeyboardInterrupt):
+        stage["run"](cfg)
+    assert stage["trained"] == [(1, 1)] and len(stage["generated"]) == 4  # 2 attempts x 2 scales
+    stage["monkeypatch"].setattr(build_mod, "_save_model", save)
+    # resumed: both attempts' records are reused, nothing is trained or generated again
+    rec, s_eff = stage["run"](cfg)
+    assert stage["trained"] == [(1, 1)] and len(stage["generated"]) == 4 and len(rec["attempts"]) == 2
+    assert (rec["attempt"], rec["chosen"]["scale"], rec["meets_targets"]) == (0, 0.5, False)
+    assert s_eff == pytest.approx(0.5, abs=1e-5)
+    assert not any((stage["out"] / n).exists() for n in ("merged_unscaled", "merged_unscaled_1"))

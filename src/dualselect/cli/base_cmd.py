@@ -65,7 +65,7 @@ def register(sub) -> None:
         metavar="S,S,...",
         help="Scales of the merged alignment delta tried on validation prompts; the largest meeting "
         "both validation targets is kept (realbase/calibrate.py; default 1,0.9,0.8,0.7,0.6,0.5; "
-        "'1' = no calibration, attempt 6).",
+        "'1' with --align-attempts 1 = no calibration, attempt 6).",
     )
     b.add_argument(
         "--calib-max-over-refusal",
@@ -78,6 +78,13 @@ def register(sub) -> None:
         type=float,
         default=None,
         help="Validation refusal target of the calibration (default 0.90).",
+    )
+    b.add_argument(
+        "--align-attempts",
+        type=int,
+        default=None,
+        help="Trainings (seeds --align-seed, +1, ...) tried until one calibrates within both validation "
+        "targets; none: the best (default 3).",
     )
     b.set_defaults(func=run_build)
     s = bsub.add_parser(
@@ -126,6 +133,7 @@ _BUILD_FLAGS = {
     "delta_scales": ("delta_scales", None),
     "calib_max_over_refusal": ("calib_max_over_refusal", None),
     "calib_min_refusal": ("calib_min_refusal", None),
+    "align_attempts": ("align_attempts", 1),
 }
 
 
