@@ -253,6 +253,15 @@ def test_the_build_stage_retrains_with_the_next_seed_until_one_meets_the_targets
     )
     assert [a["meets_targets"] for a in rec["attempts"]] == [False, True]
     assert s_eff == pytest.approx(0.2, abs=1e-5)  # attempt 1's merged weights, unscaled
+    from dualselect.realbase.report import calibration_table
+
+    table = calibration_table(stage["out"]).splitlines()
+    assert "kept: align seed 6, scale 1.0" in table[0]
+    assert table[4:] == [
+        "| 5 | 1.0 | 36.4% | 100.0% |",
+        "| 5 | 0.5 | 18.2% | 100.0% |",
+        "| 6 | **1.0** | 7.3% | 100.0% |",
+    ]
     assert not any((stage["out"] / n).exists() for n in ("merged_unscaled", "merged_unscaled_1"))
 
 

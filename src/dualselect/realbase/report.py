@@ -11,6 +11,8 @@
 Usage::
 
     python -m dualselect.realbase.report --stats runs/realbase_stats_full --compare runs/real_compare
+
+A calibrated build (attempt 7) also gets its calibration table (:func:`calibration_table`).
 """
 
 from __future__ import annotations
@@ -173,6 +175,29 @@ def compare_table(compare_out: str | Path, stats_dir: str | Path, realbase: str 
     return "\n".join(lines)
 
 
+def calibration_table(realbase: str | Path) -> str:
+    """The build's calibration (``data/calibration.json``, attempt 7): validation rates of every
+    training attempt and scale scored, the kept one in bold."""
+    rec = json.loads((Path(realbase) / "data" / "calibration.json").read_text())
+    attempts = rec.get("attempts") or [rec]  # a single-attempt record has no list
+    lines = [
+        f"validation: {rec['n_safe']} safe + {rec['n_harmful']} harmful prompts; kept: align seed "
+        f"{rec.get('align_seed', '-')}, scale {rec['chosen']['scale']} ({rec['reason']})",
+        "",
+        "| align seed | scale | validation over-refusal | validation refusal |",
+        "|---|---|---|---|",
+    ]
+    for a in attempts:
+        for r in a["results"]:
+            kept = a.get("align_seed") == rec.get("align_seed") and r["scale"] == rec["chosen"]["scale"]
+            b = "**" if kept else ""
+            lines.append(
+                f"| {a.get('align_seed', '-')} | {b}{r['scale']}{b} | {100 * r['over_refusal']:.1f}% | "
+                f"{100 * r['refusal']:.1f}% |"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--stats", required=True, help="`dualselect base stats --out` directory.")
@@ -185,10 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.realbase is None and not (Path(a.stats) / "base_stats.json").exists():
         p.error(f"{a.stats}/base_stats.json not written yet (stats still running): pass --realbase")
-    if a.realbase is None and not (Path(a.stats) / "base_stats.json").exists():
-        p.error(f"{a.stats}/base_stats.json not written yet (stats still running): pass --realbase")
     rb = a.realbase or json.loads((Path(a.stats) / "base_stats.json").read_text())["realbase"]
     print(acceptance_table(a.stats, rb))
+    if (Path(rb) / "data" / "calibration.json").exists():
+        print()
+        print(calibration_table(rb))
     if a.compare:
         print()
         print(compare_table(a.compare, a.stats, rb))
