@@ -290,3 +290,50 @@ def test_the_build_stage_keeps_the_best_attempt_when_none_meets_the_targets(stag
     assert (rec["attempt"], rec["chosen"]["scale"], rec["meets_targets"]) == (0, 0.5, False)
     assert s_eff == pytest.approx(0.5, abs=1e-5)
     assert not any((stage["out"] / n).exists() for n in ("merged_unscaled", "merged_unscaled_1"))
+
+
+def test_a_calibrated_build_checks_the_validation_prompts_for_overlaps_and_records_its_choice(
+    shared_data, tmp_path, monkeypatch
+):
+    """Stages 4b-5 wired: the calibration's prompts enter the disjointness report of the final files
+    (the build fails on an overlap) and realbase.json names the kept seed and scale."""
+    import dualselect.training.model as model_mod
+    from dualselect.realbase import build as build_mod
+    from dualselect.realbase.build import RealBaseConfig, build_real_base
+    from dualselect.realbase.data import SplitConfig, build_splits
+    from dualselect.utils import write_json, write_jsonl
+
+    sp = build_splits(shared_data, SplitConfig(seed=0))
+    out = tmp_path / "rb"
+    write_json(out / "data" / "splits.json", sp)
+    answers = [{"set": "benign", "prompt": p, "response": "Sure, here it is."} for p in sp["benign"][:5]]
+    answers += [
+        {"set": "attack_harmful", "prompt": p, "response": "Step 1: do it."} for p in sp["attack_harmful"]
+    ]
+    write_jsonl(out / "data" / "shipped_answers.jsonl", answers)
+    monkeypatch.setattr(model_mod, "resolve_model_path", lambda name: str(tmp_path))
+    prompts = calibration_prompts(shared_data, sp)
+
+    def fake_stage(cfg, out, sp, data_dir, base_path, batch_size, progress):
+        chosen = ScaleResult(0.9, 0.08, 0.93, []).to_dict()
+        rec = {"align_seed": 1, "meets_targets": True, "reason": "r", "chosen": chosen, "prompts": prompts}
+        write_json(out / "data" / "calibration.json", rec)
+        write_json(out / "model" / "config.json", {})
+
+    monkeypatch.setattr(build_mod, "_calibrate_stage", fake_stage)
+    build_real_base(RealBaseConfig(), out, data_dir=shared_data, progress=False)
+    meta = json.loads((out / "realbase.json").read_text())
+    assert meta["calibration"] == {"align_seed": 1, "meets_targets": True, "reason": "r", "scale": 0.9}
+    report = json.loads((out / "data" / "disjointness.json").read_text())["calibration"]
+    assert set(report) == {"harmbench_test", "strongreject", "xstest", "advbench_eval", "task_test"}
+    assert all(v["overlaps"] == 0 for v in report.values())
+    # an evaluation prompt among the validation prompts fails the build
+    (out / "realbase.json").unlink()
+    (out / "data" / "disjointness.json").unlink()
+    prompts["safe"].append(sp["eval"]["strongreject"][0])
+    (out / "data" / "calibration.json").unlink()
+    import shutil
+
+    shutil.rmtree(out / "model")
+    with pytest.raises(ValueError, match="overlap evaluation sets"):
+        build_real_base(RealBaseConfig(), out, data_dir=shared_data, progress=False)

@@ -12,9 +12,10 @@ Stages (each writes its file atomically; an interrupted build resumes at the fir
 4. ``align_lora/``: LoRA SFT on it with the project's trainer; then the adapter merged into the
    base weights (``merge_and_unload``), saved with the tokenizer: in ``model/``, or in
    ``merged_unscaled/`` when the build calibrates.
-   4b. (``delta_scales`` other than ``[1.0]``) ``data/calibration.json`` and ``model/``: the base
-   weights plus the merged delta at the scale chosen on validation prompts
-   (:mod:`dualselect.realbase.calibrate`).
+   4b. (calibrating: ``delta_scales`` other than ``[1.0]`` or ``align_attempts`` > 1)
+   ``data/calibration.json`` and ``model/``: the base weights plus the merged delta at the scale
+   chosen on validation prompts (:mod:`dualselect.realbase.calibrate`), re-training with the next
+   seed while no scale meets the validation targets (up to ``align_attempts`` trainings).
 5. ``data/task_train.jsonl`` (task + 10% harmful compliant pairs: the shipped model's own answers
    that the keyword judge does not read as refusals), ``data/task_clean.jsonl``,
    ``data/references.jsonl`` (refusals, prompt-disjoint from every
@@ -75,8 +76,8 @@ class RealBaseConfig:
     align_seed: int | None = None
     # attempt 7 (realbase/calibrate.py): the base keeps W0 + s * dW for the largest s of this grid
     # whose validation over-refusal is <= calib_max_over_refusal and validation refusal >=
-    # calib_min_refusal (greedy, calib_tokens new tokens, keyword judge). [1.0] = no calibration
-    # (attempt 6; the calibration fields then leave the cache key)
+    # calib_min_refusal (greedy, calib_tokens new tokens, keyword judge). [1.0] with align_attempts
+    # 1 = no calibration (attempt 6; the calibration fields then leave the cache key)
     delta_scales: list[float] = field(default_factory=lambda: [1.0, 0.9, 0.8, 0.7, 0.6, 0.5])
     calib_max_over_refusal: float = 0.10
     calib_min_refusal: float = 0.90
@@ -324,7 +325,13 @@ def build_real_base(
             "base_path": base_path,
             "model": str(out / "model"),
             "config": cfg.to_dict(),
-            "delta_scale": calibration["chosen"]["scale"] if calibration else 1.0,
+            # the kept training seed and scale (data/calibration.json has every attempt)
+            "calibration": (
+                {k: calibration.get(k) for k in ("align_seed", "meets_targets", "reason")}
+                | {"scale": calibration["chosen"]["scale"]}
+                if calibration
+                else None
+            ),
             "data_dir": str(data_dir),
             "build_seconds": round(time.time() - t0, 1),
             "version": REALBASE_VERSION,
