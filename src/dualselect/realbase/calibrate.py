@@ -69,8 +69,9 @@ def calibration_prompts(data_dir: Path, splits: dict, n_advbench: int = 50) -> d
     }
     used |= {text_hash(p) for ps in splits["eval"].values() for p in ps}
     hh = [p for p in hh_redteam_prompts(data_dir) if text_hash(p) not in used]
+    used |= {text_hash(p) for p in hh}
     adv = [it.prompt for it in load_benchmark("advbench", str(data_dir / FILES["advbench"]))]
-    adv = [p for p in adv if text_hash(p) not in used and text_hash(p) not in {text_hash(h) for h in hh}]
+    adv = [p for p in adv if text_hash(p) not in used]
     random.Random(0).shuffle(adv)
     safe = [p for p in CALIBRATION_SAFE_PROMPTS if text_hash(p) not in used]
     return {"harmful": hh + adv[:n_advbench], "safe": safe}
