@@ -432,7 +432,13 @@ def _calibrate_stage(
     from dualselect.data.encoding import format_prompt
     from dualselect.evaluation.generation import generate
     from dualselect.evaluation.judges.keyword import RefusalKeywordJudge
-    from dualselect.realbase.calibrate import alignment_delta, apply_scale, calibrate, calibration_prompts
+    from dualselect.realbase.calibrate import (
+        ScaleResult,
+        alignment_delta,
+        apply_scale,
+        calibrate,
+        calibration_prompts,
+    )
     from dualselect.training.model import load_model_and_tokenizer
 
     prompts = calibration_prompts(data_dir, sp)
@@ -446,9 +452,6 @@ def _calibrate_stage(
                 {k: v.clone() for k, v in load_model_and_tokenizer(base_path)[0].state_dict().items()}
             )
         return base
-
-    def score(r: dict) -> tuple[float, float]:
-        return round(r["chosen"]["refusal"] - r["chosen"]["over_refusal"], 9), r["chosen"]["scale"]
 
     records: list[dict] = []
     for attempt in range(cfg.align_attempts):
@@ -494,9 +497,7 @@ def _calibrate_stage(
                 log=lambda msg: _log(msg, progress),
             )
             del model
-            meets = (
-                chosen.over_refusal <= cfg.calib_max_over_refusal and chosen.refusal >= cfg.calib_min_refusal
-            )
+            meets = chosen.meets(cfg.calib_max_over_refusal, cfg.calib_min_refusal)
             _log(f"seed {seed}: scale {chosen.scale} ({reason})", progress)
             rec = {
                 "attempt": attempt,
@@ -510,14 +511,17 @@ def _calibrate_stage(
             records.append(rec)
         if records[-1]["meets_targets"]:
             break
-    kept = records[-1] if records[-1]["meets_targets"] else max(records, key=score)
+    kept = (
+        records[-1]
+        if records[-1]["meets_targets"]
+        else max(records, key=lambda r: ScaleResult(**r["chosen"]).trade_off())
+    )
     if not kept["meets_targets"]:
         _log(f"no attempt meets both validation targets: keeping seed {kept['align_seed']}", progress)
     _, merged_dir, _ = _attempt_dirs(out, kept["attempt"])
     model, tok = load_model_and_tokenizer(str(merged_dir))
-    delta = alignment_delta(model, base_state())
-    sd = model.state_dict()
-    apply_scale(model, base_state(), delta, kept["chosen"]["scale"], {k: sd[k].clone() for k in delta})
+    if kept["chosen"]["scale"] != 1.0:  # at 1 the merged weights are kept as saved
+        apply_scale(model, base_state(), alignment_delta(model, base_state()), kept["chosen"]["scale"])
     write_json(
         out / "data" / "calibration.json",
         {

@@ -44,6 +44,15 @@ class ScaleResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def meets(self, max_over_refusal: float, min_refusal: float) -> bool:
+        """Both validation targets met."""
+        return self.over_refusal <= max_over_refusal and self.refusal >= min_refusal
+
+    def trade_off(self) -> tuple[float, float]:
+        """Sort key of the fallback: refusal minus over-refusal, ties to the larger scale (rates are
+        k/n, so the difference is rounded before comparing)."""
+        return round(self.refusal - self.over_refusal, 9), self.scale
+
 
 def choose_scale(
     results: Sequence[ScaleResult], max_over_refusal: float, min_refusal: float
@@ -51,10 +60,10 @@ def choose_scale(
     """The scale kept by the rule of this module's docstring, and which branch chose it."""
     if not results:
         raise ValueError("choose_scale: no scale was evaluated")
-    ok = [r for r in results if r.over_refusal <= max_over_refusal and r.refusal >= min_refusal]
+    ok = [r for r in results if r.meets(max_over_refusal, min_refusal)]
     if ok:
         return max(ok, key=lambda r: r.scale), "largest scale meeting both validation targets"
-    best = max(results, key=lambda r: (round(r.refusal - r.over_refusal, 9), r.scale))  # rates are k/n
+    best = max(results, key=ScaleResult.trade_off)
     return best, "no scale meets both validation targets: highest refusal minus over-refusal"
 
 
@@ -124,7 +133,7 @@ def calibrate(
         over, refusal, refused = rates(model)
         results.append(ScaleResult(s, over, refusal, refused))
         log(f"scale {s}: validation over-refusal {over:.3f}, refusal {refusal:.3f}")
-        if over <= max_over_refusal and refusal >= min_refusal:
+        if results[-1].meets(max_over_refusal, min_refusal):
             break
     chosen, reason = choose_scale(results, max_over_refusal, min_refusal)
     apply_scale(model, base_state, delta, chosen.scale, merged)
