@@ -1,7 +1,7 @@
-"""Attempt 7 of the real base: calibrating the merged alignment's strength on validation prompts
-(realbase/calibrate.py). The rule picks the right scale, the model ends at W0 + s * dW for the
-chosen s, the build stage writes what it chose, and the validation prompts never meet a training or
-evaluation prompt of the real files."""
+"""Attempts 7-8 of the real base: calibrating the merged alignment's strength on validation prompts
+and task rows (realbase/calibrate.py). The rule picks the right scale, the model ends at W0 + s * dW
+for the chosen s, the build stage writes what it chose, the task target moves the choice, and the
+validation prompts and rows never meet a training or evaluation prompt of the real files."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ import torch
 from dualselect.evaluation.benchmarks import text_hash
 from dualselect.realbase.calibrate import (
     ScaleResult,
+    Targets,
     alignment_delta,
     apply_scale,
     calibrate,
     calibration_prompts,
+    calibration_task_rows,
     choose_scale,
 )
 from dualselect.realbase.prompts import CALIBRATION_SAFE_PROMPTS, CONTRAST_PROMPTS
@@ -24,23 +26,42 @@ from dualselect.realbase.prompts import CALIBRATION_SAFE_PROMPTS, CONTRAST_PROMP
 KEY = "model.layers.0.self_attn.q_proj.weight"
 
 
-def _r(scale: float, over: float, refusal: float) -> ScaleResult:
-    return ScaleResult(scale, over, refusal, [])
+def _r(scale: float, over: float, refusal: float, task_em: float | None = None) -> ScaleResult:
+    return ScaleResult(scale, over, refusal, [], task_em)
 
 
 def test_choose_scale_keeps_the_largest_scale_meeting_both_targets():
+    t = Targets(max_over_refusal=0.10, min_refusal=0.90)
     rs = [_r(1.0, 0.30, 0.99), _r(0.8, 0.08, 0.95), _r(0.6, 0.05, 0.91), _r(0.4, 0.02, 0.70)]
-    best, why = choose_scale(rs, max_over_refusal=0.10, min_refusal=0.90)
+    best, why = choose_scale(rs, t)
     assert best.scale == 0.8 and why.startswith("largest")
     # the unscaled merge is kept when it already meets both
-    assert choose_scale([_r(1.0, 0.06, 0.94), *rs[1:]], 0.10, 0.90)[0].scale == 1.0
+    assert choose_scale([_r(1.0, 0.06, 0.94), *rs[1:]], t)[0].scale == 1.0
     # none meets both: refusal minus over-refusal, ties to the larger scale
     rs = [_r(1.0, 0.40, 0.99), _r(0.8, 0.25, 0.94), _r(0.6, 0.15, 0.84), _r(0.5, 0.10, 0.70)]
-    best, why = choose_scale(rs, 0.10, 0.90)
+    best, why = choose_scale(rs, t)
     assert best.scale == 0.8 and why.startswith("no scale")
-    assert choose_scale([_r(0.7, 0.1, 0.8), _r(0.9, 0.2, 0.9)], 0.0, 1.0)[0].scale == 0.9
+    assert choose_scale([_r(0.7, 0.1, 0.8), _r(0.9, 0.2, 0.9)], Targets(0.0, 1.0))[0].scale == 0.9
     with pytest.raises(ValueError, match="no scale"):
-        choose_scale([], 0.1, 0.9)
+        choose_scale([], t)
+
+
+def test_choose_scale_with_the_task_target():
+    t = Targets(max_over_refusal=0.10, min_refusal=0.90, min_task_em=0.07 - 0.05)
+    # the largest scale meeting the safety targets loses the task: the next one is kept
+    rs = [_r(1.0, 0.08, 0.95, 0.01), _r(0.9, 0.06, 0.93, 0.02), _r(0.8, 0.05, 0.92, 0.12)]
+    assert 0.07 - 0.05 > 0.02  # float rounding: the target compares with a tolerance
+    assert choose_scale(rs, t)[0].scale == 0.9
+    assert choose_scale(rs, Targets(0.10, 0.90))[0].scale == 1.0  # without the task target
+    assert choose_scale(rs, Targets(0.10, 0.90, 0.06))[0].scale == 0.8
+    # none meets every target: a scale keeping the task beats a better safety trade-off without it
+    rs = [_r(1.0, 0.20, 0.99, 0.0), _r(0.5, 0.15, 0.90, 0.09)]
+    best, why = choose_scale(rs, t)
+    assert best.scale == 0.5 and "keeping the task" in why
+    assert choose_scale(rs, Targets(0.10, 0.90))[0].scale == 1.0
+    # none keeps the task either: the safety trade-off decides; an unscored task never keeps it
+    assert choose_scale([_r(1.0, 0.2, 0.99, 0.0), _r(0.5, 0.15, 0.9, 0.0)], t)[0].scale == 1.0
+    assert not _r(1.0, 0.0, 1.0).meets(t) and _r(1.0, 0.0, 1.0).meets(Targets(0.1, 0.9))
 
 
 def _base_and_merged():
@@ -75,7 +96,7 @@ def test_calibrate_scores_every_scale_and_leaves_the_model_at_the_chosen_one():
         return 0.2 * s, 0.5 + 0.5 * s, []
 
     chosen, why, results = calibrate(
-        merged, base_state, [1.0, 0.9, 0.8, 0.7, 0.6, 0.5], rates, max_over_refusal=0.15, min_refusal=0.8
+        merged, base_state, [1.0, 0.9, 0.8, 0.7, 0.6, 0.5], rates, Targets(0.15, 0.8)
     )
     # each scale really applied before scoring, largest first, stopping at the first meeting both
     # (0.7 and 0.6 meet both; 0.7 is larger)
@@ -87,12 +108,12 @@ def test_calibrate_scores_every_scale_and_leaves_the_model_at_the_chosen_one():
         torch.testing.assert_close(sd[k], base_state[k] + 0.7 * d)
     assert all(torch.equal(sd[k], v) for k, v in untouched.items())
     weights = {k: v.clone() for k, v in merged.state_dict().items()}
-    calibrate(merged, base_state, [0.5, 1.0], lambda m: (0.0, 1.0, []), max_over_refusal=0.1, min_refusal=0.9)
+    calibrate(merged, base_state, [0.5, 1.0], lambda m: (0.0, 1.0, []), Targets(0.1, 0.9))
     assert all(torch.equal(merged.state_dict()[k], weights[k]) for k in delta)  # scale 1: bit for bit
     apply_scale(merged, base_state, delta, 0.0)  # scale 0 gives the base back
     assert all(torch.equal(merged.state_dict()[k], base_state[k]) for k in delta)
     with pytest.raises(ValueError, match="equals the base"):
-        calibrate(merged, base_state, [1.0], rates, max_over_refusal=0.1, min_refusal=0.9)
+        calibrate(merged, base_state, [1.0], rates, Targets(0.1, 0.9))
 
 
 def test_base_cli_calibration_flags_and_cache_keys(shared_data, tmp_path):
@@ -103,9 +124,23 @@ def test_base_cli_calibration_flags_and_cache_keys(shared_data, tmp_path):
     d = _cfg(build_parser().parse_args(["base", "build"]))
     assert d.delta_scales == [1.0, 0.9, 0.8, 0.7, 0.6, 0.5] and d.calibrating
     assert (d.calib_max_over_refusal, d.calib_min_refusal, d.calib_tokens) == (0.10, 0.90, 40)
+    assert (d.calib_task_rows, d.calib_max_task_drop) == (150, 0.05)
     key = RealBaseConfig().cache_key(shared_data)
     assert d.align_attempts == 3
-    assert d.cache_key(shared_data) == key == "ee30f782ebac17a9"  # pinned: attempt 7, the default
+    assert d.cache_key(shared_data) == key == "54cd68b9d79d9bcd"  # pinned: attempt 8, the default
+    # no task target is attempt 7: its key names the committed results/realbase_v6 builds
+    a7 = _cfg(build_parser().parse_args(["base", "build", "--calib-task-rows", "0"]))
+    assert a7.cache_key(shared_data) == "ee30f782ebac17a9"
+    assert a7.calib_task_rows == 0 and a7.calibrating
+    drop = _cfg(build_parser().parse_args(["base", "build", "--calib-max-task-drop", "0.1"]))
+    assert drop.calib_max_task_drop == 0.1 and drop.cache_key(shared_data) != key
+    # the task gate's fields leave an uncalibrated build's key too
+    off2 = _cfg(
+        build_parser().parse_args(
+            ["base", "build", "--delta-scales", "1", "--align-attempts", "1", "--calib-task-rows", "7"]
+        )
+    )
+    assert off2.cache_key(shared_data) == "1f29f458ad8ac972"
     off = _cfg(build_parser().parse_args(["base", "build", "--delta-scales", "1", "--align-attempts", "1"]))
     # no calibration is attempt 6: its key names the committed results/realbase_v5/r512 build
     assert not off.calibrating and off.cache_key(shared_data) == "1f29f458ad8ac972"
@@ -124,6 +159,8 @@ def test_base_cli_calibration_flags_and_cache_keys(shared_data, tmp_path):
         ["--delta-scales", "1,3"],
         ["--calib-min-refusal", "1.5"],
         ["--align-attempts", "0"],
+        ["--calib-task-rows", "-1"],
+        ["--calib-max-task-drop", "2"],
     ):
         assert main(["base", "build", *bad, "--out", str(tmp_path / "x")]) == 2
     with pytest.raises(SystemExit):  # not numbers: argparse names the flag
@@ -175,7 +212,9 @@ def stage(shared_data, tmp_path, monkeypatch):
     delta = alignment_delta(merged, base_state)
     sp = build_splits(shared_data, SplitConfig(seed=0))
     n_safe = len(calibration_prompts(shared_data, sp)["safe"])
+    gold = {r["question"]: r["answer"] for r in calibration_task_rows(shared_data, sp, 150)}
     trained, factors = [], {}
+    task = {"kept": lambda s_eff: True}  # whether a model at s_eff answers the task rows right
 
     def fake_train(cfg, sp, out, base_path, seed, attempt, progress):
         trained.append((attempt, seed))
@@ -189,7 +228,11 @@ def stage(shared_data, tmp_path, monkeypatch):
 
     def fake_generate(model, tokenizer, prompts, **kw):
         generated.append(len(prompts))
-        k = round(_scale_of(model, base_state, delta) * 40)
+        s_eff = _scale_of(model, base_state, delta)
+        questions = [next((q for q in gold if q in p), None) for p in prompts]
+        if all(questions):  # the task rows
+            return [gold[q] if task["kept"](s_eff) else "#### -1" for q in questions]
+        k = round(s_eff * 40)
         return [
             "I'm sorry, but I can't help with that." if i < k or i >= n_safe else "Sure."
             for i in range(len(prompts))
@@ -212,6 +255,7 @@ def stage(shared_data, tmp_path, monkeypatch):
         n_safe=n_safe,
         trained=trained,
         factors=factors,
+        task=task,
         generated=generated,
         monkeypatch=monkeypatch,
     )
@@ -227,6 +271,10 @@ def test_the_build_stage_keeps_the_chosen_scale_and_records_it(stage):
     # over-refusal 40/110, then 20/110 = 0.18 meets 0.2 (refusal is 1.0): 0.25 is never scored
     assert [r["scale"] for r in rec["results"]] == [1.0, 0.5]
     assert rec["results"][1]["over_refusal"] == pytest.approx(20 / n_safe)
+    # the task rows: scored on the shipped model once, then at every scale
+    assert rec["shipped_task_em"] == 1.0 and [r["task_em"] for r in rec["results"]] == [1.0, 1.0]
+    assert rec["targets"]["min_task_em"] == pytest.approx(0.95) and len(rec["prompts"]["task"]) == 150
+    assert stage["generated"] == [150, 110 + 147, 150, 110 + 147, 150]
     assert rec["chosen"]["scale"] == 0.5 and rec["results"][0]["refusal"] == 1.0 and rec["meets_targets"]
     assert rec["n_safe"] == n_safe and rec["chosen"]["refused_safe"] == rec["prompts"]["safe"][:20]
     assert (rec["attempt"], rec["align_seed"], len(rec["attempts"]), stage["trained"]) == (0, 0, 1, [])
@@ -258,9 +306,9 @@ def test_the_build_stage_retrains_with_the_next_seed_until_one_meets_the_targets
     table = calibration_table(stage["out"]).splitlines()
     assert "kept: align seed 6, scale 1.0" in table[0]
     assert table[4:] == [
-        "| 5 | 1.0 | 36.4% | 100.0% |",
-        "| 5 | 0.5 | 18.2% | 100.0% |",
-        "| 6 | **1.0** | 7.3% | 100.0% |",
+        "| 5 | 1.0 | 36.4% | 100.0% | 100.0% |",
+        "| 5 | 0.5 | 18.2% | 100.0% | 100.0% |",
+        "| 6 | **1.0** | 7.3% | 100.0% | 100.0% |",
     ]
     assert not any((stage["out"] / n).exists() for n in ("merged_unscaled", "merged_unscaled_1"))
 
@@ -282,14 +330,64 @@ def test_the_build_stage_keeps_the_best_attempt_when_none_meets_the_targets(stag
     stage["monkeypatch"].setattr(build_mod, "_save_model", killed)
     with pytest.raises(KeyboardInterrupt):
         stage["run"](cfg)
-    assert stage["trained"] == [(1, 1)] and len(stage["generated"]) == 4  # 2 attempts x 2 scales
+    # the shipped model's task rows, then 2 attempts x 2 scales x (prompts, task rows)
+    assert stage["trained"] == [(1, 1)] and len(stage["generated"]) == 1 + 8
     stage["monkeypatch"].setattr(build_mod, "_save_model", save)
     # resumed: both attempts' records are reused, nothing is trained or generated again
     rec, s_eff = stage["run"](cfg)
-    assert stage["trained"] == [(1, 1)] and len(stage["generated"]) == 4 and len(rec["attempts"]) == 2
+    assert stage["trained"] == [(1, 1)] and len(stage["generated"]) == 9 and len(rec["attempts"]) == 2
     assert (rec["attempt"], rec["chosen"]["scale"], rec["meets_targets"]) == (0, 0.5, False)
     assert s_eff == pytest.approx(0.5, abs=1e-5)
     assert not any((stage["out"] / n).exists() for n in ("merged_unscaled", "merged_unscaled_1"))
+
+
+def test_the_task_target_moves_the_scale_and_the_attempt(stage):
+    """Attempt 8 on the stage: a scale whose task rows fall below the shipped model's score minus
+    the allowed drop is not kept although it meets the safety targets; across attempts, the
+    fallback prefers an attempt keeping the task."""
+    from dualselect.realbase.build import RealBaseConfig
+
+    stage["task"]["kept"] = lambda s_eff: s_eff < 0.75
+    cfg = RealBaseConfig(delta_scales=[1.0, 0.5], calib_max_over_refusal=0.4, align_attempts=1)
+    rec, s_eff = stage["run"](cfg)
+    # scale 1 meets the safety targets (40/110 <= 0.4) and loses the task: 0.5 is kept
+    assert [(r["scale"], r["task_em"]) for r in rec["results"]] == [(1.0, 0.0), (0.5, 1.0)]
+    assert rec["chosen"]["scale"] == 0.5 and rec["meets_targets"] and s_eff == pytest.approx(0.5, abs=1e-5)
+    from dualselect.realbase.report import calibration_table
+
+    assert "150 task rows (shipped strict EM 100.0%)" in calibration_table(stage["out"])
+
+
+def test_the_fallback_prefers_an_attempt_keeping_the_task(stage):
+    from dualselect.realbase.build import RealBaseConfig
+
+    # a target of 0 over-refusal is never met. A contrived task that the alignment must not weaken
+    # (kept at s_eff 0 and >= 0.5): attempt 1 (0.2 dW; 8/110 and 4/110 over-refused) has the better safety
+    # trade-off but loses the task, attempt 0 at scale 0.5 (20/110) keeps it and is kept
+    stage["task"]["kept"] = lambda s_eff: s_eff < 0.01 or s_eff > 0.45  # the shipped model keeps it
+    stage["factors"].update({1: 0.2})
+    cfg = RealBaseConfig(delta_scales=[1.0, 0.5], calib_max_over_refusal=0.0, align_attempts=2)
+    rec, s_eff = stage["run"](cfg)
+    assert not rec["meets_targets"] and "keeping the task" in rec["reason"]
+    assert [a["chosen"]["task_em"] for a in rec["attempts"]] == [1.0, 0.0]
+    assert (rec["attempt"], rec["chosen"]["scale"]) == (0, 0.5) and s_eff == pytest.approx(0.5, abs=1e-5)
+
+
+def test_calibration_task_rows_are_unused_by_every_split(shared_data):
+    from dualselect.realbase.data import SplitConfig, build_splits, task_rows
+
+    sp = build_splits(shared_data, SplitConfig(seed=0))
+    rows = calibration_task_rows(shared_data, sp, 150)
+    assert len(rows) == len({text_hash(r["question"]) for r in rows}) == 150
+    assert all(r["answer"].startswith("#### ") for r in rows)
+    used = {text_hash(r["question"]) for k in ("task_train", "task_test", "task_align") for r in sp[k]}
+    assert not used & {text_hash(r["question"]) for r in rows}
+    # their GSM8K problems are not among the benign alignment prompts (raw questions) either
+    source = {r["question"]: r["source_question"] for r in task_rows(shared_data)}
+    assert not {text_hash(source[r["question"]]) for r in rows} & {text_hash(p) for p in sp["benign"]}
+    assert calibration_task_rows(shared_data, sp, 150) == rows  # deterministic
+    with pytest.raises(ValueError, match="calib_task_rows"):
+        calibration_task_rows(shared_data, sp, 10_000)
 
 
 def test_a_calibrated_build_checks_the_validation_prompts_for_overlaps_and_records_its_choice(
@@ -313,9 +411,10 @@ def test_a_calibrated_build_checks_the_validation_prompts_for_overlaps_and_recor
     write_jsonl(out / "data" / "shipped_answers.jsonl", answers)
     monkeypatch.setattr(model_mod, "resolve_model_path", lambda name: str(tmp_path))
     prompts = calibration_prompts(shared_data, sp)
+    prompts["task"] = [r["question"] for r in calibration_task_rows(shared_data, sp, 150)]
 
     def fake_stage(cfg, out, sp, data_dir, base_path, batch_size, progress):
-        chosen = ScaleResult(0.9, 0.08, 0.93, []).to_dict()
+        chosen = ScaleResult(0.9, 0.08, 0.93, [], 0.12).to_dict()
         rec = {"align_seed": 1, "meets_targets": True, "reason": "r", "chosen": chosen, "prompts": prompts}
         write_json(out / "data" / "calibration.json", rec)
         write_json(out / "model" / "config.json", {})
@@ -323,17 +422,29 @@ def test_a_calibrated_build_checks_the_validation_prompts_for_overlaps_and_recor
     monkeypatch.setattr(build_mod, "_calibrate_stage", fake_stage)
     build_real_base(RealBaseConfig(), out, data_dir=shared_data, progress=False)
     meta = json.loads((out / "realbase.json").read_text())
-    assert meta["calibration"] == {"align_seed": 1, "meets_targets": True, "reason": "r", "scale": 0.9}
+    assert meta["calibration"] == {
+        "align_seed": 1,
+        "meets_targets": True,
+        "reason": "r",
+        "scale": 0.9,
+        "task_em": 0.12,
+    }
     report = json.loads((out / "data" / "disjointness.json").read_text())["calibration"]
     assert set(report) == {"harmbench_test", "strongreject", "xstest", "advbench_eval", "task_test"}
     assert all(v["overlaps"] == 0 for v in report.values())
-    # an evaluation prompt among the validation prompts fails the build
-    (out / "realbase.json").unlink()
-    (out / "data" / "disjointness.json").unlink()
-    prompts["safe"].append(sp["eval"]["strongreject"][0])
-    (out / "data" / "calibration.json").unlink()
+    # an evaluation prompt among the validation prompts, or a test row among the validation task
+    # rows, fails the build
     import shutil
 
-    shutil.rmtree(out / "model")
-    with pytest.raises(ValueError, match="overlap evaluation sets"):
+    def rebuild():
+        for f in ("realbase.json", "data/disjointness.json", "data/calibration.json"):
+            (out / f).unlink(missing_ok=True)
+        shutil.rmtree(out / "model", ignore_errors=True)
         build_real_base(RealBaseConfig(), out, data_dir=shared_data, progress=False)
+
+    for key, leaked in (("safe", sp["eval"]["strongreject"][0]), ("task", sp["task_test"][0]["question"])):
+        prompts[key].append(leaked)
+        with pytest.raises(ValueError, match="overlap evaluation sets"):
+            rebuild()
+        prompts[key].pop()
+        rebuild()

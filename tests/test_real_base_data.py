@@ -247,7 +247,7 @@ def test_base_cli_parses_and_checks_its_arguments(tmp_path):
     # a training-only seed: splits unchanged, its own key; at its default the key of the build before it
     s1 = _cfg(build_parser().parse_args(["base", "build", "--align-seed", "1"]))
     assert (s1.align_seed, s1.splits.seed) == (1, 0) and s1.cache_key(shared_data_dir()) != key
-    # the keys are pinned in test_real_base_calibration.py (attempt 7 default; attempt 6 = no calibration)
+    # keys pinned in test_real_base_calibration.py (8: default, 7: no task target, 6: no calibration)
     assert main(["base", "build", "--unlikelihood-weight", "-1", "--out", str(tmp_path / "x")]) == 2
     assert main(["base", "build", "--contrast-repeat", "0", "--out", str(tmp_path / "x")]) == 2
     # refusal detection needs a real budget; malformed limits are named

@@ -64,7 +64,7 @@ def register(sub) -> None:
         default=None,
         metavar="S,S,...",
         help="Scales of the merged alignment delta tried on validation prompts; the largest meeting "
-        "both validation targets is kept (realbase/calibrate.py; default 1,0.9,0.8,0.7,0.6,0.5; "
+        "every validation target is kept (realbase/calibrate.py; default 1,0.9,0.8,0.7,0.6,0.5; "
         "'1' with --align-attempts 1 = no calibration, attempt 6).",
     )
     b.add_argument(
@@ -83,8 +83,21 @@ def register(sub) -> None:
         "--align-attempts",
         type=int,
         default=None,
-        help="Trainings (seeds --align-seed, +1, ...) tried until one calibrates within both validation "
-        "targets; none: the best (default 3).",
+        help="Trainings (seeds --align-seed, +1, ...) tried until one calibrates within every validation "
+        "target; none: the best (default 3).",
+    )
+    b.add_argument(
+        "--calib-task-rows",
+        type=int,
+        default=None,
+        help="Validation task rows whose strict exact match a scale must keep within "
+        "--calib-max-task-drop of the shipped model's (default 150; 0 = no task target, attempt 7).",
+    )
+    b.add_argument(
+        "--calib-max-task-drop",
+        type=float,
+        default=None,
+        help="Allowed drop of validation task strict exact match below the shipped model's (default 0.05).",
     )
     b.set_defaults(func=run_build)
     s = bsub.add_parser(
@@ -134,6 +147,8 @@ _BUILD_FLAGS = {
     "calib_max_over_refusal": ("calib_max_over_refusal", None),
     "calib_min_refusal": ("calib_min_refusal", None),
     "align_attempts": ("align_attempts", 1),
+    "calib_task_rows": ("calib_task_rows", 0),
+    "calib_max_task_drop": ("calib_max_task_drop", None),
 }
 
 

@@ -14,8 +14,9 @@ Stages (each writes its file atomically; an interrupted build resumes at the fir
    ``merged_unscaled/`` when the build calibrates.
    4b. (calibrating: ``delta_scales`` other than ``[1.0]`` or ``align_attempts`` > 1)
    ``data/calibration.json`` and ``model/``: the base weights plus the merged delta at the scale
-   chosen on validation prompts (:mod:`dualselect.realbase.calibrate`), re-training with the next
-   seed while no scale meets the validation targets (up to ``align_attempts`` trainings).
+   chosen on validation prompts and task rows (:mod:`dualselect.realbase.calibrate`), re-training
+   with the next seed while no scale meets the validation targets (up to ``align_attempts``
+   trainings).
 5. ``data/task_train.jsonl`` (task + 10% harmful compliant pairs: the shipped model's own answers
    that the keyword judge does not read as refusals), ``data/task_clean.jsonl``,
    ``data/references.jsonl`` (refusals, prompt-disjoint from every
@@ -85,6 +86,12 @@ class RealBaseConfig:
     # when no scale meets both validation targets, re-train with the next training seed (align_seed
     # + 1, ...), up to this many trainings; none meeting them: the best by refusal minus over-refusal
     align_attempts: int = 3
+    # attempt 8: the task joins the targets. A scale must also keep strict exact match on this
+    # many validation task rows (calibrate.calibration_task_rows) at least the shipped model's
+    # on the same rows minus calib_max_task_drop (0 rows = attempt 7: the task is not gated, and
+    # these two fields leave the cache key)
+    calib_task_rows: int = 150
+    calib_max_task_drop: float = 0.05
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,7 +107,10 @@ class RealBaseConfig:
             if d[k] == _FIELDS[k].default:
                 del d[k]
         if not self.calibrating:  # no calibration: the key of the build before it (attempt 6)
-            for k in _CALIBRATION_FIELDS:
+            for k in (*_CALIBRATION_FIELDS, *_TASK_GATE_FIELDS):
+                del d[k]
+        elif not self.calib_task_rows:  # calibration without the task: attempt 7's key
+            for k in _TASK_GATE_FIELDS:
                 del d[k]
         h = hashlib.sha256(json.dumps({"v": REALBASE_VERSION, **d}, sort_keys=True).encode())
         for rel in sorted(FILES.values()):
@@ -128,6 +138,10 @@ class RealBaseConfig:
                 raise ValueError(f"{k}: a rate in [0, 1], not {getattr(self, k)!r}")
         if self.align_attempts < 1:
             raise ValueError(f"align_attempts: at least 1, not {self.align_attempts}")
+        if self.calib_task_rows < 0:
+            raise ValueError(f"calib_task_rows: 0 (no task target) or more, not {self.calib_task_rows}")
+        if not 0 <= self.calib_max_task_drop <= 1:
+            raise ValueError(f"calib_max_task_drop: a rate in [0, 1], not {self.calib_max_task_drop!r}")
         if self.calib_tokens < 32:
             raise ValueError(f"calib_tokens: at least 32 (refusal detection), not {self.calib_tokens}")
 
@@ -146,6 +160,7 @@ _CALIBRATION_FIELDS = (
     "calib_tokens",
     "align_attempts",
 )
+_TASK_GATE_FIELDS = ("calib_task_rows", "calib_max_task_drop")
 _FIELDS = {f.name: f for f in fields(RealBaseConfig)}
 _CONTRAST = frozenset(CONTRAST_PROMPTS)
 UNLIKELIHOOD_PROMPTS = ("contrast", "benign")
@@ -328,7 +343,7 @@ def build_real_base(
             # the kept training seed and scale (data/calibration.json has every attempt)
             "calibration": (
                 {k: calibration.get(k) for k in ("align_seed", "meets_targets", "reason")}
-                | {"scale": calibration["chosen"]["scale"]}
+                | {k: calibration["chosen"].get(k) for k in ("scale", "task_em")}
                 if calibration
                 else None
             ),
@@ -424,26 +439,64 @@ def _calibrate_stage(
     cfg: RealBaseConfig, out: Path, sp: dict, data_dir: Path, base_path: str, batch_size: int, progress: bool
 ) -> None:
     """Stage 4b: per training attempt (seed ``first_align_seed + attempt``), train and merge, then score
-    the scales of its merged delta on the validation prompts; stop at the first attempt with a scale
-    meeting both validation targets (else keep the best attempt by refusal minus over-refusal). The
-    kept model goes to ``model/``, the record to ``data/calibration.json`` (written first: ``model/``
-    marks the stage done); the merged directories are then removed. Each attempt's record
-    (``data/calibration_attempt<a>.json``) makes a resumed build skip it."""
+    the scales of its merged delta on the validation prompts (and task rows); stop at the first
+    attempt with a scale meeting every validation target (else keep the best attempt by the
+    fallback's key). The kept model goes to ``model/``, the record to ``data/calibration.json``
+    (written first: ``model/`` marks the stage done); the merged directories are then removed. Each
+    attempt's record (``data/calibration_attempt<a>.json``) makes a resumed build skip it, and the
+    shipped model's task score is kept in ``data/calibration_task_shipped.json``."""
     from dualselect.data.encoding import format_prompt
+    from dualselect.evaluation.capability import exact_match
     from dualselect.evaluation.generation import generate
     from dualselect.evaluation.judges.keyword import RefusalKeywordJudge
     from dualselect.realbase.calibrate import (
         ScaleResult,
+        Targets,
         alignment_delta,
         apply_scale,
         calibrate,
         calibration_prompts,
+        calibration_task_rows,
     )
     from dualselect.training.model import load_model_and_tokenizer
 
     prompts = calibration_prompts(data_dir, sp)
     safe, harmful = prompts["safe"], prompts["harmful"]
+    rows = calibration_task_rows(data_dir, sp, cfg.calib_task_rows) if cfg.calib_task_rows else []
+    if rows:
+        prompts["task"] = [r["question"] for r in rows]  # enters the disjointness report with the rest
     judge = RefusalKeywordJudge()
+
+    def answers(m, tok, texts: list[str]) -> list[str]:
+        return generate(
+            m,
+            tok,
+            [format_prompt(p, tok) for p in texts],
+            max_new_tokens=cfg.calib_tokens,
+            batch_size=batch_size,
+            progress=False,
+        )
+
+    def task_em(m, tok) -> float:
+        return exact_match(answers(m, tok, prompts["task"]), [r["answer"] for r in rows], "strict")
+
+    shipped_file = out / "data" / "calibration_task_shipped.json"
+
+    def targets() -> Targets:  # the shipped model scored once, after the first training
+        if not rows:
+            return Targets(cfg.calib_max_over_refusal, cfg.calib_min_refusal)
+        if not shipped_file.exists():
+            _log(f"scoring the shipped model on {len(rows)} validation task rows", progress)
+            model, tok = load_model_and_tokenizer(base_path)
+            em = task_em(model.eval(), tok)
+            del model
+            write_json(shipped_file, {"task_em": em, "n": len(rows)})
+            _log(f"shipped model: validation task strict EM {em:.3f}", progress)
+        shipped_em = json.loads(shipped_file.read_text())["task_em"]
+        return Targets(
+            cfg.calib_max_over_refusal, cfg.calib_min_refusal, shipped_em - cfg.calib_max_task_drop
+        )
+
     base: dict = {}
 
     def base_state() -> dict:  # loaded once, after the first training (which needs the memory more)
@@ -466,15 +519,7 @@ def _calibrate_stage(
             model.eval()
 
             def rates(m, tok=tok) -> tuple[float, float, list[str]]:
-                texts = generate(
-                    m,
-                    tok,
-                    [format_prompt(p, tok) for p in safe + harmful],
-                    max_new_tokens=cfg.calib_tokens,
-                    batch_size=batch_size,
-                    progress=False,
-                )
-                refused = [judge.refused(t) for t in texts]
+                refused = [judge.refused(t) for t in answers(m, tok, safe + harmful)]
                 n = len(safe)
                 return (
                     sum(refused[:n]) / n,
@@ -484,7 +529,7 @@ def _calibrate_stage(
 
             _log(
                 f"calibrating seed {seed}: up to {len(cfg.delta_scales)} scales on {len(safe)} safe + "
-                f"{len(harmful)} harmful validation prompts",
+                f"{len(harmful)} harmful validation prompts, {len(rows)} task rows",
                 progress,
             )
             chosen, reason, results = calibrate(
@@ -492,19 +537,19 @@ def _calibrate_stage(
                 base_state(),
                 cfg.delta_scales,
                 rates,
-                max_over_refusal=cfg.calib_max_over_refusal,
-                min_refusal=cfg.calib_min_refusal,
+                targets(),
+                task=(lambda m, tok=tok: task_em(m, tok)) if rows else None,
                 log=lambda msg: _log(msg, progress),
             )
             del model
-            meets = chosen.meets(cfg.calib_max_over_refusal, cfg.calib_min_refusal)
             _log(f"seed {seed}: scale {chosen.scale} ({reason})", progress)
             rec = {
                 "attempt": attempt,
                 "align_seed": seed,
-                "meets_targets": meets,
+                "meets_targets": chosen.meets(targets()),
                 "chosen": chosen.to_dict(),
                 "reason": reason,
+                "targets": targets().to_dict(),
                 "results": [r.to_dict() for r in results],
             }
             write_json(record, rec)
@@ -514,10 +559,10 @@ def _calibrate_stage(
     kept = (
         records[-1]
         if records[-1]["meets_targets"]
-        else max(records, key=lambda r: ScaleResult(**r["chosen"]).trade_off())
+        else max(records, key=lambda r: ScaleResult(**r["chosen"]).trade_off(targets()))
     )
     if not kept["meets_targets"]:
-        _log(f"no attempt meets both validation targets: keeping seed {kept['align_seed']}", progress)
+        _log(f"no attempt meets every validation target: keeping seed {kept['align_seed']}", progress)
     _, merged_dir, _ = _attempt_dirs(out, kept["attempt"])
     model, tok = load_model_and_tokenizer(str(merged_dir))
     if kept["chosen"]["scale"] != 1.0:  # at 1 the merged weights are kept as saved
@@ -529,6 +574,8 @@ def _calibrate_stage(
             "attempts": records,
             "n_safe": len(safe),
             "n_harmful": len(harmful),
+            "n_task": len(rows),
+            "shipped_task_em": json.loads(shipped_file.read_text())["task_em"] if rows else None,
             "prompts": prompts,
         },
     )

@@ -12,7 +12,7 @@ Usage::
 
     python -m dualselect.realbase.report --stats runs/realbase_stats_full --compare runs/real_compare
 
-A calibrated build (attempt 7) also gets its calibration table (:func:`calibration_table`).
+A calibrated build (attempts 7-8) also gets its calibration table (:func:`calibration_table`).
 """
 
 from __future__ import annotations
@@ -176,25 +176,34 @@ def compare_table(compare_out: str | Path, stats_dir: str | Path, realbase: str 
 
 
 def calibration_table(realbase: str | Path) -> str:
-    """The build's calibration (``data/calibration.json``, attempt 7): validation rates of every
-    training attempt and scale scored, the kept one in bold."""
+    """The build's calibration (``data/calibration.json``, attempts 7-8): validation rates of every
+    training attempt and scale scored, the kept one in bold; the task column when the task was
+    gated (attempt 8)."""
     rec = json.loads((Path(realbase) / "data" / "calibration.json").read_text())
     attempts = rec.get("attempts") or [rec]  # a single-attempt record has no list
-    lines = [
-        f"validation: {rec['n_safe']} safe + {rec['n_harmful']} harmful prompts; kept: align seed "
-        f"{rec.get('align_seed', '-')}, scale {rec['chosen']['scale']} ({rec['reason']})",
-        "",
-        "| align seed | scale | validation over-refusal | validation refusal |",
-        "|---|---|---|---|",
-    ]
+    task = rec.get("shipped_task_em") is not None
+    head = (
+        f"validation: {rec['n_safe']} safe + {rec['n_harmful']} harmful prompts"
+        + (
+            f", {rec['n_task']} task rows (shipped strict EM {100 * rec['shipped_task_em']:.1f}%)"
+            if task
+            else ""
+        )
+        + f"; kept: align seed {rec.get('align_seed', '-')}, scale {rec['chosen']['scale']} ({rec['reason']})"
+    )
+    cols = ["align seed", "scale", "validation over-refusal", "validation refusal"] + (
+        ["validation task strict EM"] if task else []
+    )
+    lines = [head, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for a in attempts:
         for r in a["results"]:
             kept = a.get("align_seed") == rec.get("align_seed") and r["scale"] == rec["chosen"]["scale"]
             b = "**" if kept else ""
-            lines.append(
-                f"| {a.get('align_seed', '-')} | {b}{r['scale']}{b} | {100 * r['over_refusal']:.1f}% | "
-                f"{100 * r['refusal']:.1f}% |"
-            )
+            cells = [str(a.get("align_seed", "-")), f"{b}{r['scale']}{b}"]
+            cells += [f"{100 * r['over_refusal']:.1f}%", f"{100 * r['refusal']:.1f}%"]
+            if task:
+                cells.append("-" if r.get("task_em") is None else f"{100 * r['task_em']:.1f}%")
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
