@@ -349,7 +349,12 @@ def test_the_task_target_moves_the_scale_and_the_attempt(stage):
 
     stage["task"]["kept"] = lambda s_eff: s_eff < 0.75
     cfg = RealBaseConfig(delta_scales=[1.0, 0.5], calib_max_over_refusal=0.4, align_attempts=1)
+    # a shipped score left by a build of another row count in this directory is not reused (with
+    # its 0.0, scale 1 would keep the task)
+    shipped = stage["out"] / "data" / "calibration_task_shipped.json"
+    shipped.write_text(json.dumps({"task_em": 0.0, "n": 20}))
     rec, s_eff = stage["run"](cfg)
+    assert json.loads(shipped.read_text()) == {"task_em": 1.0, "n": 150}
     # scale 1 meets the safety targets (40/110 <= 0.4) and loses the task: 0.5 is kept
     assert [(r["scale"], r["task_em"]) for r in rec["results"]] == [(1.0, 0.0), (0.5, 1.0)]
     assert rec["chosen"]["scale"] == 0.5 and rec["meets_targets"] and s_eff == pytest.approx(0.5, abs=1e-5)

@@ -485,7 +485,8 @@ def _calibrate_stage(
     def targets() -> Targets:  # the shipped model scored once, after the first training
         if not rows:
             return Targets(cfg.calib_max_over_refusal, cfg.calib_min_refusal)
-        if not shipped_file.exists():
+        # (re)scored when missing or left by a build of another row count in the same directory
+        if not shipped_file.exists() or json.loads(shipped_file.read_text())["n"] != len(rows):
             _log(f"scoring the shipped model on {len(rows)} validation task rows", progress)
             model, tok = load_model_and_tokenizer(base_path)
             em = task_em(model.eval(), tok)
