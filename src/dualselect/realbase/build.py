@@ -481,21 +481,23 @@ def _calibrate_stage(
         return exact_match(answers(m, tok, prompts["task"]), [r["answer"] for r in rows], "strict")
 
     shipped_file = out / "data" / "calibration_task_shipped.json"
+    shipped: dict = {}  # {"task_em", "n"}: read (or scored) once
 
     def targets() -> Targets:  # the shipped model scored once, after the first training
         if not rows:
             return Targets(cfg.calib_max_over_refusal, cfg.calib_min_refusal)
-        # (re)scored when missing or left by a build of another row count in the same directory
-        if not shipped_file.exists() or json.loads(shipped_file.read_text())["n"] != len(rows):
-            _log(f"scoring the shipped model on {len(rows)} validation task rows", progress)
-            model, tok = load_model_and_tokenizer(base_path)
-            em = task_em(model.eval(), tok)
-            del model
-            write_json(shipped_file, {"task_em": em, "n": len(rows)})
-            _log(f"shipped model: validation task strict EM {em:.3f}", progress)
-        shipped_em = json.loads(shipped_file.read_text())["task_em"]
+        if not shipped:
+            # (re)scored when missing or left by a build of another row count in the same directory
+            if not shipped_file.exists() or json.loads(shipped_file.read_text())["n"] != len(rows):
+                _log(f"scoring the shipped model on {len(rows)} validation task rows", progress)
+                model, tok = load_model_and_tokenizer(base_path)
+                em = task_em(model.eval(), tok)
+                del model
+                write_json(shipped_file, {"task_em": em, "n": len(rows)})
+                _log(f"shipped model: validation task strict EM {em:.3f}", progress)
+            shipped.update(json.loads(shipped_file.read_text()))
         return Targets(
-            cfg.calib_max_over_refusal, cfg.calib_min_refusal, shipped_em - cfg.calib_max_task_drop
+            cfg.calib_max_over_refusal, cfg.calib_min_refusal, shipped["task_em"] - cfg.calib_max_task_drop
         )
 
     base: dict = {}
@@ -533,12 +535,13 @@ def _calibrate_stage(
                 f"{len(harmful)} harmful validation prompts, {len(rows)} task rows",
                 progress,
             )
+            t = targets()
             chosen, reason, results = calibrate(
                 model,
                 base_state(),
                 cfg.delta_scales,
                 rates,
-                targets(),
+                t,
                 task=(lambda m, tok=tok: task_em(m, tok)) if rows else None,
                 log=lambda msg: _log(msg, progress),
             )
@@ -547,20 +550,21 @@ def _calibrate_stage(
             rec = {
                 "attempt": attempt,
                 "align_seed": seed,
-                "meets_targets": chosen.meets(targets()),
+                "meets_targets": chosen.meets(t),
                 "chosen": chosen.to_dict(),
                 "reason": reason,
-                "targets": targets().to_dict(),
+                "targets": t.to_dict(),
                 "results": [r.to_dict() for r in results],
             }
             write_json(record, rec)
             records.append(rec)
         if records[-1]["meets_targets"]:
             break
+    t = targets()
     kept = (
         records[-1]
         if records[-1]["meets_targets"]
-        else max(records, key=lambda r: ScaleResult(**r["chosen"]).trade_off(targets()))
+        else max(records, key=lambda r: ScaleResult(**r["chosen"]).trade_off(t))
     )
     if not kept["meets_targets"]:
         _log(f"no attempt meets every validation target: keeping seed {kept['align_seed']}", progress)
@@ -576,7 +580,7 @@ def _calibrate_stage(
             "n_safe": len(safe),
             "n_harmful": len(harmful),
             "n_task": len(rows),
-            "shipped_task_em": json.loads(shipped_file.read_text())["task_em"] if rows else None,
+            "shipped_task_em": shipped.get("task_em"),
             "prompts": prompts,
         },
     )
