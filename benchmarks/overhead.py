@@ -216,6 +216,13 @@ def _vmhwm_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _vmrss_mb() -> float | None:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
 def _reset_peak() -> bool:
     try:
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (Linux >= 4.0)
@@ -316,13 +323,24 @@ def refresh_memory(size: str, n_refs: int, work: Path, threads: int) -> dict:
     pool = [dict(refs[i % len(refs)], index=i) for i in range(n_refs)]
     u = torch.randn(num_trainable(model), generator=torch.Generator().manual_seed(0))
     order = length_bucketed_order([len(e["input_ids"]) for e in pool], 16, seed=0)
-    batches = (collate([pool[j] for j in o], tok.pad_token_id) for o in order)
+    trace: list[list[float]] = []  # [batches scored, tokens of the widest batch so far, RSS MB]
+
+    def batches():
+        widest = 0
+        for i, o in enumerate(order):
+            if i % 16 == 0:
+                trace.append([i, widest, _vmrss_mb()])
+            b = collate([pool[j] for j in o], tok.pad_token_id)
+            widest = max(widest, int(b["input_ids"].numel()))
+            yield b
+        trace.append([len(order), widest, _vmrss_mb()])
+
     engine = make_engine("fast", bucket_slack=0.25)
     rss_before = _vmhwm_mb()
     reset = _reset_peak()
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    scores = score_pool(engine, model, batches, u)
+    scores = score_pool(engine, model, batches(), u)
     seconds = time.perf_counter() - t0
     return {
         "size": size,
@@ -336,6 +354,9 @@ def refresh_memory(size: str, n_refs: int, work: Path, threads: int) -> dict:
         "loadavg_before": list(load0),
         "loadavg_after": list(os.getloadavg()),
         "threads": torch.get_num_threads(),
+        # the allocator in use (glibc unless LD_PRELOAD names another) and its tuning
+        "allocator_env": {k: v for k, v in os.environ.items() if k == "LD_PRELOAD" or k.startswith("MALLOC_")},
+        "rss_trace": trace,
     }
 
 

@@ -36,6 +36,11 @@ def test_overhead_benchmark_smoke(organism_dir, tmp_path, capsys):
     assert proj["steps_per_epoch"] == 56 and proj["warmup_steps"] == 10 and proj["dualselect"]["epoch_s"] > 0
     assert [m["pool"] for m in s["refresh_memory"]] == [32, 64]
     assert all(m["scored"] == m["pool"] for m in s["refresh_memory"])
+    # the resting-RSS trace: every 16 batches of 16, then the end; widest batch never shrinks
+    for m in s["refresh_memory"]:
+        tr = m["rss_trace"]
+        assert [row[0] for row in tr] == [*range(0, -(-m["pool"] // 16), 16), -(-m["pool"] // 16)]
+        assert all(a[1] <= b[1] for a, b in zip(tr, tr[1:])) and tr[-1][1] > 0 and tr[-1][2] > 0
     assert set(s["targets"]) == {
         "dualselect_over_sft_end_to_end",
         "dualselect_over_sft_one_epoch_projected",
