@@ -303,8 +303,8 @@ def run_one(size: str, method: str, steps: int | None, work: Path, threads: int)
 
 
 def refresh_memory(size: str, n_refs: int, work: Path, threads: int) -> dict:
-    """Peak RSS while ``score_pool`` scores ``n_refs`` references (the size's pool, cycled),
-    batched and length-bucketed as a refresh does (score_batch_size 16)."""
+    """Peak RSS while ``score_pool`` scores ``n_refs`` references (the size's pool, cycled longest
+    first), batched and length-bucketed as a refresh does (score_batch_size 16)."""
     import torch
 
     from dualselect.data.encoding import collate, encode_records, length_bucketed_order
@@ -320,7 +320,10 @@ def refresh_memory(size: str, n_refs: int, work: Path, threads: int) -> dict:
         refs, _ = encode_records(load_records(s["references"]).records, tok, max_length=256)
     else:
         refs = s["references"].examples
-    pool = [dict(refs[i % len(refs)], index=i) for i in range(n_refs)]
+    # longest first: every pool's widest batch is the same (16 x the longest reference), since the
+    # peak follows the widest batch; pools then differ only in how many batches are scored
+    by_len = sorted(range(len(refs)), key=lambda i: (-len(refs[i]["input_ids"]), i))
+    pool = [dict(refs[by_len[i % len(refs)]], index=i) for i in range(n_refs)]
     u = torch.randn(num_trainable(model), generator=torch.Generator().manual_seed(0))
     order = length_bucketed_order([len(e["input_ids"]) for e in pool], 16, seed=0)
     trace: list[list[float]] = []  # [batches scored, tokens of the widest batch so far, RSS MB]

@@ -41,6 +41,8 @@ def test_overhead_benchmark_smoke(organism_dir, tmp_path, capsys):
         tr = m["rss_trace"]
         assert [row[0] for row in tr] == [*range(0, -(-m["pool"] // 16), 16), -(-m["pool"] // 16)]
         assert all(a[1] <= b[1] for a, b in zip(tr, tr[1:])) and tr[-1][1] > 0 and tr[-1][2] > 0
+    # longest references first: both pools' widest batch is the same, so only the batch count differs
+    assert len({m["rss_trace"][-1][1] for m in s["refresh_memory"]}) == 1
     assert set(s["targets"]) == {
         "dualselect_over_sft_end_to_end",
         "dualselect_over_sft_one_epoch_projected",
