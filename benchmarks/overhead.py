@@ -207,20 +207,26 @@ def method_overrides(method: str) -> tuple[str, dict]:
 # ----------------------------------------------------------------------------- one run
 
 
-def _vmhwm_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+def _status_mb(field: str) -> float | None:
+    """A ``/proc/self/status`` memory field (``VmHWM``, ``VmRSS``) in MB; None off Linux."""
+    status = Path("/proc/self/status")
+    for line in status.read_text().splitlines() if status.exists() else []:
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
+    return None
+
+
+def _vmhwm_mb() -> float:
+    peak = _status_mb("VmHWM")
+    if peak is not None:
+        return peak
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _vmrss_mb() -> float | None:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return None
+    return _status_mb("VmRSS")
 
 
 def _reset_peak() -> bool:
@@ -358,7 +364,9 @@ def refresh_memory(size: str, n_refs: int, work: Path, threads: int) -> dict:
         "loadavg_after": list(os.getloadavg()),
         "threads": torch.get_num_threads(),
         # the allocator in use (glibc unless LD_PRELOAD names another) and its tuning
-        "allocator_env": {k: v for k, v in os.environ.items() if k == "LD_PRELOAD" or k.startswith("MALLOC_")},
+        "allocator_env": {
+            k: v for k, v in os.environ.items() if k == "LD_PRELOAD" or k.startswith("MALLOC_")
+        },
         "rss_trace": trace,
     }
 
