@@ -225,10 +225,6 @@ def _vmhwm_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _vmrss_mb() -> float | None:
-    return _status_mb("VmRSS")
-
-
 def _reset_peak() -> bool:
     try:
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (Linux >= 4.0)
@@ -338,11 +334,11 @@ def refresh_memory(size: str, n_refs: int, work: Path, threads: int) -> dict:
         widest = 0
         for i, o in enumerate(order):
             if i % 16 == 0:
-                trace.append([i, widest, _vmrss_mb()])
+                trace.append([i, widest, _status_mb("VmRSS")])
             b = collate([pool[j] for j in o], tok.pad_token_id)
             widest = max(widest, int(b["input_ids"].numel()))
             yield b
-        trace.append([len(order), widest, _vmrss_mb()])
+        trace.append([len(order), widest, _status_mb("VmRSS")])
 
     engine = make_engine("fast", bucket_slack=0.25)
     rss_before = _vmhwm_mb()

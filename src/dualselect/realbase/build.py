@@ -487,15 +487,16 @@ def _calibrate_stage(
         if not rows:
             return Targets(cfg.calib_max_over_refusal, cfg.calib_min_refusal)
         if not shipped:
+            cached = json.loads(shipped_file.read_text()) if shipped_file.exists() else {}
             # (re)scored when missing or left by a build of another row count in the same directory
-            if not shipped_file.exists() or json.loads(shipped_file.read_text())["n"] != len(rows):
+            if cached.get("n") != len(rows):
                 _log(f"scoring the shipped model on {len(rows)} validation task rows", progress)
                 model, tok = load_model_and_tokenizer(base_path)
-                em = task_em(model.eval(), tok)
+                cached = {"task_em": task_em(model.eval(), tok), "n": len(rows)}
                 del model
-                write_json(shipped_file, {"task_em": em, "n": len(rows)})
-                _log(f"shipped model: validation task strict EM {em:.3f}", progress)
-            shipped.update(json.loads(shipped_file.read_text()))
+                write_json(shipped_file, cached)
+                _log(f"shipped model: validation task strict EM {cached['task_em']:.3f}", progress)
+            shipped.update(cached)
         return Targets(
             cfg.calib_max_over_refusal, cfg.calib_min_refusal, shipped["task_em"] - cfg.calib_max_task_drop
         )
