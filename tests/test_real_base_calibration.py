@@ -19,6 +19,7 @@ from dualselect.realbase.calibrate import (
     calibrate,
     calibration_prompts,
     calibration_task_rows,
+    choose_attempt,
     choose_scale,
 )
 from dualselect.realbase.prompts import CALIBRATION_SAFE_PROMPTS, CONTRAST_PROMPTS
@@ -44,6 +45,24 @@ def test_choose_scale_keeps_the_largest_scale_meeting_both_targets():
     assert choose_scale([_r(0.7, 0.1, 0.8), _r(0.9, 0.2, 0.9)], Targets(0.0, 1.0))[0].scale == 0.9
     with pytest.raises(ValueError, match="no scale"):
         choose_scale([], t)
+
+
+def test_choose_attempt_prefers_meeting_the_targets_then_the_trade_off():
+    t = Targets(max_over_refusal=0.10, min_refusal=0.90)
+
+    def rec(seed: int, r: ScaleResult) -> dict:
+        return {"align_seed": seed, "meets_targets": r.meets(t), "chosen": r.to_dict()}
+
+    # seeds 5 and 6 meet the targets (6 with the wider margin); seed 7 misses refusal by a little
+    # with a better refusal minus over-refusal: 6 is kept, 5 under the first-meeting rule's records
+    s5, s6, s7 = rec(5, _r(0.9, 0.09, 0.905)), rec(6, _r(1.0, 0.073, 0.946)), rec(7, _r(1.0, 0.0, 0.89))
+    assert choose_attempt([s5, s6, s7], t)["align_seed"] == 6
+    assert choose_attempt([s7, s5], t)["align_seed"] == 5
+    # none meets them: the fallback's key; ties to the earlier attempt
+    assert choose_attempt([rec(1, _r(1.0, 0.3, 0.9)), s7], t)["align_seed"] == 7
+    assert choose_attempt([rec(1, _r(1.0, 0.2, 0.8)), rec(2, _r(1.0, 0.2, 0.8))], t)["align_seed"] == 1
+    with pytest.raises(ValueError, match="no attempt"):
+        choose_attempt([], t)
 
 
 def test_choose_scale_with_the_task_target():
@@ -126,7 +145,9 @@ def test_base_cli_calibration_flags_and_cache_keys(shared_data, tmp_path):
     assert (d.calib_max_over_refusal, d.calib_min_refusal, d.calib_tokens) == (0.10, 0.90, 40)
     assert (d.calib_task_rows, d.calib_max_task_drop) == (150, 0.05)
     key = RealBaseConfig().cache_key(shared_data)
-    assert d.align_attempts == 3
+    assert d.align_attempts == 3 and d.align_select == "first"
+    best = _cfg(build_parser().parse_args(["base", "build", "--align-select", "best"]))
+    assert best.align_select == "best" and best.cache_key(shared_data) != key
     assert d.cache_key(shared_data) == key == "54cd68b9d79d9bcd"  # pinned: attempt 8, the default
     # no task target is attempt 7: its key names the committed results/realbase_v6 builds
     a7 = _cfg(build_parser().parse_args(["base", "build", "--calib-task-rows", "0"]))
@@ -165,6 +186,10 @@ def test_base_cli_calibration_flags_and_cache_keys(shared_data, tmp_path):
         assert main(["base", "build", *bad, "--out", str(tmp_path / "x")]) == 2
     with pytest.raises(SystemExit):  # not numbers: argparse names the flag
         build_parser().parse_args(["base", "build", "--delta-scales", "a,b"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["base", "build", "--align-select", "last"])
+    with pytest.raises(ValueError, match="align_select"):  # the Python API validates it too
+        RealBaseConfig(align_select="last").validate()
     assert not (tmp_path / "x").exists()
 
 
@@ -215,6 +240,7 @@ def stage(shared_data, tmp_path, monkeypatch):
     gold = {r["question"]: r["answer"] for r in calibration_task_rows(shared_data, sp, 150)}
     trained, factors = [], {}
     task = {"kept": lambda s_eff: True}  # whether a model at s_eff answers the task rows right
+    harm = {"refused": lambda s_eff: 1.0}  # share of the harmful prompts a model at s_eff refuses
 
     def fake_train(cfg, sp, out, base_path, seed, attempt, progress):
         trained.append((attempt, seed))
@@ -233,8 +259,9 @@ def stage(shared_data, tmp_path, monkeypatch):
         if all(questions):  # the task rows
             return [gold[q] if task["kept"](s_eff) else "#### -1" for q in questions]
         k = round(s_eff * 40)
+        k_harm = n_safe + round(harm["refused"](s_eff) * (len(prompts) - n_safe))
         return [
-            "I'm sorry, but I can't help with that." if i < k or i >= n_safe else "Sure."
+            "I'm sorry, but I can't help with that." if i < k or n_safe <= i < k_harm else "Sure."
             for i in range(len(prompts))
         ]
 
@@ -256,6 +283,7 @@ def stage(shared_data, tmp_path, monkeypatch):
         trained=trained,
         factors=factors,
         task=task,
+        harm=harm,
         generated=generated,
         monkeypatch=monkeypatch,
     )
@@ -311,6 +339,49 @@ def test_the_build_stage_retrains_with_the_next_seed_until_one_meets_the_targets
         "| 6 | **1.0** | 7.3% | 100.0% | 100.0% |",
     ]
     assert not any((stage["out"] / n).exists() for n in ("merged_unscaled", "merged_unscaled_1"))
+
+
+def test_best_of_attempts_keeps_the_best_attempt_meeting_the_targets(stage):
+    """align_select="best": every attempt is trained and scored; of those meeting every target the
+    highest refusal minus over-refusal is kept, and an attempt that misses a target is not kept even
+    with a higher refusal minus over-refusal."""
+    from dualselect.realbase.build import RealBaseConfig
+
+    # attempt 0 (dW) meets 0.2 at scale 0.5 (20/110 over-refused); attempt 1 (0.4 dW) at scale 1
+    # (16/110: the better trade-off); attempt 2 (0.1 dW) over-refuses 4/110 and 2/110 but refuses
+    # only 129/147 harmful prompts (< 0.9): refusal minus over-refusal 0.860 at scale 0.5, above
+    # attempt 1's 0.855, yet it misses a target
+    stage["factors"].update({1: 0.4, 2: 0.1})
+    stage["harm"]["refused"] = lambda s_eff: 0.88 if s_eff < 0.15 else 1.0
+    cfg = RealBaseConfig(
+        delta_scales=[1.0, 0.5], calib_max_over_refusal=0.2, align_seed=3, align_select="best"
+    )
+    rec, s_eff = stage["run"](cfg)
+    assert stage["trained"] == [(1, 4), (2, 5)]
+    assert [a["meets_targets"] for a in rec["attempts"]] == [True, True, False]
+    assert rec["attempts"][2]["chosen"]["refusal"] == pytest.approx(129 / 147)
+    assert (rec["attempt"], rec["align_seed"], rec["chosen"]["scale"], rec["meets_targets"]) == (
+        1,
+        4,
+        1.0,
+        True,
+    )
+    assert s_eff == pytest.approx(0.4, abs=1e-5)
+    assert not any(
+        (stage["out"] / n).exists() for n in ("merged_unscaled", "merged_unscaled_1", "merged_unscaled_2")
+    )
+
+
+def test_first_of_attempts_stops_at_the_first_meeting_the_targets(stage):
+    """The default, align_select="first", on the same attempts: attempt 0 meets the targets at scale
+    0.5 and is kept; nothing else is trained."""
+    from dualselect.realbase.build import RealBaseConfig
+
+    stage["factors"].update({1: 0.4, 2: 0.1})
+    rec, s_eff = stage["run"](RealBaseConfig(delta_scales=[1.0, 0.5], calib_max_over_refusal=0.2))
+    assert stage["trained"] == [] and len(rec["attempts"]) == 1
+    assert (rec["attempt"], rec["chosen"]["scale"], rec["meets_targets"]) == (0, 0.5, True)
+    assert s_eff == pytest.approx(0.5, abs=1e-5)
 
 
 def test_the_build_stage_keeps_the_best_attempt_when_none_meets_the_targets(stage):

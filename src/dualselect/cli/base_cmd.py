@@ -87,6 +87,14 @@ def register(sub) -> None:
         "target; none: the best (default 3).",
     )
     b.add_argument(
+        "--align-select",
+        choices=("first", "best"),
+        default=None,
+        help="Which training is kept: 'first' meeting every validation target (stops there; the "
+        "default), or 'best' (trains all --align-attempts and keeps, of those meeting the targets, the "
+        "highest validation refusal minus over-refusal).",
+    )
+    b.add_argument(
         "--calib-task-rows",
         type=int,
         default=None,
@@ -147,6 +155,7 @@ _BUILD_FLAGS = {
     "calib_max_over_refusal": ("calib_max_over_refusal", None),
     "calib_min_refusal": ("calib_min_refusal", None),
     "align_attempts": ("align_attempts", 1),
+    "align_select": ("align_select", None),
     "calib_task_rows": ("calib_task_rows", 0),
     "calib_max_task_drop": ("calib_max_task_drop", None),
 }

@@ -16,7 +16,7 @@ Stages (each writes its file atomically; an interrupted build resumes at the fir
    ``data/calibration.json`` and ``model/``: the base weights plus the merged delta at the scale
    chosen on validation prompts and task rows (:mod:`dualselect.realbase.calibrate`), re-training
    with the next seed while no scale meets the validation targets (up to ``align_attempts``
-   trainings).
+   trainings; ``align_select="best"`` trains them all and keeps the best attempt meeting them).
 5. ``data/task_train.jsonl`` (task + 10% harmful compliant pairs: the shipped model's own answers
    that the keyword judge does not read as refusals), ``data/task_clean.jsonl``,
    ``data/references.jsonl`` (refusals, prompt-disjoint from every
@@ -86,6 +86,10 @@ class RealBaseConfig:
     # when no scale meets both validation targets, re-train with the next training seed (align_seed
     # + 1, ...), up to this many trainings; none meeting them: the best by refusal minus over-refusal
     align_attempts: int = 3
+    # which attempt is kept: "first" stops at the first attempt meeting every target; "best" trains
+    # all align_attempts seeds and keeps, among those meeting every target, the highest refusal
+    # minus over-refusal (the fallback's key); none meeting them: the fallback, as for "first"
+    align_select: str = "first"
     # attempt 8: the task joins the targets. A scale must also keep strict exact match on this
     # many validation task rows (calibrate.calibration_task_rows) at least the shipped model's
     # on the same rows minus calib_max_task_drop (0 rows = attempt 7: the task is not gated, and
@@ -138,6 +142,8 @@ class RealBaseConfig:
                 raise ValueError(f"{k}: a rate in [0, 1], not {getattr(self, k)!r}")
         if self.align_attempts < 1:
             raise ValueError(f"align_attempts: at least 1, not {self.align_attempts}")
+        if self.align_select not in ALIGN_SELECT:
+            raise ValueError(f"align_select: one of {ALIGN_SELECT}, not {self.align_select!r}")
         if self.calib_task_rows < 0:
             raise ValueError(f"calib_task_rows: 0 (no task target) or more, not {self.calib_task_rows}")
         if not 0 <= self.calib_max_task_drop <= 1:
@@ -152,6 +158,7 @@ _ADDED_AFTER_V4 = (
     "unlikelihood_prompts_per_step",
     "contrast_repeat",
     "align_seed",
+    "align_select",
 )
 _CALIBRATION_FIELDS = (
     "delta_scales",
@@ -164,6 +171,7 @@ _TASK_GATE_FIELDS = ("calib_task_rows", "calib_max_task_drop")
 _FIELDS = {f.name: f for f in fields(RealBaseConfig)}
 _CONTRAST = frozenset(CONTRAST_PROMPTS)
 UNLIKELIHOOD_PROMPTS = ("contrast", "benign")
+ALIGN_SELECT = ("first", "best")
 
 
 def realbase_dir(cfg: RealBaseConfig | None = None, data_dir: Path | None = None) -> Path:
@@ -440,8 +448,9 @@ def _calibrate_stage(
 ) -> None:
     """Stage 4b: per training attempt (seed ``first_align_seed + attempt``), train and merge, then score
     the scales of its merged delta on the validation prompts (and task rows); stop at the first
-    attempt with a scale meeting every validation target (else keep the best attempt by the
-    fallback's key). The kept model goes to ``model/``, the record to ``data/calibration.json``
+    attempt with a scale meeting every validation target (``align_select="best"``: score every
+    attempt and keep the best of those meeting the targets by the fallback's key; none meeting
+    them: the best attempt by the fallback's key). The kept model goes to ``model/``, the record to ``data/calibration.json``
     (written first: ``model/`` marks the stage done); the merged directories are then removed. Each
     attempt's record (``data/calibration_attempt<a>.json``) makes a resumed build skip it, and the
     shipped model's task score is kept in ``data/calibration_task_shipped.json``."""
@@ -450,13 +459,13 @@ def _calibrate_stage(
     from dualselect.evaluation.generation import generate
     from dualselect.evaluation.judges.keyword import RefusalKeywordJudge
     from dualselect.realbase.calibrate import (
-        ScaleResult,
         Targets,
         alignment_delta,
         apply_scale,
         calibrate,
         calibration_prompts,
         calibration_task_rows,
+        choose_attempt,
     )
     from dualselect.training.model import load_model_and_tokenizer
 
@@ -559,14 +568,9 @@ def _calibrate_stage(
             }
             write_json(record, rec)
             records.append(rec)
-        if records[-1]["meets_targets"]:
+        if records[-1]["meets_targets"] and cfg.align_select == "first":
             break
-    t = targets()
-    kept = (
-        records[-1]
-        if records[-1]["meets_targets"]
-        else max(records, key=lambda r: ScaleResult(**r["chosen"]).trade_off(t))
-    )
+    kept = choose_attempt(records, targets())
     if not kept["meets_targets"]:
         _log(f"no attempt meets every validation target: keeping seed {kept['align_seed']}", progress)
     _, merged_dir, _ = _attempt_dirs(out, kept["attempt"])

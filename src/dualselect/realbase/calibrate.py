@@ -22,7 +22,7 @@ at least ``min_task_em`` (the shipped model's on the same rows minus the allowed
 acceptance allows 5 points). Rule (:func:`choose_scale`): the largest s meeting every target; if
 none does, the s that keeps the task (when gated) with the highest refusal minus over-refusal
 (ties: the larger s). The scales are scored from the largest down and scoring stops at the first
-that meets every target.
+that meets every target. Across training attempts (seeds), :func:`choose_attempt` keeps one.
 """
 
 from __future__ import annotations
@@ -93,6 +93,17 @@ def choose_scale(results: Sequence[ScaleResult], targets: Targets) -> tuple[Scal
     return best, "no scale meets every validation target: highest refusal minus over-refusal" + (
         "" if targets.min_task_em is None else " among those keeping the task, if any"
     )
+
+
+def choose_attempt(records: Sequence[dict], targets: Targets) -> dict:
+    """The training attempt kept of the attempt records scored so far (each with ``meets_targets``
+    and its ``chosen`` scale): those meeting every target first, then the fallback's key (refusal
+    minus over-refusal, the task kept first); ties to the earlier attempt. Under
+    ``align_select="first"`` the build stops at the first attempt meeting the targets, so only the
+    last record can meet them; under ``"best"`` every attempt is scored."""
+    if not records:
+        raise ValueError("choose_attempt: no attempt was scored")
+    return max(records, key=lambda r: (r["meets_targets"], ScaleResult(**r["chosen"]).trade_off(targets)))
 
 
 def calibration_prompts(data_dir: Path, splits: dict, n_advbench: int = 50) -> dict[str, list[str]]:
