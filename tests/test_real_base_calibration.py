@@ -145,12 +145,21 @@ def test_base_cli_calibration_flags_and_cache_keys(shared_data, tmp_path):
     assert (d.calib_max_over_refusal, d.calib_min_refusal, d.calib_tokens) == (0.10, 0.90, 40)
     assert (d.calib_task_rows, d.calib_max_task_drop) == (150, 0.05)
     key = RealBaseConfig().cache_key(shared_data)
-    assert d.align_attempts == 3 and d.align_select == "first"
-    best = _cfg(build_parser().parse_args(["base", "build", "--align-select", "best"]))
-    assert best.align_select == "best" and best.cache_key(shared_data) != key
-    assert d.cache_key(shared_data) == key == "54cd68b9d79d9bcd"  # pinned: attempt 8, the default
+    assert d.align_attempts == 3 and d.align_select == "best"
+    assert d.cache_key(shared_data) == key == "b3ce8c70b005c0b8"  # pinned: the default since session 6
+    # attempt 8's rule keeps attempt 8's key: it names the committed results/realbase_v7 default build
+    first = _cfg(build_parser().parse_args(["base", "build", "--align-select", "first"]))
+    assert first.align_select == "first" and first.cache_key(shared_data) == "54cd68b9d79d9bcd"
+    # one training attempt: the rules agree, so does the key (the per-seed builds of results/)
+    one = [
+        _cfg(build_parser().parse_args(["base", "build", "--align-seed", "7", "--align-attempts", "1", *x]))
+        for x in ([], ["--align-select", "first"])
+    ]
+    assert one[0].cache_key(shared_data) == one[1].cache_key(shared_data) != key
     # no task target is attempt 7: its key names the committed results/realbase_v6 builds
-    a7 = _cfg(build_parser().parse_args(["base", "build", "--calib-task-rows", "0"]))
+    a7 = _cfg(
+        build_parser().parse_args(["base", "build", "--calib-task-rows", "0", "--align-select", "first"])
+    )
     assert a7.cache_key(shared_data) == "ee30f782ebac17a9"
     assert a7.calib_task_rows == 0 and a7.calibrating
     drop = _cfg(build_parser().parse_args(["base", "build", "--calib-max-task-drop", "0.1"]))
@@ -294,7 +303,9 @@ def test_the_build_stage_keeps_the_chosen_scale_and_records_it(stage):
     chosen scale, data/calibration.json records it, merged_unscaled/ is removed, nothing re-trains."""
     from dualselect.realbase.build import RealBaseConfig
 
-    rec, s_eff = stage["run"](RealBaseConfig(delta_scales=[0.25, 1.0, 0.5], calib_max_over_refusal=0.2))
+    rec, s_eff = stage["run"](
+        RealBaseConfig(delta_scales=[0.25, 1.0, 0.5], calib_max_over_refusal=0.2, align_select="first")
+    )
     n_safe = stage["n_safe"]
     # over-refusal 40/110, then 20/110 = 0.18 meets 0.2 (refusal is 1.0): 0.25 is never scored
     assert [r["scale"] for r in rec["results"]] == [1.0, 0.5]
@@ -318,7 +329,9 @@ def test_the_build_stage_retrains_with_the_next_seed_until_one_meets_the_targets
     # scale 1 meets it; attempt 2 is never trained
     stage["factors"].update({1: 0.2, 2: 0.1})
     rec, s_eff = stage["run"](
-        RealBaseConfig(delta_scales=[1.0, 0.5], calib_max_over_refusal=0.1, align_seed=5)
+        RealBaseConfig(
+            delta_scales=[1.0, 0.5], calib_max_over_refusal=0.1, align_seed=5, align_select="first"
+        )
     )
     assert stage["trained"] == [(1, 6)]
     assert (rec["attempt"], rec["align_seed"], rec["chosen"]["scale"], rec["meets_targets"]) == (
@@ -342,7 +355,7 @@ def test_the_build_stage_retrains_with_the_next_seed_until_one_meets_the_targets
 
 
 def test_best_of_attempts_keeps_the_best_attempt_meeting_the_targets(stage):
-    """align_select="best": every attempt is trained and scored; of those meeting every target the
+    """align_select="best" (the default): every attempt is trained and scored; of those meeting every target the
     highest refusal minus over-refusal is kept, and an attempt that misses a target is not kept even
     with a higher refusal minus over-refusal."""
     from dualselect.realbase.build import RealBaseConfig
@@ -373,12 +386,14 @@ def test_best_of_attempts_keeps_the_best_attempt_meeting_the_targets(stage):
 
 
 def test_first_of_attempts_stops_at_the_first_meeting_the_targets(stage):
-    """The default, align_select="first", on the same attempts: attempt 0 meets the targets at scale
-    0.5 and is kept; nothing else is trained."""
+    """align_select="first" (attempt 8's rule) on the same attempts: attempt 0 meets the targets at
+    scale 0.5 and is kept; nothing else is trained."""
     from dualselect.realbase.build import RealBaseConfig
 
     stage["factors"].update({1: 0.4, 2: 0.1})
-    rec, s_eff = stage["run"](RealBaseConfig(delta_scales=[1.0, 0.5], calib_max_over_refusal=0.2))
+    rec, s_eff = stage["run"](
+        RealBaseConfig(delta_scales=[1.0, 0.5], calib_max_over_refusal=0.2, align_select="first")
+    )
     assert stage["trained"] == [] and len(rec["attempts"]) == 1
     assert (rec["attempt"], rec["chosen"]["scale"], rec["meets_targets"]) == (0, 0.5, True)
     assert s_eff == pytest.approx(0.5, abs=1e-5)

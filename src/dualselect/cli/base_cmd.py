@@ -83,16 +83,16 @@ def register(sub) -> None:
         "--align-attempts",
         type=int,
         default=None,
-        help="Trainings (seeds --align-seed, +1, ...) tried until one calibrates within every validation "
-        "target; none: the best (default 3).",
+        help="Trainings (seeds --align-seed, +1, ...) calibrated on validation prompts; see "
+        "--align-select (default 3).",
     )
     b.add_argument(
         "--align-select",
         choices=("first", "best"),
         default=None,
-        help="Which training is kept: 'first' meeting every validation target (stops there; the "
-        "default), or 'best' (trains all --align-attempts and keeps, of those meeting the targets, the "
-        "highest validation refusal minus over-refusal).",
+        help="Which training is kept: 'best' (the default: trains all --align-attempts and keeps, of "
+        "those meeting every validation target, the highest validation refusal minus over-refusal) or "
+        "'first' meeting them (stops there; attempt 8).",
     )
     b.add_argument(
         "--calib-task-rows",

@@ -16,7 +16,8 @@ Stages (each writes its file atomically; an interrupted build resumes at the fir
    ``data/calibration.json`` and ``model/``: the base weights plus the merged delta at the scale
    chosen on validation prompts and task rows (:mod:`dualselect.realbase.calibrate`), re-training
    with the next seed while no scale meets the validation targets (up to ``align_attempts``
-   trainings; ``align_select="best"`` trains them all and keeps the best attempt meeting them).
+   trainings; ``align_select="best"``, the default, trains them all and keeps the best attempt
+   meeting them; ``"first"`` stops at the first).
 5. ``data/task_train.jsonl`` (task + 10% harmful compliant pairs: the shipped model's own answers
    that the keyword judge does not read as refusals), ``data/task_clean.jsonl``,
    ``data/references.jsonl`` (refusals, prompt-disjoint from every
@@ -86,10 +87,11 @@ class RealBaseConfig:
     # when no scale meets both validation targets, re-train with the next training seed (align_seed
     # + 1, ...), up to this many trainings; none meeting them: the best by refusal minus over-refusal
     align_attempts: int = 3
-    # which attempt is kept: "first" stops at the first attempt meeting every target; "best" trains
-    # all align_attempts seeds and keeps, among those meeting every target, the highest refusal
-    # minus over-refusal (the fallback's key); none meeting them: the fallback, as for "first"
-    align_select: str = "first"
+    # which attempt is kept (calibrate.choose_attempt): "best" (the default since the sixth session)
+    # trains all align_attempts seeds and keeps, among those meeting every target, the highest
+    # refusal minus over-refusal (the fallback's key); "first" (attempt 8) stops at the first
+    # attempt meeting every target. None meeting them: the fallback, under either rule
+    align_select: str = "best"
     # attempt 8: the task joins the targets. A scale must also keep strict exact match on this
     # many validation task rows (calibrate.calibration_task_rows) at least the shipped model's
     # on the same rows minus calib_max_task_drop (0 rows = attempt 7: the task is not gated, and
@@ -110,6 +112,8 @@ class RealBaseConfig:
         for k in _ADDED_AFTER_V4:  # at their defaults they change nothing: the same key as before them
             if d[k] == _FIELDS[k].default:
                 del d[k]
+        if self.align_select == "first" or self.align_attempts == 1:
+            del d["align_select"]  # attempt 8's rule (one attempt: the rules agree): attempt 8's key
         if not self.calibrating:  # no calibration: the key of the build before it (attempt 6)
             for k in (*_CALIBRATION_FIELDS, *_TASK_GATE_FIELDS):
                 del d[k]
@@ -158,7 +162,6 @@ _ADDED_AFTER_V4 = (
     "unlikelihood_prompts_per_step",
     "contrast_repeat",
     "align_seed",
-    "align_select",
 )
 _CALIBRATION_FIELDS = (
     "delta_scales",
@@ -447,10 +450,10 @@ def _calibrate_stage(
     cfg: RealBaseConfig, out: Path, sp: dict, data_dir: Path, base_path: str, batch_size: int, progress: bool
 ) -> None:
     """Stage 4b: per training attempt (seed ``first_align_seed + attempt``), train and merge, then score
-    the scales of its merged delta on the validation prompts (and task rows); stop at the first
-    attempt with a scale meeting every validation target (``align_select="best"``: score every
-    attempt and keep the best of those meeting the targets by the fallback's key; none meeting
-    them: the best attempt by the fallback's key). The kept model goes to ``model/``, the record to ``data/calibration.json``
+    the scales of its merged delta on the validation prompts (and task rows); ``align_select="best"``
+    (the default) scores every attempt and keeps the best of those meeting every validation target
+    by the fallback's key, ``"first"`` stops at the first attempt meeting them; none meeting them:
+    the best attempt by the fallback's key. The kept model goes to ``model/``, the record to ``data/calibration.json``
     (written first: ``model/`` marks the stage done); the merged directories are then removed. Each
     attempt's record (``data/calibration_attempt<a>.json``) makes a resumed build skip it, and the
     shipped model's task score is kept in ``data/calibration_task_shipped.json``."""
