@@ -92,20 +92,24 @@ def test_safest_at_matched_capability(tmp_path):
 
 
 def test_hierarchical_interval_and_per_organism_consistency():
-    from dualselect.experiments.table import aggregate, hierarchical_ci
+    from dualselect.experiments.table import aggregate, interval_note
 
     # two organisms whose seeds agree within each but disagree between them: the interval over
-    # organisms must be wider than a pooled bootstrap that treats the 6 runs as independent
+    # organism means (df = 1) must be far wider than a t interval treating the 6 runs as
+    # independent, and stays inside [0, 1]
     groups = [0, 0, 0, 1, 1, 1]
     vals = [0.10, 0.11, 0.09, 0.90, 0.91, 0.89]
-    lo, hi = hierarchical_ci(vals, groups)
-    assert lo <= 0.15 and hi >= 0.85
     runs = {
         "sft": [{"s": 0.0, "c": 1.0}] * 6,
         "a": [{"s": v, "c": 0.9} for v in vals],  # safer than sft in both organisms
         "b": [{"s": 0.2 if g == 0 else -0.1, "c": 1.0} for g in groups],  # safer only in organism 0
     }
     t = aggregate(runs, "s", "c", groups=groups)
+    stat = t["methods"]["a"]["s"]
+    assert stat["ci"] == [0.0, 1.0] and stat["method"] == "t over group means" and stat["n"] == 2
+    assert "over the 2 organism instances' (groups') means, df = 1" in interval_note(t)
+    pooled = aggregate(runs, "s", "c")["methods"]["a"]["s"]["ci"]  # 6 runs as if independent
+    assert pooled[1] - pooled[0] < 0.95
     assert t["per_group"]["a"]["s"] == {"0": pytest.approx(0.10), "1": pytest.approx(0.90)}
     vs = t["consistency"]["vs_reference"]
     assert vs["a"]["safer_in_every_group"] and vs["a"]["less_capable_in_every_group"]

@@ -133,3 +133,109 @@ def test_equal_methods_tie_at_the_nominal_rate():
         for _ in range(200)
     )
     assert found / 200 > 0.8
+
+
+# --- runs nested in groups (organism instances, base builds) ------------------------------------
+
+
+def _expit(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def test_group_t_interval_covers_at_the_organism_design():
+    """3 organism instances x 3 training seeds (the organism comparison's design): the t interval
+    over instance means covers the true mean at its nominal level, where the two-level
+    percentile bootstrap it replaced covered 79-84%; a rate's interval never leaves [0, 1]."""
+    from dualselect.evaluation.uncertainty import summarise_groups
+
+    rng = np.random.default_rng(11)
+    groups = [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    hit = 0
+    for _ in range(2000):
+        inst = rng.normal(0, 0.06, 3)
+        vals = [0.8 + inst[g] + rng.normal(0, 0.04) for g in groups]
+        s = summarise_groups(vals, groups, bounds=(0.0, 1.0))
+        hit += s["ci"][0] <= 0.8 <= s["ci"][1]
+        assert 0.0 <= s["ci"][0] <= s["ci"][1] <= 1.0
+    assert 0.93 <= hit / 2000 <= 0.97, hit / 2000
+    near_one = summarise_groups([1.0, 0.98, 1.0, 0.9, 1.0, 0.97, 1.0, 1.0, 0.99], groups, bounds=(0.0, 1.0))
+    assert near_one["ci"][1] == 1.0 and near_one["method"] == "t over group means"
+    assert near_one["group_means"] == pytest.approx({"0": 0.99333, "1": 0.95667, "2": 0.99667}, abs=1e-4)
+
+
+def test_paired_group_ties_at_the_nominal_rate():
+    """Two methods with the same mean on 3 shared instances: tied ~95% of the time by the paired t
+    over instance means (the same method as the intervals); a real gap is found."""
+    from dualselect.evaluation.uncertainty import summarise_groups
+
+    rng = np.random.default_rng(3)
+    groups = [0, 0, 0, 1, 1, 1, 2, 2, 2]
+
+    def pair(delta):
+        inst = rng.normal(0, 0.1, 3)  # shared by both methods: the pairing removes it
+        a = summarise_groups([0.5 + inst[g] + rng.normal(0, 0.03) for g in groups], groups)
+        b = summarise_groups([0.5 - delta + inst[g] + rng.normal(0, 0.03) for g in groups], groups)
+        best, ties = ties_with_best({"a": a, "b": b})
+        return ties["b" if best == "a" else "a"]
+
+    assert 0.93 <= np.mean([pair(0.0) for _ in range(2000)]) <= 0.98
+    assert np.mean([pair(0.12) for _ in range(300)]) < 0.2
+
+
+def _crossed_coverage(n_groups, seeds, n_prompts, mu, sd_group, sd_seed, sd_prompt, reps, seed, **kw):
+    """Share of simulated studies whose crossed_interval covers the true marginal rate, runs drawn
+    from a logistic model: logit p = mu + group + seed-in-group + prompt (prompts shared)."""
+    from dualselect.evaluation.uncertainty import crossed_interval
+
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 1, (400_000, 3)) @ np.array([sd_group, sd_seed, sd_prompt])
+    target = _expit(mu + z).mean()
+    groups = [g for g in range(n_groups) for _ in range(seeds)]
+    hit = 0
+    for _ in range(reps):
+        u, w = rng.normal(0, sd_group, n_groups), rng.normal(0, sd_prompt, n_prompts)
+        y = np.array(
+            [rng.random(n_prompts) < _expit(mu + u[g] + rng.normal(0, sd_seed) + w) for g in groups], float
+        )
+        r = crossed_interval(y, groups, **kw)
+        assert 0.0 <= r["ci"][0] <= r["mean"] <= r["ci"][1] <= 1.0 or r["scale"] == "logit"
+        hit += r["ci"][0] <= target <= r["ci"][1]
+    return hit / reps
+
+
+@pytest.mark.parametrize(
+    "mu, sd_group, sd_seed, sd_prompt, prompts",
+    [(1.5, 0.5, 0.5, 1.5, 300), (2.5, 0.5, 0.5, 1.0, 159), (1.5, 0.1, 0.1, 2.0, 300)],
+)
+def test_crossed_interval_covers_at_the_study_design(mu, sd_group, sd_seed, sd_prompt, prompts):
+    """The real-model study's design: 3 base builds x 5 seeds x one benchmark's prompts (HarmBench
+    standard 159, StrongREJECT-sized 300). Coverage of the base -> seed -> prompt interval >= 93%
+    for a nominal 95%, from harmful-refusal-like rates (~73-86%) to a prompt-dominated case."""
+    cov = _crossed_coverage(3, 5, prompts, mu, sd_group, sd_seed, sd_prompt, reps=600, seed=1)
+    assert cov >= 0.93, cov
+
+
+def test_crossed_interval_needs_its_prompt_term():
+    """When prompts differ much more than bases or seeds, treating the prompts as fixed (no prompt
+    term) under-covers the benchmark-population rate: the prompt term is what keeps the level."""
+    fixed = _crossed_coverage(3, 5, 300, 1.5, 0.1, 0.1, 2.0, reps=400, seed=2, prompts="fixed")
+    assert fixed < 0.9, fixed
+
+
+def test_crossed_interval_inputs():
+    from dualselect.evaluation.uncertainty import crossed_interval
+
+    y = np.array([[1, 1, 0, 1], [1, 0, 0, 1], [1, 1, 1, 1], [0, 1, 1, 1]], float)
+    r = crossed_interval(y, ["a", "a", "b", "b"])
+    assert r["mean"] == pytest.approx(0.75) and r["n_groups"] == 2 and r["n_prompts"] == 4
+    assert 0 < r["ci"][0] < 0.75 < r["ci"][1] <= 1 and "logit" in r["method"]
+    all_one = crossed_interval(np.ones((4, 5)), [0, 0, 1, 1])
+    assert all_one["ci"][1] == 1.0 and all_one["ci"][0] <= 1.0
+    raw = crossed_interval(y, ["a", "a", "b", "b"], scale="raw")
+    assert raw["ci"][0] >= 0 and raw["ci"][1] <= 1
+    with pytest.raises(ValueError, match="2 groups"):
+        crossed_interval(y, [0, 0, 0, 0])
+    with pytest.raises(ValueError, match="one group label per run"):
+        crossed_interval(y, [0, 1])
+    with pytest.raises(ValueError, match="scale"):
+        crossed_interval(y, [0, 0, 1, 1], scale="probit")

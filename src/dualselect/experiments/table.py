@@ -8,7 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from dualselect.evaluation.uncertainty import format_stat, summarise_runs, ties_with_best
+from dualselect.evaluation.uncertainty import (
+    GROUP_T,
+    format_stat,
+    summarise_group_means,
+    summarise_groups,
+    summarise_runs,
+    ties_with_best,
+)
 from dualselect.utils import atomic_open, write_json
 
 TABLE_COLUMNS = [
@@ -33,23 +40,23 @@ TABLE_COLUMNS = [
 ]
 
 
-def hierarchical_ci(
-    values: list[float], groups: list, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
-) -> tuple[float, float]:
-    """Two-level percentile bootstrap of the grand mean: resample the groups (organism instances)
-    with replacement, then the runs (training seeds) within each drawn group. Seeded."""
-    x = np.asarray(values, dtype=float)
-    labels = list(dict.fromkeys(groups))
-    members = [np.flatnonzero([g == lab for g in groups]) for lab in labels]
-    if len(x) < 2:
-        return float(x.mean()), float(x.mean())
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_boot)
-    for b in range(n_boot):
-        picked = rng.integers(0, len(labels), size=len(labels))
-        draws = [x[members[i][rng.integers(0, len(members[i]), size=len(members[i]))]] for i in picked]
-        means[b] = np.concatenate(draws).mean()
-    return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
+COST_KEYS = frozenset(
+    {"optimizer_steps", "peak_rss_mb", "supervised_tokens", "train_seconds", "wall_seconds"}
+)
+
+
+def metric_bounds(key: str, values: list[float] | None = None) -> tuple[float, float] | None:
+    """The range a metric's interval is clipped to: (0, 100) for a Safety Avg. (a win rate in
+    points), (0, 1) for the other rates, (0, inf) for costs (seconds, MB, steps, tokens), None for
+    any other metric whose values leave [0, 1]."""
+    base = key.split(".")[0].removeprefix("val_")
+    if base in COST_KEYS:
+        return 0.0, float("inf")
+    if base.startswith("safety_avg"):
+        return 0.0, 100.0
+    if values is not None and any(not 0 <= v <= 1 for v in values):
+        return None
+    return 0.0, 1.0
 
 
 def _per_group(runs: dict[str, list[dict]], groups: list) -> dict[str, dict[str, dict]]:
@@ -117,20 +124,34 @@ def aggregate(
     safest method at matched capability: among methods whose mean ``capability`` is at most
     ``matched_within`` points (of 100) below ``reference``'s, the highest mean ``safety``.
 
-    ``groups`` (one label per run, e.g. the organism seed): the interval is then a two-level
-    bootstrap over groups and runs within them (:func:`hierarchical_ci`), and the table gains
-    per-group means (``per_group``) and which conclusions hold in every group (``consistency``)."""
-    table: dict = {"methods": summarise_runs(runs), "safety_metric": safety, "capability_metric": capability}
+    Intervals: 95% Student-t over the runs (training seeds), clipped to the metric's range
+    (:func:`metric_bounds`). ``groups`` (one label per run, e.g. the organism instance): the
+    interval is then a t interval over the group means (df = groups - 1,
+    :func:`~dualselect.evaluation.uncertainty.summarise_groups`), ties are a paired t over group
+    means, and the table gains per-group means (``per_group``) and which conclusions hold in
+    every group (``consistency``)."""
+    table: dict = {
+        "methods": summarise_runs(runs, bounds=metric_bounds),
+        "safety_metric": safety,
+        "capability_metric": capability,
+    }
     if groups is not None:
         for method, per_run in runs.items():
             if len(per_run) != len(groups):
                 raise ValueError(f"{method}: {len(per_run)} runs for {len(groups)} group labels")
-            for key, stat in table["methods"][method].items():
+            for key in list(table["methods"][method]):
                 vals = [r.get(key) for r in per_run]
-                if all(isinstance(v, (int, float)) for v in vals):
-                    stat["ci"] = list(hierarchical_ci(vals, groups))
+                if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+                    table["methods"][method][key] = summarise_groups(vals, groups, metric_bounds(key, vals))
         table["per_group"] = _per_group(runs, groups)
         table["consistency"] = consistency(table["per_group"], safety, capability, reference)
+    return rank(table, reference, matched_within)
+
+
+def rank(table: dict, reference: str = "sft", matched_within: float = 3.0) -> dict:
+    """Add to ``table`` the safest method and the ties with it (the same interval method as the
+    cells), and the safest method at matched capability (see :func:`aggregate`)."""
+    safety, capability = table["safety_metric"], table["capability_metric"]
     best, ties = ties_with_best({m: r[safety] for m, r in table["methods"].items() if safety in r})
     if best is not None:
         table["best_safety"] = best
@@ -154,6 +175,28 @@ def aggregate(
             "ties": sorted(m for m, t in ties_m.items() if t),
         }
     return table
+
+
+def regroup(table: dict) -> dict:
+    """A comparison table (``comparison.json``) with every interval recomputed from its per-group
+    means (``per_group``) by the t interval over group means, and its ties and matched-capability
+    choice ranked again: for tables written with another interval method. Each cell keeps its
+    runs' ``min``/``max``; a metric without per-group means keeps its cell."""
+    if "per_group" not in table:
+        raise ValueError("regroup needs a table with per_group means (a comparison over several groups)")
+    out = {**table, "methods": {}}
+    for method, row in table["methods"].items():
+        new = {}
+        for key, stat in row.items():
+            gm = table["per_group"].get(method, {}).get(key)
+            if not isinstance(stat, dict) or not gm or len(gm) < 2:
+                new[key] = stat
+                continue
+            new[key] = summarise_group_means(gm, metric_bounds(key, list(gm.values())))
+            new[key].update(min=stat.get("min"), max=stat.get("max"), n_runs=stat.get("n"))
+        out["methods"][method] = new
+    mc = table.get("matched_capability", {})
+    return rank(out, mc.get("reference", "sft"), mc.get("within_points", 3.0))
 
 
 def _vs_sft_cell(vs: dict | None) -> str:
@@ -272,6 +315,27 @@ def judges_markdown(table: dict) -> list[str]:
     return lines
 
 
+def interval_note(table: dict) -> str:
+    """One sentence naming the interval method the table's cells were computed with."""
+    methods = {
+        st.get("method") for row in table["methods"].values() for st in row.values() if isinstance(st, dict)
+    }
+    if GROUP_T in methods:
+        n = max(
+            len(st.get("group_means", {}))
+            for row in table["methods"].values()
+            for st in row.values()
+            if isinstance(st, dict)
+        )
+        return (
+            f"Mean with a 95% Student-t interval over the {n} organism instances' (groups') means, "
+            f"df = {n - 1}; each instance's mean averages its training seeds; rates clipped to [0, 100]."
+        )
+    return (
+        "Mean over training seeds with a 95% Student-t interval (df = seeds - 1); rates clipped to [0, 100]."
+    )
+
+
 def write_tables(table: dict, out: str | Path, safety: str, capability: str) -> None:
     """``comparison.md``, ``comparison.csv``, ``comparison.json`` and ``safety_vs_capability.png``."""
     out = Path(out)
@@ -279,11 +343,10 @@ def write_tables(table: dict, out: str | Path, safety: str, capability: str) -> 
     md = [
         "# Method comparison",
         "",
-        f"Mean over runs with a 95% bootstrap interval (with several organism instances: a two-level "
-        f"bootstrap over instances, then training seeds within them). Safety: `{safety}`; "
-        f"capability: `{capability}`. "
-        f"Bold: the safest method; (tie): its interval overlaps the safest method's. Compare safety only "
-        f"at matched capability: the capability column stands beside it.",
+        interval_note(table) + f" Safety: `{safety}`; capability: `{capability}`. Bold: the safest "
+        "method; (tie): the 95% interval of its difference from the safest method contains 0 (same "
+        "method as the intervals). Compare safety only at matched capability: the capability column "
+        "stands beside it.",
         "",
         markdown_table(table),
         "",
