@@ -12,7 +12,10 @@ import types
 from dualselect.evaluation.judge_validation import binary_metrics, load_tokenizer, prepare
 
 src = subprocess.run(
-    ["git", "show", "43f9261:src/dualselect/evaluation/judges/refusal.py"], capture_output=True, text=True, check=True
+    ["git", "show", "43f9261:src/dualselect/evaluation/judges/refusal.py"],
+    capture_output=True,
+    text=True,
+    check=True,
 ).stdout
 phase_a = types.ModuleType("refusal_phase_a")
 sys.modules["refusal_phase_a"] = phase_a
