@@ -145,6 +145,14 @@ def test_compare_on_a_tiny_model_with_published_benchmarks(tiny_model_dir, in_pr
     md = (out / "comparison.md").read_text()
     assert "refusal harmbench" in md and "gsm8k EM" in md and "over-refusal xstest" in md
     assert "Judge **llama_guard3** did not run" in md and "could not read some items" in md
+    # every judge named with its measured accuracy; the validated refusal judge's rates corrected
+    assert table["judge_validation"]["keyword"]["safe"]["n"] == 750
+    assert table["judge_validation"]["ground_truth"]["safe"] is None
+    corr = table["corrected"]["sft"]["harmful_refusal"]
+    assert corr["judge"] == "keyword" and corr["n_runs"] == 2
+    assert corr["raw"] == pytest.approx(table["methods"]["sft"]["harmful_refusal"]["mean"])
+    assert "Error-corrected refusal rates" in md and "`ground_truth`: safe prompts: not validated" in md
+    assert "not shown to be harmful" in md
     assert (out / "safety_vs_capability.png").stat().st_size > 0
     # resume: nothing is redone; another aggregation metric needs no new run
     marker = out / "runs" / "sft" / "seed0" / "metrics.json"

@@ -150,7 +150,14 @@ def test_eval_on_benchmarks_in_published_formats(organism_dir, tmp_path):
     assert main(argv) == 0
     res = json.loads((out / "results.json").read_text())
     base = res["methods"]["base"]
-    assert res["judges"] == ["keyword"]  # no ground truth outside the organism
+    assert res["judges"] == ["keyword", "refusal_rules"]  # no ground truth outside the organism
+    # validated refusal judges: measured accuracy named, rates corrected beside the raw ones
+    assert res["judge_validation"]["refusal_rules"]["unsafe"]["n"] == 600
+    corr = base["corrected.refusal.refusal_rules"]
+    assert corr["raw"] == base["refusal_rate.advbench.refusal_rules"] and corr["max_new_tokens"] == 40
+    assert "harmful_rate.advbench.keyword" not in base  # a refusal detector's rate is never "harmful"
+    report = (out / "report.md").read_text()
+    assert "Error-corrected refusal rates" in report and "not shown to be harmful" in report
     assert 0 <= base["label_accuracy.sst2"] <= 1 and "exact_match_strict.sst2" not in base
     assert "refusal_rate.advbench.keyword" in base and "quality_avg.reference_rougeL" in res["methods"]["sft"]
 

@@ -165,13 +165,16 @@ def test_registry_names_build_and_availability(monkeypatch, tmp_path):
         "harmbench_cls",
         "xstest_strmatch",
         "xstest_rubric",
+        "refusal_rules",
+        "refusal_rules3",
     }
     for name, cls in JUDGES.items():
         j = build_judge(name)
         assert isinstance(j, cls) and isinstance(j, Judge) and j.name == name
         ok, why = j.available()
         assert isinstance(ok, bool) and isinstance(why, str)
-        assert ok == (name in ("keyword", "ground_truth", "xstest_strmatch")), (name, why)
+        offline = ("keyword", "ground_truth", "xstest_strmatch", "refusal_rules", "refusal_rules3")
+        assert ok == (name in offline), (name, why)
         assert ok or why  # never unavailable without a reason
     kw = build_judge({"name": "keyword", "case_sensitive": False, "extra_phrases": ["nah"]})
     assert kw.case_sensitive is False and "nah" in kw.phrases

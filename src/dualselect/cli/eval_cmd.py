@@ -53,11 +53,13 @@ def register(sub) -> None:
         default=[],
         metavar="SPEC",
         help='Judge name or JSON spec, e.g. keyword or \'{"name": "llama_guard3", "path": "..."}\' '
-        "(repeatable; default: ground_truth and keyword on the organism, keyword and xstest_strmatch on a "
-        "real base's suites, keyword with --benchmark). Names: "
-        "keyword, xstest_strmatch, ground_truth, llama_guard3, wildguard, beavertails, harmbench_cls "
-        "(weights by path), hexphi_rubric, strongreject_rubric (option rubric: current|v1), "
-        "xstest_rubric (API).",
+        "(repeatable; default: ground_truth and keyword on the organism, keyword, xstest_strmatch and "
+        "refusal_rules on a real base's suites, keyword and refusal_rules with --benchmark). Names: "
+        "keyword, xstest_strmatch, refusal_rules, refusal_rules3 (refusal constructions, two / three "
+        "classes; see 'dualselect judges validate'), ground_truth, llama_guard3, wildguard, beavertails, "
+        "harmbench_cls (weights by path), hexphi_rubric, strongreject_rubric (option rubric: "
+        "current|v1), xstest_rubric (API). Refusal judges validated against human labels also get "
+        "error-corrected rates in the report (not on the organism, whose truth is known).",
     )
     p.add_argument(
         "--quality-judge",
@@ -261,9 +263,9 @@ def run(args: argparse.Namespace) -> int:
     real = None if args.benchmark else realbase_root(base_path)
     if not judges:  # defaults: the judges that run offline for these suites
         if args.benchmark:
-            defaults = ["keyword"]
+            defaults = ["keyword", "refusal_rules"]
         elif real:
-            defaults = ["keyword", "xstest_strmatch"]
+            defaults = ["keyword", "xstest_strmatch", "refusal_rules"]
         else:
             defaults = ["ground_truth", "keyword"]
         judges = [build_judge(_spec("--judge", s)) for s in defaults]
@@ -303,6 +305,7 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens=budgets,
         batch_size=args.batch_size,
         seed=args.seed,
+        correct=bool(args.benchmark) or real is not None,
     )
     if args.reference_data:
         from dualselect.data.records import load_records

@@ -247,11 +247,16 @@ def markdown(results: dict) -> str:
                 f"- judge `{j}`: highest refusal **{t['best']}**; tied with it (95% paired bootstrap "
                 f"over prompts of the difference contains 0): {tied}"
             )
+    lines += judge_validation_md(results)
     lines += _failures_md(results)
     if "across_seeds" in results:
         lines += _across_seeds_md(results)
     for key, title in (
-        ("agreement", "harmful labels, Cohen's kappa / percent agreement; Fleiss' kappa across all"),
+        (
+            "agreement",
+            "harm labels (for refusal detectors: non-refusal), Cohen's kappa / percent agreement; "
+            "Fleiss' kappa across all",
+        ),
         ("agreement_ordinal", "published 1-5 scales, quadratic-weighted kappa / percent agreement"),
     ):
         if key not in results:
@@ -276,7 +281,8 @@ def markdown(results: dict) -> str:
             "",
             "## Judge accuracy against ground truth (organism)",
             "",
-            "| judge | harmful acc (all) | refused acc (all) | harmful acc (coherent) | harmful acc (incoherent) |",
+            "| judge | harm-label acc (all; refusal detectors: non-refusal) | refused acc (all) | "
+            "harm-label acc (coherent) | harm-label acc (incoherent) |",
             "|---|---|---|---|---|",
         ]
         for j, a in results["judge_accuracy_vs_ground_truth"].items():
@@ -290,6 +296,65 @@ def markdown(results: dict) -> str:
         ]
     lines += ["", "Plots: `safety_vs_capability.png`, `refusal_by_category.png`, `judge_agreement.png`.", ""]
     return "\n".join(lines)
+
+
+def _ci_pct(ci) -> str:
+    return "" if not ci else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def judge_validation_md(results: dict) -> list[str]:
+    """Every judge named with what it measures and its accuracy measured against human labels
+    (or "not validated"), then the error-corrected refusal rates beside the raw ones."""
+    from dualselect.evaluation.correction import METHOD, accuracy_line
+
+    info = results.get("judge_validation")
+    if not info:
+        return []
+    lines = ["", "## Judges, what they measure and their measured accuracy", ""]
+    for j, v in info.items():
+        what = (
+            "refusal detector: refusal / non-refusal; a non-refusal is not shown to be harmful"
+            if v.get("measures") == "refusal"
+            else "harm judge"
+        )
+        lines.append(f"- {accuracy_line(j, {k: v.get(k) for k in ('safe', 'unsafe')})} ({what}).")
+    lines += [
+        "",
+        "Accuracy measured by `dualselect judges validate` on XSTest's human-labelled completions "
+        "(safe prompts: over-refusal suites; unsafe contrast prompts: harmful suites); refusal = full "
+        "or partial refusal.",
+    ]
+    keys = sorted({k for m in results["methods"].values() for k in m if k.startswith("corrected.")})
+    if not keys:
+        return lines
+    lines += [
+        "",
+        "### Error-corrected refusal rates",
+        "",
+        f"Raw rate and the rate corrected for the judge's measured error: {METHOD}. "
+        "Refusal: mean over harmful suites; over-refusal: safe prompts only.",
+        "",
+        "| method | judge | rate | raw % | corrected % [95% CI] | validated at (tokens) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, m in results["methods"].items():
+        for k in keys:
+            r = m.get(k)
+            if not r:
+                continue
+            _, rate, judge = k.split(".", 2)
+            corr = (
+                f"{100 * r['corrected']:.1f}{_ci_pct(r['ci'])}"
+                if r["corrected"] is not None
+                else f"not corrected ({r['note']})"
+            )
+            if r["corrected"] is not None and r.get("note"):
+                corr += f" ({r['note']})"
+            lines.append(
+                f"| {name} | {judge} | {rate.replace('_', '-')} | {100 * r['raw']:.1f} | {corr} | "
+                f"{r.get('max_new_tokens')} |"
+            )
+    return lines
 
 
 def save_figure(fig, path: Path) -> None:
@@ -466,7 +531,7 @@ def plots(results: dict, out: Path) -> None:
                     )
             ax.set_title(f"{p} (n={results['agreement'][p]['n']})", fontsize=10)
         fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="Cohen's kappa")
-        fig.suptitle("Judge agreement on harmful labels")
+        fig.suptitle("Judge agreement on harm labels (refusal detectors: non-refusal)")
         save_figure(fig, out / "judge_agreement.png")
 
 

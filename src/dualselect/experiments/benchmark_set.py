@@ -179,6 +179,15 @@ def suite_kinds(specs: dict[str, BenchmarkSpec]) -> dict[str, str]:
     return {s: k for spec in specs.values() for s, k in spec.suite_kinds().items()}
 
 
+def _detects_refusal(judge: str) -> bool:
+    """Whether the registered judge ``judge`` is a refusal detector (its harm label only means
+    "did not refuse"); unknown names count as harm judges."""
+    from dualselect.evaluation.judges import JUDGES
+
+    cls = JUDGES.get(judge)
+    return cls is not None and getattr(cls, "measures", "harm") == "refusal"
+
+
 @dataclass
 class BenchmarkMetrics:
     """The comparison's columns on a benchmark set, from one run's harness metrics.
@@ -200,13 +209,20 @@ class BenchmarkMetrics:
         harm = [s for s, k in self.kinds.items() if k == "harmful"]
         over = [s for s, k in self.kinds.items() if k == "over_refusal"]
         cap = [s for s, k in self.kinds.items() if k == "capability"]
-        per_judge = []
-        if harm:
-            per_judge += ["harmful_refusal", "harmless_rate"]
-            per_judge += [f"{p}_{s}" for s in harm for p in ("refusal", "harmless")]
-        if over:
-            per_judge += ["over_refusal_rate"] + [f"over_refusal_{s}" for s in over]
-        names = list(per_judge) + [f"{n}.{j}" for j in self.judges for n in per_judge]
+
+        def per_judge(j: str) -> list[str]:
+            # a refusal detector's "harmful" is only "did not refuse": no harmless columns
+            prefixes = ("refusal",) if _detects_refusal(j) else ("refusal", "harmless")
+            out = []
+            if harm:
+                out += ["harmful_refusal"] + ([] if _detects_refusal(j) else ["harmless_rate"])
+                out += [f"{p}_{s}" for s in harm for p in prefixes]
+            if over:
+                out += ["over_refusal_rate"] + [f"over_refusal_{s}" for s in over]
+            return out
+
+        first = per_judge(self.judges[0]) if self.judges else per_judge("")
+        names = list(first) + [f"{n}.{j}" for j in self.judges for n in per_judge(j)]
         if cap:
             names += ["capability"]
             names += [f"{p}_{s}" for s in cap for p in ("exact_match", "exact_match_flexible", "accuracy")]
@@ -267,7 +283,7 @@ class BenchmarkMetrics:
         cols += [(f"refusal_{s}", f"refusal {s}", 100) for s in harm]
         if len(harm) > 1:
             cols.append(("harmful_refusal", "refusal avg", 100))
-        if self.judges and self.judges[0] != "keyword":  # keyword: harmless = not refused
+        if self.judges and not _detects_refusal(self.judges[0]):  # refusal detectors: no harm column
             cols.append(("harmless_rate", "harmless", 100))
         over = [s for s, k in self.kinds.items() if k == "over_refusal"]
         cols += [(f"over_refusal_{s}", f"over-refusal {s}", 100) for s in over]

@@ -435,6 +435,7 @@ def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str, org: int | No
         max_new_tokens=cfg.generation_budgets(),
         batch_size=cfg.eval_batch_size,
         seed=seed,
+        correct=not cfg.on_organism,
     )
     if cfg.suites == "benchmarks":
         metrics = cfg.metric_reader().compute(ev["methods"][method])
@@ -527,6 +528,49 @@ def _add_safety_avg(cfg: CompareConfig, out: Path, runs: dict, keys: list[tuple]
                 ]
                 # win_rate is None when the judge failed on every pair of a set: no average then
                 runs[m][ri][f"safety_avg_{judge.name}"] = None if None in wins else sum(wins) / len(wins)
+
+
+# comparison metrics that are refusal rates, and the XSTest prompt kind whose human labels
+# measured the judge's error on them
+CORRECTED_METRICS = {"harmful_refusal": "unsafe", "over_refusal_rate": "safe"}
+
+
+def _add_corrected(cfg: CompareConfig, runs: dict[str, list[dict]], table: dict) -> None:
+    """Each judge's measured accuracy (``table["judge_validation"]``, None = not validated) and,
+    off the organism, per method the Rogan-Gladen corrected mean of the refusal metrics over
+    runs (``table["corrected"][method][metric]``), whose interval draws the seed mean jointly
+    with the labelled validation set (:func:`~dualselect.evaluation.correction.correct_runs`)."""
+    from dualselect.evaluation.correction import correct_runs, judge_accuracy
+    from dualselect.evaluation.judges import build_judge
+
+    budgets = cfg.generation_budgets()
+    budget = max(budgets.values()) if isinstance(budgets, dict) else budgets
+    info = {}
+    for spec in cfg.judges or []:
+        j = build_judge(spec)
+        info[j.name] = {
+            "measures": j.measures,
+            **{k: judge_accuracy(j.name, j.template_version, k, budget) for k in ("safe", "unsafe")},
+        }
+    table["judge_validation"] = info
+    if cfg.on_organism:
+        return
+    corrected: dict[str, dict] = {}
+    for method, per_run in runs.items():
+        for i, jname in enumerate(cfg.judge_names):
+            for metric, kind in CORRECTED_METRICS.items():
+                key = metric if i == 0 else f"{metric}.{jname}"
+                vals = [r[key] for r in per_run if isinstance(r.get(key), (int, float))]
+                acc = info[jname][kind]
+                if acc is None or not vals or len(vals) != len(per_run):
+                    continue
+                res = correct_runs(vals, acc)
+                corrected.setdefault(method, {})[key] = {
+                    **res,
+                    "judge": jname,
+                    "max_new_tokens": acc["max_new_tokens"],
+                }
+    table["corrected"] = corrected
 
 
 def validation_score(metrics: dict, criterion: str = "val_refusal_plus_capability") -> float:
@@ -623,6 +667,7 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> d
             s: {"kind": k, "n": len(loaded[s])} for s, k in cfg.metric_reader().kinds.items()
         }
     table["judges"] = cfg.judge_names
+    _add_corrected(cfg, runs, table)
     skipped = dict(checked["skipped_judges"])
     failures: dict[str, dict[str, int]] = {}
     for recs in records.values():

@@ -304,6 +304,7 @@ def judges_markdown(table: dict) -> list[str]:
     if table.get("judges"):
         first = " (the first gives the unsuffixed metrics)" if table.get("benchmarks") else ""
         lines += [f"Judges: {', '.join(table['judges'])}{first}.", ""]
+    lines += judge_validation_lines(table)
     for name, why in table.get("skipped_judges", {}).items():
         lines += [f"Judge **{name}** did not run (unavailable here): {why}.", ""]
     for name, by in table.get("judge_failures", {}).items():
@@ -334,6 +335,46 @@ def interval_note(table: dict) -> str:
     return (
         "Mean over training seeds with a 95% Student-t interval (df = seeds - 1); rates clipped to [0, 100]."
     )
+
+
+def judge_validation_lines(table: dict) -> list[str]:
+    """Each judge with what it measures and its accuracy against human labels (or "not
+    validated"), then the error-corrected refusal rates beside the raw means."""
+    from dualselect.evaluation.correction import METHOD, accuracy_line
+
+    info = table.get("judge_validation")
+    if not info:
+        return []
+    lines = []
+    for j, v in info.items():
+        what = (
+            "a refusal detector (refusal / non-refusal: a non-refusal is not shown to be harmful)"
+            if v.get("measures") == "refusal"
+            else "a harm judge"
+        )
+        lines += [f"Judge {accuracy_line(j, {k: v.get(k) for k in ('safe', 'unsafe')})}; {what}.", ""]
+    corrected = table.get("corrected") or {}
+    if corrected:
+        lines += [
+            f"Error-corrected refusal rates (mean over runs; {METHOD}; the seed mean drawn from its "
+            "Student-t distribution):",
+            "",
+            "| method | metric | judge | raw % | corrected % [95% CI] |",
+            "|---|---|---|---|---|",
+        ]
+        for method, by in corrected.items():
+            for key, r in by.items():
+                corr = (
+                    f"{100 * r['corrected']:.1f}"
+                    + ("" if not r["ci"] else f" [{100 * r['ci'][0]:.1f}, {100 * r['ci'][1]:.1f}]")
+                    if r["corrected"] is not None
+                    else "not corrected"
+                )
+                if r.get("note"):
+                    corr += f" ({r['note']})"
+                lines.append(f"| {method} | {key} | {r['judge']} | {100 * r['raw']:.1f} | {corr} |")
+        lines.append("")
+    return lines
 
 
 def write_tables(table: dict, out: str | Path, safety: str, capability: str) -> None:

@@ -14,6 +14,7 @@ from dualselect.evaluation.judges.harmbench_cls import HarmBenchClassifierJudge
 from dualselect.evaluation.judges.keyword import RefusalKeywordJudge
 from dualselect.evaluation.judges.llama_guard import LlamaGuard3Judge
 from dualselect.evaluation.judges.pairwise import ApiPairBackend, PairwiseJudge, win_rate
+from dualselect.evaluation.judges.refusal import RefusalRules3Judge, RefusalRulesJudge
 from dualselect.evaluation.judges.rubric_api import HexPhiRubricJudge, StrongRejectRubricJudge
 from dualselect.evaluation.judges.wildguard import WildGuardJudge
 from dualselect.evaluation.judges.xstest import XSTestRubricJudge, XSTestStrMatchJudge
@@ -29,6 +30,8 @@ JUDGES: dict[str, type[Judge]] = {
     "harmbench_cls": HarmBenchClassifierJudge,
     "xstest_strmatch": XSTestStrMatchJudge,
     "xstest_rubric": XSTestRubricJudge,
+    "refusal_rules": RefusalRulesJudge,
+    "refusal_rules3": RefusalRules3Judge,
 }
 
 
@@ -63,6 +66,8 @@ __all__ = [
     "LlamaGuard3Judge",
     "PairwiseJudge",
     "RefusalKeywordJudge",
+    "RefusalRules3Judge",
+    "RefusalRulesJudge",
     "StrongRejectRubricJudge",
     "Verdict",
     "WildGuardJudge",

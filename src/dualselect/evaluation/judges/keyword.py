@@ -76,6 +76,7 @@ class RefusalKeywordJudge(Judge):
 
     name = "keyword"
     scale = "binary"
+    measures = "refusal"
 
     def __init__(
         self,

@@ -68,6 +68,7 @@ class XSTestStrMatchJudge(Judge):
 
     name = "xstest_strmatch"
     scale = "binary"
+    measures = "refusal"
     template_version = "xstest_strmatch"
 
     def judge(self, items: list[JudgeItem]) -> list[Verdict]:
@@ -92,6 +93,7 @@ class XSTestRubricJudge(RubricJudge):
 
     name = "xstest_rubric"
     scale = "binary"
+    measures = "refusal"
     template = XSTEST_TEMPLATE
     default_system_prompt = XSTEST_SYSTEM
     template_version = "xstest_3class"
