@@ -262,8 +262,9 @@ def test_base_fingerprint_is_the_same_with_lora_and_changes_with_the_weights(org
     fp = base_fingerprint(model, tok)
     other = copy.deepcopy(model)
     assert base_fingerprint(apply_lora(copy.deepcopy(model), r=4, alpha=8, dropout=0.0), tok) == fp
+    assert base_fingerprint(copy.deepcopy(model).to(torch.bfloat16), tok) == fp  # trained in bf16
     with torch.no_grad():
-        next(other.parameters()).view(-1)[0] += 1e-3
+        next(other.parameters()).view(-1)[0] += 0.5
     assert base_fingerprint(other, tok) != fp
 
 
@@ -340,3 +341,15 @@ def test_export_force_removes_only_the_previous_exports_files(trained, tmp_path,
     assert main(["export", str(trained), "--out", str(d), "--force"]) == 0
     assert (d / "paper.tex").read_text() == "x" and (d / "adapter_model.safetensors").exists()
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_run_that_fails_before_writing_anything_leaves_no_run_behind(organism_dir, tmp_path):
+    bad = tmp_path / "bad_model"
+    bad.mkdir()
+    (bad / "config.json").write_text("{}")  # passes the path check, fails to load
+    out = tmp_path / "run"
+    data = str(organism_dir / "data" / "redorca_train.jsonl")
+    with pytest.raises(Exception):  # noqa: B017 - whatever transformers raises for it
+        run_training("sft", _cfg(bad, out, train_data=data))
+    assert list(out.iterdir()) == []  # no manifest, no lock: a retry is not refused
+    prepare_run_dir(out)

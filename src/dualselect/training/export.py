@@ -70,9 +70,12 @@ def export_run(
 ) -> Path:
     """Write ``out``: with ``merge`` the merged model (safetensors), its tokenizer and card; else
     the adapter, tokenizer and card. The run's config.yaml, log.json and eval summary come along.
-    Everything is written to a temporary directory beside ``out`` and renamed into place; an
-    existing non-empty ``out`` is replaced only with ``force``. ``evaluation`` (flat metrics, e.g.
-    from :func:`evaluation_from_results`) goes into the card's Evaluation section."""
+    Everything is written to a temporary directory beside ``out`` with a ``run_manifest.json``
+    (complete; the run's base fingerprint for an adapter) and renamed into place. A non-empty
+    ``out`` is written into only with ``force``, by the rule of ``train --overwrite``: the
+    previous export's listed files are replaced, other files kept, and a file it did not write is
+    never written over. An interrupted run ("incomplete run") is refused. ``evaluation`` (flat
+    metrics, e.g. from :func:`evaluation_from_results`) goes into the card's Evaluation section."""
     run_dir, out = Path(run_dir), Path(out)
     from dualselect.training.rundir import MANIFEST, check_run_complete
     from dualselect.utils import write_json

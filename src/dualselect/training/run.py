@@ -260,6 +260,9 @@ def run_training(
         return _train_and_save(method, cfg, out, trainer_cls, trainer_kwargs)
     finally:
         if lock is not None:
+            from dualselect.training.rundir import drop_manifest_if_unused
+
+            drop_manifest_if_unused(out)  # failed before writing anything: no run here
             lock.release()
 
 

@@ -128,6 +128,15 @@ def finish_manifest(out: str | os.PathLike, status: str, **extra: Any) -> dict[s
     return m
 
 
+def drop_manifest_if_unused(out: str | os.PathLike) -> None:
+    """Remove a ``running`` manifest when the run wrote nothing (it failed before training, e.g.
+    the model did not load), so that the directory is not taken for a run's."""
+    out = Path(out)
+    m = read_manifest(out) if out.is_dir() else None
+    if m is not None and m["status"] == "running" and set(_entries(out)) <= set(m["preexisting"]):
+        (out / MANIFEST).unlink()
+
+
 def record_files(out: str | os.PathLike, names: list[str]) -> None:
     """Add ``names`` to a run's manifest *before* writing them (compare's ``eval/`` and
     ``metrics.json``), so that ``--overwrite`` removes them even if the writer is killed."""
@@ -278,8 +287,10 @@ class RunLock:
 
 def base_fingerprint(model: Any, tokenizer: Any = None) -> str:
     """Hex digest of the base model's weights: every parameter and buffer that is not LoRA's
-    (names without peft's wrappers, values as float32 so a bf16 load of the same weights matches),
-    and the tokenizer's size. The same for the plain base model and for it wrapped with LoRA."""
+    (names without peft's wrappers; values rounded to bf16, so the same weights loaded in fp32,
+    bf16 or fp16 match, while another base differs in far more than rounding), and the
+    tokenizer's size. The same for the plain base model and for it wrapped with LoRA. A quantized
+    (4/8-bit) load does not match its full-precision base."""
     import torch
 
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -295,8 +306,8 @@ def base_fingerprint(model: Any, tokenizer: Any = None) -> str:
     for name, t in sorted(rows, key=lambda r: r[0]):
         shape = tuple(t.shape)
         t = t.detach().to("cpu")
-        if t.is_floating_point():
-            t = t.to(torch.float32)
+        if t.is_floating_point():  # rounded to bf16: the same base loaded in fp32, bf16 or fp16
+            t = t.to(torch.bfloat16).to(torch.float32)
         t = t.contiguous().reshape(-1)
         h.update(f"{name}|{shape}".encode())
         if t.numel():
