@@ -317,7 +317,7 @@ class SFTTrainer(Trainer):
         self.accelerator.wait_for_everyone()  # every process has written into the staging dir
         if self.args.should_save:
             if final.exists():  # the same step saved again (a resumed run): replace it whole
-                old = run_dir / f".{name}.old"
+                old = run_dir / f".{name}.old.tmp"
                 shutil.rmtree(old, ignore_errors=True)
                 os.replace(final, old)
                 os.replace(staged, final)
@@ -381,7 +381,8 @@ class SFTTrainer(Trainer):
         """``transformers.Trainer.train``; a resume also restores :meth:`method_state`. ``True``
         resumes from the newest complete checkpoint (incomplete ones are skipped with a note)."""
         if self.args.should_save and self.args.output_dir and Path(self.args.output_dir).is_dir():
-            for left in Path(self.args.output_dir).glob(".checkpoint-*.tmp"):  # a kill mid-save
+            # what a kill mid-save left: .checkpoint-N.tmp (staging) and .checkpoint-N.old.tmp
+            for left in Path(self.args.output_dir).glob(".checkpoint-*.tmp"):
                 shutil.rmtree(left, ignore_errors=True)
         if resume_from_checkpoint is True:
             resume_from_checkpoint = self.last_complete_checkpoint(self.args.output_dir)
