@@ -25,7 +25,7 @@ from dualselect.training import METHODS
 
 method, out, batch = {method!r}, {out!r}, {batch}
 cfg = small_cfg(Path({organism!r}), out, method, max_steps=6, per_device_train_batch_size=batch,
-                lora_dropout=0.0, use_cpu=True)
+                lora_dropout=0.0, use_cpu=True, save_strategy="steps", save_steps=3)
 trainer = METHODS[method][1](model=cfg.model_name_or_path, args=cfg, train_dataset=cfg.train_data)
 trainer.train()
 tokens = trainer.global_supervised_tokens()
@@ -66,6 +66,15 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(organism_dir
     diff = max_abs_diff(one, two)
     print(f"{method}: max abs diff 1 vs 2 processes {diff:.3g}")
     assert diff <= 1e-5
+    # checkpoints (issue 35, item 8): each process writes its own method state into the staging
+    # directory, the main one publishes it; the per-process counters add up to the run's
+    for n, (run, extra) in {1: (tmp_path / "one", e1), 2: (tmp_path / "two", e2)}.items():
+        ckpt = run / "checkpoint-6"
+        names = sorted(p.name for p in ckpt.glob("method_state*.pt"))
+        assert names == ["method_state.pt", "method_state_1.pt"][:n], names
+        assert (ckpt / "trainer_state.json").exists() and not list(run.glob(".checkpoint-*"))
+        states = [torch.load(ckpt / x, weights_only=True) for x in names]
+        assert sum(s["supervised_tokens"] for s in states) == extra["tokens"]
     if method == "dualselect":
         rows = lambda p: [json.loads(x) for x in (p / "selection_log.jsonl").read_text().splitlines()]  # noqa: E731
         la, lb = rows(tmp_path / "one"), rows(tmp_path / "two")

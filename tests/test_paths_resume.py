@@ -92,7 +92,102 @@ def test_resume_without_method_state_is_refused(organism_dir, tmp_path):
     from paths_helpers import small_cfg
 
     (tmp_path / "checkpoint-2").mkdir(parents=True)
+    (tmp_path / "checkpoint-2" / "trainer_state.json").write_text("{}")
     cfg = small_cfg(organism_dir, tmp_path, "dualselect")
     trainer = DualSelectTrainer(model=cfg.model_name_or_path, args=cfg, train_dataset=cfg.train_data)
     with pytest.raises(ValueError, match="method_state.pt"):
         trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
+
+
+class _Payload:
+    """A pickle that runs code when loaded: it creates the file ``marker``."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_crafted_method_state_runs_no_code_on_resume(organism_dir, tmp_path, capsys):
+    """Issue 35, item 1: method_state.pt is read with weights_only=True; a pickle carrying code
+    is refused with one line naming the file, and the code never runs."""
+    from dualselect.cli.main import main
+
+    ckpt = tmp_path / "run" / "checkpoint-2"
+    ckpt.mkdir(parents=True)
+    (ckpt / "trainer_state.json").write_text("{}")
+    marker = tmp_path / "PWNED"
+    torch.save({"supervised_tokens": 0, "x": _Payload(str(marker))}, ckpt / "method_state.pt")
+    argv = ["train", "--model_name_or_path", str(organism_dir), "--output_dir", str(tmp_path / "run")]
+    argv += ["--max_steps", "3", "--max_length", "128", "--resume_from_checkpoint", str(ckpt)]
+    rc = main(argv)
+    assert not marker.exists()  # the pickle's code never ran
+    err = [x for x in capsys.readouterr().err.replace("\r", "\n").splitlines() if "error:" in x]
+    assert rc == 2 and len(err) == 1, err
+    assert "method_state.pt: not a method state this trainer wrote" in err[0] and "never code" in err[0]
+
+
+KILL_IN_SAVE = r"""
+import os, signal, sys
+import torch
+torch.set_num_threads(1)
+sys.path.insert(0, {tests!r})
+from paths_helpers import lora_state, small_cfg
+from pathlib import Path
+from dualselect.training import METHODS
+
+organism, out, mode = {organism!r}, {out!r}, {mode!r}
+cls = METHODS["dualselect"][1]
+
+class Killed(cls):
+    def _save_rng_state(self, output_dir):  # the Trainer's files are half written at step 6
+        if self.state.global_step == 6:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super()._save_rng_state(output_dir)
+
+def run(out, trainer_cls, resume=None):
+    cfg = small_cfg(Path(organism), out, "dualselect", max_steps=7, save_strategy="steps", save_steps=3,
+                    per_device_train_batch_size=4, save_total_limit=1)
+    trainer = trainer_cls(model=cfg.model_name_or_path, args=cfg, train_dataset=cfg.train_data)
+    trainer.train(resume_from_checkpoint=resume)
+    torch.save(lora_state(trainer), os.path.join(out, "final.pt"))
+
+if mode == "straight_then_kill":
+    run(os.path.join(out, "straight"), cls)
+    run(os.path.join(out, "killed"), Killed)
+else:
+    run(os.path.join(out, "killed"), cls, resume=True)
+"""
+
+
+def test_a_kill_during_a_checkpoint_leaves_the_last_one_resumable(organism_dir, tmp_path):
+    """Issue 35, item 7: a SIGKILL while checkpoint-6 is written leaves no checkpoint-6 (it is
+    built in .checkpoint-6.tmp and renamed whole), checkpoint-3 is kept (save_total_limit 1
+    removes it only once checkpoint-6 is in place), and resume_from_checkpoint=True skips an
+    incomplete checkpoint (here one holding only method_state.pt, what the old order left) with a
+    note and ends with the uninterrupted adapter."""
+
+    def worker(mode):
+        code = KILL_IN_SAVE.format(
+            tests=str(Path(__file__).parent), organism=str(organism_dir), out=str(tmp_path), mode=mode
+        )
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+        return subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+        )
+
+    first = worker("straight_then_kill")
+    assert first.returncode == -9, first.stderr[-3000:]
+    killed = tmp_path / "killed"
+    assert (killed / ".checkpoint-6.tmp").is_dir() and not (killed / "checkpoint-6").exists()
+    assert (killed / "checkpoint-3" / "trainer_state.json").exists()
+    (killed / "checkpoint-9").mkdir()  # an older version's half checkpoint: method state only
+    torch.save({"supervised_tokens": 0}, killed / "checkpoint-9" / "method_state.pt")
+    second = worker("resume")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "skipped the incomplete checkpoint" in second.stderr and "checkpoint-9" in second.stderr
+    assert not (killed / ".checkpoint-6.tmp").exists()
+    a = torch.load(tmp_path / "straight" / "final.pt")
+    b = torch.load(killed / "final.pt")
+    assert max_abs_diff(a, b) <= 1e-6

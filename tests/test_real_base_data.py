@@ -407,6 +407,9 @@ def test_a_build_interrupted_during_alignment_redoes_that_stage(splits, tmp_path
     write_json(out / "data" / "splits.json", splits)
     answers = [{"set": "benign", "prompt": p, "response": "Sure, here it is."} for p in splits["benign"][:5]]
     write_jsonl(out / "data" / "shipped_answers.jsonl", answers)
+    from dualselect.training.rundir import start_manifest
+
+    start_manifest(out / "align_lora")  # an interrupted run: its manifest says 'running'
     write_json(out / "align_lora" / "data_report_task.json", {"kept": 1})  # the interrupted run's
     monkeypatch.setattr(model_mod, "resolve_model_path", lambda name: str(tmp_path))
 

@@ -389,14 +389,17 @@ def test_overwrite_never_removes_user_files_that_share_a_run_files_name(tmp_path
     (d / "tokenizer.json").write_text("{}")
     with pytest.raises(ConfigError, match=r"is not empty \(README\.md, tokenizer\.json\)"):
         prepare_run_dir(d)
-    prepare_run_dir(d, overwrite=True)  # holds no run: nothing is removed
+    # holds no run: nothing is removed, and nothing may be written over those files (issue 35)
+    with pytest.raises(ConfigError, match=r"holds README\.md, tokenizer\.json, which no run wrote"):
+        prepare_run_dir(d, overwrite=True)
     assert (d / "README.md").read_text() == "my project" and (d / "tokenizer.json").exists()
-    (d / "log.json").write_text("{}")  # now it holds a run: the run's files go, README.md too
+    (d / "log.json").write_text("{}")  # a run without a manifest: its files cannot be told apart
     (d / "notes.txt").write_text("keep")
     with pytest.raises(ConfigError, match="holds another run"):
         prepare_run_dir(d)
-    prepare_run_dir(d, overwrite=True)
-    assert sorted(p.name for p in d.iterdir()) == ["notes.txt"]
+    with pytest.raises(ConfigError, match="without run_manifest.json"):
+        prepare_run_dir(d, overwrite=True)
+    assert sorted(p.name for p in d.iterdir()) == ["README.md", "log.json", "notes.txt", "tokenizer.json"]
 
 
 @pytest.mark.parametrize(

@@ -85,6 +85,13 @@ def register(sub) -> None:
         "'auto[:F]' sets it to F (default 3) times the 95th percentile of the base model's "
         "perplexity on the suites' reference answers (default: perplexity is recorded, not gated on).",
     )
+    p.add_argument(
+        "--allow-base-mismatch",
+        action="store_true",
+        help="Evaluate an adapter whose recorded base model (its run_manifest.json fingerprint) is "
+        "not --base; without it such a variant is refused (its KL, win rates and deltas would compare "
+        "different bases).",
+    )
     p.add_argument("--reference-data", default=None, help="Reference pool to check for prompt overlaps.")
     p.add_argument(
         "--out",
@@ -118,6 +125,35 @@ def register(sub) -> None:
     r = sub.add_parser("report", help="Rebuild report.md and the plots from an evaluation's results.json.")
     r.add_argument("dir", help="Evaluation output directory.")
     r.set_defaults(func=run_report)
+
+
+def check_variant_base(name: str, path: str, base_fp: str, base: str, allow: bool = False) -> None:
+    """Refuse (one line) an adapter run whose recorded base fingerprint is not ``base_fp`` (the
+    ``--base`` model's); with ``allow`` a warning instead. A run without a recorded fingerprint
+    (an adapter saved elsewhere or by an older version) cannot be checked: a note says so."""
+    import sys
+    from pathlib import Path
+
+    from dualselect.training.rundir import read_manifest
+
+    if not (Path(path) / "adapter_config.json").exists():
+        return  # a full model: it is its own base
+    recorded = (read_manifest(path) or {}).get("base_fingerprint")
+    if recorded is None:
+        print(
+            f"note: --model {name}: {path} records no base fingerprint; not checked against --base",
+            file=sys.stderr,
+        )
+        return
+    if recorded != base_fp:
+        msg = (
+            f"--model {name}: {path} was trained on another base model than --base {base} (base "
+            f"fingerprint {recorded[:12]} vs {base_fp[:12]}); evaluate it with the base it was trained "
+            "on, or pass --allow-base-mismatch"
+        )
+        if not allow:
+            raise ValueError(msg)
+        print(f"warning: {msg.rpartition(';')[0]} (allowed by --allow-base-mismatch)", file=sys.stderr)
 
 
 def _load_variant(path: str, base_path: str):
@@ -164,7 +200,11 @@ def parse_variants(specs: list[str]) -> dict[str, str]:
 
     A NAME becomes a file name (``OUT/generations/NAME.jsonl``), so it must be a plain name:
     letters, digits and ``. _ - + =``, not starting with a dot, no ``..``, no ``/`` and not
-    ``base`` (the base model's row). Every PATH must be an existing directory or a hub id."""
+    ``base`` (the base model's row). Every PATH must be an existing directory or a hub id, and a
+    training run must be complete (its ``run_manifest.json``)."""
+    from pathlib import Path
+
+    from dualselect.training.rundir import check_run_complete
     from dualselect.training.validation import check_model_path
     from dualselect.utils import safe_name
 
@@ -186,6 +226,8 @@ def parse_variants(specs: list[str]) -> dict[str, str]:
             if key in variants:
                 raise ValueError(f"--model {spec!r}: variant {key!r} given twice")
             check_model_path(path, key=f"--model {key}")
+            if Path(path).is_dir():
+                check_run_complete(path)  # an interrupted or diverged run: "incomplete run"
             variants[key] = path
     return variants
 
@@ -271,6 +313,11 @@ def run(args: argparse.Namespace) -> int:
         judges = [build_judge(_spec("--judge", s)) for s in defaults]
     seed_everything(args.seed)
     models = {"base": load_model_and_tokenizer(base_path)}
+    from dualselect.training.rundir import base_fingerprint
+
+    base_fp = base_fingerprint(*models["base"])
+    for name, path in variants.items():  # before any variant loads
+        check_variant_base(name, path, base_fp, args.base, args.allow_base_mismatch)
     models.update({name: _load_variant(path, base_path) for name, path in variants.items()})
     budgets: dict[str, int] = {"default": 64}
     if args.benchmark:

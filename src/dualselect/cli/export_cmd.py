@@ -17,7 +17,12 @@ def register(sub) -> None:
     p.add_argument(
         "--base", default=None, help="Base model (default: the run's config.yaml, else the adapter's)."
     )
-    p.add_argument("--force", action="store_true", help="Replace a non-empty --out.")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="Write into a non-empty --out: the previous export's files (its run_manifest.json) are "
+        "replaced, other files kept; a file no export wrote is never written over (refused).",
+    )
     p.add_argument(
         "--eval-results",
         default=None,

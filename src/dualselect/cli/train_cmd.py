@@ -23,8 +23,9 @@ def register(sub) -> None:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="Replace a previous run in output_dir (only the files a run writes are removed); "
-        "without it a non-empty output_dir is refused.",
+        help="Replace a previous run in output_dir: only the entries its run_manifest.json lists "
+        "are removed (and named); a file no run wrote is never written over (refused). Without it a "
+        "non-empty output_dir is refused.",
     )
     p.add_argument("-h", "--help", action="store_true", help="Show the chosen method's config fields.")
     p.set_defaults(func=run, accepts_extra=True)

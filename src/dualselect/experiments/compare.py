@@ -420,6 +420,9 @@ def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str, org: int | No
     # The run directory is compare's own (a run without metrics.json did not finish): replace it.
     trainer = run_training(trainer_method, load_config(trainer_method, overrides=overrides), overwrite=True)
     train_s = time.time() - t0
+    from dualselect.training.rundir import record_files
+
+    record_files(run_dir, ["eval", "metrics.json"])  # compare's files: a later rerun replaces them
     organism = overrides["model_name_or_path"]
     from dualselect.evaluation.harness import evaluate
     from dualselect.evaluation.judges import build_judge

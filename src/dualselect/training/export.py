@@ -4,6 +4,7 @@ merged in (a plain ``transformers`` model directory that needs neither peft nor 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -69,16 +70,25 @@ def export_run(
 ) -> Path:
     """Write ``out``: with ``merge`` the merged model (safetensors), its tokenizer and card; else
     the adapter, tokenizer and card. The run's config.yaml, log.json and eval summary come along.
-    Everything is written to a temporary directory beside ``out`` and renamed into place; an
-    existing non-empty ``out`` is replaced only with ``force``. ``evaluation`` (flat metrics, e.g.
-    from :func:`evaluation_from_results`) goes into the card's Evaluation section."""
+    Everything is written to a temporary directory beside ``out`` with a ``run_manifest.json``
+    (complete; the run's base fingerprint for an adapter) and renamed into place. A non-empty
+    ``out`` is written into only with ``force``, by the rule of ``train --overwrite``: the
+    previous export's listed files are replaced, other files kept, and a file it did not write is
+    never written over. An interrupted run ("incomplete run") is refused. ``evaluation`` (flat
+    metrics, e.g. from :func:`evaluation_from_results`) goes into the card's Evaluation section."""
     run_dir, out = Path(run_dir), Path(out)
+    from dualselect.training.rundir import MANIFEST, check_run_complete
+    from dualselect.utils import write_json
+
     if not (run_dir / "adapter_config.json").exists():
         raise FileNotFoundError(f"{run_dir}: no adapter_config.json (not a training run directory)")
+    run_manifest = check_run_complete(run_dir) or {}  # an interrupted run: "incomplete run"
     if out.resolve() == run_dir.resolve():
         raise ValueError(f"--out {out} is the run directory itself; choose another directory")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise FileExistsError(f"{out} exists and is not empty; pass --force to replace it")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out}: is a file, not a directory")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
@@ -96,17 +106,67 @@ def export_run(
             from dualselect.training.model_card import add_evaluation
 
             add_evaluation(tmp, evaluation)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
+        # the export's own manifest: complete, with the base an adapter needs (none once merged)
+        extra = {"kind": "merged" if merge else "adapter"}
+        if not merge and run_manifest.get("base_fingerprint"):
+            extra["base_fingerprint"] = run_manifest["base_fingerprint"]
+        files = sorted(e.name for e in tmp.iterdir())
+        write_json(
+            tmp / MANIFEST, {"format": 1, "status": "complete", "preexisting": [], "files": files, **extra}
+        )
+        if not out.exists() or not any(out.iterdir()):
+            if out.exists():
+                out.rmdir()
+            tmp.rename(out)  # one rename publishes the export
         else:
-            tmp.rename(out)
-    except BaseException:
+            _replace_into(out, tmp)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
+
+
+def _replace_into(out: Path, tmp: Path) -> None:
+    """``--force`` into a non-empty ``out``, by the rule of ``train --overwrite``: the entries the
+    previous export or run listed in its ``run_manifest.json`` are removed, everything else is
+    kept, and a file it did not write is never replaced (refused, nothing changed). Until the new
+    manifest is written last, readers see an incomplete export."""
+    from dualselect.training.rundir import LOCK, MANIFEST, note
+    from dualselect.training.validation import run_artifacts
+    from dualselect.utils import write_json
+
+    had_manifest = (out / MANIFEST).exists()
+    ours = run_artifacts(out)
+    if not had_manifest and ours:
+        raise FileExistsError(
+            f"--out {out}: holds a run or export without {MANIFEST} (an older dualselect: "
+            f"{', '.join(p.name for p in ours[:5])}); --force cannot tell its files from yours, so "
+            "nothing was changed: delete them yourself or choose another --out"
+        )
+    new = sorted(e.name for e in tmp.iterdir() if e.name != MANIFEST)
+    clash = [n for n in new if (out / n).exists() and out / n not in ours]
+    if clash:
+        raise FileExistsError(
+            f"--out {out}: holds {', '.join(clash[:5])}, which no export or run wrote and the export "
+            "writes; nothing was changed: move them or choose another --out"
+        )
+    kept = sorted(e.name for e in out.iterdir() if e not in ours and e.name not in (MANIFEST, LOCK))
+    manifest = json.loads((tmp / MANIFEST).read_text(encoding="utf-8"))
+    manifest.update(preexisting=kept, files=new)
+    write_json(out / MANIFEST, {**manifest, "status": "running"})  # incomplete while files move
+    for p in ours:
+        if p.name == MANIFEST:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+    for n in new:
+        os.replace(tmp / n, out / n)
+    write_json(out / MANIFEST, manifest)  # last: the export is complete
+    removed = [p.name for p in ours if p.name != MANIFEST]
+    note(
+        f"export --force: removed the previous {len(removed)} entries ({', '.join(removed[:8])}); kept {kept or 'nothing else'}"
+    )
 
 
 def _write_merged(run_dir: Path, dest: Path, base: str | None) -> None:

@@ -7,7 +7,8 @@ Nothing is silent: the config is checked (types, value domains, model/data paths
 output directory with free space) before a model loads; a directory holding another run is
 refused unless ``overwrite``; a diverging run stops at the first non-finite gradient or weight,
 saves no adapter and says so in ``log.json``; the adapter is written to a temporary directory and
-moved into place, so a failed save leaves no partial run.
+moved into place, so a failed save leaves no partial run, and ``run_manifest.json``, written last,
+marks the run complete (``eval`` and ``export`` refuse a run without it).
 """
 
 from __future__ import annotations
@@ -232,12 +233,12 @@ def run_training(
     the method's trainer with a subclass of it (e.g. the real base's alignment objective).
 
     Before any model loads: the config's value domains, model/data paths and output directory are
-    checked, and an output directory that is not empty is refused unless ``overwrite`` (the
-    previous run's files are then removed) or ``cfg.resume_from_checkpoint`` is set. A run that
-    diverges raises :class:`~dualselect.training.callbacks.TrainingDiverged` and saves no adapter.
+    checked, the directory is locked against a second training process, and an output directory
+    that is not empty is refused unless ``overwrite`` (the files the previous run's manifest lists
+    are then removed) or ``cfg.resume_from_checkpoint`` is set. A run that diverges raises
+    :class:`~dualselect.training.callbacks.TrainingDiverged` and saves no adapter. The run's
+    ``run_manifest.json`` (``training/rundir.py``) is written last and marks it complete.
     """
-    from dualselect.training.callbacks import DivergenceCallback, TrainingDiverged, assert_finite_params
-
     method_cls = METHODS[resolve_method(method)[0]][1]
     if trainer_cls is None:
         trainer_cls = method_cls
@@ -247,10 +248,64 @@ def run_training(
     if errors:
         raise ConfigError("; ".join(msg for _, msg in errors))
     check_paths(cfg)
-    resume = getattr(cfg, "resume_from_checkpoint", None)
+    from dualselect.training.rundir import RunLock
+
     out = Path(cfg.output_dir)
-    if not overwrite or getattr(cfg, "process_index", 0) == 0:  # one process removes a previous run
-        prepare_run_dir(out, overwrite=overwrite, resume=bool(resume))
+    main = getattr(cfg, "process_index", 0) == 0
+    lock = RunLock(out) if main else None
+    # The main process locks the directory, removes a previous run (with overwrite) and starts the
+    # run's manifest; the other processes of a distributed run learn the outcome and stop with it.
+    _on_main_then_agree(lambda: _start_run(cfg, out, lock, overwrite), main)
+    try:
+        return _train_and_save(method, cfg, out, trainer_cls, trainer_kwargs)
+    finally:
+        if lock is not None:
+            from dualselect.training.rundir import drop_manifest_if_unused
+
+            drop_manifest_if_unused(out)  # failed before writing anything: no run here
+            lock.release()
+
+
+def _start_run(cfg, out: Path, lock, overwrite: bool) -> None:
+    from dualselect.training.rundir import start_manifest
+
+    resume = bool(getattr(cfg, "resume_from_checkpoint", None))
+    lock.acquire()
+    try:
+        prepare_run_dir(out, overwrite=overwrite, resume=resume)
+        start_manifest(out, resume=resume)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _on_main_then_agree(fn, main: bool) -> None:
+    """Run ``fn`` on the main process; in a distributed run every process then raises the
+    ConfigError it raised (or none does), so no process waits for a peer that stopped."""
+    err: str | None = None
+    if main:
+        try:
+            fn()
+        except ConfigError as e:
+            err = str(e)
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            box = [err]
+            dist.broadcast_object_list(box, src=0)
+            err = box[0]
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    if err is not None:
+        raise ConfigError(err)
+
+
+def _train_and_save(method: str, cfg, out: Path, trainer_cls: type, trainer_kwargs: dict):
+    from dualselect.training.callbacks import DivergenceCallback, TrainingDiverged, assert_finite_params
+    from dualselect.training.rundir import base_fingerprint, finish_manifest
+
+    resume = getattr(cfg, "resume_from_checkpoint", None)
     for msg in config_warnings(cfg):
         warn(msg)
     data = default_train_data(cfg)
@@ -265,7 +320,8 @@ def run_training(
     try:
         try:
             # resume_from_checkpoint (a TrainingArguments field): a checkpoint directory, or
-            # "true"/"last" for the newest checkpoint-N in output_dir; the method state comes with it
+            # "true"/"last" for the newest complete checkpoint-N in output_dir; the method state
+            # comes with it
             trainer.train(resume_from_checkpoint=_resume_arg(resume))
         except ValueError as e:
             from dualselect.selection.scoring import NonFiniteScores
@@ -291,6 +347,7 @@ def run_training(
             e.args = (f"{e.args[0]} Last good checkpoint: {e.last_good_checkpoint}",)
         if trainer.args.should_save:  # this process's count: no collective on the way out
             _write_log(out, trainer, t0, log, trainer.supervised_tokens)
+            finish_manifest(out, "diverged")
         raise
     if trainer.args.world_size > 1:  # every process takes part in saving; the main one writes
         trainer.save_model(str(out))
@@ -303,6 +360,10 @@ def run_training(
     resolved["train_data"] = data
     write_yaml(out / "config.yaml", resolved)
     _write_log(out, trainer, t0, {"status": "completed"}, tokens)
+    # last: the run is complete (eval and export check it), with the base it was trained on
+    finish_manifest(
+        out, "complete", base_fingerprint=base_fingerprint(trainer.model, trainer.processing_class)
+    )
     return trainer
 
 

@@ -9,6 +9,7 @@ and accelerate come from the ecosystem.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -288,32 +289,113 @@ class SFTTrainer(Trainer):
         """Restore :meth:`method_state` (called before training resumes)."""
         self.supervised_tokens = int(state["supervised_tokens"])
 
+    def method_state_file(self, process_index: int | None = None) -> str:
+        """This process's method-state file in a checkpoint: ``method_state.pt`` for the main
+        process, ``method_state_<rank>.pt`` for the others of a distributed run (each counts its
+        own tokens)."""
+        rank = self.args.process_index if process_index is None else process_index
+        return METHOD_STATE_FILE if rank == 0 else f"method_state_{rank}.pt"
+
     def _save_checkpoint(self, model, trial) -> None:
-        # Written before the HF files: a checkpoint whose trainer_state.json exists is complete.
+        """The Trainer's checkpoint and the method state, built in ``.checkpoint-N.tmp/`` and
+        published with one rename to ``checkpoint-N/``: a checkpoint directory is complete or
+        absent, never half-written (a kill mid-save leaves only the hidden staging directory)."""
+        run_dir = Path(self._get_output_dir(trial=trial))
+        name = f"checkpoint-{self.state.global_step}"
+        stage_root = run_dir / f".{name}.tmp"
+        staged, final = stage_root / name, run_dir / name
+        self._get_output_dir = lambda trial=None: str(stage_root)  # the Trainer writes there
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            del self._get_output_dir
+        staged.mkdir(parents=True, exist_ok=True)
+        torch.save(self.method_state(), staged / self.method_state_file())  # every process its own
+        if self.args.should_save and self.state.best_model_checkpoint == str(staged):
+            self.state.best_model_checkpoint = str(final)  # where it will live
+            self.state.save_to_json(str(staged / "trainer_state.json"))
+        self.accelerator.wait_for_everyone()  # every process has written into the staging dir
         if self.args.should_save:
-            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / (METHOD_STATE_FILE + ".tmp")
-            torch.save(self.method_state(), tmp)
-            os.replace(tmp, folder / METHOD_STATE_FILE)  # atomic
-        super()._save_checkpoint(model, trial)
+            if final.exists():  # the same step saved again (a resumed run): replace it whole
+                old = run_dir / f".{name}.old.tmp"
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(final, old)
+                os.replace(staged, final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(staged, final)
+            shutil.rmtree(stage_root, ignore_errors=True)
+            _rotate(self, run_dir)  # older checkpoints go only once this one is in place
+        self.accelerator.wait_for_everyone()
+
+    def checkpoint_problem(self, checkpoint: str | os.PathLike) -> str | None:
+        """Why ``checkpoint`` cannot be resumed from (None: it can): the Trainer's state or this
+        process's method state is missing (a kill mid-save by an older version, another tool)."""
+        p = Path(checkpoint)
+        if not p.is_dir():
+            return "not a directory"
+        if not (p / "trainer_state.json").is_file():
+            return "no trainer_state.json (the Trainer's save did not finish)"
+        if not (p / self.method_state_file()).is_file():
+            return (
+                f"no {self.method_state_file()} (the method state: counters, selection state); it was not "
+                "written by this trainer (or by as many processes), so the run cannot resume exactly"
+            )
+        return None
+
+    def last_complete_checkpoint(self, output_dir: str | os.PathLike) -> str | None:
+        """The newest ``checkpoint-N`` of ``output_dir`` that can be resumed from; every newer,
+        incomplete one is skipped with a note."""
+        import re
+
+        d = Path(output_dir)
+        found = [p for p in d.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name) and p.is_dir()]
+        for p in sorted(found, key=lambda q: int(q.name.split("-")[1]), reverse=True):
+            why = self.checkpoint_problem(p)
+            if why is None:
+                return str(p)
+            if self.args.should_save:
+                from dualselect.training.rundir import note
+
+                note(f"resume: skipped the incomplete checkpoint {p}: {why}")
+        return None
+
+    def load_method_state_file(self, path: str | os.PathLike) -> dict[str, Any]:
+        """A method-state file read without unpickling code (``torch.load(weights_only=True)``:
+        tensors, numbers, strings, lists and dicts only); anything else is a one-line error."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - UnpicklingError, EOFError, RuntimeError, ...
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(
+                f"{path}: not a method state this trainer wrote; refused to load it (only tensors, "
+                f"numbers, strings, lists and dicts are read, never code: {first})"
+            ) from None
+        if not isinstance(state, dict):
+            raise ValueError(
+                f"{path}: not a method state this trainer wrote (a {type(state).__name__}, not a dict)"
+            )
+        return state
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
-        """``transformers.Trainer.train``; a resume also restores :meth:`method_state`."""
+        """``transformers.Trainer.train``; a resume also restores :meth:`method_state`. ``True``
+        resumes from the newest complete checkpoint (incomplete ones are skipped with a note)."""
+        if self.args.should_save and self.args.output_dir and Path(self.args.output_dir).is_dir():
+            # what a kill mid-save left: .checkpoint-N.tmp (staging) and .checkpoint-N.old.tmp
+            for left in Path(self.args.output_dir).glob(".checkpoint-*.tmp"):
+                shutil.rmtree(left, ignore_errors=True)
         if resume_from_checkpoint is True:
-            from transformers.trainer_utils import get_last_checkpoint
-
-            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+            resume_from_checkpoint = self.last_complete_checkpoint(self.args.output_dir)
             if resume_from_checkpoint is None:
-                raise ValueError(f"no checkpoint found in output_dir {self.args.output_dir!r} to resume from")
-        if resume_from_checkpoint:
-            path = Path(resume_from_checkpoint) / METHOD_STATE_FILE
-            if not path.exists():
                 raise ValueError(
-                    f"{resume_from_checkpoint}: no {METHOD_STATE_FILE} (the method state: counters, "
-                    "selection state); it was not written by this trainer, so the run cannot resume exactly"
+                    f"no complete checkpoint found in output_dir {self.args.output_dir!r} to resume from"
                 )
-            self.load_method_state(torch.load(path, map_location="cpu", weights_only=False))
+        if resume_from_checkpoint:
+            why = self.checkpoint_problem(resume_from_checkpoint)
+            if why is not None:
+                raise ValueError(f"{resume_from_checkpoint}: cannot resume: {why}")
+            path = Path(resume_from_checkpoint) / self.method_state_file()
+            self.load_method_state(self.load_method_state_file(path))
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     def global_supervised_tokens(self) -> int:
@@ -360,6 +442,24 @@ class SFTTrainer(Trainer):
         ):
             return plain
         return target_logits_inputs(self.accelerator.unwrap_model(model), plain) or plain
+
+
+def _rotate(trainer: Trainer, run_dir: Path) -> None:
+    """The Trainer's ``save_total_limit`` rotation over ``run_dir`` (its function or method,
+    by transformers version)."""
+    if trainer.args.save_total_limit is None:
+        return
+    if hasattr(trainer, "_rotate_checkpoints"):
+        trainer._rotate_checkpoints(use_mtime=False, output_dir=str(run_dir))
+        return
+    from transformers.trainer_utils import rotate_checkpoints
+
+    rotate_checkpoints(
+        output_dir=str(run_dir),
+        save_total_limit=trainer.args.save_total_limit,
+        best_model_checkpoint=trainer.state.best_model_checkpoint,
+        use_mtime=True,
+    )
 
 
 def _collate(examples: list[dict], pad_token_id: int) -> dict[str, torch.Tensor]:

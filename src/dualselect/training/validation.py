@@ -334,8 +334,8 @@ def check_paths(cfg: Any) -> None:
 
 # ------------------------------------------------------------------------------ run directory
 
-# What a run writes into its directory (so --overwrite removes a previous run, and nothing else).
-# Files only a run writes: their presence marks the directory as holding a run.
+# Files only a run writes: a directory holding one of them and no run manifest holds a run of an
+# older version, whose files --overwrite cannot tell from the user's.
 RUN_MARKERS = (
     "log.json",
     "metrics.json",
@@ -346,25 +346,18 @@ RUN_MARKERS = (
     "training_args.bin",
 )
 RUN_MARKER_GLOBS = ("checkpoint-*", "data_report_*.json", ".save-*")
-# Files a run also writes but a user might have too: removed only beside a run's markers.
-RUN_FILES = (
-    "config.yaml",
-    "README.md",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-    "vocab.json",
-    "merges.txt",
-    "tokenizer.model",
-    "added_tokens.json",
-    "eval",
-    "runs",
-)
 
 
 def run_artifacts(out: Path) -> list[Path]:
-    """The entries of ``out`` that a previous training run wrote (none if it holds no run)."""
+    """The entries of ``out`` that a previous run wrote: the ones its manifest lists (see
+    ``training/rundir.py``); without a manifest, the files only a run writes (an older run)."""
+    from dualselect.training.rundir import MANIFEST, manifest_entries, read_manifest
+
+    m = read_manifest(out)
+    if m is not None:  # the files that say "a run" first, for messages
+        order = {name: i for i, name in enumerate(RUN_MARKERS)}
+        listed = sorted(manifest_entries(out, m), key=lambda p: (order.get(p.name, len(order)), p.name))
+        return [*listed, out / MANIFEST]
     found = [out / f for f in RUN_MARKERS if (out / f).exists()]
     for g in RUN_MARKER_GLOBS:
         found += sorted(out.glob(g))
@@ -374,40 +367,62 @@ def run_artifacts(out: Path) -> list[Path]:
             import yaml
 
             found = [config] if "method" in (yaml.safe_load(config.read_text(encoding="utf-8")) or {}) else []
-        except (OSError, ValueError, TypeError, yaml.YAMLError):
+        except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError):
             found = []
-    if found:
-        found += [out / f for f in RUN_FILES if (out / f).exists() and out / f not in found]
     return found
 
 
-def prepare_run_dir(out: str | os.PathLike, overwrite: bool = False, resume: bool = False) -> None:
+def _names(paths: list[Path] | list[str], n: int = 5) -> str:
+    names = [p if isinstance(p, str) else p.name for p in paths]
+    return ", ".join(names[:n]) + (" ..." if len(names) > n else "")
+
+
+def prepare_run_dir(out: str | os.PathLike, overwrite: bool = False, resume: bool = False) -> list[str]:
     """Refuse an output directory that is not empty, unless ``overwrite`` (then the previous
-    run's files are removed first, anything else is kept) or ``resume`` (continue from its
-    checkpoints). Never deletes a file a run did not write."""
+    run's files, the ones its ``run_manifest.json`` lists, are removed and named) or ``resume``
+    (continue from its checkpoints). A file no run wrote is never deleted, and never written
+    over: a directory holding one whose name a run writes (README.md, tokenizer.json, ...) is
+    refused even with ``overwrite``, and so is a run without a manifest (an older version).
+    Returns the names removed."""
+    from dualselect.training.rundir import LOCK, MANIFEST, is_run_name, note, read_manifest
+
     out = Path(out)
     if not out.exists():
-        return
+        return []
     if not out.is_dir():
         raise ConfigError(f"output_dir={str(out)!r}: is a file, not a directory")
-    entries = sorted(out.iterdir())
+    entries = sorted(e for e in out.iterdir() if e.name != LOCK)
     if not entries or resume:
-        return
+        return []
+    manifest = read_manifest(out)
     ours = run_artifacts(out)
     if not overwrite:
-        names = ", ".join(e.name for e in (ours or entries)[:5]) + (
-            " ..." if len(ours or entries) > 5 else ""
-        )
         what = "holds another run" if ours else "is not empty"
         raise ConfigError(
-            f"output_dir={str(out)!r} {what} ({names}); choose another output_dir, or pass "
-            "--overwrite to replace the run (only files a run writes are removed)"
+            f"output_dir={str(out)!r} {what} ({_names(ours or entries)}); choose another output_dir, "
+            "or pass --overwrite to replace the run (only the files its run_manifest.json lists are removed)"
+        )
+    if manifest is None and ours:
+        raise ConfigError(
+            f"output_dir={str(out)!r} holds a run without {MANIFEST} (written by an older dualselect: "
+            f"{_names(ours)}); --overwrite cannot tell its files from yours, so nothing was removed: "
+            "delete them yourself or choose another output_dir"
+        )
+    others = [e for e in entries if e not in ours]
+    clash = [e for e in others if is_run_name(e.name)]
+    if clash:
+        raise ConfigError(
+            f"output_dir={str(out)!r} holds {_names(clash)}, which no run wrote and a run writes: "
+            "nothing was removed; move them or choose another output_dir"
         )
     for p in ours:
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
         else:
             p.unlink()
-    others = [e.name for e in entries if e not in ours]
+    removed = [p.name for p in ours if p.name != MANIFEST]
+    if removed:
+        note(f"output_dir {out}: removed the previous run's {len(removed)} entries: {_names(removed, 8)}")
     if others:
-        warn(f"output_dir {out}: kept {len(others)} file(s) no run wrote: {', '.join(others[:5])}")
+        note(f"output_dir {out}: kept {len(others)} entries no run wrote: {_names(others)}")
+    return removed
