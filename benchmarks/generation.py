@@ -52,7 +52,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SCHEMA_VERSION = 1
 PATHS = ("baseline", "merged", "hf", "hf_bf16")
-BASELINE_BATCH = 32  # `dualselect eval --batch-size` default before the token-budget batches
+BASELINE_BATCH = (
+    32  # `dualselect eval --batch-size` default before the token-budget batches (--baseline-batch)
+)
 FULL_MIX = 1122  # prompts of the smollm2 suite mix
 LONG = 64  # budgets above this use --n-prompts-long prompts
 # the issue's targets (SmolLM2-135M, 40 new tokens, idle machine)
@@ -114,11 +116,15 @@ def subset(mix: dict[str, list[str]], n: int | None, seed: int = 0) -> list[tupl
         return pairs
     rng = random.Random(seed)
     total = len(pairs)
+    # proportional shares, the remainder to the suites with the largest fractional parts
+    share = {s: n * len(ps) / total for s, ps in mix.items()}
+    k = {s: int(v) for s, v in share.items()}
+    for s in sorted(share, key=lambda s: -(share[s] - k[s]))[: n - sum(k.values())]:
+        k[s] += 1
     out = []
     for s, ps in mix.items():
-        k = max(1, round(n * len(ps) / total))
-        out += [(s, p) for p in rng.sample(ps, min(k, len(ps)))]
-    return out[:n]
+        out += [(s, p) for p in rng.sample(ps, k[s])]
+    return out
 
 
 def load(name: str, seed: int = 0):
@@ -207,14 +213,22 @@ def verdicts(prompts: list[str], answers: list[str]) -> list[tuple]:
     return [tuple((v.refused, v.harmful, v.details.get("xstest_class")) for v in vs) for vs in zip(*per)]
 
 
-def run_path(path: str, model, tok, formatted: list[str], new_tokens: int, token_budget: int | None):
+def run_path(
+    path: str,
+    model,
+    tok,
+    formatted: list[str],
+    new_tokens: int,
+    token_budget: int | None,
+    batch: int = BASELINE_BATCH,
+):
     """(answers, seconds) of one path; the merge (a copy) counts in the time, as in eval."""
     from dualselect.evaluation.generation import generate, inference_model
 
     t0 = time.perf_counter()
     if path == "baseline":
         out = generate(
-            model, tok, formatted, max_new_tokens=new_tokens, batch_size=BASELINE_BATCH, backend="hf-generate"
+            model, tok, formatted, max_new_tokens=new_tokens, batch_size=batch, backend="hf-generate"
         )
     elif path == "merged":
         merged = inference_model(model)
@@ -267,7 +281,9 @@ def measure(args, name: str) -> dict:
                     dtype = "bfloat16" if path == "hf_bf16" else "float32"
                     mm = matmul_flops_per_s(dtype, args.matmul_seconds, args.matmul_size)
                     load_before = os.getloadavg()[0]
-                    answers, secs = run_path(path, model, tok, formatted, new_tokens, args.token_budget)
+                    answers, secs = run_path(
+                        path, model, tok, formatted, new_tokens, args.token_budget, args.baseline_batch
+                    )
                     new_lens = [len(tok(a, add_special_tokens=False)["input_ids"]) for a in answers]
                     v = verdicts(raw, [a.strip() for a in answers])
                     if path == "baseline":
@@ -470,6 +486,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--new-tokens", default="40,256", help="Generation budgets (comma list).")
     ap.add_argument("--threads", default="1,2", help="torch thread counts (comma list).")
     ap.add_argument("--reps", type=int, default=1, help="Rounds (every configuration once per round).")
+    ap.add_argument(
+        "--baseline-batch",
+        type=int,
+        default=BASELINE_BATCH,
+        help="Prompts per batch of the baseline and merged paths (32: eval's old default; the issue measured 16).",
+    )
     ap.add_argument("--token-budget", type=int, default=None, help="Token budget of the hf path's batches.")
     ap.add_argument(
         "--bf16",
@@ -500,6 +522,8 @@ def main(argv: list[str] | None = None) -> dict:
     bad = [p for p in args.paths if p not in PATHS]
     if bad:
         ap.error(f"--paths: unknown {bad}; expected {list(PATHS)}")
+    if args.baseline_batch < 1 or args.n_prompts < 1 or args.n_prompts_long < 1:
+        ap.error("--baseline-batch, --n-prompts and --n-prompts-long must be positive")
     if args.reps < 1 or not args.new_tokens or not args.threads or min(args.new_tokens + args.threads) < 1:
         ap.error("--reps, --new-tokens and --threads must be positive")
     from dualselect.utils import machine_info, write_json
@@ -510,7 +534,7 @@ def main(argv: list[str] | None = None) -> dict:
         "schema_version": SCHEMA_VERSION,
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
         "machine": machine_info(),
-        "baseline_batch_size": BASELINE_BATCH,
+        "baseline_batch_size": args.baseline_batch,
         "models": {},
     }
     for name in [m for m in args.models.split(",") if m]:
