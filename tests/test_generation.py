@@ -292,7 +292,9 @@ def test_vllm_gets_the_adapter_directory_not_a_repr(monkeypatch, tmp_path):
     # a source from the command line is passed as given; a plain model is exported whole
     t2 = G.vllm_target(model, tok, source={"model": "/m", "adapter": "/a"})
     assert t2.llm_kwargs()["model"] == "/m" and t2.lora_request_args() == ("adapter", 1, "/a")
-    t3 = G.vllm_target(model.get_base_model(), tok, tmp_path / "w3")
+    from tiny_models import tiny_causal_lm
+
+    t3 = G.vllm_target(tiny_causal_lm("llama", vocab=len(tok)), tok, tmp_path / "w3")
     assert t3.adapter is None and (tmp_path / "w3" / "model" / "config.json").exists()
     assert "enable_lora" not in t3.llm_kwargs()
 

@@ -302,7 +302,7 @@ def generate(
     prompts: list[str],
     *,
     max_new_tokens: int | Sequence[int] = 64,
-    batch_size: int | None = 16,
+    batch_size: int | None = None,
     backend: str = "hf",
     token_budget: int | None = None,
     dtype: str | None = None,
@@ -314,7 +314,7 @@ def generate(
     input order; only the new tokens are decoded (special tokens skipped).
 
     ``max_new_tokens``: one budget, or one per prompt (``hf`` and ``vllm``). ``batch_size``: at
-    most this many rows per batch (``None``: no limit; the fixed batch of ``hf-generate``).
+    most this many rows per batch (``None``: no limit; ``hf-generate``: its fixed batch, 16 if None).
     ``token_budget``: rows x (longest prompt + budget) per batch (default
     :data:`DEFAULT_TOKEN_BUDGET`). ``dtype``: ``float32`` or ``bfloat16`` for the generation copy
     (default: the model's). ``merge``: merge a LoRA adapter into a copy of the weights.
