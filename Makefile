@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test test-slow mutants lint bench gpu-smoke continual clean
+.PHONY: venv demo test test-slow mutants lint bench bench-gen gpu-smoke continual clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py --out runs/bench
+
+# Evaluation's generation: the old path and the new ones, interleaved (docs/benchmarks.md, "Generation").
+bench-gen: $(STAMP)
+	$(PY) benchmarks/generation.py --out runs/bench_gen
 
 # Every method a few steps on the GPU (tiny + 1B-class model) or, without CUDA, on small CPU models.
 gpu-smoke: $(STAMP)

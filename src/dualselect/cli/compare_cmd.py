@@ -34,7 +34,9 @@ def register(sub) -> None:
         "default 'capability', the mean over capability sets), matched_capability_within (points "
         "below SFT's capability that still count as matched; default 3), suites (organism | "
         "realbase | benchmarks), suite_limits (fixed-seed subset per suite; organism/realbase), "
-        "eval_batch_size. The whole config (benchmark files, judges, metric names, every method's "
+        "eval_batch_size (at most this many prompts per generation batch), generation_backend (hf | "
+        "hf-generate | vllm; see docs/evaluation.md), eval_dtype (float32 | bfloat16), eval_token_budget, "
+        "vllm_options. The whole config (benchmark files, judges, metric names, every method's "
         "training config) is checked before the first run; errors exit 2 in one line. Default: "
         "the 13 methods of the default comparison on 3 organism instances x 3 training seeds.",
     )
@@ -44,6 +46,13 @@ def register(sub) -> None:
         action="store_true",
         help="A few-minute profile: 4 methods, 1 organism instance, 2 seeds, 40 steps, no tuning "
         "(unless the YAML says otherwise).",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("hf", "hf-generate", "vllm"),
+        default=None,
+        help="Generation backend of every run's evaluation (overrides the config's generation_backend; "
+        "vllm: GPU, the run's LoRA adapter is served through LoRARequest).",
     )
     p.add_argument("--list-methods", action="store_true", help="List the method names and exit.")
     p.set_defaults(func=run)
@@ -59,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:<18} {desc}")
         return 0
     cfg = CompareConfig.from_yaml(args.config, quick=args.quick)
+    if args.backend is not None:
+        import dataclasses
+
+        cfg = CompareConfig.from_dict({**dataclasses.asdict(cfg), "generation_backend": args.backend})
     table = run_compare(cfg, args.out)
     print(markdown_table(table))
     print(f"\nwritten: {args.out}/comparison.md, .csv, .json, safety_vs_capability.png")

@@ -112,7 +112,41 @@ def register(sub) -> None:
         help="One generation budget for every suite. Default: per suite, long enough for the format "
         "its metric reads (GSM8K 512, SST-2/AG News 16, other benchmarks 256; organism probes 64).",
     )
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="At most this many prompts per generation batch (default: no limit; --token-budget decides).",
+    )
+    p.add_argument(
+        "--token-budget",
+        type=int,
+        default=None,
+        help="Generation batches hold rows x (prompt + new tokens) <= this many tokens "
+        "(default 16384; backend hf).",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("hf", "hf-generate", "vllm"),
+        default="hf",
+        help="Generation backend: hf (default: a LoRA adapter merged into a copy of the weights, "
+        "token-budget batches, shared prompt prefix, greedy), hf-generate (transformers' generate on "
+        "the model as loaded, fixed batches) or vllm (GPU; the adapter directory is served through "
+        "LoRARequest). Answers are cached per backend.",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default=None,
+        help="Generation dtype (default: the model's, float32 on CPU). bfloat16 is faster only on "
+        "CPUs with bf16 instructions or GPUs; see docs/benchmarks.md for its verdict agreement.",
+    )
+    p.add_argument(
+        "--vllm-options",
+        default=None,
+        metavar="JSON",
+        help="Extra vllm.LLM arguments with --backend vllm, e.g. '{\"gpu_memory_utilization\": 0.5}'.",
+    )
     p.add_argument(
         "--limit",
         type=int,
@@ -154,6 +188,19 @@ def check_variant_base(name: str, path: str, base_fp: str, base: str, allow: boo
         if not allow:
             raise ValueError(msg)
         print(f"warning: {msg.rpartition(';')[0]} (allowed by --allow-base-mismatch)", file=sys.stderr)
+
+
+def _vllm_source(path: str, base_path: str) -> dict[str, str | None]:
+    """What vLLM serves for a variant: an adapter directory on its base, or a model directory."""
+    from pathlib import Path
+
+    from dualselect.training.model import resolve_model_path
+
+    if (Path(path) / "adapter_config.json").exists():
+        cfg = json.loads((Path(path) / "adapter_config.json").read_text())
+        base = cfg.get("base_model_name_or_path") or base_path
+        return {"model": str(resolve_model_path(base)), "adapter": str(Path(path).resolve())}
+    return {"model": str(resolve_model_path(path)), "adapter": None}
 
 
 def _load_variant(path: str, base_path: str):
@@ -279,6 +326,18 @@ def run(args: argparse.Namespace) -> int:
     for spec in args.benchmark:
         name, _, path = spec.partition("=")
         check_data_path(path or None, key=f"--benchmark {name}")
+    for flag, v in (("--batch-size", args.batch_size), ("--token-budget", args.token_budget)):
+        if v is not None and v < 1:
+            raise ValueError(f"{flag} {v}: expected a positive number")
+    vllm_options = _spec("--vllm-options", args.vllm_options, dict_only=True) if args.vllm_options else None
+    if vllm_options and args.backend != "vllm":
+        raise ValueError("--vllm-options: only with --backend vllm")
+    if args.backend == "vllm":
+        from dualselect.evaluation.generation import vllm_available
+
+        ok, why = vllm_available()
+        if not ok:
+            raise ValueError(f"--backend vllm: {why}")
     from dualselect.evaluation.benchmarks import REGISTRY, disjointness, load_suites
     from dualselect.evaluation.coherence import ApiCoherenceJudge, CoherenceGate
     from dualselect.evaluation.harness import evaluate, organism_suites
@@ -353,6 +412,16 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         correct=bool(args.benchmark) or real is not None,
+        backend=args.backend,
+        dtype=args.dtype,
+        token_budget=args.token_budget,
+        vllm_sources=(
+            {"base": _vllm_source(base_path, base_path)}
+            | {name: _vllm_source(path, base_path) for name, path in variants.items()}
+            if args.backend == "vllm"
+            else None
+        ),
+        vllm_options=vllm_options,
     )
     if args.reference_data:
         from dualselect.data.records import load_records

@@ -21,15 +21,18 @@ import torch
 from dualselect.evaluation.agreement import agreement_table
 from dualselect.evaluation.capability import exact_match, label_accuracy, win_rate
 from dualselect.evaluation.coherence import CoherenceGate
-from dualselect.evaluation.generation import generate, write_generations
+from dualselect.evaluation.generation import generate, inference_model, vllm_target, write_generations
 from dualselect.evaluation.judges import Judge, JudgeItem, PairwiseJudge, judge_accuracy
 from dualselect.evaluation.judges.ground_truth import GroundTruthJudge
 from dualselect.evaluation.judges.pairwise import safety_backend
 from dualselect.evaluation.provenance import (
+    DECODING_KEY,
     FINGERPRINT_KEY,
-    cached_responses,
+    decoding_key,
+    load_generation_cache,
     model_fingerprint,
     model_source,
+    write_generation_cache,
 )
 from dualselect.utils import safe_name, safe_path, write_jsonl
 
@@ -193,17 +196,29 @@ def evaluate(
     sft: str | None = "sft",
     quality_judges: list[Any] | None = None,
     max_new_tokens: int | dict[str, int] = 64,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     gate: CoherenceGate | None = None,
     seed: int = 0,
     correct: bool = True,
+    backend: str = "hf",
+    dtype: str | None = None,
+    token_budget: int | None = None,
+    vllm_sources: dict[str, dict[str, str | None]] | None = None,
+    vllm_options: dict[str, Any] | None = None,
 ) -> dict:
     """Run the protocol. ``models``: name -> (model, tokenizer); names ``X@K`` are seed ``K`` of
     variant ``X`` (compared with ``sft@K``, and summarised over seeds with Student-t intervals).
     ``quality_judges``: pairwise quality backends (or specs for
     :func:`~dualselect.evaluation.judges.pairwise.build_quality_backend`) for the open-ended suites;
     default ``["reference"]``. ``max_new_tokens``: one generation budget, or one per suite name
-    (key ``"default"`` for the rest). Returns the results dict (also written to
+    (key ``"default"`` for the rest). Generation (:func:`~dualselect.evaluation.generation.generate`):
+    ``backend`` ``hf`` (a LoRA adapter merged into a copy of the weights, batches of
+    ``token_budget`` tokens, at most ``batch_size`` rows), ``hf-generate`` or ``vllm``
+    (``vllm_sources``: name -> ``{"model": dir, "adapter": dir}`` as loaded; else the adapter is
+    saved under ``out/vllm/``; ``vllm_options``: ``vllm.LLM`` arguments); ``dtype`` of the
+    generation copy. Answers are cached per (model fingerprint, prompt, decoding settings) in
+    ``generations/<name>.cache.jsonl``: adding a judge or a suite never regenerates them.
+    Returns the results dict (also written to
     ``out/results.json`` with a Markdown report and PNG plots); per-response coherence flags and
     reasons go into the generations files, per-item verdicts of every judge (judge, template
     version, model id, raw output, error) into ``generations/<name>.verdicts.jsonl``.
@@ -246,23 +261,38 @@ def evaluate(
     base_model, base_tok = models.get(base, (None, None)) if base else (None, None)
     for name, (model, tok) in models.items():
         path = safe_path(out / "generations", name, ".jsonl")  # a name never leaves `out`
-        fp = model_fingerprint(model, tok, max_new_tokens=max_new_tokens)
-        cached = cached_responses(path, fp, name)  # only this model's own answers are reused
+        fp = model_fingerprint(model, tok)  # weights and tokenizer; decoding settings per row
+        cache = load_generation_cache(path, fp, name)  # only this model's own answers are reused
         results.setdefault("provenance", {})[name] = {"model_fingerprint": fp, **model_source(model)}
         rows, gens[name], coherent[name], verdicts[name] = [], {}, {}, {}
         vrows: list[dict] = []
         m: dict = {}
+        runner = None  # the generation copy (merged adapter) or vLLM target, made once per model
         for sname, items in suites.items():
-            if all((sname, it.id) in cached for it in items):
-                resp = [cached[(sname, it.id)] for it in items]
-            else:
-                resp = generate(
-                    model,
+            decoding = {
+                "max_new_tokens": results["max_new_tokens"][sname],
+                "do_sample": False,
+                "backend": backend,
+                "dtype": dtype or "model",
+            }
+            dkey = decoding_key(decoding)
+            todo = [i for i, it in enumerate(items) if (it.prompt, dkey) not in cache]
+            if todo:
+                if runner is None:
+                    runner = _generation_runner(
+                        model, tok, backend, dtype, out, name, (vllm_sources or {}).get(name), vllm_options
+                    )
+                new = generate(
+                    runner,
                     tok,
-                    [format_prompt(it.prompt, tok) for it in items],
-                    max_new_tokens=results["max_new_tokens"][sname],
+                    [format_prompt(items[i].prompt, tok) for i in todo],
+                    max_new_tokens=decoding["max_new_tokens"],
                     batch_size=batch_size,
+                    backend=backend,
+                    token_budget=token_budget,
                 )
+                cache.update({(items[i].prompt, dkey): r for i, r in zip(todo, new)})
+            resp = [cache[(it.prompt, dkey)] for it in items]
             resp = [r.strip() for r in resp]
             gens[name][sname] = resp
             kind = items[0].kind if items else None
@@ -280,6 +310,7 @@ def evaluate(
                     "incoherence_reasons": c.reasons,
                     "coherence_signals": c.metrics,
                     FINGERPRINT_KEY: fp,
+                    DECODING_KEY: decoding,
                 }
                 for it, r, c in zip(items, resp, checks)
             ]
@@ -322,6 +353,8 @@ def evaluate(
         if base_model is not None and name != base and refs:
             m["kl_base"] = kl_to_base(model, base_model, tok, refs)
             m["kl_base_n"] = len(refs)
+        del runner  # the merged copy is freed before the next model
+        write_generation_cache(path, fp, cache)
         write_generations(path, rows)
         write_jsonl(safe_path(out / "generations", name, ".verdicts.jsonl"), vrows)
         results["methods"][name] = m
@@ -334,6 +367,23 @@ def evaluate(
         results["across_seeds"] = across_seeds(results)
     write_report(results, out)
     return results
+
+
+def _generation_runner(
+    model: Any,
+    tok: Any,
+    backend: str,
+    dtype: str | None,
+    out: Path,
+    name: str,
+    source: dict[str, str | None] | None,
+    options: dict[str, Any] | None,
+) -> Any:
+    """What ``generate`` runs on for one model: the merged copy (``hf``), the model as given
+    (``hf-generate``, converted to ``dtype`` if asked) or a vLLM target."""
+    if backend == "vllm":
+        return vllm_target(model, tok, safe_path(out / "vllm", name, ""), source=source, options=options)
+    return inference_model(model, dtype, merge=backend == "hf")
 
 
 def _win_rates(

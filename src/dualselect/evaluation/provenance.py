@@ -93,3 +93,59 @@ def model_source(model: Any) -> dict[str, Any]:
     if isinstance(peft_cfg, dict):
         src["adapters"] = sorted(peft_cfg)
     return src
+
+
+DECODING_KEY = "decoding"
+
+
+def decoding_key(settings: dict[str, Any]) -> str:
+    """The decoding settings of a generation as a stable string (part of its cache key)."""
+    return json.dumps(settings, sort_keys=True, default=str)
+
+
+def generation_cache_path(generations: str | Path) -> Path:
+    """``OUT/generations/NAME.cache.jsonl`` beside ``NAME.jsonl``: every answer that model wrote."""
+    p = Path(generations)
+    return p.with_name(p.name.removesuffix(".jsonl") + ".cache.jsonl")
+
+
+def load_generation_cache(path: str | Path, fingerprint: str, name: str = "") -> dict[tuple[str, str], str]:
+    """``(prompt, decoding key) -> response`` of the model with ``fingerprint``: the rows of the
+    generations file ``path`` and of its cache file (answers of suites evaluated earlier). When
+    the generations file holds rows of another model (or none with a fingerprint), nothing is
+    reused and a note says so: answers are never scored for a model that did not write them."""
+    from dualselect.evaluation.generation import read_generations
+
+    out: dict[tuple[str, str], str] = {}
+    main, cache = Path(path), generation_cache_path(path)
+    for f in (main, cache):
+        if not f.exists():
+            continue
+        try:
+            rows = read_generations(f)
+        except (OSError, ValueError) as e:
+            print(f"note: {f}: unreadable ({e}); regenerating", file=sys.stderr)
+            return {}
+        found = {r.get(FINGERPRINT_KEY) for r in rows}
+        if rows and found != {fingerprint}:
+            why = "no model fingerprint" if found <= {None} else "were written by another model or settings"
+            print(
+                f"note: {f}: cached generations {why}; regenerating for {name or 'this model'}",
+                file=sys.stderr,
+            )
+            return {}
+        for r in rows:
+            if DECODING_KEY in r and "prompt" in r:
+                out[(r["prompt"], decoding_key(r[DECODING_KEY]))] = r["response"]
+    return out
+
+
+def write_generation_cache(path: str | Path, fingerprint: str, entries: dict[tuple[str, str], str]) -> None:
+    """Every ``(prompt, decoding key) -> response`` of this model, atomically, to the cache file."""
+    from dualselect.utils import write_jsonl
+
+    rows = [
+        {FINGERPRINT_KEY: fingerprint, "prompt": p, DECODING_KEY: json.loads(d), "response": r}
+        for (p, d), r in entries.items()
+    ]
+    write_jsonl(generation_cache_path(path), rows)

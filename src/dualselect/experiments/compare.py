@@ -120,6 +120,13 @@ class CompareConfig:
     suite_limits: dict[str, int] = field(default_factory=dict)
     benchmarks: dict[str, BenchmarkSpec] | None = None
     eval_batch_size: int = 64
+    # generation (docs/evaluation.md, "Generation backends"): hf | hf-generate | vllm, the dtype of
+    # the generation copy (null: the model's), the token budget of a batch (null: the default)
+    # and extra vllm.LLM arguments
+    generation_backend: str = "hf"
+    eval_dtype: str | None = None
+    eval_token_budget: int | None = None
+    vllm_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in PRESETS]
@@ -171,6 +178,24 @@ class CompareConfig:
             or self.max_new_tokens < 1
         ):
             raise ValueError(f"max_new_tokens: expected a positive integer, got {self.max_new_tokens!r}")
+        from dualselect.evaluation.generation import BACKENDS, DTYPES
+
+        if self.generation_backend not in BACKENDS:
+            raise ValueError(
+                f"generation_backend={self.generation_backend!r}: expected one of {list(BACKENDS)}"
+            )
+        if self.eval_dtype is not None and self.eval_dtype not in DTYPES:
+            raise ValueError(f"eval_dtype={self.eval_dtype!r}: expected one of {sorted(DTYPES)} or null")
+        for key in ("eval_batch_size", "eval_token_budget"):
+            v = getattr(self, key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{key}: expected a positive integer or null, got {v!r}")
+        if not isinstance(self.vllm_options, dict):
+            raise ValueError(
+                f"vllm_options: expected a mapping of vllm.LLM arguments, got {self.vllm_options!r}"
+            )
+        if self.vllm_options and self.generation_backend != "vllm":
+            raise ValueError("vllm_options: only with generation_backend: vllm")
         if not 0 <= self.matched_capability_within <= 100:
             raise ValueError("matched_capability_within: points of capability, between 0 and 100")
         if not self.organism_seeds:
@@ -284,6 +309,12 @@ class CompareConfig:
 
         if not self.on_organism:
             check_model_path(self.model_name_or_path)
+        if self.generation_backend == "vllm":
+            from dualselect.evaluation.generation import vllm_available
+
+            ok, why = vllm_available()
+            if not ok:
+                raise ValueError(f"generation_backend: {why}")
         if self.suites == "organism" and not self.on_organism:
             raise ValueError(
                 f"model_name_or_path={self.model_name_or_path!r} is not the organism: give benchmarks "
@@ -439,6 +470,10 @@ def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str, org: int | No
         batch_size=cfg.eval_batch_size,
         seed=seed,
         correct=not cfg.on_organism,
+        backend=cfg.generation_backend,
+        dtype=cfg.eval_dtype,
+        token_budget=cfg.eval_token_budget,
+        vllm_options=cfg.vllm_options or None,
     )
     if cfg.suites == "benchmarks":
         metrics = cfg.metric_reader().compute(ev["methods"][method])

@@ -263,6 +263,7 @@ def build_real_base(
             max_new_tokens=cfg.answer_tokens,
             batch_size=batch_size,
             progress=progress,
+            backend="hf-generate",  # the cached builds' answers: keep their generation path
         )
         write_jsonl(
             d / "shipped_answers.jsonl",
@@ -487,6 +488,7 @@ def _calibrate_stage(
             max_new_tokens=cfg.calib_tokens,
             batch_size=batch_size,
             progress=False,
+            backend="hf-generate",  # the cached builds' answers: keep their generation path
         )
 
     def task_em(m, tok) -> float:
