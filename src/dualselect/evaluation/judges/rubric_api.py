@@ -510,20 +510,18 @@ def redact_key(text: str, key: str | None, min_piece: int = 8) -> str:
     text = text.replace(key, "***")
     if len(key) < min_piece:
         return text
-    # Every window of min_piece characters of the key: a longer echoed piece contains one. Each
-    # occurrence is widened to the longest run of text that is still a substring of the key.
+    # Every window of min_piece characters of the key (a longer echoed piece contains one), found
+    # by one regex; each hit is widened to the longest run of text still a substring of the key.
     windows = {key[i : i + min_piece] for i in range(len(key) - min_piece + 1)}
-    out, i = [], 0
-    while i < len(text):
-        if text[i : i + min_piece] in windows:
-            j = i + min_piece
-            while j < len(text) and text[i : j + 1] in key:
-                j += 1
-            out.append("***")
-            i = j
-        else:
-            out.append(text[i])
-            i += 1
+    pattern = re.compile("|".join(re.escape(w) for w in sorted(windows)))
+    out, pos = [], 0
+    while (m := pattern.search(text, pos)) is not None:
+        i, j = m.start(), m.start() + min_piece
+        while j < len(text) and text[i : j + 1] in key:
+            j += 1
+        out += [text[pos:i], "***"]
+        pos = j
+    out.append(text[pos:])
     return "".join(out)
 
 
