@@ -287,6 +287,8 @@ def test_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
         ("methods: [sft, dualselect, sft]\n", r"methods: \['sft'\] listed more than once"),
         ("organism_seeds: [1, 1]\n", r"organism_seeds: \[1\] listed more than once"),
         ("seeds: [-1]\n", r"seeds: expected integers in \[0, 2\*\*32\)"),
+        ("eval_batch_size: 0\n", r"eval_batch_size: expected a positive integer, got 0"),
+        ("suite_limits: {harmful: -1}\n", r"suite_limits: expected suite -> a count >= 1"),
     ],
 )
 def test_compare_refuses_repeated_runs(tmp_path, text, pattern):
@@ -349,6 +351,9 @@ def test_compare_checks_every_runs_config_before_anything_is_built(
             "a '.verdicts' part would write over the files of variant 'sft'",
         ),
         (["--model", "x.pairwise.keyword=organism"], "a '.pairwise' part"),
+        (["--max-perplexity", "nan"], "--max-perplexity 'nan': expected a number > 0"),
+        (["--max-perplexity", "auto:-1"], "--max-perplexity 'auto:-1': expected a number > 0"),
+        (["--max-perplexity", "automatic"], "--max-perplexity 'automatic': expected a number > 0"),
     ],
 )
 def test_eval_numbers_and_names_refused_before_any_model_loads(tmp_path, capsys, monkeypatch, extra, pattern):
@@ -551,3 +556,12 @@ def test_resume_compares_the_checkpoints_config(organism_dir, tmp_path, capsys):
     assert cfg["learning_rate"] == 0.002
     assert cfg["resumed"][-1]["changed"] == {"learning_rate": {"before": 0.001, "after": 0.002}}
     assert cfg["resumed"][-1]["checkpoint"] == str(out / "checkpoint-1") and len(cfg["resumed"]) == 2
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan"])
+def test_lmeval_limit_refused(capsys, value):
+    from dualselect.cli.main import main
+
+    rc = main(["lmeval", "organism", "--limit", value])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and f"--limit {float(value)}: must be a count >= 1 or a fraction in (0, 1)" in err, err

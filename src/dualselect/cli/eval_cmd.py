@@ -210,7 +210,9 @@ def _spec(flag: str, text: str, dict_only: bool = False):
 def check_eval_numbers(args: argparse.Namespace) -> None:
     """``--limit``, ``--batch-size``, ``--max-new-tokens`` >= 1 and ``--seed`` in [0, 2**32): a
     one-line error naming the flag (``--limit -1`` would drop a suite's last prompt, ``--limit 0``
-    evaluate everything)."""
+    evaluate everything); ``--max-perplexity`` a number > 0 or ``auto[:F]`` with F > 0."""
+    import math
+
     for flag, value in (
         ("--limit", args.limit),
         ("--batch-size", args.batch_size),
@@ -220,6 +222,16 @@ def check_eval_numbers(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag} {value}: must be >= 1")
     if not 0 <= args.seed < 2**32:
         raise ValueError(f"--seed {args.seed}: must be in [0, 2**32)")
+    spec = args.max_perplexity
+    if spec is not None:  # a NaN threshold would flag nothing, without a word
+        head, colon, factor = spec.partition(":")
+        text = (factor or "3") if head == "auto" else (None if colon or head.startswith("auto") else spec)
+        try:
+            value = float(text) if text is not None else math.nan
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"--max-perplexity {spec!r}: expected a number > 0 or auto[:FACTOR > 0]")
 
 
 def check_eval_out(out: str, overwrite: bool = False) -> None:

@@ -185,6 +185,16 @@ class CompareConfig:
             or self.max_new_tokens < 1
         ):
             raise ValueError(f"max_new_tokens: expected a positive integer, got {self.max_new_tokens!r}")
+        if (
+            isinstance(self.eval_batch_size, bool)
+            or not isinstance(self.eval_batch_size, int)
+            or self.eval_batch_size < 1
+        ):
+            raise ValueError(f"eval_batch_size: expected a positive integer, got {self.eval_batch_size!r}")
+        if not isinstance(self.suite_limits, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in self.suite_limits.values()
+        ):
+            raise ValueError(f"suite_limits: expected suite -> a count >= 1, got {self.suite_limits!r}")
         if not 0 <= self.matched_capability_within <= 100:
             raise ValueError("matched_capability_within: points of capability, between 0 and 100")
         if not self.organism_seeds:
