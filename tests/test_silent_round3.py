@@ -159,6 +159,27 @@ def test_trickled_headers_are_bounded_too(monkeypatch, tmp_path):
     assert srv.connections == 2  # a timeout is retried
 
 
+def test_a_socket_that_connects_after_the_deadline_is_shut_down_at_once():
+    """Connecting is bounded by the socket timeout alone: a connection that completes after the
+    watchdog fired must not then read without a deadline."""
+    from dualselect.evaluation.judges.rubric_api import _Deadline
+
+    a, b = socket.socketpair()
+    try:
+        deadline = _Deadline()
+        deadline.expire()
+        deadline.add(a)
+        a.settimeout(2)
+        t0 = time.monotonic()
+        assert a.recv(16) == b""  # shut down: end of stream at once, not a 2 s wait
+        assert time.monotonic() - t0 < 1.0
+        with pytest.raises(OSError):
+            b.sendall(b"x")  # the peer sees the connection closed
+    finally:
+        a.close()
+        b.close()
+
+
 def test_reply_size_is_capped(monkeypatch, tmp_path):
     monkeypatch.setenv(KEY_ENV, SECRET)
     sent = {"n": 0}

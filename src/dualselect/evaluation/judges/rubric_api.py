@@ -248,30 +248,62 @@ class _CallTimedOut(TimeoutError):
     """The whole call (connect, headers, body) took longer than ``timeout``."""
 
 
+class _Deadline:
+    """The sockets of one call, shut down when the call's time is up (at once for a socket that
+    connects after that: connecting is bounded by the socket timeout alone)."""
+
+    def __init__(self) -> None:
+        self.socks: list[socket.socket] = []
+        self.expired = threading.Event()
+        self._lock = threading.Lock()
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            self.socks.append(sock)
+            if self.expired.is_set():
+                _shutdown(sock)
+
+    def expire(self) -> None:
+        with self._lock:
+            self.expired.set()
+            for sock in self.socks:
+                _shutdown(sock)  # wakes a blocked read with end-of-stream
+
+    def close(self) -> None:
+        for sock in self.socks:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 class _TrackedHTTPConnection(http.client.HTTPConnection):
     """An HTTP connection that registers its socket (urllib drops the connection's reference once
     the headers are read; the response keeps reading from it), so a watchdog can shut it down."""
 
-    tracker: list[socket.socket]
+    deadline: _Deadline
 
     def connect(self) -> None:
         super().connect()
-        self.tracker.append(self.sock)
+        self.deadline.add(self.sock)
 
 
 class _TrackedHTTPSConnection(http.client.HTTPSConnection):
-    tracker: list[socket.socket]
+    deadline: _Deadline
 
     def connect(self) -> None:
         super().connect()  # the TLS socket, wrapped
-        self.tracker.append(self.sock)
+        self.deadline.add(self.sock)
 
 
-def _tracked_opener(tracker: list[socket.socket]) -> urllib.request.OpenerDirector:
-    """An opener like ``_OPENER`` (redirects refused) whose sockets land in ``tracker``."""
+def _tracked_opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
+    """An opener like ``_OPENER`` (redirects refused) whose sockets ``deadline`` can shut down."""
 
     def conn_class(base: type) -> type:
-        return type(base.__name__, (base,), {"tracker": tracker})
+        return type(base.__name__, (base,), {"deadline": deadline})
 
     http_cls, https_cls = conn_class(_TrackedHTTPConnection), conn_class(_TrackedHTTPSConnection)
 
@@ -415,37 +447,28 @@ class ApiClient:
             self.calls += 1
         # A watchdog shuts the connection's socket down at the deadline: the socket timeout alone
         # bounds each read, and an endpoint sending a byte a second would never trip it.
-        tracker: list[socket.socket] = []
-        expired = threading.Event()
-
-        def _expire() -> None:
-            expired.set()
-            for sock in list(tracker):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked read with end-of-stream
-
-        watchdog = threading.Timer(self.timeout, _expire)
+        deadline = _Deadline()
+        watchdog = threading.Timer(self.timeout, deadline.expire)
         watchdog.daemon = True
         watchdog.start()
+        late = f"no complete reply within timeout={self.timeout}s"
         try:
-            with _tracked_opener(tracker).open(req, timeout=self.timeout) as resp:  # no redirects
+            with _tracked_opener(deadline).open(req, timeout=self.timeout) as resp:  # no redirects
                 payload = _read_capped(resp, self.max_reply_bytes)
         except urllib.error.HTTPError as e:
-            if expired.is_set():
-                raise _CallTimedOut(f"no complete reply within timeout={self.timeout}s") from None
+            if deadline.expired.is_set():
+                raise _CallTimedOut(late) from None
             e.body_text = _http_error_text(e, self.max_reply_bytes)  # read before the deadline
             raise
         except Exception:
-            if expired.is_set():
-                raise _CallTimedOut(f"no complete reply within timeout={self.timeout}s") from None
+            if deadline.expired.is_set():
+                raise _CallTimedOut(late) from None
             raise
         finally:
             watchdog.cancel()
-            for sock in tracker:
-                with contextlib.suppress(OSError):
-                    sock.close()
-        if expired.is_set():  # the body may have ended early because the socket was shut down
-            raise _CallTimedOut(f"no complete reply within timeout={self.timeout}s")
+            deadline.close()
+        if deadline.expired.is_set():  # the body may have ended early because the socket was shut down
+            raise _CallTimedOut(late)
         try:
             data = json.loads(payload.decode("utf-8"))
             content = data["choices"][0]["message"]["content"]
