@@ -317,7 +317,7 @@ def test_judge_never_follows_a_redirect_nor_sends_the_key_on(monkeypatch, status
     from dualselect.evaluation.judges import JudgeItem
     from dualselect.evaluation.judges.rubric_api import HexPhiRubricJudge
 
-    secret = "sk-redirect-test-SECRET-99"
+    secret = "sk-rdr-Qx7Vb2Lm9Pz4Wt6Kc8Hn3"  # no English word: any 8-character piece is redacted
     monkeypatch.setenv("DS_REDIRECT_KEY", secret)
     evil = _Recorder(200)
     # another origin: "localhost" vs 127.0.0.1, another port

@@ -108,16 +108,74 @@ def seed_everything(seed: int) -> None:
 # ------------------------------------------------------------------------------ YAML configs
 
 
+# Nodes that aliases may add to a document once expanded (a "billion laughs" file is 15 lines
+# and expands to billions): beyond this, the file is refused before anything is built from it.
+MAX_ALIAS_EXPANSION = 10_000
+
+
 class UniqueKeyLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that rejects a mapping with the same key twice (PyYAML keeps the last
-    one silently). Like SafeLoader it builds plain data only: a ``!!python/...`` tag is an error."""
+    one silently) and a document whose aliases expand to more than :data:`MAX_ALIAS_EXPANSION`
+    nodes beyond its own. A merge key (``<<: *base``) followed by an explicit key is legal YAML:
+    the explicit key wins. Like SafeLoader it builds plain data only: a ``!!python/...`` tag is an
+    error."""
+
+    def get_single_node(self) -> yaml.Node | None:
+        node = super().get_single_node()
+        if node is not None:
+            _check_alias_expansion(node)
+        return node
+
+
+def _check_alias_expansion(root: yaml.Node) -> None:
+    """Refuse a node graph whose expanded size (every alias copied out, as a dump of the loaded
+    data would be) exceeds its distinct nodes by more than :data:`MAX_ALIAS_EXPANSION`, or that
+    refers to itself. Sizes are memoised per node, so the check is linear in the file."""
+    size: dict[int, int] = {}
+    active: set[int] = set()
+
+    def expanded(node: yaml.Node) -> int:
+        key = id(node)
+        if key in size:
+            return size[key]
+        if key in active:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a recursive alias (a node that contains itself) is not allowed", node.start_mark
+            )
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(expanded(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(expanded(k) + expanded(v) for k, v in node.value)
+        active.discard(key)
+        size[key] = total
+        if total - len(size) > MAX_ALIAS_EXPANSION:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"aliases expand this document beyond {MAX_ALIAS_EXPANSION} extra nodes (an alias "
+                "bomb?); write the values out instead",
+                node.start_mark,
+            )
+        return total
+
+    expanded(root)
 
 
 def _construct_unique_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)  # resolve `<<` merge keys first, as SafeLoader does
+    # Duplicates are looked for among the mapping's own keys, before `<<` merge keys are resolved:
+    # an explicit key overriding a merged one is legal (and wins), two explicit ones are not.
     seen: dict[Any, Any] = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            key: Any = "<<"
+        else:
+            key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:
+            continue  # an unhashable key: construct_mapping reports it
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 "while constructing a mapping",
@@ -126,6 +184,7 @@ def _construct_unique_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode, d
                 key_node.start_mark,
             )
         seen[key] = key_node.start_mark
+    loader.flatten_mapping(node)  # resolve `<<` merge keys: merged entries first, so ours win
     return loader.construct_mapping(node, deep=deep)
 
 

@@ -151,7 +151,7 @@ def register(sub) -> None:
         "--limit",
         type=int,
         default=None,
-        help="At most this many prompts per suite: for --benchmark a random subset drawn with --seed "
+        help="At most this many prompts per suite (>= 1): for --benchmark a random subset drawn with --seed "
         "(the same subset on every run, kept in file order); for the organism probes the first N.",
     )
     p.add_argument("--seed", type=int, default=0, help="Seed of subsets, answer orders and bootstraps.")
@@ -246,11 +246,13 @@ def parse_variants(specs: list[str]) -> dict[str, str]:
     """``--model NAME=PATH[,PATH...]`` -> ``{variant: path}``, checked before any model loads.
 
     A NAME becomes a file name (``OUT/generations/NAME.jsonl``), so it must be a plain name:
-    letters, digits and ``. _ - + =``, not starting with a dot, no ``..``, no ``/`` and not
-    ``base`` (the base model's row). Every PATH must be an existing directory or a hub id, and a
-    training run must be complete (its ``run_manifest.json``)."""
+    letters, digits and ``. _ - + =``, not starting with a dot, no ``..``, no ``/``, no
+    ``.verdicts`` or ``.pairwise`` part (another variant's files) and not ``base`` (the base
+    model's row). Every PATH must be an existing directory or a hub id, and a training run must
+    be complete (its ``run_manifest.json``)."""
     from pathlib import Path
 
+    from dualselect.evaluation.names import variant_name_problem
     from dualselect.training.rundir import check_run_complete
     from dualselect.training.validation import check_model_path
     from dualselect.utils import safe_name
@@ -268,6 +270,8 @@ def parse_variants(specs: list[str]) -> dict[str, str]:
             )
         if name == "base":
             raise ValueError(f"--model {spec!r}: 'base' is the --base model's row; choose another NAME")
+        if problem := variant_name_problem(name):
+            raise ValueError(f"--model {spec!r}: {problem}")
         for k, path in enumerate(paths):
             key = name if len(paths) == 1 else f"{name}@{k}"
             if key in variants:
@@ -292,6 +296,33 @@ def _spec(flag: str, text: str, dict_only: bool = False):
     if not isinstance(spec, dict):
         raise ValueError(f"{flag} {text!r}: expected a JSON object")
     return spec
+
+
+def check_eval_numbers(args: argparse.Namespace) -> None:
+    """``--limit``, ``--batch-size``, ``--max-new-tokens`` >= 1 and ``--seed`` in [0, 2**32): a
+    one-line error naming the flag (``--limit -1`` would drop a suite's last prompt, ``--limit 0``
+    evaluate everything); ``--max-perplexity`` a number > 0 or ``auto[:F]`` with F > 0."""
+    import math
+
+    for flag, value in (
+        ("--limit", args.limit),
+        ("--batch-size", args.batch_size),
+        ("--max-new-tokens", args.max_new_tokens),
+    ):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} {value}: must be >= 1")
+    if not 0 <= args.seed < 2**32:
+        raise ValueError(f"--seed {args.seed}: must be in [0, 2**32)")
+    spec = args.max_perplexity
+    if spec is not None:  # a NaN threshold would flag nothing, without a word
+        head, colon, factor = spec.partition(":")
+        text = (factor or "3") if head == "auto" else (None if colon or head.startswith("auto") else spec)
+        try:
+            value = float(text) if text is not None else math.nan
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"--max-perplexity {spec!r}: expected a number > 0 or auto[:FACTOR > 0]")
 
 
 def check_eval_out(out: str, overwrite: bool = False) -> None:
@@ -319,6 +350,7 @@ def run(args: argparse.Namespace) -> int:
 
     # Everything that can be wrong with the arguments is checked before a model loads (and the
     # plain checks before torch is even imported).
+    check_eval_numbers(args)
     variants = parse_variants(args.model)
     check_eval_out(args.out, args.overwrite)
     if args.base != "organism":

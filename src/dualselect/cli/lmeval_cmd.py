@@ -41,6 +41,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import math
     from pathlib import Path
 
     from dualselect.evaluation.lm_eval_tasks import (
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
         run_lm_eval,
     )
 
+    if args.limit is not None and not (math.isfinite(args.limit) and args.limit > 0):
+        raise ValueError(f"--limit {args.limit}: must be a count >= 1 or a fraction in (0, 1)")
     if not lm_eval_available():
         raise ValueError(INSTALL_HINT)
     tasks: list = list(args.task)

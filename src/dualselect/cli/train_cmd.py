@@ -27,6 +27,13 @@ def register(sub) -> None:
         "are removed (and named); a file no run wrote is never written over (refused). Without it a "
         "non-empty output_dir is refused.",
     )
+    p.add_argument(
+        "--resume-with-changes",
+        action="store_true",
+        help="With resume_from_checkpoint: allow training settings that differ from the checkpoint's "
+        "config (both are recorded in config.yaml); without it they are refused. Another method "
+        "is always refused.",
+    )
     p.add_argument("-h", "--help", action="store_true", help="Show the chosen method's config fields.")
     p.set_defaults(func=run, accepts_extra=True)
 
@@ -56,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
     from dualselect.training.run import load_config, run_training
 
     cfg = load_config(method, args.config, args.extra)
-    trainer = run_training(method, cfg, overwrite=args.overwrite)
+    trainer = run_training(
+        method, cfg, overwrite=args.overwrite, allow_resume_changes=args.resume_with_changes
+    )
     print(
         f"{method}: saved adapter, config.yaml and log.json to {cfg.output_dir} "
         f"({trainer.state.global_step} optimiser steps)"

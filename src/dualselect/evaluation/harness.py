@@ -25,6 +25,7 @@ from dualselect.evaluation.generation import generate, inference_model, vllm_tar
 from dualselect.evaluation.judges import Judge, JudgeItem, PairwiseJudge, judge_accuracy
 from dualselect.evaluation.judges.ground_truth import GroundTruthJudge
 from dualselect.evaluation.judges.pairwise import safety_backend
+from dualselect.evaluation.names import check_variant_names
 from dualselect.evaluation.provenance import (
     DECODING_KEY,
     FINGERPRINT_KEY,
@@ -229,6 +230,7 @@ def evaluate(
     from dualselect.evaluation.report import write_report
 
     out = Path(out)
+    check_variant_names(models)  # a name's files must not be another variant's
     gate = gate or CoherenceGate()
     available, skipped = [], {}
     for j in judges:

@@ -129,11 +129,25 @@ class CompareConfig:
     vllm_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.methods, list) or not all(isinstance(m, str) for m in self.methods):
+            raise ValueError(f"methods: expected a list of method names, got {self.methods!r}")
         unknown = [m for m in self.methods if m not in PRESETS]
         if unknown:
             raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(PRESETS)}")
         if not self.seeds:
             raise ValueError("seeds: give at least one seed")
+        # a repeated method or seed would count one run twice (n = 2 from one run)
+        for key in ("methods", "seeds", "organism_seeds"):
+            values = getattr(self, key)
+            if not isinstance(values, list):
+                raise ValueError(f"{key}: expected a list, got {values!r}")
+            if key != "methods" and not all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32 for v in values
+            ):
+                raise ValueError(f"{key}: expected integers in [0, 2**32), got {values!r}")
+            dup = sorted({v for v in values if values.count(v) > 1}, key=str)
+            if dup:
+                raise ValueError(f"{key}: {dup} listed more than once (each run would be counted twice)")
         for new, old in (("train_dataset", "train_data"), ("reference_dataset", "reference_data")):
             a, b = getattr(self, new), getattr(self, old)
             if a is not None and b is not None and a != b:
@@ -196,6 +210,10 @@ class CompareConfig:
             )
         if self.vllm_options and self.generation_backend != "vllm":
             raise ValueError("vllm_options: only with generation_backend: vllm")
+        if not isinstance(self.suite_limits, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in self.suite_limits.values()
+        ):
+            raise ValueError(f"suite_limits: expected suite -> a count >= 1, got {self.suite_limits!r}")
         if not 0 <= self.matched_capability_within <= 100:
             raise ValueError("matched_capability_within: points of capability, between 0 and 100")
         if not self.organism_seeds:
@@ -363,13 +381,22 @@ class CompareConfig:
         values out of their domain are errors naming the method, before anything trains."""
         from dualselect.training.run import load_config
 
+        if not isinstance(self.training, dict):
+            raise ValueError(f"training: expected a mapping of config keys, got {self.training!r}")
+        if not isinstance(self.method_overrides, dict) or not all(
+            isinstance(v, dict) for v in self.method_overrides.values()
+        ):
+            raise ValueError("method_overrides: expected a mapping of method -> mapping of config keys")
         bad = sorted(set(self.method_overrides) - set(self.methods))
         if bad:
             raise ValueError(f"method_overrides: {bad} not in methods {self.methods}")
-        if self.on_organism or self.suites == "realbase":
-            return  # their data comes from the organism / real base once it is built
+        # On the organism (and a real base) the data paths come from the model once it is built:
+        # every run's config is checked without them, with the organism's training settings.
+        stand_in = self.on_organism or self.suites == "realbase"
+        # (runs differ only in their seed, checked in __post_init__: the first one stands for all)
         for m in self.methods:
-            trainer_method, overrides = run_overrides(self, m, self.seeds[0], Path("unused"))
+            model = "stand-in" if stand_in else None
+            trainer_method, overrides = run_overrides(self, m, self.seeds[0], Path("unused"), model=model)
             overrides.pop("output_dir")
             try:
                 load_config(trainer_method, overrides=overrides)
@@ -385,19 +412,31 @@ def organism_path(org: int) -> str:
 
 
 def run_overrides(
-    cfg: CompareConfig, method: str, seed: int, run_dir: Path, org: int | None = None
+    cfg: CompareConfig,
+    method: str,
+    seed: int,
+    run_dir: Path,
+    org: int | None = None,
+    model: str | None = None,
 ) -> tuple[str, dict]:
-    """The trainer method and the full override dict of one run."""
+    """The trainer method and the full override dict of one run. ``model="stand-in"``: the
+    config as the run will build it, without building the organism or the real base (data paths
+    that come from them are left out), for checking every run's config up front."""
     trainer_method, overrides = resolve_preset(method)
-    model = organism_path(org if org is not None else 0) if cfg.on_organism else cfg.model_name_or_path
+    stand_in = model == "stand-in"
+    if stand_in:
+        model = "organism" if cfg.on_organism else cfg.model_name_or_path
+    elif model is None:
+        model = organism_path(org if org is not None else 0) if cfg.on_organism else cfg.model_name_or_path
     base: dict[str, Any] = {"model_name_or_path": model, "seed": seed, "output_dir": str(run_dir)}
-    if Path(model, "organism.json").exists():
+    if (stand_in and cfg.on_organism) or Path(model, "organism.json").exists():
         from dualselect.organism.stats import ORGANISM_TRAINING
 
         base.update(ORGANISM_TRAINING)
-        base["train_data"] = str(Path(model) / "data" / "redorca_train.jsonl")
+        if not stand_in:
+            base["train_data"] = str(Path(model) / "data" / "redorca_train.jsonl")
     train_data, reference_data = cfg.train_dataset, cfg.reference_dataset
-    if cfg.suites == "realbase":  # default data: the real base's attack task set and refusal pool
+    if cfg.suites == "realbase" and not stand_in:  # default data: the real base's task set and pool
         root = _realbase_root(cfg)
         train_data = train_data or str(root / "data" / "task_train.jsonl")
         reference_data = reference_data or str(root / "data" / "references.jsonl")

@@ -324,8 +324,9 @@ class FastEngine:
             return None
         return sampler_for(module, "per_sample")(module, x.float(), delta.float())
 
-    def capture(self, model: nn.Module, batch: dict) -> HookCapture:
-        """Losses, dots, norms, cosines and weighted sums of the per-sample gradients of ``batch``."""
+    def capture(self, model: nn.Module, batch: dict, label_smoothing: float = 0.0) -> HookCapture:
+        """Losses, dots, norms, cosines and weighted sums of the per-sample gradients of ``batch``
+        (per-sample losses label-smoothed by ``label_smoothing``, HF's ``label_smoothing_factor``)."""
         check_batch(batch)
         _check_rows(batch)
         B = batch["input_ids"].shape[0]
@@ -337,7 +338,7 @@ class FastEngine:
         with scoring_mode(model), LoraGradSampleHooks(model, reduce=self._reduce_in_hook) as hooks:
             for rows in length_buckets(batch["attention_mask"].sum(1), self.bucket_slack):
                 sub = trim_padding(select_rows(batch, rows))
-                l_k, n_k = forward_losses(model, sub)
+                l_k, n_k = forward_losses(model, sub, label_smoothing=label_smoothing)
                 hooks.backward(l_k.sum())  # sum_k l_k: each delta_kt belongs to l_k alone
                 cap.add_chunk(rows, hooks.pop_records(), self.strategy)
                 losses[rows], ntok[rows] = l_k.detach().float(), n_k

@@ -36,17 +36,29 @@ def target_mask(labels: torch.Tensor, attention_mask: torch.Tensor | None = None
 
 
 def per_sample_losses(
-    logits: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(l [B], n_target_tokens [B])`` from logits [B, T, V] and unshifted labels [B, T]."""
-    return _masked_mean_nll(logits[:, :-1], labels[:, 1:], target_mask(labels, attention_mask))
+    """``(l [B], n_target_tokens [B])`` from logits [B, T, V] and unshifted labels [B, T].
+    ``label_smoothing`` (eps): each token's loss is ``(1 - eps) * nll + eps * mean_v(-log p_v)``,
+    HF's ``label_smoothing_factor`` per token."""
+    return _masked_mean_nll(
+        logits[:, :-1], labels[:, 1:], target_mask(labels, attention_mask), label_smoothing
+    )
 
 
 def _masked_mean_nll(
-    logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
+    logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, label_smoothing: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    # (label_smoothing is passed only when set: the plain path stays the one the pins were taken on)
+    extra = {"label_smoothing": float(label_smoothing)} if label_smoothing else {}
     nll = torch.nn.functional.cross_entropy(
-        logits.float().reshape(-1, logits.size(-1)), targets.clamp_min(0).reshape(-1), reduction="none"
+        logits.float().reshape(-1, logits.size(-1)),
+        targets.clamp_min(0).reshape(-1),
+        reduction="none",
+        **extra,
     ).view_as(targets)
     n = mask.sum(1)
     return (nll * mask).sum(1) / n.clamp_min(1), n
@@ -109,9 +121,10 @@ def target_logits_inputs(model: nn.Module, batch: dict) -> dict | None:
 
 
 def forward_losses(
-    model: nn.Module, batch: dict, all_logits: bool = False
+    model: nn.Module, batch: dict, all_logits: bool = False, label_smoothing: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward pass; per-sample ``l_k`` (attached to the graph) and supervised-token counts.
+    ``label_smoothing``: see :func:`per_sample_losses`.
 
     Unless ``all_logits``, HF models project onto the vocabulary only at the positions that
     predict a supervised token in some row (``logits_to_keep``): the prompt positions' logits are
@@ -129,14 +142,14 @@ def forward_losses(
     if not all_logits and keep.numel() > 0 and _accepts_logits_to_keep(model):
         logits = model(**inputs, logits_to_keep=keep).logits
         if logits.shape[1] == keep.numel():
-            return _masked_mean_nll(logits, labels[:, keep + 1], tmask[:, keep])
+            return _masked_mean_nll(logits, labels[:, keep + 1], tmask[:, keep], label_smoothing)
     else:
         logits = model(**inputs).logits
     if logits.shape[1] != labels.shape[1]:
         raise RuntimeError(
             f"model returned logits for {logits.shape[1]} positions, expected {labels.shape[1]}"
         )
-    return per_sample_losses(logits, labels, mask)
+    return per_sample_losses(logits, labels, mask, label_smoothing)
 
 
 def _checkpointed_layers(model: nn.Module) -> list[nn.Module]:

@@ -61,8 +61,9 @@ class OracleEngine:
 
     name = "oracle"
 
-    def capture(self, model: nn.Module, batch: dict) -> StackCapture:
-        """Per example: forward, backward, copy the gradient out; keep the [B, P] stack."""
+    def capture(self, model: nn.Module, batch: dict, label_smoothing: float = 0.0) -> StackCapture:
+        """Per example: forward, backward, copy the gradient out; keep the [B, P] stack
+        (losses label-smoothed by ``label_smoothing``, as :meth:`FastEngine.capture`)."""
         check_batch(batch)
         _check_rows(batch)
         params = trainable_parameters(model)
@@ -74,7 +75,9 @@ class OracleEngine:
         ntok = torch.zeros(B, dtype=torch.long, device=device)
         with scoring_mode(model):
             for k in range(B):
-                loss, n = forward_losses(model, unpad_row(batch, k), all_logits=True)  # as the release
+                loss, n = forward_losses(  # all logits, as the release
+                    model, unpad_row(batch, k), all_logits=True, label_smoothing=label_smoothing
+                )
                 grads = torch.autograd.grad(loss.sum(), params, allow_unused=True)
                 offset = 0
                 for p, g in zip(params, grads):  # copy out, parameter by parameter

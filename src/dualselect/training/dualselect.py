@@ -496,7 +496,11 @@ class DualSelectTrainer(SFTTrainer):
         for mb in micro:
             batch = self._to_device({k: mb[k] for k in MODEL_INPUTS})
             with self.compute_loss_context_manager():
-                caps.append(self.engine.capture(core, batch))
+                # the task loss is the training objective: HF's label smoothing, per sample (the
+                # warm-up steps get it from the Trainer's label smoother)
+                eps = cfg.label_smoothing_factor
+                kw = {"label_smoothing": eps} if eps else {}  # engines without the option still work
+                caps.append(self.engine.capture(core, batch, **kw))
         # several processes: the statistics of every rank's samples, rank-major, so the
         # selection below is global and the same on every rank
         local_n = sum(c.num_samples for c in caps)

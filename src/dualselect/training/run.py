@@ -226,8 +226,103 @@ def default_train_data(cfg) -> str | None:
     return cfg.train_data
 
 
+# Keys that may differ when a run resumes without changing what it trains: where and how often it
+# logs, saves and evaluates. Any other difference from the checkpoint's config needs
+# ``allow_resume_changes`` (``--resume-with-changes``); a different method is always refused.
+RESUME_FREE_KEYS = frozenset(
+    {
+        "output_dir",
+        "resume_from_checkpoint",
+        "logging_steps",
+        "logging_strategy",
+        "logging_first_step",
+        "logging_nan_inf_filter",
+        "save_steps",
+        "save_strategy",
+        "save_total_limit",
+        "save_on_each_node",
+        "save_only_model",
+        "report_to",
+        "run_name",
+        "disable_tqdm",
+        "log_level",
+        "log_level_replica",
+        "log_on_each_node",
+        "dataloader_num_workers",
+        "dataloader_persistent_workers",
+        "dataloader_prefetch_factor",
+        "dataloader_pin_memory",
+        "skip_memory_metrics",
+        "eval_data",
+        "eval_split",
+        "eval_strategy",
+        "eval_steps",
+        "eval_delay",
+        "eval_on_start",
+        "per_device_eval_batch_size",
+        "eval_accumulation_steps",
+    }
+)
+
+
+def _resolved_config(method: str, cfg, data: str | None) -> dict[str, Any]:
+    """What ``config.yaml`` records: the method name and every config field, data resolved."""
+    resolved = {"method": method, **{k: v for k, v in cfg.to_dict().items() if not k.startswith("_")}}
+    resolved["train_data"] = data
+    return resolved
+
+
+def check_resume_config(
+    out: Path, resume: Any, resolved: dict[str, Any], allow_changes: bool = False
+) -> dict[str, Any] | None:
+    """Compare a resumed run's config with the one recorded beside its checkpoint (``config.yaml``
+    of the run directory holding it). A different method is refused; different training
+    hyperparameters are refused unless ``allow_changes``, and are then returned as
+    ``{"checkpoint", "changed": {key: {"before", "after"}}}`` for ``config.yaml``. None without a
+    recorded config (a warning: nothing can be compared)."""
+    import yaml
+
+    ckpt = Path(resume) if _resume_arg(resume) is not True else out
+    run_dir = ckpt.parent if ckpt.name.startswith("checkpoint-") else ckpt
+    recorded_path = run_dir / "config.yaml"
+    try:
+        recorded = yaml.safe_load(recorded_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        warn(f"resume_from_checkpoint: no config.yaml in {run_dir}; the resumed config is not checked")
+        return None
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise ConfigError(f"{recorded_path}: cannot read the checkpoint's config ({_one_line(e)})") from None
+    if not isinstance(recorded, dict) or "method" not in recorded:
+        raise ConfigError(f"{recorded_path}: not a run's config (no method)")
+    if recorded["method"] != resolved["method"]:
+        raise ConfigError(
+            f"resume_from_checkpoint: the checkpoint in {run_dir} was trained with method "
+            f"{recorded['method']!r}, not {resolved['method']!r}; resume with --method {recorded['method']}"
+        )
+    history = recorded.get("resumed") or []
+    changed = {
+        k: {"before": recorded.get(k), "after": resolved.get(k)}
+        for k in sorted(set(recorded) | set(resolved))
+        if k not in RESUME_FREE_KEYS and k not in ("method", "resumed") and recorded.get(k) != resolved.get(k)
+    }
+    if changed and not allow_changes:
+        diff = ", ".join(f"{k}: {v['before']!r} -> {v['after']!r}" for k, v in changed.items())
+        raise ConfigError(
+            f"resume_from_checkpoint: the config differs from the checkpoint's ({recorded_path}): {diff}; "
+            "resume with the same values, or pass --resume-with-changes (allow_resume_changes=True) "
+            "to change them (both are recorded in config.yaml)"
+        )
+    return {"resumed": [*history, {"checkpoint": str(resume), "changed": changed}]}
+
+
 def run_training(
-    method: str, cfg, *, overwrite: bool = False, trainer_cls: type | None = None, **trainer_kwargs: Any
+    method: str,
+    cfg,
+    *,
+    overwrite: bool = False,
+    trainer_cls: type | None = None,
+    allow_resume_changes: bool = False,
+    **trainer_kwargs: Any,
 ):
     """Train ``method`` with ``cfg`` and save the run. Returns the trainer. ``trainer_cls`` replaces
     the method's trainer with a subclass of it (e.g. the real base's alignment objective).
@@ -235,7 +330,11 @@ def run_training(
     Before any model loads: the config's value domains, model/data paths and output directory are
     checked, the directory is locked against a second training process, and an output directory
     that is not empty is refused unless ``overwrite`` (the files the previous run's manifest lists
-    are then removed) or ``cfg.resume_from_checkpoint`` is set. A run that diverges raises
+    are then removed) or ``cfg.resume_from_checkpoint`` is set. A resumed run's config is
+    compared with the checkpoint's (:func:`check_resume_config`): another method is refused, other
+    hyperparameters need ``allow_resume_changes`` and are recorded (before and after) in
+    ``config.yaml``. A run that saves checkpoints writes ``config.yaml`` before training, so its
+    checkpoints can be checked on resume. A run that diverges raises
     :class:`~dualselect.training.callbacks.TrainingDiverged` and saves no adapter. The run's
     ``run_manifest.json`` (``training/rundir.py``) is written last and marks it complete.
     """
@@ -257,7 +356,7 @@ def run_training(
     # run's manifest; the other processes of a distributed run learn the outcome and stop with it.
     _on_main_then_agree(lambda: _start_run(cfg, out, lock, overwrite), main)
     try:
-        return _train_and_save(method, cfg, out, trainer_cls, trainer_kwargs)
+        return _train_and_save(method, cfg, out, trainer_cls, trainer_kwargs, allow_resume_changes)
     finally:
         if lock is not None:
             from dualselect.training.rundir import drop_manifest_if_unused
@@ -301,7 +400,9 @@ def _on_main_then_agree(fn, main: bool) -> None:
         raise ConfigError(err)
 
 
-def _train_and_save(method: str, cfg, out: Path, trainer_cls: type, trainer_kwargs: dict):
+def _train_and_save(
+    method: str, cfg, out: Path, trainer_cls: type, trainer_kwargs: dict, allow_resume_changes: bool = False
+):
     from dualselect.training.callbacks import DivergenceCallback, TrainingDiverged, assert_finite_params
     from dualselect.training.rundir import base_fingerprint, finish_manifest
 
@@ -311,6 +412,12 @@ def _train_and_save(method: str, cfg, out: Path, trainer_cls: type, trainer_kwar
     data = default_train_data(cfg)
     if data is None:
         raise ConfigError("no training data: set train_data (a file, dataset directory or hub name)")
+    resolved = _resolved_config(method, cfg, data)
+    if _resume_arg(resume) is not None:
+        resolved.update(check_resume_config(out, resume, resolved, allow_resume_changes) or {})
+    main_process = getattr(cfg, "process_index", 0) == 0
+    if main_process and (resume or getattr(cfg, "save_strategy", "no") not in ("no", None)):
+        write_yaml(out / "config.yaml", resolved)  # what the checkpoints were trained with
     t0 = time.time()
     trainer = trainer_cls(model=cfg.model_name_or_path, args=cfg, train_dataset=data, **trainer_kwargs)
     if getattr(trainer, "reference_dataset", None) is not None and hasattr(cfg, "k_ref"):
@@ -356,8 +463,6 @@ def _train_and_save(method: str, cfg, out: Path, trainer_cls: type, trainer_kwar
     tokens = trainer.global_supervised_tokens()  # every process takes part in the sum
     if not trainer.args.should_save:  # several processes: the main one writes the run files
         return trainer
-    resolved = {"method": method, **{k: v for k, v in cfg.to_dict().items() if not k.startswith("_")}}
-    resolved["train_data"] = data
     write_yaml(out / "config.yaml", resolved)
     _write_log(out, trainer, t0, {"status": "completed"}, tokens)
     # last: the run is complete (eval and export check it), with the base it was trained on

@@ -416,7 +416,14 @@ class SFTTrainer(Trainer):
         self.supervised_tokens += int((labels[:, 1:] != -100).sum())
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        super()._save(output_dir, state_dict=state_dict)
+        try:
+            super()._save(output_dir, state_dict=state_dict)
+        except Exception as e:
+            # The tokenizers library reports a failed write (disk full, permissions) as a bare
+            # Exception: made an OSError naming the directory, a one-line error and not a bug.
+            if type(e) is not Exception:
+                raise
+            raise _os_error(e, output_dir or self.args.output_dir) from e
         from dualselect.training.model_card import write_model_card
 
         write_model_card(self, output_dir or self.args.output_dir)
@@ -460,6 +467,18 @@ def _rotate(trainer: Trainer, run_dir: Path) -> None:
         best_model_checkpoint=trainer.state.best_model_checkpoint,
         use_mtime=True,
     )
+
+
+def _os_error(e: Exception, path: str | os.PathLike) -> OSError:
+    """An ``OSError`` for a bare ``Exception`` carrying an OS error (``... (os error 28)``)."""
+    import re
+
+    text = " ".join(str(e).split())
+    m = re.search(r"os error (\d+)", text)
+    if m:
+        code = int(m.group(1))
+        return OSError(code, os.strerror(code), str(path))
+    return OSError(f"saving to {path} failed: {text}")
 
 
 def _collate(examples: list[dict], pad_token_id: int) -> dict[str, torch.Tensor]:

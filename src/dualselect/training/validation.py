@@ -48,9 +48,13 @@ DOMAINS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "save_steps": (_gt0, "> 0"),
     "save_total_limit": (_ge1, ">= 1"),
     "dataloader_num_workers": (_ge0, ">= 0"),
+    "seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
+    "data_seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
+    "neftune_noise_alpha": (_ge0, ">= 0 (null turns NEFTune off)"),
+    "label_smoothing_factor": (_unit_open, "in [0, 1)"),
     # model, data, LoRA
     "max_length": (lambda v: v >= 2, ">= 2"),
-    "lora_r": (_ge1, ">= 1"),
+    "lora_r": (lambda v: 1 <= v <= 65536, ">= 1 and <= 65536"),
     "lora_alpha": (_gt0, "> 0"),
     "lora_dropout": (_unit_open, "in [0, 1)"),
     # DualSelect (spec: docs/dualselect.md, symbols in parentheses)
@@ -229,7 +233,23 @@ def where(key: str, origin: Mapping[str, str]) -> str:
 # ------------------------------------------------------------------------------ paths
 
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".tsv", ".txt", ".arrow")
-MIN_FREE_MB = float(os.environ.get("DUALSELECT_MIN_FREE_MB", "100"))
+MIN_FREE_MB_ENV = "DUALSELECT_MIN_FREE_MB"
+MIN_FREE_MB = 100.0  # default of $DUALSELECT_MIN_FREE_MB
+
+
+def env_min_free_mb() -> float:
+    """``$DUALSELECT_MIN_FREE_MB`` (default 100): a finite number >= 0, else a ConfigError naming
+    the variable (``nan`` would turn the free-space check off without a word)."""
+    raw = os.environ.get(MIN_FREE_MB_ENV)
+    if raw is None or not raw.strip():
+        return MIN_FREE_MB
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{MIN_FREE_MB_ENV}={raw!r}: expected a number of megabytes >= 0")
+    return value
 
 
 def _looks_local(name: str) -> bool:
@@ -295,6 +315,7 @@ def check_output_dir(
 ) -> None:
     """The output directory (or its nearest existing parent) must be a writable directory with at
     least ``min_free_mb`` free (default ``$DUALSELECT_MIN_FREE_MB`` or 100). Nothing is created."""
+    need = env_min_free_mb() if min_free_mb is None else min_free_mb
     p = Path(path).expanduser()
     anc = p
     while not anc.exists():
@@ -309,7 +330,6 @@ def check_output_dir(
         os.unlink(probe)
     except OSError as e:
         raise ConfigError(f"{key}={str(path)!r}: cannot write in {anc}: {e.strerror or e}") from None
-    need = MIN_FREE_MB if min_free_mb is None else min_free_mb
     free = shutil.disk_usage(anc).free / 2**20
     if free < need:
         raise ConfigError(
