@@ -36,6 +36,7 @@ TESTS = [
     "tests/test_selection_scoring.py",
     "tests/test_selection_correction.py",
     "tests/test_dualselect_trainer.py",
+    "tests/test_two_sided.py",
 ]
 
 
@@ -130,6 +131,33 @@ MUTANTS = [
                 SCORING,
                 r"^(\s+)m = min\(max\(1, m\), scores\.numel\(\)\)$",
                 r"\1m = scores.numel()  # MUTANT: budget ignored",
+            )
+        ],
+    ),
+    Mutant(
+        "helpful_direction_flipped",
+        "two-sided: the helpfulness direction r_h enters the filter and the correction negated",
+        [
+            Edit(
+                TRAINER,
+                r"^(\s+)cos_r = \(cos_r \+ lam \* cos_h\) / \(1 \+ lam\)$",
+                r"\1cos_r = (cos_r - lam * cos_h) / (1 + lam)",
+            ),
+            Edit(
+                TRAINER,
+                r"^(\s+)r_corr = \(self\._r \+ lam \* self\._r_help\) / \(1 \+ lam\)$",
+                r"\1r_corr = (self._r - lam * self._r_help) / (1 + lam)",
+            ),
+        ],
+    ),
+    Mutant(
+        "refusal_penalty_sign_dropped",
+        "two-sided: the refusal penalty preserves the refusals instead of pushing them down",
+        [
+            Edit(
+                TRAINER,
+                r'^(\s+)sign = -1\.0 if cfg\.helpful_objective == "refusal_penalty" else 1\.0$',
+                r"\1sign = 1.0",
             )
         ],
     ),
