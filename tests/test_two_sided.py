@@ -76,8 +76,9 @@ def _fake_base(tmp_path, shared_data):
     write_json(root / "data" / "splits.json", sp)
     write_json(
         root / "realbase.json",
-        {"data_dir": str(shared_data), "model": "no/such/model", "config": RealBaseConfig().to_dict()},
+        {"data_dir": str(shared_data), "model": str(root / "model"), "config": RealBaseConfig().to_dict()},
     )
+    (root / "model").mkdir()
     return root, sp
 
 
@@ -128,6 +129,26 @@ def test_real_base_pool_is_disjoint_from_every_evaluation_set(shared_data, tmp_p
     assert {r["prompt"] for r in pool} >= set(CONTRAST_PROMPTS) - {
         p for p in CONTRAST_PROMPTS if text_hash(p) in banned
     } - {rows[3]["prompt"]}  # the stubbed refusal
+    # the real study's config: the two-sided rows read this pool, next to the refusal pool
+    from pathlib import Path
+
+    from dualselect.experiments.compare import CompareConfig, run_overrides
+    from dualselect.training.data import resolve_helpful_data
+
+    cfg = CompareConfig.from_yaml(str(Path(__file__).parents[1] / "configs" / "real_compare_two_sided.yaml"))
+    assert cfg.suites == "realbase" and cfg.suite_limits["xstest_safe"] == 250 and len(cfg.seeds) >= 5
+    assert {
+        "dualselect",
+        "dualselect_2s",
+        "ds_2s_pool_no_correction",
+        "ds_2s_correction_no_pool",
+        "kl",
+    } <= set(cfg.methods)
+    cfg.model_name_or_path = str(root / "model")
+    method, o = run_overrides(cfg, "dualselect_2s", 0, tmp_path / "run")
+    assert o["reference_data"] == str(root / "data" / "references.jsonl") and o["helpful_weight"] > 0
+    tcfg = load_config(method, overrides={**o, "model_name_or_path": "unused"})
+    assert resolve_helpful_data(tcfg) == str(path)
     # an XSTest prompt among the hand-written ones is dropped; one that reached the file fails the build
     monkeypatch.setattr(helpful_mod, "HELPFUL_PROMPTS", (*HELPFUL_PROMPTS, xstest[0].lower()))
     assert len(helpful_mod.helpful_prompts(shared_data, sp)) == len(rows)
@@ -174,6 +195,8 @@ def test_two_sided_config_is_validated_once_with_one_line_errors():
         with pytest.raises(ValueError, match=msg):
             DualSelectConfig(output_dir="unused", **kw)
     DualSelectConfig(output_dir="unused", helpful_weight=100.0, helpful_k=3)
+    with pytest.raises(ValueError, match="'helpful' is reserved"):
+        DualSelectConfig(output_dir="unused", reference_pools=["safety=a.jsonl", "helpful:1=b.jsonl"])
 
 
 # ------------------------------------------------------------------------------ the trainer

@@ -6,7 +6,7 @@
     python results/two_sided_organism/summarize.py            # print the table from the committed runs
     python results/two_sided_organism/summarize.py --write    # and write table.md
 
-Reads ``runs/<method>__org<o>__seed<s>.json.gz`` (each run's ``metrics.json`` as `dualselect
+Reads ``run_metrics/<method>__org<o>__seed<s>.json.gz`` (each run's ``metrics.json`` as `dualselect
 compare` wrote it). Intervals: with >= 2 organism instances, a 95% t interval over the instance
 means (the instance is the unit); with one instance and >= 2 training seeds, a 95% t interval over
 the seeds of that instance (says nothing about other instances); with one run, no interval.
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -31,13 +30,14 @@ ORDER = [
     "sft",
     "dualselect",
     "dualselect_2s",
+    "ds_2s_w1",
     "ds_2s_refpen",
     "ds_2s_pool_no_correction",
     "ds_2s_correction_no_pool",
 ]
 TUNE = {
     "name": "ds_2s_val",
-    "candidates": ["dualselect_2s", "ds_2s_refpen"],
+    "candidates": ["dualselect_2s", "ds_2s_w1", "ds_2s_refpen"],
     "criterion": "val_refusal_capability_helpfulness",
 }
 COLUMNS = [  # (metric, header): test probes first, then validation
@@ -54,19 +54,20 @@ COLUMNS = [  # (metric, header): test probes first, then validation
 
 
 def collect(compare_out: Path) -> int:
-    """Copy every finished run's metrics.json of a compare output into runs/ (gzip)."""
+    """Copy every finished run's metrics.json of a compare output into run_metrics/ (gzip), labelled by
+    its run directory (a run made under an earlier preset name and copied into the compare's
+    folder keeps that name in ``method_at_run``)."""
     n = 0
     for f in sorted(compare_out.glob("runs/*/org*/seed*/metrics.json")):
         method, org, seed = f.parts[-4], f.parts[-3], f.parts[-2]
-        dest = HERE / "runs" / f"{method}__{org}__{seed}.json.gz"
+        rec = json.loads(f.read_text())
+        if rec["method"] != method:
+            rec["method_at_run"], rec["method"] = rec["method"], method
+        dest = HERE / "run_metrics" / f"{method}__{org}__{seed}.json.gz"
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_suffix(".tmp")
-        with (
-            open(f, "rb") as src,
-            open(tmp, "wb") as raw,
-            gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out,
-        ):
-            shutil.copyfileobj(src, out)
+        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
+            out.write((json.dumps(rec, indent=2) + "\n").encode())
         tmp.replace(dest)
         n += 1
     return n
@@ -74,7 +75,7 @@ def collect(compare_out: Path) -> int:
 
 def load() -> dict[str, list[dict]]:
     runs: dict[str, list[dict]] = {}
-    for f in sorted((HERE / "runs").glob("*.json.gz")):
+    for f in sorted((HERE / "run_metrics").glob("*.json.gz")):
         with gzip.open(f, "rt") as fh:
             rec = json.load(fh)
         runs.setdefault(rec["method"], []).append(rec)

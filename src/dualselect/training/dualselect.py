@@ -328,6 +328,7 @@ class PoolSpec:
 
 
 _POOL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+HELPFUL_POOL = "helpful"  # the helpfulness pool's name in the selection log and the method state
 
 
 def parse_reference_pools(entries: list[str]) -> list[PoolSpec]:
@@ -357,6 +358,10 @@ def parse_reference_pools(entries: list[str]) -> list[PoolSpec]:
             raise ValueError(f"reference_pools entry {e!r}: K={k} must be >= 1")
         specs.append(PoolSpec(parts[0], path, weight, k))
     names = [p.name for p in specs]
+    if HELPFUL_POOL in names:
+        raise ValueError(
+            f"reference_pools: the name {HELPFUL_POOL!r} is reserved for the helpfulness pool (helpful_data)"
+        )
     if len(set(names)) != len(names):
         raise ValueError(f"reference_pools: pool names repeat: {names}")
     if sum(p.weight for p in specs) <= 0:
@@ -723,16 +728,16 @@ class DualSelectTrainer(SFTTrainer):
             )
             sign = -1.0 if cfg.helpful_objective == "refusal_penalty" else 1.0
             self._r_help, row = self._refresh_pool(core, self.helpful_pool, cfg.helpful_k, u, g, sign=sign)
-            prev = (self._prev_ref_indices or {}).get("helpful")
+            prev = (self._prev_ref_indices or {}).get(HELPFUL_POOL)
             row["summary"]["overlap_with_previous"] = overlap(prev, row["indices"]) if prev else None
             row["summary"]["cos_u_r_pool"] = _cos(u, self._r_help)
             row["summary"]["cos_r_r_help"] = _cos(self._r, self._r_help)
             row["objective"] = cfg.helpful_objective
-            chosen_by_pool["helpful"] = row["indices"]
-            rows.append(("helpful", cfg.helpful_weight, self._r_help, row))
+            chosen_by_pool[HELPFUL_POOL] = row["indices"]
+            rows.append((HELPFUL_POOL, cfg.helpful_weight, self._r_help, row))
         for name, weight, r_p, row in rows:
             row["summary"]["cos_u_r"] = _cos(u, self._r)
-            if len(self.reference_pools) > 1 and name != "helpful":
+            if len(self.reference_pools) > 1 and name != HELPFUL_POOL:
                 row["summary"]["cos_u_r_pool"] = _cos(u, r_p)
             self._log(
                 {
