@@ -102,7 +102,10 @@ def table(runs: dict[str, list[dict]]) -> str:
     orgs = sorted({r["organism_seed"] for recs in runs.values() for r in recs})
     seeds = sorted({r["seed"] for recs in runs.values() for r in recs})
     if len(orgs) >= 2:
-        how = "mean over organism instances (each the mean of its seeds) with a 95% t interval over the instance means"
+        how = (
+            "mean over organism instances (each the mean of its seeds) with a 95% t interval over "
+            "the instance means"
+        )
     elif len(seeds) >= 2:
         how = (
             f"mean over training seeds {seeds} of organism instance {orgs[0]} with a 95% t interval over "
