@@ -500,7 +500,10 @@ class DualSelectTrainer(SFTTrainer):
         self.helpful_pool: EncodedDataset | None = None
         if cfg.helpful_weight > 0:
             self.helpful_pool = load_reference_dataset(
-                self, cfg, helpful_dataset or resolve_helpful_data(cfg), name="helpful"
+                self,
+                cfg,
+                helpful_dataset if helpful_dataset is not None else resolve_helpful_data(cfg),
+                name="helpful",
             )
         if cfg.engine == "fast":
             self.engine = make_engine("fast", bucket_slack=cfg.resolved_bucket_slack(cfg.device))
