@@ -215,6 +215,7 @@ def run_tests(copy: Path, tests: list[str], python: str, timeout: float) -> tupl
 def make_copy(dest: Path) -> Path:
     shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copytree(ROOT / "tests", dest / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "configs", dest / "configs")  # some tests read the shipped configs
     shutil.copy2(ROOT / "pyproject.toml", dest / "pyproject.toml")
     return dest
 
