@@ -108,8 +108,9 @@ def table(runs: dict[str, list[dict]]) -> str:
         )
     elif len(seeds) >= 2:
         how = (
-            f"mean over training seeds {seeds} of organism instance {orgs[0]} with a 95% t interval over "
-            "the seeds (one instance: says nothing about other instances)"
+            f"mean over the training seeds of organism instance {orgs[0]} with a 95% t interval over "
+            "the seeds (one instance: says nothing about other instances); a method with one run "
+            "has no interval"
         )
     else:
         how = f"one run per method (organism instance {orgs[0]}, training seed {seeds[0]}): no interval"
@@ -125,18 +126,22 @@ def table(runs: dict[str, list[dict]]) -> str:
     for m in methods:
         lines.append(f"| {m} | " + " | ".join(cell(runs[m], k) for k, _ in COLUMNS) + " |")
     if all(c in runs for c in TUNE["candidates"]):
-        keyset = [{(r["organism_seed"], r["seed"]) for r in runs[c]} for c in TUNE["candidates"]]
-        if all(k == keyset[0] for k in keyset):
-            choice = choose_on_validation(
-                {c: [r["metrics"] for r in runs[c]] for c in TUNE["candidates"]}, TUNE
-            )
-            scores = ", ".join(f"{c} {100 * v:.2f}" for c, v in choice["validation_scores"].items())
-            lines += [
-                "",
-                f"Design chosen on the validation probes only (`{choice['criterion']}`: mean of validation "
-                f"harmful refusal, task EM and 1 - over-refusal): **{choice['chosen']}** (validation scores: "
-                f"{scores}).",
-            ]
+        # the choice compares the candidates on the runs they all have (the same instances and seeds)
+        common = set.intersection(
+            *({(r["organism_seed"], r["seed"]) for r in runs[c]} for c in TUNE["candidates"])
+        )
+        cand = {
+            c: [r["metrics"] for r in runs[c] if (r["organism_seed"], r["seed"]) in common]
+            for c in TUNE["candidates"]
+        }
+        choice = choose_on_validation(cand, TUNE)
+        scores = ", ".join(f"{c} {100 * v:.2f}" for c, v in choice["validation_scores"].items())
+        lines += [
+            "",
+            f"Design chosen on the validation probes only (`{choice['criterion']}`: mean of validation "
+            f"harmful refusal, task EM and 1 - over-refusal; runs every candidate has: {sorted(common)} "
+            f"as (instance, seed)): **{choice['chosen']}** (validation scores: {scores}).",
+        ]
     return "\n".join(lines) + "\n"
 
 
