@@ -36,6 +36,7 @@ TESTS = [
     "tests/test_selection_scoring.py",
     "tests/test_selection_correction.py",
     "tests/test_dualselect_trainer.py",
+    "tests/test_two_sided.py",
 ]
 
 
@@ -133,6 +134,33 @@ MUTANTS = [
             )
         ],
     ),
+    Mutant(
+        "helpful_direction_flipped",
+        "two-sided: the helpfulness direction r_h enters the filter and the correction negated",
+        [
+            Edit(
+                TRAINER,
+                r"^(\s+)cos_r = \(cos_r \+ lam \* cos_h\) / \(1 \+ lam\)$",
+                r"\1cos_r = (cos_r - lam * cos_h) / (1 + lam)",
+            ),
+            Edit(
+                TRAINER,
+                r"^(\s+)r_corr = \(self\._r \+ lam \* self\._r_help\) / \(1 \+ lam\)$",
+                r"\1r_corr = (self._r - lam * self._r_help) / (1 + lam)",
+            ),
+        ],
+    ),
+    Mutant(
+        "refusal_penalty_sign_dropped",
+        "two-sided: the refusal penalty preserves the refusals instead of pushing them down",
+        [
+            Edit(
+                TRAINER,
+                r'^(\s+)sign = -1\.0 if cfg\.helpful_objective == "refusal_penalty" else 1\.0$',
+                r"\1sign = 1.0",
+            )
+        ],
+    ),
 ]
 
 
@@ -187,6 +215,7 @@ def run_tests(copy: Path, tests: list[str], python: str, timeout: float) -> tupl
 def make_copy(dest: Path) -> Path:
     shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copytree(ROOT / "tests", dest / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "configs", dest / "configs")  # some tests read the shipped configs
     shutil.copy2(ROOT / "pyproject.toml", dest / "pyproject.toml")
     return dest
 

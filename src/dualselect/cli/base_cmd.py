@@ -16,7 +16,9 @@ def register(sub) -> None:
     b = bsub.add_parser(
         "build",
         help="Build (or resume) the aligned base, cached by config + data hash "
-        "(~$DUALSELECT_CACHE/realbase/<name>-<hash>); prints its directory.",
+        "(~$DUALSELECT_CACHE/realbase/<name>-<hash>), then its helpfulness pool for two-sided "
+        "DualSelect (data/helpful_pool.jsonl: the base's own answers to benign look-alike prompts, "
+        "added to an already built base too); prints its directory.",
     )
     b.add_argument("name", nargs="?", default="smollm2-135m", help="Registered base model (smollm2-135m).")
     b.add_argument("--out", default=None, help="Build here instead of the cache.")
@@ -180,8 +182,10 @@ def _cfg(args: argparse.Namespace):
 
 def run_build(args: argparse.Namespace) -> int:
     from dualselect.realbase.build import build_real_base
+    from dualselect.realbase.helpful import build_helpful_pool
 
     path = build_real_base(_cfg(args), args.out, data_dir=args.data_dir)
+    build_helpful_pool(path)  # next to data/references.jsonl; kept if already there
     print(path)
     return 0
 

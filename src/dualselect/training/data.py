@@ -187,6 +187,33 @@ def resolve_reference_data(cfg) -> str | None:
     return None
 
 
+def resolve_helpful_data(cfg) -> str:
+    """``helpful_data``, or the default helpfulness pool of the model being trained: the organism's
+    (built next to it on first use, ``dualselect.organism.helpful``) or a real base's
+    (``data/helpful_pool.jsonl`` / ``data/helpful_refusals.jsonl`` beside ``references.jsonl``).
+    ``helpful_objective='refusal_penalty'`` reads the refusals file."""
+    if cfg.helpful_data is not None:
+        return cfg.helpful_data
+    refusals = cfg.helpful_objective == "refusal_penalty"
+    model = cfg.model_name_or_path
+    if model == "organism" or (model and Path(model, "organism.json").exists()):
+        from dualselect.organism.build import build_organism
+        from dualselect.organism.helpful import build_helpful_pool, helpful_path
+
+        root = build_organism() if model == "organism" else Path(model)
+        build_helpful_pool(root)
+        return str(helpful_path(root, cfg.helpful_objective))
+    ref = cfg.reference_data
+    if ref and Path(ref).name == "references.jsonl":  # a real base's data folder
+        cand = Path(ref).with_name("helpful_refusals.jsonl" if refusals else "helpful_pool.jsonl")
+        if cand.exists():
+            return str(cand)
+    raise ValueError(
+        "helpful_weight > 0 needs a helpfulness pool: set helpful_data (none found next to "
+        f"reference_data={ref!r}; `dualselect base build` writes data/helpful_pool.jsonl)"
+    )
+
+
 def load_reference_dataset(trainer, cfg, reference_dataset=None, name: str = "reference") -> EncodedDataset:
     """The reference (retention) pool of a method that needs one, encoded like the task data;
     ``name`` names its data report (``data_report_<name>.json``)."""

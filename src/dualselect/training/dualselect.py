@@ -17,6 +17,7 @@ release's per-example loop (``engine="oracle"``); both give the same numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -48,7 +49,7 @@ from dualselect.selection import (
 )
 from dualselect.selection.diagnostics import overlap, random_overlap_null
 from dualselect.selection.scoring import TOKEN_RULES
-from dualselect.training.data import EncodedDataset, load_reference_dataset
+from dualselect.training.data import EncodedDataset, load_reference_dataset, resolve_helpful_data
 from dualselect.training.sft import MODEL_INPUTS, SFTConfig, SFTTrainer
 
 MODES = ("hard", "soft")
@@ -56,6 +57,13 @@ REFRESH = ("epoch", "steps", "angle")
 CORRECTIONS = ("add", "project_add", "project")
 ENGINES = ("fast", "oracle")
 REF_SELECTORS = ("score", "random", "category_uniform", "all")
+
+# Numeric domains of config fields, [low, high] (None: unbounded), checked once in __post_init__
+# (field metadata goes to argparse verbatim, which has "choices" but no range key).
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "helpful_weight": (0.0, 100.0),
+    "helpful_k": (1, None),
+}
 
 
 @dataclass
@@ -191,6 +199,48 @@ class DualSelectConfig(SFTConfig):
     log_selection_steps: bool = field(
         default=True, metadata={"help": "Log every step's task selection (refreshes are always logged)."}
     )
+    # Two-sided selection (the project's extension, docs/method.md): a helpfulness pool of benign
+    # prompts that look harmful, selected like the safety references, entering the task filter
+    # and/or the correction with weight helpful_weight. 0 = the paper's one-sided method.
+    helpful_data: str | None = field(
+        default=None,
+        metadata={
+            "help": "Helpfulness pool (benign look-alike prompts with the base's own answers; for "
+            "helpful_objective='refusal_penalty' the same prompts with refusals). Default with the "
+            "organism: built next to it (dualselect.organism.helpful); real base: "
+            "data/helpful_pool.jsonl / helpful_refusals.jsonl."
+        },
+    )
+    helpful_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight lambda_h of the helpfulness direction r_h against the safety direction r: "
+            "filter compatibility (cos(g, r) + lambda_h cos(g, r_h)) / (1 + lambda_h), correction "
+            "direction (r + lambda_h r_h) / (1 + lambda_h). 0: one-sided DualSelect (the pool is not "
+            "read). Range [0, 100]."
+        },
+    )
+    helpful_objective: str = field(
+        default="preserve",
+        metadata={
+            "help": "'preserve': r_h is the preservation gradient of the base's answers (like the "
+            "safety pool); 'refusal_penalty': r_h descends log p(refusal | benign prompt), "
+            "references ranked by refusal likelihood and by how much the task raises it.",
+            "choices": ("preserve", "refusal_penalty"),
+        },
+    )
+    helpful_use: str = field(
+        default="both",
+        metadata={
+            "help": "Where r_h enters: 'both', 'filter' (task filter only: pool without correction) "
+            "or 'correction' (correction only).",
+            "choices": ("both", "filter", "correction"),
+        },
+    )
+    helpful_k: int | None = field(
+        default=None,
+        metadata={"help": "K of the helpfulness pool (default: k_ref / k_ref_fraction of that pool); >= 1."},
+    )
 
     def __post_init__(self) -> None:
         errors = []
@@ -205,6 +255,20 @@ class DualSelectConfig(SFTConfig):
         ):
             if value not in allowed:
                 errors.append(f"{name}={value!r}: expected one of {allowed}")
+        for f in dataclasses.fields(self):  # domains: metadata "choices" (argparse's own key), RANGES
+            if f.name not in DualSelectConfig.__annotations__:  # TrainingArguments checks its own
+                continue
+            value = getattr(self, f.name)
+            if "choices" in f.metadata and value not in f.metadata["choices"]:
+                errors.append(f"{f.name}={value!r}: expected one of {f.metadata['choices']}")
+            if f.name in RANGES and value is not None:
+                lo, hi = RANGES[f.name]
+                if not (isinstance(value, (int, float)) and math.isfinite(value)) or (
+                    (lo is not None and value < lo) or (hi is not None and value > hi)
+                ):
+                    errors.append(
+                        f"{f.name}={value!r}: must be a number in [{lo}, {hi if hi is not None else 'inf'}]"
+                    )
         if self.k_ref is None and self.k_ref_fraction is None:
             errors.append("set k_ref or k_ref_fraction")
         if self.k_ref_fraction is not None and not 0 < self.k_ref_fraction <= 1:
@@ -264,6 +328,7 @@ class PoolSpec:
 
 
 _POOL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+HELPFUL_POOL = "helpful"  # the helpfulness pool's name in the selection log and the method state
 
 
 def parse_reference_pools(entries: list[str]) -> list[PoolSpec]:
@@ -293,6 +358,10 @@ def parse_reference_pools(entries: list[str]) -> list[PoolSpec]:
             raise ValueError(f"reference_pools entry {e!r}: K={k} must be >= 1")
         specs.append(PoolSpec(parts[0], path, weight, k))
     names = [p.name for p in specs]
+    if HELPFUL_POOL in names:
+        raise ValueError(
+            f"reference_pools: the name {HELPFUL_POOL!r} is reserved for the helpfulness pool (helpful_data)"
+        )
     if len(set(names)) != len(names):
         raise ValueError(f"reference_pools: pool names repeat: {names}")
     if sum(p.weight for p in specs) <= 0:
@@ -386,7 +455,9 @@ def warn_if_selection_is_a_no_op(cfg: DualSelectConfig, n_train: int | None) -> 
 class DualSelectTrainer(SFTTrainer):
     """Standard SFT trainer whose training step selects references and task samples."""
 
-    def __init__(self, *args: Any, reference_dataset: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, reference_dataset: Any = None, helpful_dataset: Any = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         cfg: DualSelectConfig = self.args
         refuse_distributed(self, "DualSelectTrainer")
@@ -425,6 +496,15 @@ class DualSelectTrainer(SFTTrainer):
                         f"{scored}, every scored reference is selected",
                         stacklevel=2,
                     )
+        # two-sided selection: the helpfulness pool, read only when it has weight
+        self.helpful_pool: EncodedDataset | None = None
+        if cfg.helpful_weight > 0:
+            self.helpful_pool = load_reference_dataset(
+                self,
+                cfg,
+                helpful_dataset if helpful_dataset is not None else resolve_helpful_data(cfg),
+                name="helpful",
+            )
         if cfg.engine == "fast":
             self.engine = make_engine("fast", bucket_slack=cfg.resolved_bucket_slack(cfg.device))
         else:
@@ -433,6 +513,7 @@ class DualSelectTrainer(SFTTrainer):
         self._u_sum: torch.Tensor | None = None  # sum of warm-up gradients, then of the period's d
         self._u: torch.Tensor | None = None  # task direction used at the last refresh
         self._r: torch.Tensor | None = None  # reference direction
+        self._r_help: torch.Tensor | None = None  # helpfulness direction r_h (two-sided)
         self._period_steps = 0
         self._refreshes = 0
         self._last_refresh_epoch = -1
@@ -507,6 +588,11 @@ class DualSelectTrainer(SFTTrainer):
         offset0, losses = _gather_cat(torch.cat([c.losses for c in caps]))
         _, ntok = _gather_cat(torch.cat([c.n_target_tokens for c in caps]))
         _, cos_r = _gather_cat(torch.cat([c.cos(self._r) for c in caps]))
+        lam = cfg.helpful_weight
+        if self._r_help is not None and cfg.helpful_use != "correction":
+            # two-sided: compatibility with both pools, each by its own cosine (scale-free)
+            _, cos_h = _gather_cat(torch.cat([c.cos(self._r_help) for c in caps]))
+            cos_r = (cos_r + lam * cos_h) / (1 + lam)
         t = task_scores(losses, cos_r, cfg.mu_task, cfg.nu)
         n = t.numel()
         if not cfg.task_filter:
@@ -540,7 +626,10 @@ class DualSelectTrainer(SFTTrainer):
             cap.release()
         d = _all_reduce_sum(d)
         # 4. Gradient correction, handed to the Trainer's backward (GradScaler, then clip + AdamW).
-        g = correct(d, self._r, eta=cfg.eta, mode=cfg.correction)
+        r_corr = self._r
+        if self._r_help is not None and cfg.helpful_use != "filter":
+            r_corr = (self._r + lam * self._r_help) / (1 + lam)
+        g = correct(d, r_corr, eta=cfg.eta, mode=cfg.correction)
         self._backward_flat(model, g)
         self._u_sum = d.clone() if self._u_sum is None else self._u_sum + d
         self._period_steps += 1
@@ -638,9 +727,24 @@ class DualSelectTrainer(SFTTrainer):
             rows.append((name, weight, r_p, row))
         self._r = r / total_weight
         self._u = u
+        if self.helpful_pool is not None:
+            # two-sided: the helpfulness pool is selected like a safety pool, on its own stream;
+            # 'refusal_penalty' ranks and descends -NLL(refusal) instead of NLL(answer)
+            g = torch.Generator().manual_seed(
+                cfg.seed + 7919 * self._refreshes + 104729 * len(self.reference_pools)
+            )
+            sign = -1.0 if cfg.helpful_objective == "refusal_penalty" else 1.0
+            self._r_help, row = self._refresh_pool(core, self.helpful_pool, cfg.helpful_k, u, g, sign=sign)
+            prev = (self._prev_ref_indices or {}).get(HELPFUL_POOL)
+            row["summary"]["overlap_with_previous"] = overlap(prev, row["indices"]) if prev else None
+            row["summary"]["cos_u_r_pool"] = _cos(u, self._r_help)
+            row["summary"]["cos_r_r_help"] = _cos(self._r, self._r_help)
+            row["objective"] = cfg.helpful_objective
+            chosen_by_pool[HELPFUL_POOL] = row["indices"]
+            rows.append((HELPFUL_POOL, cfg.helpful_weight, self._r_help, row))
         for name, weight, r_p, row in rows:
             row["summary"]["cos_u_r"] = _cos(u, self._r)
-            if len(self.reference_pools) > 1:
+            if len(self.reference_pools) > 1 and name != HELPFUL_POOL:
                 row["summary"]["cos_u_r_pool"] = _cos(u, r_p)
             self._log(
                 {
@@ -662,10 +766,17 @@ class DualSelectTrainer(SFTTrainer):
         self._period_steps = 0
 
     def _refresh_pool(
-        self, core, ds: EncodedDataset, k_pool: int | None, u: torch.Tensor, g: torch.Generator
+        self,
+        core,
+        ds: EncodedDataset,
+        k_pool: int | None,
+        u: torch.Tensor,
+        g: torch.Generator,
+        sign: float = 1.0,
     ) -> tuple[torch.Tensor, dict]:
         """One pool's refresh: (r_p = sum_i w_i g_i / sum_i w_i over its chosen references, the
-        log row without the overlap fields)."""
+        log row without the overlap fields). ``sign=-1`` preserves the *negated* loss (the
+        helpfulness pool's refusal penalty): scores use ``-l_i`` and ``-c_i``, and ``r_p`` is negated."""
         cfg: DualSelectConfig = self.args
         pool = len(ds)
         subset = list(range(pool))
@@ -676,7 +787,10 @@ class DualSelectTrainer(SFTTrainer):
             # several processes: each scores every world-th reference, then all gather
             scores = score_pool(self.engine, core, self._pool_batches(subset[rank::world], g, ds), u)
         scores = _gathered_pool_scores(scores)  # in pool order: independent of the batching
-        s = reference_scores(scores.losses, scores.cos, cfg.mu_ref, cfg.nu)
+        if sign == 1.0:
+            s = reference_scores(scores.losses, scores.cos, cfg.mu_ref, cfg.nu)
+        else:  # the objective is -l_i, its gradient -g_i: conflict is -cos(-g_i, u)
+            s = reference_scores(-scores.losses, -scores.cos, cfg.mu_ref, cfg.nu)
         k_req = self._requested_k(k_pool)
         k = resolve_k(k_req, cfg.k_ref_fraction if k_req is None else None, len(subset))
         if cfg.ref_selector == "score":
@@ -695,6 +809,8 @@ class DualSelectTrainer(SFTTrainer):
                 r += self.engine.weighted_gradient(core, batch, wb) * float(wb.sum())
             total += wb.sum().double()
         r_p = _all_reduce_sum(r) / float(_all_reduce_sum(total))
+        if sign != 1.0:
+            r_p = sign * r_p
         row = {
             "pool_size": pool,
             "scored": len(subset),
@@ -766,7 +882,7 @@ class DualSelectTrainer(SFTTrainer):
 
     # ------------------------------------------------------------------------------ resume
 
-    _VECTORS = ("_u_sum", "_u", "_r")
+    _VECTORS = ("_u_sum", "_u", "_r", "_r_help")
     _SCALARS = (
         "_period_steps",
         "_refreshes",
@@ -790,8 +906,8 @@ class DualSelectTrainer(SFTTrainer):
     def load_method_state(self, state: dict[str, Any]) -> None:
         super().load_method_state(state)
         device = self.args.device
-        for name in self._VECTORS:
-            setattr(self, name, None if state[name] is None else state[name].to(device))
+        for name in self._VECTORS:  # .get: checkpoints from before the helpfulness pool
+            setattr(self, name, None if state.get(name) is None else state[name].to(device))
         for name in self._SCALARS:
             setattr(self, name, state[name])
         if isinstance(self._prev_ref_indices, list):  # a checkpoint of the single-pool trainer

@@ -21,6 +21,11 @@ PAPER = {
     "task_mode": "soft",
 }
 
+# Two-sided selection's defaults (chosen on validation: results/two_sided_organism/README.md).
+# Sweep on organism instance 0, seed 0 (validation score): preserve 1.0 97.8, preserve 0.5 98.8,
+# refusal_penalty 1.0 84.6.
+TWO_SIDED = {**RELEASE, "helpful_weight": 0.5, "helpful_objective": "preserve", "helpful_use": "both"}
+
 # name -> (trainer method in training.METHODS, config overrides, one-line description)
 PRESETS: dict[str, tuple[str, dict, str]] = {
     "sft": ("sft", {}, "Standard LoRA SFT"),
@@ -68,6 +73,41 @@ PRESETS: dict[str, tuple[str, dict, str]] = {
             "eta": 0.0,
         },
         "gradient surgery: PCGrad projection against fixed random references",
+    ),
+    # Two-sided selection (the project's extension, not the paper's method; docs/method.md): the
+    # release plus a helpfulness pool (benign look-alike prompts, the base's own answers) selected
+    # like the safety pool, in the task filter and the correction with weight helpful_weight.
+    # Defaults chosen on the organism's validation probes (results/two_sided_organism/).
+    "dualselect_2s": (
+        "dualselect",
+        {**TWO_SIDED},
+        "two-sided DualSelect (extension): release + helpfulness pool (weight 0.5) in filter and correction",
+    ),
+    "ds_2s_w1": (
+        "dualselect",
+        {**TWO_SIDED, "helpful_weight": 1.0},
+        "two-sided DualSelect with helpful_weight 1 (validation sweep)",
+    ),
+    "ds_2s_refpen": (
+        "dualselect",
+        {**TWO_SIDED, "helpful_objective": "refusal_penalty", "helpful_weight": 1.0},
+        "two-sided DualSelect, refusal-penalty objective on the helpfulness pool, weight 1 (design sweep)",
+    ),
+    "ds_2s_refpen_w0.5": (
+        "dualselect",
+        {**TWO_SIDED, "helpful_objective": "refusal_penalty", "helpful_weight": 0.5},
+        "two-sided DualSelect, refusal penalty, helpful_weight 0.5 (validation sweep)",
+    ),
+    # its ablations: the helpfulness pool in the task filter only / in the correction only
+    "ds_2s_pool_no_correction": (
+        "dualselect",
+        {**TWO_SIDED, "helpful_use": "filter"},
+        "two-sided ablation: helpfulness pool in the task filter, not in the correction",
+    ),
+    "ds_2s_correction_no_pool": (
+        "dualselect",
+        {**TWO_SIDED, "helpful_use": "correction"},
+        "two-sided ablation: helpfulness direction in the correction, not in the task filter",
     ),
     "lisa": ("lisa", {}, "Lisa: alternating alignment / fine-tuning states with a proximal term"),
     "kl": ("kl", {}, "task loss + lambda * KL(base || current) on reference batches"),

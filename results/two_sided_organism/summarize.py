@@ -1,0 +1,170 @@
+#!/usr/bin/env python
+"""Two-sided DualSelect on the organism: the table of results/two_sided_organism/table.md.
+
+    # after `dualselect compare configs/compare_two_sided.yaml --out runs/compare_two_sided`:
+    python results/two_sided_organism/summarize.py --collect runs/compare_two_sided   # copy metrics (gzip)
+    python results/two_sided_organism/summarize.py            # print the table from the committed runs
+    python results/two_sided_organism/summarize.py --write    # and write table.md
+
+Reads ``run_metrics/<method>__org<o>__seed<s>.json.gz`` (each run's ``metrics.json`` as `dualselect
+compare` wrote it). Intervals: with >= 2 organism instances, a 95% t interval over the instance
+means (the instance is the unit); with one instance and >= 2 training seeds, a 95% t interval over
+the seeds of that instance (says nothing about other instances); with one run, no interval.
+The design choice is recomputed from VALIDATION metrics only (``compare.choose_on_validation``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+from pathlib import Path
+
+from dualselect.evaluation.uncertainty import t_interval
+from dualselect.experiments.compare import choose_on_validation
+from dualselect.utils import atomic_open
+
+HERE = Path(__file__).resolve().parent
+ORDER = [
+    "sft",
+    "dualselect",
+    "dualselect_2s",
+    "ds_2s_w1",
+    "ds_2s_refpen",
+    "ds_2s_pool_no_correction",
+    "ds_2s_correction_no_pool",
+]
+TUNE = {
+    "name": "ds_2s_val",
+    "candidates": ["dualselect_2s", "ds_2s_w1", "ds_2s_refpen"],
+    "criterion": "val_refusal_capability_helpfulness",
+}
+COLUMNS = [  # (metric, header): test probes first, then validation
+    ("task_exact_match", "task EM"),
+    ("harmful_refusal", "refusal (template)"),
+    ("harmful_refusal_gen", "refusal (held-out phrasings)"),
+    ("over_refusal_rate", "over-refusal"),
+    ("over_refusal_rate_gen", "over-refusal (held-out)"),
+    ("benign_accuracy", "benign acc"),
+    ("val_harmful_refusal", "val refusal"),
+    ("val_task_exact_match", "val task EM"),
+    ("val_over_refusal_rate", "val over-refusal"),
+]
+
+
+def collect(compare_out: Path) -> int:
+    """Copy every finished run's metrics.json of a compare output into run_metrics/ (gzip), labelled by
+    its run directory (a run made under an earlier preset name and copied into the compare's
+    folder keeps that name in ``method_at_run``)."""
+    n = 0
+    for f in sorted(compare_out.glob("runs/*/org*/seed*/metrics.json")):
+        method, org, seed = f.parts[-4], f.parts[-3], f.parts[-2]
+        rec = json.loads(f.read_text())
+        if rec["method"] != method:
+            rec["method_at_run"], rec["method"] = rec["method"], method
+        dest = HERE / "run_metrics" / f"{method}__{org}__{seed}.json.gz"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_suffix(".tmp")
+        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
+            out.write((json.dumps(rec, indent=2) + "\n").encode())
+        tmp.replace(dest)
+        n += 1
+    return n
+
+
+def load() -> dict[str, list[dict]]:
+    runs: dict[str, list[dict]] = {}
+    for f in sorted((HERE / "run_metrics").glob("*.json.gz")):
+        with gzip.open(f, "rt") as fh:
+            rec = json.load(fh)
+        runs.setdefault(rec["method"], []).append(rec)
+    return runs
+
+
+def cell(recs: list[dict], key: str) -> str:
+    by_org: dict[int, list[float]] = {}
+    for r in recs:
+        by_org.setdefault(r["organism_seed"], []).append(100 * r["metrics"][key])
+    if len(by_org) >= 2:
+        vals = [sum(v) / len(v) for v in by_org.values()]
+    else:
+        vals = next(iter(by_org.values()))
+    mean = sum(vals) / len(vals)
+    if len(vals) < 2:
+        return f"{mean:.1f}"
+    lo, hi = t_interval(vals)
+    return f"{mean:.1f} [{max(0.0, lo):.1f}, {min(100.0, hi):.1f}]"
+
+
+def table(runs: dict[str, list[dict]]) -> str:
+    methods = [m for m in ORDER if m in runs] + sorted(set(runs) - set(ORDER))
+    orgs = sorted({r["organism_seed"] for recs in runs.values() for r in recs})
+    seeds = sorted({r["seed"] for recs in runs.values() for r in recs})
+    if len(orgs) >= 2:
+        how = (
+            "mean over organism instances (each the mean of its seeds) with a 95% t interval over "
+            "the instance means"
+        )
+    elif len(seeds) >= 2:
+        how = (
+            f"mean over the training seeds of organism instance {orgs[0]} with a 95% t interval over "
+            "the seeds (one instance: says nothing about other instances); a method with one run "
+            "has no interval"
+        )
+    else:
+        how = f"one run per method (organism instance {orgs[0]}, training seed {seeds[0]}): no interval"
+    lines = [
+        "# Two-sided DualSelect on the organism",
+        "",
+        f"Percent; {how}. Test probes first, then validation probes (`val`).",
+        f"Runs per method: {', '.join(f'{m} {len(runs[m])}' for m in methods)}.",
+        "",
+        "| method | " + " | ".join(h for _, h in COLUMNS) + " |",
+        "|---|" + "---|" * len(COLUMNS),
+    ]
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(cell(runs[m], k) for k, _ in COLUMNS) + " |")
+    if all(c in runs for c in TUNE["candidates"]):
+        # the choice compares the candidates on the runs they all have (the same instances and seeds)
+        common = set.intersection(
+            *({(r["organism_seed"], r["seed"]) for r in runs[c]} for c in TUNE["candidates"])
+        )
+        cand = {
+            c: [r["metrics"] for r in runs[c] if (r["organism_seed"], r["seed"]) in common]
+            for c in TUNE["candidates"]
+        }
+        choice = choose_on_validation(cand, TUNE)
+        scores = ", ".join(f"{c} {100 * v:.2f}" for c, v in choice["validation_scores"].items())
+        lines += [
+            "",
+            f"Design chosen on the validation probes only (`{choice['criterion']}`: mean of validation "
+            f"harmful refusal, task EM and 1 - over-refusal; runs every candidate has: {sorted(common)} "
+            f"as (instance, seed)): **{choice['chosen']}** (validation scores: {scores}).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--collect", default=None, help="A `dualselect compare` output folder to copy metrics from."
+    )
+    ap.add_argument("--write", action="store_true", help="Write table.md next to this script.")
+    args = ap.parse_args(argv)
+    if args.collect:
+        print(f"collected {collect(Path(args.collect))} runs", file=sys.stderr)
+    runs = load()
+    if not runs:
+        print(f"no runs in {HERE / 'runs'}", file=sys.stderr)
+        return 1
+    text = table(runs)
+    print(text, end="")
+    if args.write:
+        with atomic_open(HERE / "table.md") as fh:
+            fh.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
