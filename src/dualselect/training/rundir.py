@@ -29,10 +29,9 @@ from dualselect.utils import ConfigError, write_json
 MANIFEST = "run_manifest.json"
 LOCK = ".dualselect-train.lock"
 MANIFEST_FORMAT = 1
-# Names a run (or compare / export around it) may write at the top of its directory. A file of
-# such a name that the run did not write is never written over: the run is refused instead.
-RUN_NAMES = (
-    MANIFEST,
+# Files only a run writes: a directory holding one of them and no run manifest holds a run of an
+# older version, whose files --overwrite cannot tell from the user's.
+RUN_MARKERS = (
     "log.json",
     "metrics.json",
     "selection_log.jsonl",
@@ -40,6 +39,13 @@ RUN_NAMES = (
     "adapter_model.bin",
     "adapter_config.json",
     "training_args.bin",
+)
+RUN_MARKER_GLOBS = ("checkpoint-*", "data_report_*.json", ".save-*")
+# Names a run (or compare / export around it) may write at the top of its directory. A file of
+# such a name that the run did not write is never written over: the run is refused instead.
+RUN_NAMES = (
+    MANIFEST,
+    *RUN_MARKERS,
     "config.yaml",
     "README.md",
     "eval_summary.json",
@@ -55,7 +61,7 @@ RUN_NAMES = (
     "eval",
     "runs",
 )
-RUN_GLOBS = ("checkpoint-*", "data_report_*.json", ".save-*", ".checkpoint-*.tmp", ".*.tmp")
+RUN_GLOBS = (*RUN_MARKER_GLOBS, ".checkpoint-*.tmp", ".*.tmp")
 WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
 

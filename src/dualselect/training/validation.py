@@ -354,24 +354,17 @@ def check_paths(cfg: Any) -> None:
 
 # ------------------------------------------------------------------------------ run directory
 
-# Files only a run writes: a directory holding one of them and no run manifest holds a run of an
-# older version, whose files --overwrite cannot tell from the user's.
-RUN_MARKERS = (
-    "log.json",
-    "metrics.json",
-    "selection_log.jsonl",
-    "adapter_model.safetensors",
-    "adapter_model.bin",
-    "adapter_config.json",
-    "training_args.bin",
-)
-RUN_MARKER_GLOBS = ("checkpoint-*", "data_report_*.json", ".save-*")
-
 
 def run_artifacts(out: Path) -> list[Path]:
     """The entries of ``out`` that a previous run wrote: the ones its manifest lists (see
     ``training/rundir.py``); without a manifest, the files only a run writes (an older run)."""
-    from dualselect.training.rundir import MANIFEST, manifest_entries, read_manifest
+    from dualselect.training.rundir import (
+        MANIFEST,
+        RUN_MARKER_GLOBS,
+        RUN_MARKERS,
+        manifest_entries,
+        read_manifest,
+    )
 
     m = read_manifest(out)
     if m is not None:  # the files that say "a run" first, for messages
