@@ -33,6 +33,8 @@ def test_every_mutant_applies_and_changes_the_source(tmp_path):
         "u_frozen",
         "soft_weights_uniform",
         "token_budget_ignored",
+        "helpful_direction_flipped",
+        "refusal_penalty_sign_dropped",
     }
     for m in mod.MUTANTS:
         copy = tmp_path / m.name
