@@ -376,19 +376,23 @@ def targets(name: str, configs: dict, full: dict | None) -> dict:
     at40 = {k: c for k, c in configs.items() if c["max_new_tokens"] == 40}
     out = {}
 
+    def speedup_target(c: dict, target: float, joiner: str) -> dict:
+        """A speed-up target, met only where the verdicts agree with the baseline's."""
+        ok = (c["verdict_agreement"] or 0) >= TARGET_AGREEMENT
+        return {
+            "target": f">= {target} {joiner} verdict_agreement >= {TARGET_AGREEMENT}",
+            "value": c["speedup_vs_baseline"],
+            "agreement": c["verdict_agreement"],
+            "met": ok and c["speedup_vs_baseline"] >= target,
+        }
+
     def best(path: str) -> dict | None:
         cs = [c for c in at40.values() if c["path"] == path]
         return max(cs, key=lambda c: c["prompts_per_s"]) if cs else None
 
     hf = best("hf")
     if hf is not None:
-        ok = (hf["verdict_agreement"] or 0) >= TARGET_AGREEMENT
-        out["speedup_fp32"] = {
-            "target": f">= {TARGET_SPEEDUP_FP32} with verdict_agreement >= {TARGET_AGREEMENT}",
-            "value": hf["speedup_vs_baseline"],
-            "agreement": hf["verdict_agreement"],
-            "met": ok and hf["speedup_vs_baseline"] >= TARGET_SPEEDUP_FP32,
-        }
+        out["speedup_fp32"] = speedup_target(hf, TARGET_SPEEDUP_FP32, "with")
         out["flops_utilisation"] = {
             "target": f">= {TARGET_FLOPS_UTILISATION}",
             "value": hf["flops_utilisation"],
@@ -403,13 +407,7 @@ def targets(name: str, configs: dict, full: dict | None) -> dict:
         }
     bf = best("hf_bf16")
     if bf is not None:
-        ok = (bf["verdict_agreement"] or 0) >= TARGET_AGREEMENT
-        out["speedup_bf16"] = {
-            "target": f">= {TARGET_SPEEDUP_BF16} where verdict_agreement >= {TARGET_AGREEMENT}",
-            "value": bf["speedup_vs_baseline"],
-            "agreement": bf["verdict_agreement"],
-            "met": ok and bf["speedup_vs_baseline"] >= TARGET_SPEEDUP_BF16,
-        }
+        out["speedup_bf16"] = speedup_target(bf, TARGET_SPEEDUP_BF16, "where")
     return out
 
 
@@ -526,7 +524,7 @@ def main(argv: list[str] | None = None) -> dict:
         ap.error("--baseline-batch, --n-prompts and --n-prompts-long must be positive")
     if args.reps < 1 or not args.new_tokens or not args.threads or min(args.new_tokens + args.threads) < 1:
         ap.error("--reps, --new-tokens and --threads must be positive")
-    from dualselect.utils import machine_info, write_json
+    from dualselect.utils import atomic_open, machine_info, write_json
 
     out = Path(args.out)
     t0 = time.time()
@@ -542,9 +540,8 @@ def main(argv: list[str] | None = None) -> dict:
     results["wall_s"] = time.time() - t0
     write_json(out / "generation.json", results)
     md = table(results)
-    tmp = out / "generation.md.tmp"
-    tmp.write_text(md + "\n", encoding="utf-8")
-    os.replace(tmp, out / "generation.md")
+    with atomic_open(out / "generation.md") as fh:
+        fh.write(md + "\n")
     print(md)
     print(f"\nwritten: {out / 'generation.json'}, {out / 'generation.md'}")
     return results

@@ -665,13 +665,12 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"[{size}] refresh memory, pool {n}: {mem[-1]['peak_rss_mb']:.0f} MB", file=sys.stderr)
         results["sizes"][size] = summarise(size, runs, mem)
     results["wall_s"] = time.time() - t_start
-    from dualselect.utils import write_json
+    from dualselect.utils import atomic_open, write_json
 
     write_json(out / "overhead.json", results)
     md = table(results)
-    tmp = out / "overhead.md.tmp"
-    tmp.write_text(md + "\n", encoding="utf-8")
-    os.replace(tmp, out / "overhead.md")
+    with atomic_open(out / "overhead.md") as fh:
+        fh.write(md + "\n")
     print(md)
     print(f"\nwritten: {out / 'overhead.json'}, {out / 'overhead.md'}")
     return results

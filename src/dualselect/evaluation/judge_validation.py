@@ -171,11 +171,10 @@ def difference_interval(
     human: Sequence[bool], judged: Sequence[bool], n_boot: int = N_BOOT, seed: int = 0
 ) -> list[float]:
     """95% paired percentile bootstrap interval of judged - human refusal rate (items resampled
-    with their two labels)."""
-    d = np.asarray(judged, dtype=float) - np.asarray(human, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
-    return [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
+    with their two labels; :func:`~dualselect.evaluation.uncertainty.prompt_diff_interval`)."""
+    from dualselect.evaluation.uncertainty import prompt_diff_interval
+
+    return list(prompt_diff_interval(list(map(float, judged)), list(map(float, human)), n_boot, seed=seed))
 
 
 def judge_readings(judge: Judge, items: Sequence[LabelledItem]) -> tuple[list[bool], list[str] | None]:
