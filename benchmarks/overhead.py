@@ -458,7 +458,7 @@ def epoch_projection(runs: dict[str, list[dict]]) -> dict | None:
     run used. For short runs that refresh once but train less than an epoch."""
     if "sft" not in runs or "dualselect" not in runs:
         return None
-    from dualselect.training.dualselect import DualSelectConfig
+    from dualselect.training.dualselect_config import DualSelectConfig
 
     sft = runs["sft"][0]
     n = math.ceil(sft["task_samples"] / sft["batch_size"])

@@ -59,7 +59,7 @@ class Mutant:
 
 SCORING = "src/dualselect/selection/scoring.py"
 CORRECTION = "src/dualselect/selection/correction.py"
-TRAINER = "src/dualselect/training/dualselect.py"
+TRAINER = "src/dualselect/training/dualselect_trainer.py"
 
 MUTANTS = [
     Mutant(

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from dualselect.gradients.flat import flat_grad, trainable_parameters
 from dualselect.training import load_config
-from dualselect.training.dualselect import DualSelectTrainer
+from dualselect.training.dualselect_trainer import DualSelectTrainer
 from dualselect.utils import read_jsonl
 
 WARMUP, PERIOD, STEPS = 2, 3, 8  # refreshes at steps 2 and 5

@@ -17,7 +17,7 @@ from dualselect.continual.buffer import ReservoirBuffer
 from dualselect.continual.metrics import continual_metrics
 from dualselect.continual.runner import ContinualConfig, run_sequence, stage_memory
 from dualselect.continual.tasks import TASK_NAMES_ALL, load_task
-from dualselect.training.dualselect import parse_reference_pools
+from dualselect.training.dualselect_config import parse_reference_pools
 from dualselect.utils import ConfigError, read_jsonl
 from test_algorithm_pins import _cos, _per_example
 
@@ -131,7 +131,7 @@ def test_per_pool_selection_matches_slow_recomputation(organism_dir, tmp_path, m
     s_i = mu_ref l_i - nu cos(g_i, u) (soft: softmax(s / tau) weights), r_p their weighted mean
     gradient, and r = sum_p lambda_p r_p / sum_p lambda_p; recomputed by per-example autograd."""
     from dualselect.training import load_config
-    from dualselect.training.dualselect import DualSelectTrainer
+    from dualselect.training.dualselect_trainer import DualSelectTrainer
 
     data = organism_dir / "data"
     task = read_jsonl(data / "task_train.jsonl")[:16]
@@ -266,8 +266,8 @@ def test_tasks_are_disjoint_and_scored(organism_dir):
 
 
 def test_l2_prev_penalty_pulls_towards_the_anchor(organism_dir, tmp_path):
-    from dualselect.continual.regularisers import L2PrevTrainer
     from dualselect.training import load_config
+    from dualselect.training.l2_prev import L2PrevTrainer
 
     task = read_jsonl(organism_dir / "data" / "task_train.jsonl")[:16]
     dist = {}
@@ -362,7 +362,7 @@ def test_pools_from_the_python_api(organism_dir, tmp_path):
     ``reference_pools`` set too, weights and K come from it by position; a K above a pool's size
     warns instead of clipping silently."""
     from dualselect.training import load_config
-    from dualselect.training.dualselect import DualSelectTrainer
+    from dualselect.training.dualselect_trainer import DualSelectTrainer
 
     data = organism_dir / "data"
     task = read_jsonl(data / "task_train.jsonl")[:8]

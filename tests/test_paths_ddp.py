@@ -99,7 +99,7 @@ def _fake_trainer(**kw):
 def test_unsupported_multi_device_setups_are_refused_clearly():
     from accelerate.utils import DistributedType
 
-    from dualselect.training.dualselect import refuse_distributed
+    from dualselect.training.distributed import refuse_distributed
 
     refuse_distributed(_fake_trainer(), "X")  # one process: fine
     refuse_distributed(_fake_trainer(world_size=2, kind=DistributedType.MULTI_CPU), "X")  # DDP: fine

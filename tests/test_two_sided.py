@@ -12,7 +12,7 @@ import torch
 from dualselect.evaluation.benchmarks import text_hash
 from dualselect.gradients.flat import flat_grad
 from dualselect.training import load_config, run_training
-from dualselect.training.dualselect import DualSelectTrainer
+from dualselect.training.dualselect_trainer import DualSelectTrainer
 from dualselect.utils import read_jsonl, write_json, write_jsonl
 from test_algorithm_pins import _cos, _per_example, _rows, _write
 
@@ -182,7 +182,7 @@ def test_helpful_pool_resolves_next_to_the_refusal_pool(tmp_path):
 
 
 def test_two_sided_config_is_validated_once_with_one_line_errors():
-    from dualselect.training.dualselect import RANGES, DualSelectConfig
+    from dualselect.training.dualselect_config import RANGES, DualSelectConfig
 
     assert set(RANGES) == {"helpful_weight", "helpful_k"}
     for kw, msg in (

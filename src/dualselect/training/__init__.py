@@ -12,8 +12,8 @@ from typing import Any
 from dualselect.training.run import METHODS, ConfigError, load_config, run_training
 
 _LAZY = {
-    "DualSelectConfig": "dualselect.training.dualselect",
-    "DualSelectTrainer": "dualselect.training.dualselect",
+    "DualSelectConfig": "dualselect.training.dualselect_config",
+    "DualSelectTrainer": "dualselect.training.dualselect_trainer",
     "KLConfig": "dualselect.training.kl_preservation",
     "KLTrainer": "dualselect.training.kl_preservation",
     "LisaConfig": "dualselect.training.lisa",

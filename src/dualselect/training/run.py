@@ -34,15 +34,27 @@ from dualselect.training.validation import (
 )
 from dualselect.utils import ConfigError, load_yaml_config, write_json, write_yaml
 
-# The built-in trainers: name -> (module, config class, trainer class), imported on first use.
-TRAINERS: dict[str, tuple[str, str, str]] = {
-    "sft": ("dualselect.training.sft", "SFTConfig", "SFTTrainer"),
-    "dualselect": ("dualselect.training.dualselect", "DualSelectConfig", "DualSelectTrainer"),
-    "safeinstr": ("dualselect.training.safeinstr", "SafeInstrConfig", "SafeInstrTrainer"),
-    "lisa": ("dualselect.training.lisa", "LisaConfig", "LisaTrainer"),
-    "kl": ("dualselect.training.kl_preservation", "KLConfig", "KLTrainer"),
-    "l2_prev": ("dualselect.continual.regularisers", "L2PrevConfig", "L2PrevTrainer"),
+# The built-in trainers: name -> (config class, trainer class) as "module:Class", imported on
+# first use.
+TRAINERS: dict[str, tuple[str, str]] = {
+    "sft": ("dualselect.training.sft:SFTConfig", "dualselect.training.sft:SFTTrainer"),
+    "dualselect": (
+        "dualselect.training.dualselect_config:DualSelectConfig",
+        "dualselect.training.dualselect_trainer:DualSelectTrainer",
+    ),
+    "safeinstr": (
+        "dualselect.training.safeinstr:SafeInstrConfig",
+        "dualselect.training.safeinstr:SafeInstrTrainer",
+    ),
+    "lisa": ("dualselect.training.lisa:LisaConfig", "dualselect.training.lisa:LisaTrainer"),
+    "kl": ("dualselect.training.kl_preservation:KLConfig", "dualselect.training.kl_preservation:KLTrainer"),
+    "l2_prev": ("dualselect.training.l2_prev:L2PrevConfig", "dualselect.training.l2_prev:L2PrevTrainer"),
 }
+
+
+def _import(ref: str) -> Any:
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 class _Methods(MutableMapping):
@@ -56,10 +68,9 @@ class _Methods(MutableMapping):
     def _load(self) -> None:
         if self._loaded:
             return
-        for name, (module, cfg_name, trainer_name) in TRAINERS.items():
+        for name, (cfg_ref, trainer_ref) in TRAINERS.items():
             if name not in self._data:
-                mod = importlib.import_module(module)
-                self._data[name] = (getattr(mod, cfg_name), getattr(mod, trainer_name))
+                self._data[name] = (_import(cfg_ref), _import(trainer_ref))
         self._loaded = True
 
     def __getitem__(self, name: str) -> tuple[type, type]:

@@ -1,4 +1,4 @@
-"""DualSelect: coupled reference/task selection with gradient correction (spec: docs/dualselect.md).
+"""DualSelect's trainer: coupled reference/task selection with gradient correction (spec: docs/method.md).
 
 Per optimiser step, after ``W`` warm-up SFT steps whose gradients sum to the first task direction u:
 
@@ -17,12 +17,9 @@ release's per-example loop (``engine="oracle"``); both give the same numbers.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
-import re
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +27,6 @@ import torch
 
 from dualselect.data.encoding import collate, length_bucketed_order
 from dualselect.gradients import (
-    PoolScores,
     flat_grad,
     make_engine,
     num_trainable,
@@ -48,408 +44,22 @@ from dualselect.selection import (
     task_scores,
 )
 from dualselect.selection.diagnostics import overlap, random_overlap_null
-from dualselect.selection.scoring import TOKEN_RULES
 from dualselect.training.data import EncodedDataset, load_reference_dataset, resolve_helpful_data
-from dualselect.training.sft import MODEL_INPUTS, SFTConfig, SFTTrainer
-
-MODES = ("hard", "soft")
-REFRESH = ("epoch", "steps", "angle")
-CORRECTIONS = ("add", "project_add", "project")
-ENGINES = ("fast", "oracle")
-REF_SELECTORS = ("score", "random", "category_uniform", "all")
-
-# Numeric domains of config fields, [low, high] (None: unbounded), checked once in __post_init__
-# (field metadata goes to argparse verbatim, which has "choices" but no range key).
-RANGES: dict[str, tuple[float | None, float | None]] = {
-    "helpful_weight": (0.0, 100.0),
-    "helpful_k": (1, None),
-}
-
-
-@dataclass
-class DualSelectConfig(SFTConfig):
-    """DualSelect. Defaults are the authors' release (spec table) except the selection mode: the
-    dataclass defaults to soft (entropy-regularised) selection on both sides, while the release and
-    the ``dualselect`` preset (``training/presets.py``, what ``--method dualselect`` runs) select
-    hard on both sides. ``configs/dualselect_paper.yaml`` holds the paper setting (K_ref =
-    ceil(0.1 * pool), keep 90% of target tokens)."""
-
-    reference_data: str | None = field(
-        default=None,
-        metadata={
-            "help": "Reference pool (behaviour to preserve), any format train_data accepts. "
-            "Default with the organism: its reference pool."
-        },
-    )
-    reference_split: str | None = field(default=None, metadata={"help": "Split for HF datasets."})
-    reference_pools: list[str] | None = field(
-        default=None,
-        metadata={
-            "help": "Several named reference pools instead of reference_data, each 'NAME=PATH' or "
-            "'NAME:WEIGHT=PATH' or 'NAME:WEIGHT:K=PATH' (e.g. safety:1:16=refs.jsonl "
-            "task_a:0.5=buffer_a.jsonl). Each pool selects its own K references (K default: k_ref / "
-            "k_ref_fraction of that pool) against u; r is the WEIGHT-weighted mean of the pools' "
-            "directions (docs/continual.md)."
-        },
-    )
-    output_dir: str | None = field(default="runs/dualselect", metadata={"help": "Run directory."})
-    selection_warmup_steps: int = field(
-        default=10,
-        metadata={"help": "W: plain SFT steps before the first refresh; their gradients sum to u."},
-    )
-    ref_mode: str = field(
-        default="soft",
-        metadata={
-            "help": "Reference selection: 'hard' (top-K, equal weights) "
-            "or 'soft' (softmax(s/tau_ref), top-K). The 'dualselect' preset (the release) sets hard."
-        },
-    )
-    task_mode: str = field(default="soft", metadata={"help": "Task selection: 'hard' or 'soft'."})
-    k_ref: int | None = field(default=32, metadata={"help": "K_ref as a count (release: 32)."})
-    k_ref_fraction: float | None = field(
-        default=None,
-        metadata={"help": "K_ref as a pool fraction, ceil(f * pool) (paper: 0.1); overrides k_ref."},
-    )
-    k_task: int | None = field(
-        default=4, metadata={"help": "K_task whole samples kept per batch (release: 4 of 8)."}
-    )
-    task_token_fraction: float | None = field(
-        default=None,
-        metadata={
-            "help": "Keep lowest-score samples up to this share of the batch's supervised "
-            "tokens (paper: 0.9); overrides k_task."
-        },
-    )
-    task_token_rule: str = field(
-        default="at_least",
-        metadata={
-            "help": "How whole samples meet task_token_fraction: 'at_least' (smallest prefix with "
-            ">= the share; keeps all 8 of 8 similar samples at 0.9) or 'at_most' (largest prefix "
-            "with <= the share; drops at least one there)."
-        },
-    )
-    mu_task: float = field(default=1.0, metadata={"help": "Weight of the task loss in t_j."})
-    mu_ref: float = field(default=1.0, metadata={"help": "Weight of the preservation loss in s_i."})
-    nu: float = field(
-        default=1.0, metadata={"help": "Weight of the cosine (conflict / compatibility) terms."}
-    )
-    tau_task: float = field(default=0.1, metadata={"help": "Soft task-selection temperature."})
-    tau_ref: float = field(default=0.1, metadata={"help": "Soft reference-selection temperature."})
-    eta: float = field(default=0.2, metadata={"help": "Correction strength (rho in the paper)."})
-    correction: str = field(
-        default="add",
-        metadata={
-            "help": "'add': d + eta r (release); 'project_add': drop d's conflicting "
-            "component along r, then add eta r; 'project': projection only."
-        },
-    )
-    task_filter: bool = field(
-        default=True, metadata={"help": "Ablation switch: False keeps every task sample."}
-    )
-    refresh: str = field(
-        default="epoch",
-        metadata={
-            "help": "When to refresh references: 'epoch' (release), 'steps' (every refresh_steps) or 'angle'."
-        },
-    )
-    refresh_steps: int = field(default=50, metadata={"help": "Period for refresh='steps'."})
-    refresh_angle: float = field(
-        default=30.0,
-        metadata={
-            "help": "refresh='angle': refresh when the running task direction has turned "
-            "more than this many degrees from u."
-        },
-    )
-    reference_refresh: bool = field(
-        default=True, metadata={"help": "Ablation switch: False selects references once and never refreshes."}
-    )
-    ref_selector: str = field(
-        default="score",
-        metadata={
-            "help": "How references are chosen: 'score' (DualSelect), or for baselines "
-            "'random', 'category_uniform' (needs a category field), 'all'."
-        },
-    )
-    ref_pool_cap: int | None = field(
-        default=None,
-        metadata={
-            "help": "Score at most this many references per refresh (random subset, "
-            "re-drawn each refresh; the release took the first N: pitfall 3)."
-        },
-    )
-    engine: str = field(
-        default="fast",
-        metadata={"help": "'fast' (one batched pass, hooks) or 'oracle' (per-example loop of the release)."},
-    )
-    score_batch_size: int = field(
-        default=16,
-        metadata={
-            "help": "Batch size when scoring the reference pool (peak refresh memory grows with it, "
-            "not with the pool; see docs/method.md, memory model)."
-        },
-    )
-    bucket_slack: str = field(
-        default="auto",
-        metadata={
-            "help": "Fast engine: rows of a batch are grouped by length so a pass wastes at most this "
-            "share on padding; 'none' = one pass per batch; 'auto' = 0.25 on CPU, 'none' on GPU "
-            "(padding is cheap there, batching is where the speed is)."
-        },
-    )
-    log_selection_steps: bool = field(
-        default=True, metadata={"help": "Log every step's task selection (refreshes are always logged)."}
-    )
-    # Two-sided selection (the project's extension, docs/method.md): a helpfulness pool of benign
-    # prompts that look harmful, selected like the safety references, entering the task filter
-    # and/or the correction with weight helpful_weight. 0 = the paper's one-sided method.
-    helpful_data: str | None = field(
-        default=None,
-        metadata={
-            "help": "Helpfulness pool (benign look-alike prompts with the base's own answers; for "
-            "helpful_objective='refusal_penalty' the same prompts with refusals). Default with the "
-            "organism: built next to it (dualselect.organism.helpful); real base: "
-            "data/helpful_pool.jsonl / helpful_refusals.jsonl."
-        },
-    )
-    helpful_weight: float = field(
-        default=0.0,
-        metadata={
-            "help": "Weight lambda_h of the helpfulness direction r_h against the safety direction r: "
-            "filter compatibility (cos(g, r) + lambda_h cos(g, r_h)) / (1 + lambda_h), correction "
-            "direction (r + lambda_h r_h) / (1 + lambda_h). 0: one-sided DualSelect (the pool is not "
-            "read). Range [0, 100]."
-        },
-    )
-    helpful_objective: str = field(
-        default="preserve",
-        metadata={
-            "help": "'preserve': r_h is the preservation gradient of the base's answers (like the "
-            "safety pool); 'refusal_penalty': r_h descends log p(refusal | benign prompt), "
-            "references ranked by refusal likelihood and by how much the task raises it.",
-            "choices": ("preserve", "refusal_penalty"),
-        },
-    )
-    helpful_use: str = field(
-        default="both",
-        metadata={
-            "help": "Where r_h enters: 'both', 'filter' (task filter only: pool without correction) "
-            "or 'correction' (correction only).",
-            "choices": ("both", "filter", "correction"),
-        },
-    )
-    helpful_k: int | None = field(
-        default=None,
-        metadata={"help": "K of the helpfulness pool (default: k_ref / k_ref_fraction of that pool); >= 1."},
-    )
-
-    def __post_init__(self) -> None:
-        errors = []
-        for name, value, allowed in (
-            ("ref_mode", self.ref_mode, MODES),
-            ("task_mode", self.task_mode, MODES),
-            ("task_token_rule", self.task_token_rule, TOKEN_RULES),
-            ("refresh", self.refresh, REFRESH),
-            ("correction", self.correction, CORRECTIONS),
-            ("engine", self.engine, ENGINES),
-            ("ref_selector", self.ref_selector, REF_SELECTORS),
-        ):
-            if value not in allowed:
-                errors.append(f"{name}={value!r}: expected one of {allowed}")
-        for f in dataclasses.fields(self):  # domains: metadata "choices" (argparse's own key), RANGES
-            if f.name not in DualSelectConfig.__annotations__:  # TrainingArguments checks its own
-                continue
-            value = getattr(self, f.name)
-            if "choices" in f.metadata and value not in f.metadata["choices"]:
-                errors.append(f"{f.name}={value!r}: expected one of {f.metadata['choices']}")
-            if f.name in RANGES and value is not None:
-                lo, hi = RANGES[f.name]
-                if not (isinstance(value, (int, float)) and math.isfinite(value)) or (
-                    (lo is not None and value < lo) or (hi is not None and value > hi)
-                ):
-                    errors.append(
-                        f"{f.name}={value!r}: must be a number in [{lo}, {hi if hi is not None else 'inf'}]"
-                    )
-        if self.k_ref is None and self.k_ref_fraction is None:
-            errors.append("set k_ref or k_ref_fraction")
-        if self.k_ref_fraction is not None and not 0 < self.k_ref_fraction <= 1:
-            errors.append(f"k_ref_fraction={self.k_ref_fraction}: must be in (0, 1]")
-        if self.k_task is None and self.task_token_fraction is None:
-            errors.append("set k_task or task_token_fraction")
-        if self.task_token_fraction is not None and not 0 < self.task_token_fraction <= 1:
-            errors.append(f"task_token_fraction={self.task_token_fraction}: must be in (0, 1]")
-        for name in ("tau_task", "tau_ref"):
-            if getattr(self, name) <= 0:
-                errors.append(f"{name}={getattr(self, name)}: must be > 0")
-        if self.selection_warmup_steps < 1:
-            errors.append("selection_warmup_steps must be >= 1 (u is the sum of the warm-up gradients)")
-        if self.score_batch_size < 1:
-            errors.append(f"score_batch_size={self.score_batch_size}: must be >= 1")
-        if self.reference_pools is not None:
-            if self.reference_data is not None:
-                errors.append("set reference_data or reference_pools, not both")
-            try:
-                parse_reference_pools(self.reference_pools)
-            except ValueError as e:
-                errors.append(str(e))
-        try:
-            self.resolved_bucket_slack("cpu")
-        except ValueError as e:
-            errors.append(str(e))
-        if errors:
-            raise ValueError("invalid DualSelectConfig: " + "; ".join(errors))
-        super().__post_init__()
-
-    def resolved_bucket_slack(self, device: Any) -> float | None:
-        """``bucket_slack`` as the engine takes it: a share >= 0, or None (one pass per batch)."""
-        v = str(self.bucket_slack).strip().lower()
-        if v == "auto":
-            return 0.25 if torch.device(device).type == "cpu" else None
-        if v == "none":
-            return None
-        try:
-            slack = float(v)
-        except ValueError:
-            slack = -1.0
-        if not slack >= 0:
-            raise ValueError(f"bucket_slack={self.bucket_slack!r}: expected 'auto', 'none' or a number >= 0")
-        return slack
-
-
-@dataclass(frozen=True)
-class PoolSpec:
-    """One named reference pool: its data source, its weight lambda_p in the combined reference
-    direction ``r = sum_p lambda_p r_p / sum_p lambda_p`` and its own K (None: the config's
-    k_ref / k_ref_fraction, applied to this pool)."""
-
-    name: str
-    source: Any
-    weight: float = 1.0
-    k: int | None = None
-
-
-_POOL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-HELPFUL_POOL = "helpful"  # the helpfulness pool's name in the selection log and the method state
-
-
-def parse_reference_pools(entries: list[str]) -> list[PoolSpec]:
-    """``reference_pools`` entries (``NAME[:WEIGHT[:K]]=PATH``) as :class:`PoolSpec` objects; a
-    one-line ValueError naming the entry for anything malformed."""
-    if not entries:
-        raise ValueError("reference_pools: empty list (give at least one NAME=PATH)")
-    specs: list[PoolSpec] = []
-    for e in entries:
-        head, sep, path = str(e).partition("=")
-        parts = head.split(":")
-        if not sep or not path or len(parts) > 3 or not _POOL_NAME.match(parts[0]):
-            raise ValueError(
-                f"reference_pools entry {e!r}: expected NAME=PATH, NAME:WEIGHT=PATH or NAME:WEIGHT:K=PATH "
-                "(NAME of letters, digits, '_', '.', '-')"
-            )
-        try:
-            weight = float(parts[1]) if len(parts) > 1 else 1.0
-            k = int(parts[2]) if len(parts) > 2 else None
-        except ValueError:
-            raise ValueError(
-                f"reference_pools entry {e!r}: WEIGHT must be a number and K an integer"
-            ) from None
-        if not (math.isfinite(weight) and weight >= 0):
-            raise ValueError(f"reference_pools entry {e!r}: WEIGHT={weight} must be >= 0")
-        if k is not None and k < 1:
-            raise ValueError(f"reference_pools entry {e!r}: K={k} must be >= 1")
-        specs.append(PoolSpec(parts[0], path, weight, k))
-    names = [p.name for p in specs]
-    if HELPFUL_POOL in names:
-        raise ValueError(
-            f"reference_pools: the name {HELPFUL_POOL!r} is reserved for the helpfulness pool (helpful_data)"
-        )
-    if len(set(names)) != len(names):
-        raise ValueError(f"reference_pools: pool names repeat: {names}")
-    if sum(p.weight for p in specs) <= 0:
-        raise ValueError("reference_pools: the weights sum to 0 (at least one pool needs WEIGHT > 0)")
-    return specs
-
-
-def refuse_distributed(trainer: Any, name: str) -> None:
-    """DualSelect writes its own gradient: refuse every multi-device setup it does not reduce."""
-    args = trainer.args
-    if getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False):
-        raise NotImplementedError(
-            f"{name}: FSDP and DeepSpeed are not supported (the corrected gradient d + eta r is "
-            "computed from per-sample LoRA gradients that these shard); run on one device"
-        )
-    if args.n_gpu > 1:
-        raise NotImplementedError(
-            f"{name}: {args.n_gpu} GPUs visible to one process (torch DataParallel) are not supported; "
-            "set CUDA_VISIBLE_DEVICES to one device"
-        )
-    from accelerate.utils import DistributedType
-
-    kind = trainer.accelerator.distributed_type
-    if args.world_size > 1 and kind not in (DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
-        raise NotImplementedError(
-            f"{name}: distributed type {kind} is not supported; use DDP (torchrun / accelerate "
-            "launch with plain multi-GPU or multi-CPU)"
-        )
-
-
-def _rank_world() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _gather_cat(t: torch.Tensor) -> tuple[int, torch.Tensor]:
-    """(this rank's offset, the ranks' 1-D tensors concatenated rank-major); one process: (0, t)."""
-    import torch.distributed as dist
-
-    rank, world = _rank_world()
-    if world == 1:
-        return 0, t
-    parts: list = [None] * world
-    dist.all_gather_object(parts, t.detach().cpu())
-    offset = sum(int(p.numel()) for p in parts[:rank])
-    return offset, torch.cat(parts).to(t.device)
-
-
-def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    import torch.distributed as dist
-
-    if _rank_world()[1] > 1:
-        dist.all_reduce(t)
-    return t
-
-
-def _gathered_pool_scores(scores: PoolScores) -> PoolScores:
-    """Every rank's pool scores, sorted by pool position (one process: just sorted)."""
-    fields = [_gather_cat(x)[1] for x in (scores.indices, scores.losses, scores.cos, scores.n_tokens)]
-    order = torch.sort(fields[0], stable=True).indices
-    return PoolScores(*(f[order] for f in fields))
-
-
-def warn_if_selection_is_a_no_op(cfg: DualSelectConfig, n_train: int | None) -> None:
-    """Warn when the configuration makes selection do nothing (the run would be plain SFT)."""
-    batch = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
-    if cfg.task_filter and cfg.task_token_fraction is None and cfg.k_task is not None and cfg.k_task >= batch:
-        warnings.warn(
-            f"k_task={cfg.k_task} >= the optimiser step's batch ({cfg.per_device_train_batch_size} x "
-            f"{cfg.gradient_accumulation_steps} accumulation = {batch}): task filtering keeps every "
-            "sample (set k_task below the batch, or task_filter=False to say so)",
-            stacklevel=3,
-        )
-    steps = cfg.max_steps
-    if steps <= 0 and n_train is not None:
-        steps = math.ceil(
-            math.ceil(n_train / cfg.per_device_train_batch_size) / cfg.gradient_accumulation_steps
-        )
-        steps = int(steps * cfg.num_train_epochs)
-    if steps > 0 and steps <= cfg.selection_warmup_steps:
-        warnings.warn(
-            f"the run has {steps} optimiser steps <= selection_warmup_steps={cfg.selection_warmup_steps}: "
-            "no selection step ever runs, this is plain SFT",
-            stacklevel=3,
-        )
+from dualselect.training.distributed import (
+    all_reduce_sum,
+    gather_cat,
+    gathered_pool_scores,
+    rank_world,
+    refuse_distributed,
+)
+from dualselect.training.dualselect_config import (
+    HELPFUL_POOL,
+    DualSelectConfig,
+    PoolSpec,
+    parse_reference_pools,
+    warn_if_selection_is_a_no_op,
+)
+from dualselect.training.sft import MODEL_INPUTS, SFTTrainer
 
 
 class DualSelectTrainer(SFTTrainer):
@@ -585,13 +195,13 @@ class DualSelectTrainer(SFTTrainer):
         # several processes: the statistics of every rank's samples, rank-major, so the
         # selection below is global and the same on every rank
         local_n = sum(c.num_samples for c in caps)
-        offset0, losses = _gather_cat(torch.cat([c.losses for c in caps]))
-        _, ntok = _gather_cat(torch.cat([c.n_target_tokens for c in caps]))
-        _, cos_r = _gather_cat(torch.cat([c.cos(self._r) for c in caps]))
+        offset0, losses = gather_cat(torch.cat([c.losses for c in caps]))
+        _, ntok = gather_cat(torch.cat([c.n_target_tokens for c in caps]))
+        _, cos_r = gather_cat(torch.cat([c.cos(self._r) for c in caps]))
         lam = cfg.helpful_weight
         if self._r_help is not None and cfg.helpful_use != "correction":
             # two-sided: compatibility with both pools, each by its own cosine (scale-free)
-            _, cos_h = _gather_cat(torch.cat([c.cos(self._r_help) for c in caps]))
+            _, cos_h = gather_cat(torch.cat([c.cos(self._r_help) for c in caps]))
             cos_r = (cos_r + lam * cos_h) / (1 + lam)
         t = task_scores(losses, cos_r, cfg.mu_task, cfg.nu)
         n = t.numel()
@@ -624,7 +234,7 @@ class DualSelectTrainer(SFTTrainer):
             if share > 0:
                 d += cap.weighted_sum(wm) * share
             cap.release()
-        d = _all_reduce_sum(d)
+        d = all_reduce_sum(d)
         # 4. Gradient correction, handed to the Trainer's backward (GradScaler, then clip + AdamW).
         r_corr = self._r
         if self._r_help is not None and cfg.helpful_use != "filter":
@@ -644,7 +254,7 @@ class DualSelectTrainer(SFTTrainer):
         self._metrics.append((kept_share, cos_d_r, kept_loss, len(keep) / n))
         if cfg.log_selection_steps:
             idx = (
-                _gather_cat(torch.cat([torch.as_tensor(mb["index"]) for mb in micro]))[1].tolist()
+                gather_cat(torch.cat([torch.as_tensor(mb["index"]) for mb in micro]))[1].tolist()
                 if all("index" in mb for mb in micro)
                 else list(range(n))
             )
@@ -782,11 +392,11 @@ class DualSelectTrainer(SFTTrainer):
         subset = list(range(pool))
         if cfg.ref_pool_cap is not None and cfg.ref_pool_cap < pool:
             subset = sorted(torch.randperm(pool, generator=g)[: cfg.ref_pool_cap].tolist())
-        rank, world = _rank_world()
+        rank, world = rank_world()
         with self.compute_loss_context_manager():  # scoring under the training autocast
             # several processes: each scores every world-th reference, then all gather
             scores = score_pool(self.engine, core, self._pool_batches(subset[rank::world], g, ds), u)
-        scores = _gathered_pool_scores(scores)  # in pool order: independent of the batching
+        scores = gathered_pool_scores(scores)  # in pool order: independent of the batching
         if sign == 1.0:
             s = reference_scores(scores.losses, scores.cos, cfg.mu_ref, cfg.nu)
         else:  # the objective is -l_i, its gradient -g_i: conflict is -cos(-g_i, u)
@@ -808,7 +418,7 @@ class DualSelectTrainer(SFTTrainer):
             with self.compute_loss_context_manager():
                 r += self.engine.weighted_gradient(core, batch, wb) * float(wb.sum())
             total += wb.sum().double()
-        r_p = _all_reduce_sum(r) / float(_all_reduce_sum(total))
+        r_p = all_reduce_sum(r) / float(all_reduce_sum(total))
         if sign != 1.0:
             r_p = sign * r_p
         row = {
