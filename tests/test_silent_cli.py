@@ -111,7 +111,7 @@ def test_demo_rejects_a_typo_before_training(tmp_path, capsys, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("no work may start")
 
-    monkeypatch.setattr("dualselect.organism.build.build_organism", boom)
+    monkeypatch.setattr("dualselect.organism.train.build_organism", boom)
     assert main(["demo", "--methods", "sft,dualselct", "--out", str(tmp_path / "d")]) == 2
     assert "unknown method 'dualselct'" in capsys.readouterr().err
 
@@ -207,6 +207,8 @@ def test_field_spec_cache_is_rebuilt_when_missing(tmp_path, monkeypatch):
         "default": 2e-5,
         "default_exact": True,
         "help": "AdamW learning rate (release: 2e-5).",
+        "domain": "> 0",
+        "choices": None,
     }
 
 

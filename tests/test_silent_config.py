@@ -21,8 +21,8 @@ BAD_VALUES = [
     ("sft", "lora_r: 0\n", r"lora_r=0: must be >= 1"),
     ("sft", "lora_dropout: 1.0\n", r"lora_dropout=1\.0: must be in \[0, 1\)"),
     ("sft", "max_length: 1\n", r"max_length=1: must be >= 2"),
-    ("sft", "max_steps: 0\n", r"max_steps=0: must be >= 1, or -1"),
-    ("sft", "max_steps: -5\n", r"max_steps=-5: must be >= 1, or -1"),
+    ("sft", "max_steps: 0\n", r"max_steps=0: must be >= 1 or == -1"),
+    ("sft", "max_steps: -5\n", r"max_steps=-5: must be >= 1 or == -1"),
     ("sft", "num_train_epochs: 0\n", r"num_train_epochs=0\.0: must be > 0"),
     ("sft", "gradient_accumulation_steps: 0\n", r"gradient_accumulation_steps=0: must be >= 1"),
     ("sft", "per_device_train_batch_size: 0\n", r"per_device_train_batch_size=0: must be >= 1"),
@@ -292,3 +292,53 @@ def test_extends_cycles_and_missing_bases(tmp_path):
     (tmp_path / "r.yaml").write_text("extends: root.yaml\nlora_alpha: 4\n")
     (tmp_path / "top.yaml").write_text("extends: [l.yaml, r.yaml]\n")
     assert load_yaml_config(tmp_path / "top.yaml")[0] == {"seed": 1, "lora_r": 2, "lora_alpha": 4}
+
+
+def test_every_numeric_field_declares_its_domain():
+    """One config system: each method's numeric fields carry their domain in their metadata (or,
+    inherited from TrainingArguments, in INHERITED_DOMAINS); a field added without one fails here."""
+    import dataclasses
+    import typing
+
+    from dualselect.training import METHODS
+    from dualselect.training.validation import domain_predicate, field_domains
+
+    exempt = {
+        "local_rank",
+        "eval_steps",
+        "logging_steps",
+        "save_steps",
+        "eval_delay",
+        "torch_empty_cache_steps",
+    }
+    for method in ("sft", "dualselect", "lisa", "kl", "safeinstr", "l2_prev"):
+        cls = METHODS[method][0]
+        hints = typing.get_type_hints(cls)
+        domains = field_domains(cls)
+        own = [f for f in dataclasses.fields(cls) if f.name in getattr(cls, "__annotations__", {})]
+        for f in own:
+            args = {a for a in typing.get_args(hints[f.name]) if a is not type(None)} or {hints[f.name]}
+            if args <= {int, float} and f.name not in exempt:
+                assert f.name in domains and domains[f.name]["domain"], f"{cls.__name__}.{f.name}"
+        for spec in domains.values():
+            if spec["domain"]:
+                domain_predicate(spec["domain"])  # every declared domain parses
+
+
+def test_domain_strings_mean_what_they_say():
+    from dualselect.training.validation import domain_predicate
+
+    cases = {
+        "> 0": {0: False, 1e-9: True},
+        ">= 1": {0: False, 1: True},
+        "in (0, 1]": {0: False, 0.5: True, 1: True, 1.01: False},
+        "in [0, 1)": {0: True, 1: False},
+        "in [0, 2**32)": {2**32 - 1: True, 2**32: False},
+        ">= 1 or == -1": {-1: True, 0: False, 3: True},
+        ">= 1 and <= 65536": {65536: True, 65537: False, 0: False},
+    }
+    for domain, probes in cases.items():
+        ok = domain_predicate(domain)
+        assert {v: ok(v) for v in probes} == probes, domain
+    with pytest.raises(ValueError, match="malformed domain"):
+        domain_predicate("positive")

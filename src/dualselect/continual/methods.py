@@ -1,5 +1,6 @@
-"""The continual-learning methods: each is a trainer of the one method registry
-(``training.run.METHODS``) plus what the stage's data and memory become.
+"""The continual-learning methods: each is a method of the one method table (a trainer of
+``training.run.METHODS`` or a preset of ``training.presets.PRESETS``, as ``train`` and ``compare``
+accept) plus what the stage's data and memory become.
 
 Memory kinds (what a method may use of the past, all under the same budget):
 
@@ -16,18 +17,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MEMORY_KINDS = ("none", "replay", "references")
-# The DualSelect release's selection (hard/hard) with one change per ablation.
-_RELEASE = {"ref_mode": "hard", "task_mode": "hard"}
 
 
 @dataclass(frozen=True)
 class ContinualMethod:
     """A row of the continual comparison."""
 
-    trainer: str  # a name of training.run.METHODS
+    method: str  # a trainer or preset name (training.run.method_names())
     memory: str  # one of MEMORY_KINDS
-    overrides: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)  # on top of the preset's settings
     description: str = ""
+
+    @property
+    def trainer(self) -> str:
+        """The trainer ``method`` runs (a preset's trainer, or ``method`` itself)."""
+        from dualselect.training.run import resolve_method
+
+        return resolve_method(self.method)[0]
 
 
 CONTINUAL_METHODS: dict[str, ContinualMethod] = {
@@ -50,26 +56,26 @@ CONTINUAL_METHODS: dict[str, ContinualMethod] = {
     "ds_retention": ContinualMethod(
         "dualselect",
         "references",
-        {**_RELEASE},
+        {},
         "DualSelect with the memory as reference pools (safety + one per earlier task)",
     ),
     "ds_retention_no_filter": ContinualMethod(
         "dualselect",
         "references",
-        {**_RELEASE, "task_filter": False},
+        {"task_filter": False},
         "DualSelect-retention without task filtering",
     ),
     "ds_retention_no_correction": ContinualMethod(
         "dualselect",
         "references",
-        {**_RELEASE, "eta": 0.0},
+        {"eta": 0.0},
         "DualSelect-retention without gradient correction",
     ),
     # spec pitfall 4: is it the coupling, or only dropping high-loss samples (learning less)?
     "ds_retention_loss_only": ContinualMethod(
         "dualselect",
         "references",
-        {**_RELEASE, "nu": 0.0, "eta": 0.0},
+        {"nu": 0.0, "eta": 0.0},
         "task filtering by loss only (nu = 0, eta = 0): no reference reaches selection or update",
     ),
 }

@@ -211,7 +211,7 @@ def stage_config(
             "disable_tqdm": True,
         }
     )
-    return load_config(m.trainer, overrides=overrides)
+    return load_config(m.method, overrides=overrides)  # the preset's settings first
 
 
 def evaluate_stage(model, tokenizer, tasks: list[TaskData], organism: Path, cfg: ContinualConfig) -> dict:

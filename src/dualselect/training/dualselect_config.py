@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 import warnings
@@ -12,21 +11,15 @@ from typing import Any
 
 import torch
 
+from dualselect.gradients import ENGINES as ENGINE_CLASSES
+from dualselect.selection.correction import MODES as CORRECTIONS
+from dualselect.selection.scoring import MODES as SELECT_MODES
 from dualselect.selection.scoring import TOKEN_RULES
 from dualselect.training.sft import SFTConfig
 
-MODES = ("hard", "soft")
 REFRESH = ("epoch", "steps", "angle")
-CORRECTIONS = ("add", "project_add", "project")
-ENGINES = ("fast", "oracle")
+ENGINES = tuple(ENGINE_CLASSES)
 REF_SELECTORS = ("score", "random", "category_uniform", "all")
-
-# Numeric domains of config fields, [low, high] (None: unbounded), checked once in __post_init__
-# (field metadata goes to argparse verbatim, which has "choices" but no range key).
-RANGES: dict[str, tuple[float | None, float | None]] = {
-    "helpful_weight": (0.0, 100.0),
-    "helpful_k": (1, None),
-}
 
 
 @dataclass
@@ -58,29 +51,42 @@ class DualSelectConfig(SFTConfig):
     output_dir: str | None = field(default="runs/dualselect", metadata={"help": "Run directory."})
     selection_warmup_steps: int = field(
         default=10,
-        metadata={"help": "W: plain SFT steps before the first refresh; their gradients sum to u."},
+        metadata={
+            "help": "W: plain SFT steps before the first refresh; their gradients sum to u.",
+            "domain": ">= 1",
+        },
     )
     ref_mode: str = field(
         default="soft",
         metadata={
             "help": "Reference selection: 'hard' (top-K, equal weights) "
-            "or 'soft' (softmax(s/tau_ref), top-K). The 'dualselect' preset (the release) sets hard."
+            "or 'soft' (softmax(s/tau_ref), top-K). The 'dualselect' preset (the release) sets hard.",
+            "choices": SELECT_MODES,
         },
     )
-    task_mode: str = field(default="soft", metadata={"help": "Task selection: 'hard' or 'soft'."})
-    k_ref: int | None = field(default=32, metadata={"help": "K_ref as a count (release: 32)."})
+    task_mode: str = field(
+        default="soft", metadata={"help": "Task selection: 'hard' or 'soft'.", "choices": SELECT_MODES}
+    )
+    k_ref: int | None = field(
+        default=32, metadata={"help": "K_ref as a count (release: 32).", "domain": ">= 1"}
+    )
     k_ref_fraction: float | None = field(
         default=None,
-        metadata={"help": "K_ref as a pool fraction, ceil(f * pool) (paper: 0.1); overrides k_ref."},
+        metadata={
+            "help": "K_ref as a pool fraction, ceil(f * pool) (paper: 0.1); overrides k_ref.",
+            "domain": "in (0, 1]",
+        },
     )
     k_task: int | None = field(
-        default=4, metadata={"help": "K_task whole samples kept per batch (release: 4 of 8)."}
+        default=4,
+        metadata={"help": "K_task whole samples kept per batch (release: 4 of 8).", "domain": ">= 1"},
     )
     task_token_fraction: float | None = field(
         default=None,
         metadata={
             "help": "Keep lowest-score samples up to this share of the batch's supervised "
-            "tokens (paper: 0.9); overrides k_task."
+            "tokens (paper: 0.9); overrides k_task.",
+            "domain": "in (0, 1]",
         },
     )
     task_token_rule: str = field(
@@ -88,22 +94,35 @@ class DualSelectConfig(SFTConfig):
         metadata={
             "help": "How whole samples meet task_token_fraction: 'at_least' (smallest prefix with "
             ">= the share; keeps all 8 of 8 similar samples at 0.9) or 'at_most' (largest prefix "
-            "with <= the share; drops at least one there)."
+            "with <= the share; drops at least one there).",
+            "choices": TOKEN_RULES,
         },
     )
-    mu_task: float = field(default=1.0, metadata={"help": "Weight of the task loss in t_j."})
-    mu_ref: float = field(default=1.0, metadata={"help": "Weight of the preservation loss in s_i."})
-    nu: float = field(
-        default=1.0, metadata={"help": "Weight of the cosine (conflict / compatibility) terms."}
+    mu_task: float = field(
+        default=1.0, metadata={"help": "Weight of the task loss in t_j.", "domain": ">= 0"}
     )
-    tau_task: float = field(default=0.1, metadata={"help": "Soft task-selection temperature."})
-    tau_ref: float = field(default=0.1, metadata={"help": "Soft reference-selection temperature."})
-    eta: float = field(default=0.2, metadata={"help": "Correction strength (rho in the paper)."})
+    mu_ref: float = field(
+        default=1.0, metadata={"help": "Weight of the preservation loss in s_i.", "domain": ">= 0"}
+    )
+    nu: float = field(
+        default=1.0,
+        metadata={"help": "Weight of the cosine (conflict / compatibility) terms.", "domain": ">= 0"},
+    )
+    tau_task: float = field(
+        default=0.1, metadata={"help": "Soft task-selection temperature.", "domain": "> 0"}
+    )
+    tau_ref: float = field(
+        default=0.1, metadata={"help": "Soft reference-selection temperature.", "domain": "> 0"}
+    )
+    eta: float = field(
+        default=0.2, metadata={"help": "Correction strength (rho in the paper).", "domain": ">= 0"}
+    )
     correction: str = field(
         default="add",
         metadata={
             "help": "'add': d + eta r (release); 'project_add': drop d's conflicting "
-            "component along r, then add eta r; 'project': projection only."
+            "component along r, then add eta r; 'project': projection only.",
+            "choices": CORRECTIONS,
         },
     )
     task_filter: bool = field(
@@ -112,15 +131,17 @@ class DualSelectConfig(SFTConfig):
     refresh: str = field(
         default="epoch",
         metadata={
-            "help": "When to refresh references: 'epoch' (release), 'steps' (every refresh_steps) or 'angle'."
+            "help": "When to refresh references: 'epoch' (release), 'steps' (every refresh_steps) or 'angle'.",
+            "choices": REFRESH,
         },
     )
-    refresh_steps: int = field(default=50, metadata={"help": "Period for refresh='steps'."})
+    refresh_steps: int = field(default=50, metadata={"help": "Period for refresh='steps'.", "domain": ">= 1"})
     refresh_angle: float = field(
         default=30.0,
         metadata={
             "help": "refresh='angle': refresh when the running task direction has turned "
-            "more than this many degrees from u."
+            "more than this many degrees from u.",
+            "domain": "in (0, 180]",
         },
     )
     reference_refresh: bool = field(
@@ -130,25 +151,31 @@ class DualSelectConfig(SFTConfig):
         default="score",
         metadata={
             "help": "How references are chosen: 'score' (DualSelect), or for baselines "
-            "'random', 'category_uniform' (needs a category field), 'all'."
+            "'random', 'category_uniform' (needs a category field), 'all'.",
+            "choices": REF_SELECTORS,
         },
     )
     ref_pool_cap: int | None = field(
         default=None,
         metadata={
             "help": "Score at most this many references per refresh (random subset, "
-            "re-drawn each refresh; the release took the first N: pitfall 3)."
+            "re-drawn each refresh; the release took the first N: pitfall 3).",
+            "domain": ">= 1",
         },
     )
     engine: str = field(
         default="fast",
-        metadata={"help": "'fast' (one batched pass, hooks) or 'oracle' (per-example loop of the release)."},
+        metadata={
+            "help": "'fast' (one batched pass, hooks) or 'oracle' (per-example loop of the release).",
+            "choices": ENGINES,
+        },
     )
     score_batch_size: int = field(
         default=16,
         metadata={
             "help": "Batch size when scoring the reference pool (peak refresh memory grows with it, "
-            "not with the pool; see docs/method.md, memory model)."
+            "not with the pool; see docs/method.md, memory model).",
+            "domain": ">= 1",
         },
     )
     bucket_slack: str = field(
@@ -180,7 +207,8 @@ class DualSelectConfig(SFTConfig):
             "help": "Weight lambda_h of the helpfulness direction r_h against the safety direction r: "
             "filter compatibility (cos(g, r) + lambda_h cos(g, r_h)) / (1 + lambda_h), correction "
             "direction (r + lambda_h r_h) / (1 + lambda_h). 0: one-sided DualSelect (the pool is not "
-            "read). Range [0, 100]."
+            "read). Range [0, 100].",
+            "domain": "in [0, 100]",
         },
     )
     helpful_objective: str = field(
@@ -202,51 +230,18 @@ class DualSelectConfig(SFTConfig):
     )
     helpful_k: int | None = field(
         default=None,
-        metadata={"help": "K of the helpfulness pool (default: k_ref / k_ref_fraction of that pool); >= 1."},
+        metadata={
+            "help": "K of the helpfulness pool (default: k_ref / k_ref_fraction of that pool); >= 1.",
+            "domain": ">= 1",
+        },
     )
 
-    def __post_init__(self) -> None:
-        errors = []
-        for name, value, allowed in (
-            ("ref_mode", self.ref_mode, MODES),
-            ("task_mode", self.task_mode, MODES),
-            ("task_token_rule", self.task_token_rule, TOKEN_RULES),
-            ("refresh", self.refresh, REFRESH),
-            ("correction", self.correction, CORRECTIONS),
-            ("engine", self.engine, ENGINES),
-            ("ref_selector", self.ref_selector, REF_SELECTORS),
-        ):
-            if value not in allowed:
-                errors.append(f"{name}={value!r}: expected one of {allowed}")
-        for f in dataclasses.fields(self):  # domains: metadata "choices" (argparse's own key), RANGES
-            if f.name not in DualSelectConfig.__annotations__:  # TrainingArguments checks its own
-                continue
-            value = getattr(self, f.name)
-            if "choices" in f.metadata and value not in f.metadata["choices"]:
-                errors.append(f"{f.name}={value!r}: expected one of {f.metadata['choices']}")
-            if f.name in RANGES and value is not None:
-                lo, hi = RANGES[f.name]
-                if not (isinstance(value, (int, float)) and math.isfinite(value)) or (
-                    (lo is not None and value < lo) or (hi is not None and value > hi)
-                ):
-                    errors.append(
-                        f"{f.name}={value!r}: must be a number in [{lo}, {hi if hi is not None else 'inf'}]"
-                    )
+    def cross_field_errors(self) -> list[str]:
+        errors = super().cross_field_errors()
         if self.k_ref is None and self.k_ref_fraction is None:
             errors.append("set k_ref or k_ref_fraction")
-        if self.k_ref_fraction is not None and not 0 < self.k_ref_fraction <= 1:
-            errors.append(f"k_ref_fraction={self.k_ref_fraction}: must be in (0, 1]")
         if self.k_task is None and self.task_token_fraction is None:
             errors.append("set k_task or task_token_fraction")
-        if self.task_token_fraction is not None and not 0 < self.task_token_fraction <= 1:
-            errors.append(f"task_token_fraction={self.task_token_fraction}: must be in (0, 1]")
-        for name in ("tau_task", "tau_ref"):
-            if getattr(self, name) <= 0:
-                errors.append(f"{name}={getattr(self, name)}: must be > 0")
-        if self.selection_warmup_steps < 1:
-            errors.append("selection_warmup_steps must be >= 1 (u is the sum of the warm-up gradients)")
-        if self.score_batch_size < 1:
-            errors.append(f"score_batch_size={self.score_batch_size}: must be >= 1")
         if self.reference_pools is not None:
             if self.reference_data is not None:
                 errors.append("set reference_data or reference_pools, not both")
@@ -258,9 +253,7 @@ class DualSelectConfig(SFTConfig):
             self.resolved_bucket_slack("cpu")
         except ValueError as e:
             errors.append(str(e))
-        if errors:
-            raise ValueError("invalid DualSelectConfig: " + "; ".join(errors))
-        super().__post_init__()
+        return errors
 
     def resolved_bucket_slack(self, device: Any) -> float | None:
         """``bucket_slack`` as the engine takes it: a share >= 0, or None (one pass per batch)."""

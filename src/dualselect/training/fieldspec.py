@@ -57,7 +57,10 @@ def build_spec(cfg_cls: type) -> dict[str, Any]:
         hints = typing.get_type_hints(cfg_cls)
     except Exception:  # noqa: BLE001 - an unresolvable hint is "other"
         hints = {}
+    from dualselect.training.validation import field_domains
+
     all_fields = {f.name: f for f in dataclasses.fields(cfg_cls) if f.init}
+    domains = field_domains(cfg_cls)
     fields: dict[str, Any] = {}
     groups: list[list[Any]] = []
     for klass in cfg_cls.__mro__:
@@ -87,6 +90,7 @@ def build_spec(cfg_cls: type) -> dict[str, Any]:
                 "default": default,
                 "default_exact": exact,
                 "help": " ".join(str(f.metadata.get("help", "")).split()),
+                **domains.get(n, {"domain": None, "choices": None}),
             }
     return {"class": cfg_cls.__name__, "groups": groups, "fields": fields}
 
@@ -94,8 +98,7 @@ def build_spec(cfg_cls: type) -> dict[str, Any]:
 def _cache_path() -> Path:
     src = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    # training/ and continual/ (its L2PrevConfig is a trainer of the registry)
-    for p in sorted([*src.glob("*.py"), *src.parent.joinpath("continual").glob("*.py")]):
+    for p in sorted(src.glob("*.py")):  # every trainer of the registry lives in training/
         st = p.stat()
         h.update(f"{p.name}:{st.st_mtime_ns}:{st.st_size}".encode())
     try:
@@ -247,7 +250,7 @@ def precheck(
         origin[k] = "flag"
     merged = {k: f["default"] for k, f in fields.items() if f["default_exact"]}
     merged.update(values)
-    errs = field_errors(merged)
+    errs = field_errors(merged, fields)
     if errs:
         raise ConfigError("; ".join(_with_source(key, msg, origin) for key, msg in errs))
     keys = ("model_name_or_path", "train_data", "reference_data", "output_dir")

@@ -21,13 +21,10 @@ from dualselect.training.sft import MODEL_INPUTS, SFTConfig, SFTTrainer
 class KLConfig(SFTConfig):
     reference_data: str | None = field(default=None, metadata={"help": "Pool whose behaviour KL preserves."})
     reference_split: str | None = field(default=None, metadata={"help": "Split for HF datasets."})
-    kl_lambda: float = field(default=1.0, metadata={"help": "Weight lambda of the KL term."})
+    kl_lambda: float = field(
+        default=1.0, metadata={"help": "Weight lambda of the KL term.", "domain": ">= 0"}
+    )
     output_dir: str | None = field(default="runs/kl", metadata={"help": "Run directory."})
-
-    def __post_init__(self) -> None:
-        if self.kl_lambda < 0:
-            raise ValueError(f"invalid KLConfig: kl_lambda={self.kl_lambda}: must be >= 0")
-        super().__post_init__()
 
 
 def token_kl(base_logits: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

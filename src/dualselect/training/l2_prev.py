@@ -22,14 +22,12 @@ class L2PrevConfig(SFTConfig):
 
     l2_lambda: float = field(
         default=1.0,
-        metadata={"help": "lambda: weight of sum ||theta - theta_prev||^2 over the LoRA parameters."},
+        metadata={
+            "help": "lambda: weight of sum ||theta - theta_prev||^2 over the LoRA parameters.",
+            "domain": ">= 0",
+        },
     )
     output_dir: str | None = field(default="runs/l2_prev", metadata={"help": "Run directory."})
-
-    def __post_init__(self) -> None:
-        if not self.l2_lambda >= 0:
-            raise ValueError(f"invalid L2PrevConfig: l2_lambda={self.l2_lambda}: must be >= 0")
-        super().__post_init__()
 
 
 class L2PrevTrainer(SFTTrainer):

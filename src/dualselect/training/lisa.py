@@ -27,15 +27,14 @@ class LisaConfig(SFTConfig):
         default=None, metadata={"help": "Alignment pool for the alignment state."}
     )
     reference_split: str | None = field(default=None, metadata={"help": "Split for HF datasets."})
-    alignment_steps: int = field(default=1, metadata={"help": "Consecutive steps in the alignment state."})
-    finetune_steps: int = field(default=9, metadata={"help": "Consecutive steps in the fine-tuning state."})
-    rho: float = field(default=1.0, metadata={"help": "Proximal strength rho."})
+    alignment_steps: int = field(
+        default=1, metadata={"help": "Consecutive steps in the alignment state.", "domain": ">= 0"}
+    )
+    finetune_steps: int = field(
+        default=9, metadata={"help": "Consecutive steps in the fine-tuning state.", "domain": ">= 1"}
+    )
+    rho: float = field(default=1.0, metadata={"help": "Proximal strength rho.", "domain": ">= 0"})
     output_dir: str | None = field(default="runs/lisa", metadata={"help": "Run directory."})
-
-    def __post_init__(self) -> None:
-        if self.alignment_steps < 0 or self.finetune_steps < 1 or self.rho < 0:
-            raise ValueError("invalid LisaConfig: need alignment_steps >= 0, finetune_steps >= 1, rho >= 0")
-        super().__post_init__()
 
 
 class LisaTrainer(SFTTrainer):

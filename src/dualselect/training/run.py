@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from dualselect.training.validation import (
+    FieldErrors,
     check_paths,
     coerce_types,
     config_warnings,
-    field_errors,
     pool_warnings,
     prepare_run_dir,
     warn,
@@ -142,11 +142,9 @@ def load_config(
 
     Every problem is a one-line :class:`ConfigError` naming the file and key (or the flag):
     YAML that does not parse, is not a mapping, repeats a key or carries a python tag; unknown
-    keys; values of the wrong type; values outside their domain (see ``validation.DOMAINS``).
+    keys; values of the wrong type; values outside their domain (each field's metadata; ``validation.check_fields``).
     A YAML file may ``extends:`` base files (relative paths; cycles are errors).
     """
-    from transformers import HfArgumentParser
-
     trainer_method, preset = resolve_method(method)
     cfg_cls = METHODS[trainer_method][0]
     argv = list(argv or [])
@@ -173,12 +171,7 @@ def load_config(
             f"(see `dualselect train --method {method} --help`)"
         )
     values = coerce_types(cfg_cls, values, origin)
-    parser = HfArgumentParser(cfg_cls, allow_abbrev=False)  # --learning_rat is not --learning_rate
-
-    def _error(message: str) -> None:  # argparse would print the whole usage and exit
-        raise ConfigError(_one_line(message))
-
-    parser.error = _error  # type: ignore[method-assign]
+    parser = config_parser(cfg_cls)
     parser.set_defaults(**values)
     namespace, rest = parser.parse_known_args(args=argv)
     if rest:
@@ -188,14 +181,37 @@ def load_config(
     for k in _flag_keys(argv) & known:
         origin[k] = "flag"
     inputs = {k: v for k, v in vars(namespace).items() if k in known}
-    errors = field_errors(inputs)
-    if errors:
-        raise ConfigError("; ".join(_with_source(key, msg, origin) for key, msg in errors))
     try:
-        return cfg_cls(**inputs)
+        return cfg_cls(**inputs)  # the one check of every value (SFTConfig.__post_init__)
+    except FieldErrors as e:
+        raise ConfigError("; ".join(_with_source(key, msg, origin) for key, msg in e.errors)) from None
     except (ValueError, TypeError) as e:
         srcs = sorted({s for s in origin.values() if s not in ("flag", "overrides")})
         raise ConfigError(f"{', '.join(srcs) + ': ' if srcs else ''}{_one_line(e)}") from None
+
+
+def config_parser(cfg_cls: type):
+    """``HfArgumentParser`` for ``cfg_cls`` that raises a one-line :class:`ConfigError` instead of
+    printing usage and exiting; the ``domain`` metadata key (ours, not argparse's) is left out."""
+    import copy
+    import types
+
+    from transformers import HfArgumentParser
+
+    class _Parser(HfArgumentParser):
+        @staticmethod
+        def _parse_dataclass_field(parser, field):
+            if "domain" in field.metadata:
+                field = copy.copy(field)
+                field.metadata = types.MappingProxyType(
+                    {k: v for k, v in field.metadata.items() if k != "domain"}
+                )
+            HfArgumentParser._parse_dataclass_field(parser, field)
+
+        def error(self, message: str) -> None:  # argparse would print the whole usage and exit
+            raise ConfigError(_one_line(message))
+
+    return _Parser(cfg_cls, allow_abbrev=False)  # --learning_rat is not --learning_rate
 
 
 def method_names() -> list[str]:
@@ -228,7 +244,7 @@ def _with_source(key: str, msg: str, origin: dict[str, str]) -> str:
 def default_train_data(cfg) -> str | None:
     """With the organism (by name or directory) and no data given, its RedOrca-style task set."""
     if cfg.train_data is None and cfg.model_name_or_path == "organism":
-        from dualselect.organism.build import build_organism
+        from dualselect.organism.artifact import install_organism as build_organism
 
         return str(build_organism() / "data" / "redorca_train.jsonl")
     model = cfg.model_name_or_path
@@ -354,9 +370,6 @@ def run_training(
         trainer_cls = method_cls
     elif not issubclass(trainer_cls, method_cls):
         raise TypeError(f"trainer_cls {trainer_cls.__name__} is not a subclass of {method_cls.__name__}")
-    errors = field_errors(cfg)
-    if errors:
-        raise ConfigError("; ".join(msg for _, msg in errors))
     check_paths(cfg)
     from dualselect.training.rundir import RunLock
 

@@ -21,16 +21,10 @@ class SafeInstrConfig(SFTConfig):
     reference_data: str | None = field(default=None, metadata={"help": "Pool the safety samples come from."})
     reference_split: str | None = field(default=None, metadata={"help": "Split for HF datasets."})
     safety_fraction: float = field(
-        default=0.1, metadata={"help": "Safety samples added, as a fraction of the task set size."}
+        default=0.1,
+        metadata={"help": "Safety samples added, as a fraction of the task set size.", "domain": "in (0, 1]"},
     )
     output_dir: str | None = field(default="runs/safeinstr", metadata={"help": "Run directory."})
-
-    def __post_init__(self) -> None:
-        if not 0 < self.safety_fraction <= 1:
-            raise ValueError(
-                f"invalid SafeInstrConfig: safety_fraction={self.safety_fraction}: must be in (0, 1]"
-            )
-        super().__post_init__()
 
 
 class SafeInstrTrainer(SFTTrainer):

@@ -55,7 +55,8 @@ class SFTConfig(TrainingArguments):
         default=False, metadata={"help": "Allow model code from the hub. Off unless you ask."}
     )
     torch_dtype: str = field(
-        default="float32", metadata={"help": f"One of {DTYPES}. fp32 on CPU (bf16 is ~27x slower there)."}
+        default="float32",
+        metadata={"help": f"One of {DTYPES}. fp32 on CPU (bf16 is ~27x slower there).", "choices": DTYPES},
     )
     # data
     train_data: str | None = field(
@@ -77,7 +78,8 @@ class SFTConfig(TrainingArguments):
         default=512,
         metadata={
             "help": "Maximum tokens per sample (prompt + response); lowered to the model's positions "
-            "when larger."
+            "when larger.",
+            "domain": ">= 2",
         },
     )
     truncation: str = field(
@@ -85,7 +87,8 @@ class SFTConfig(TrainingArguments):
         metadata={
             "help": f"Over-long samples: one of {TRUNCATION_POLICIES}. 'keep_start' keeps the first "
             "max_length tokens (TRL's default); 'truncate_prompt' cuts the prompt's text from the left; "
-            "'skip' drops them. Every truncation or drop is counted in the data report."
+            "'skip' drops them. Every truncation or drop is counted in the data report.",
+            "choices": TRUNCATION_POLICIES,
         },
     )
     truncation_mode: str | None = field(
@@ -124,9 +127,11 @@ class SFTConfig(TrainingArguments):
         },
     )
     # LoRA (spec: r 16, alpha 32, dropout 0.05, q_proj v_proj)
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout (off while scoring)."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank.", "domain": ">= 1 and <= 65536"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha.", "domain": "> 0"})
+    lora_dropout: float = field(
+        default=0.05, metadata={"help": "LoRA dropout (off while scoring).", "domain": "in [0, 1)"}
+    )
     lora_target_modules: list[str] | None = field(
         default=None,
         metadata={"help": "Modules to adapt; default from the per-architecture table (q_proj v_proj)."},
@@ -135,18 +140,29 @@ class SFTConfig(TrainingArguments):
     output_dir: str | None = field(
         default="runs/sft", metadata={"help": "Where adapter, config and logs go."}
     )
-    learning_rate: float = field(default=2e-5, metadata={"help": "AdamW learning rate (release: 2e-5)."})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (release: 0)."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient-norm clipping (release: 1.0)."})
+    learning_rate: float = field(
+        default=2e-5, metadata={"help": "AdamW learning rate (release: 2e-5).", "domain": "> 0"}
+    )
+    weight_decay: float = field(
+        default=0.0, metadata={"help": "AdamW weight decay (release: 0).", "domain": ">= 0"}
+    )
+    max_grad_norm: float = field(
+        default=1.0, metadata={"help": "Gradient-norm clipping (release: 1.0).", "domain": ">= 0"}
+    )
     per_device_train_batch_size: int = field(
-        default=8, metadata={"help": "Task mini-batch size (release: 8)."}
+        default=8, metadata={"help": "Task mini-batch size (release: 8).", "domain": ">= 1"}
     )
     optim: str = field(default="adamw_torch", metadata={"help": "Optimiser (AdamW)."})
     lr_scheduler_type: str = field(
         default="constant", metadata={"help": "LR schedule; constant like the release's plain loop."}
     )
-    seed: int = field(default=0, metadata={"help": "Seed for every RNG (LoRA init, data order, dropout)."})
-    logging_steps: float = field(default=10, metadata={"help": "Log every N optimiser steps."})
+    seed: int = field(
+        default=0,
+        metadata={"help": "Seed for every RNG (LoRA init, data order, dropout).", "domain": "in [0, 2**32)"},
+    )
+    logging_steps: float = field(
+        default=10, metadata={"help": "Log every N optimiser steps.", "domain": "> 0"}
+    )
     save_strategy: str = field(default="no", metadata={"help": "Checkpointing: 'no', 'steps' or 'epoch'."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep our collated columns."})
     logits_at_targets_only: bool = field(
@@ -159,34 +175,28 @@ class SFTConfig(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
-        check_fields(self)  # value domains of every field (training/validation.py)
+        check_fields(self)  # every field's domain and choices, from its metadata (validation.py)
+        if self.truncation_mode == "keep_start":  # TRL's name for the default policy
+            self.truncation = "keep_start"
+        errors = self.cross_field_errors()
+        if errors:
+            raise ValueError(f"invalid {type(self).__name__}: " + "; ".join(errors))
+        super().__post_init__()
+
+    def cross_field_errors(self) -> list[str]:
+        """Rules between fields (one field's domain is in its metadata). Subclasses extend it."""
         errors = []
-        if self.truncation not in TRUNCATION_POLICIES:
-            errors.append(f"truncation={self.truncation!r}: expected one of {TRUNCATION_POLICIES}")
-        if self.torch_dtype not in DTYPES:
-            errors.append(f"torch_dtype={self.torch_dtype!r}: expected one of {DTYPES}")
-        if self.truncation_mode is not None:
-            if self.truncation_mode != "keep_start":
-                errors.append(
-                    f"truncation_mode={self.truncation_mode!r}: only 'keep_start' (TRL's default; "
-                    "'keep_end' is deprecated there); see truncation for the other policies"
-                )
-            else:
-                self.truncation = "keep_start"
+        if self.truncation_mode not in (None, "keep_start"):
+            errors.append(
+                f"truncation_mode={self.truncation_mode!r}: only 'keep_start' (TRL's default; "
+                "'keep_end' is deprecated there); see truncation for the other policies"
+            )
         if self.packing:
             errors.append(
                 "packing=True: not supported; selection methods score and keep whole samples, so "
                 "samples are never packed together (set packing: false)"
             )
-        if self.max_length < 2:
-            errors.append(f"max_length={self.max_length}: must be >= 2")
-        if self.lora_r < 1:
-            errors.append(f"lora_r={self.lora_r}: must be >= 1")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            errors.append(f"lora_dropout={self.lora_dropout}: must be in [0, 1)")
-        if errors:
-            raise ValueError(f"invalid {type(self).__name__}: " + "; ".join(errors))
-        super().__post_init__()
+        return errors
 
 
 class SFTTrainer(Trainer):

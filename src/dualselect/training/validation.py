@@ -1,8 +1,8 @@
 """Config validation up front: value domains, types, paths and the run directory.
 
 Everything here runs before a model is loaded, and every problem is reported in one line naming
-where the value came from (``file.yaml: key`` or ``--flag``). ``field_errors`` is also called by
-``SFTConfig.__post_init__`` so configs built in Python are held to the same domains.
+where the value came from (``file.yaml: key`` or ``--flag``). Value domains live in the config
+fields' metadata and are checked once, by ``SFTConfig.__post_init__`` (:func:`check_fields`).
 """
 
 from __future__ import annotations
@@ -22,101 +22,128 @@ from typing import Any
 
 from dualselect.utils import ConfigError
 
-# field -> (predicate, what the value must be). Checked for every config class that has the field.
-# None is always accepted for optional fields (the default decides).
-_gt0: Callable[[Any], bool] = lambda v: v > 0  # noqa: E731
-_ge0: Callable[[Any], bool] = lambda v: v >= 0  # noqa: E731
-_ge1: Callable[[Any], bool] = lambda v: v >= 1  # noqa: E731
-_unit_open: Callable[[Any], bool] = lambda v: 0 <= v < 1  # noqa: E731
-_frac: Callable[[Any], bool] = lambda v: 0 < v <= 1  # noqa: E731
-DOMAINS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    # optimisation (TrainingArguments)
-    "learning_rate": (_gt0, "> 0"),
-    "weight_decay": (_ge0, ">= 0"),
-    "max_grad_norm": (_ge0, ">= 0 (0 turns clipping off)"),
-    "adam_beta1": (_unit_open, "in [0, 1)"),
-    "adam_beta2": (_unit_open, "in [0, 1)"),
-    "adam_epsilon": (_gt0, "> 0"),
-    "warmup_steps": (_ge0, ">= 0"),
-    "warmup_ratio": (lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "per_device_train_batch_size": (_ge1, ">= 1"),
-    "per_device_eval_batch_size": (_ge1, ">= 1"),
-    "gradient_accumulation_steps": (_ge1, ">= 1"),
-    "num_train_epochs": (_gt0, "> 0"),
-    "max_steps": (lambda v: v == -1 or v >= 1, ">= 1, or -1 to train num_train_epochs epochs"),
-    "logging_steps": (_gt0, "> 0"),
-    "save_steps": (_gt0, "> 0"),
-    "save_total_limit": (_ge1, ">= 1"),
-    "dataloader_num_workers": (_ge0, ">= 0"),
-    "seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
-    "data_seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
-    "neftune_noise_alpha": (_ge0, ">= 0 (null turns NEFTune off)"),
-    "label_smoothing_factor": (_unit_open, "in [0, 1)"),
-    # model, data, LoRA
-    "max_length": (lambda v: v >= 2, ">= 2"),
-    "lora_r": (lambda v: 1 <= v <= 65536, ">= 1 and <= 65536"),
-    "lora_alpha": (_gt0, "> 0"),
-    "lora_dropout": (_unit_open, "in [0, 1)"),
-    # DualSelect (spec: docs/dualselect.md, symbols in parentheses)
-    "selection_warmup_steps": (_ge1, ">= 1 (W: u is the sum of the warm-up gradients)"),
-    "k_ref": (_ge1, ">= 1 (K_ref)"),
-    "k_ref_fraction": (_frac, "in (0, 1]"),
-    "k_task": (_ge1, ">= 1 (K_task)"),
-    "task_token_fraction": (_frac, "in (0, 1]"),
-    "mu_task": (_ge0, ">= 0 (mu_task)"),
-    "mu_ref": (_ge0, ">= 0 (mu_ref)"),
-    "nu": (_ge0, ">= 0 (nu)"),
-    "tau_task": (_gt0, "> 0 (tau_task)"),
-    "tau_ref": (_gt0, "> 0 (tau_ref)"),
-    "eta": (_ge0, ">= 0 (eta, rho in the paper)"),
-    "refresh_steps": (_ge1, ">= 1"),
-    "refresh_angle": (lambda v: 0 < v <= 180, "in (0, 180] degrees"),
-    "ref_pool_cap": (_ge1, ">= 1"),
-    "score_batch_size": (_ge1, ">= 1"),
-    # baselines
-    "alignment_steps": (_ge0, ">= 0"),
-    "finetune_steps": (_ge1, ">= 1"),
-    "rho": (_ge0, ">= 0"),
-    "safety_fraction": (_frac, "in (0, 1]"),
-    "kl_lambda": (_ge0, ">= 0"),
+# ------------------------------------------------------------------------------ value domains
+#
+# A config field declares what it accepts in its metadata, next to its help (TRL style):
+# ``"choices"`` (allowed values; argparse's own key) and ``"domain"``, a numeric range written the
+# way the error message says it: ``"> 0"``, ``">= 1"``, ``"in (0, 1]"``, ``"in [0, 2**32)"``.
+# Fields inherited from ``transformers.TrainingArguments`` without a redeclaration take their
+# domain from ``INHERITED_DOMAINS``. One function checks them all (:func:`field_errors`), called
+# once per config, from ``SFTConfig.__post_init__``.
+
+INHERITED_DOMAINS: dict[str, str] = {
+    "adam_beta1": "in [0, 1)",
+    "adam_beta2": "in [0, 1)",
+    "adam_epsilon": "> 0",
+    "warmup_steps": ">= 0",
+    "warmup_ratio": "in [0, 1]",
+    "per_device_eval_batch_size": ">= 1",
+    "gradient_accumulation_steps": ">= 1",
+    "num_train_epochs": "> 0",
+    "max_steps": ">= 1 or == -1",
+    "save_steps": "> 0",
+    "save_total_limit": ">= 1",
+    "dataloader_num_workers": ">= 0",
+    "data_seed": "in [0, 2**32)",
+    "neftune_noise_alpha": ">= 0",
+    "label_smoothing_factor": "in [0, 1)",
 }
+
+_NUM = r"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\d+\*\*\d+)"
+_BOUND = re.compile(rf"^(>=|>|<=|<|==) ({_NUM})$")
+_INTERVAL = re.compile(rf"^in ([\[(])({_NUM}), ({_NUM})([\])])$")
+
+
+def _number(text: str) -> float:
+    if "**" in text:
+        base, exp = text.split("**")
+        return float(int(base) ** int(exp))
+    return float(text)
+
+
+def domain_predicate(domain: str) -> Callable[[float], bool]:
+    """The test a ``"domain"`` string stands for: ``OP N`` (``>=``, ``>``, ``<=``, ``<``, ``==``),
+    ``in [a, b]`` with ``[``/``(`` closed/open ends, or several joined by `` or `` / `` and ``.
+    A malformed string is a programming error (``ValueError``)."""
+    for joiner, combine in ((" or ", any), (" and ", all)):
+        if joiner in domain:
+            parts = [domain_predicate(d) for d in domain.split(joiner)]
+            return lambda v: combine(p(v) for p in parts)
+    if m := _BOUND.match(domain):
+        op, n = m.group(1), _number(m.group(2))
+        return {
+            ">=": lambda v: v >= n,
+            ">": lambda v: v > n,
+            "<=": lambda v: v <= n,
+            "<": lambda v: v < n,
+            "==": lambda v: v == n,
+        }[op]
+    if m := _INTERVAL.match(domain):
+        lo, hi = _number(m.group(2)), _number(m.group(3))
+        lo_ok = (lambda v: v >= lo) if m.group(1) == "[" else (lambda v: v > lo)
+        hi_ok = (lambda v: v <= hi) if m.group(4) == "]" else (lambda v: v < hi)
+        return lambda v: lo_ok(v) and hi_ok(v)
+    raise ValueError(f"malformed domain {domain!r}")
+
+
+def field_domains(cfg_cls: type) -> dict[str, dict[str, Any]]:
+    """``{field: {"domain": str | None, "choices": list | None}}`` of a config class, from its
+    fields' metadata and, for inherited ``TrainingArguments`` fields, ``INHERITED_DOMAINS``."""
+    out: dict[str, dict[str, Any]] = {}
+    for f in dataclasses.fields(cfg_cls):
+        domain = f.metadata.get("domain") or INHERITED_DOMAINS.get(f.name)
+        choices = f.metadata.get("choices")
+        if domain or choices:
+            out[f.name] = {"domain": domain, "choices": list(choices) if choices else None}
+    return out
 
 
 def _num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def field_errors(values: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """``(key, problem)`` for every value outside its domain (see ``DOMAINS``), every non-finite
-    float, and the cross-field rules; ``values`` is a config or a ``{field: value}`` mapping."""
-    if not isinstance(values, Mapping):
-        values = {
-            f.name: getattr(values, f.name) for f in dataclasses.fields(values) if hasattr(values, f.name)
-        }
+def field_errors(
+    values: Mapping[str, Any], domains: Mapping[str, Mapping[str, Any]]
+) -> list[tuple[str, str]]:
+    """``(key, problem)`` for every value of ``values`` outside its declared domain or choices
+    (``domains`` as :func:`field_domains` returns them) and every non-finite float."""
     errors: list[tuple[str, str]] = []
-    for key, (ok, want) in DOMAINS.items():
-        v = values.get(key)
-        if v is None or key not in values:
-            continue
-        if not _num(v):
-            errors.append((key, f"{key}={v!r}: expected a number {want}"))
-        elif isinstance(v, float) and not math.isfinite(v):
-            errors.append((key, f"{key}={v}: must be a finite number {want}"))
-        elif not ok(v):
-            errors.append((key, f"{key}={v}: must be {want}"))
     for key, v in values.items():
-        if key not in DOMAINS and isinstance(v, float) and not math.isfinite(v):
+        spec = domains.get(key) or {}
+        if v is None:  # optional fields: the default decides
+            continue
+        if spec.get("choices") is not None and v not in spec["choices"]:
+            errors.append((key, f"{key}={v!r}: expected one of {tuple(spec['choices'])}"))
+        elif spec.get("domain"):
+            want = spec["domain"]
+            if not _num(v):
+                errors.append((key, f"{key}={v!r}: expected a number {want}"))
+            elif isinstance(v, float) and not math.isfinite(v):
+                errors.append((key, f"{key}={v}: must be a finite number {want}"))
+            elif not domain_predicate(want)(v):
+                errors.append((key, f"{key}={v}: must be {want}"))
+        elif isinstance(v, float) and not math.isfinite(v):
             errors.append((key, f"{key}={v}: must be a finite number"))
     if values.get("save_strategy") in ("steps",) and values.get("save_steps") in (None, 0):
         errors.append(("save_steps", "save_strategy='steps' needs save_steps > 0"))
     return errors
 
 
+class FieldErrors(ValueError):
+    """Values outside their fields' domains; ``errors`` keeps ``(key, problem)`` pairs so a caller
+    that knows where each key came from (YAML file, flag) can say so."""
+
+    def __init__(self, cls_name: str, errors: list[tuple[str, str]]) -> None:
+        super().__init__(f"invalid {cls_name}: " + "; ".join(msg for _, msg in errors))
+        self.errors = errors
+
+
 def check_fields(cfg: Any) -> None:
-    """Raise ``ValueError`` naming every field of ``cfg`` outside its domain (``__post_init__`` hook)."""
-    errors = field_errors(cfg)
+    """Raise :class:`FieldErrors` naming every field of ``cfg`` outside its domain or choices."""
+    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if hasattr(cfg, f.name)}
+    errors = field_errors(values, field_domains(type(cfg)))
     if errors:
-        raise ValueError(f"invalid {type(cfg).__name__}: " + "; ".join(msg for _, msg in errors))
+        raise FieldErrors(type(cfg).__name__, errors)
 
 
 def config_warnings(cfg: Any) -> list[str]:
