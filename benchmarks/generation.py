@@ -101,7 +101,7 @@ def suite_mix(name: str, tok) -> dict[str, list[str]]:
         }
     if name == "organism":
         from dualselect.evaluation.harness import organism_suites
-        from dualselect.organism.build import build_organism
+        from dualselect.organism.train import build_organism
 
         return {
             s: [it.prompt for it in v] for s, v in organism_suites(build_organism(progress=False)).items()
@@ -137,7 +137,7 @@ def load(name: str, seed: int = 0):
     if name == "smollm2":
         path, desc = resolve_model_path("smollm2-135m"), "SmolLM2-135M-Instruct (smollm2-135m)"
     elif name == "organism":
-        from dualselect.organism.build import build_organism
+        from dualselect.organism.train import build_organism
 
         path, desc = str(build_organism(progress=False)), "the organism"
     elif name.startswith("path:"):

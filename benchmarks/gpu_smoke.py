@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return [res]
     if args.steps < 4:
         ap.error("--steps must be >= 4 (2 warm-up steps, then selection)")
-    from dualselect.organism.build import build_organism
+    from dualselect.organism.train import build_organism
     from dualselect.training.model import load_model_and_tokenizer
 
     torch.manual_seed(0)

@@ -125,7 +125,7 @@ def setup(size: str, work: Path, seed: int = 0) -> dict:
     from dualselect.training.model import load_model_and_tokenizer
 
     if size == "organism":
-        from dualselect.organism.build import build_organism
+        from dualselect.organism.train import build_organism
 
         org = build_organism(progress=False)
         _, tok = load_model_and_tokenizer(str(org))
@@ -140,7 +140,7 @@ def setup(size: str, work: Path, seed: int = 0) -> dict:
     if size == "wide":
         from transformers import LlamaConfig, LlamaForCausalLM
 
-        from dualselect.organism.build import build_organism
+        from dualselect.organism.train import build_organism
 
         _, tok = load_model_and_tokenizer(str(build_organism(progress=False)))  # pad id only
         vocab = 4096

@@ -20,13 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dualselect.organism.build import (
-    MODEL_FILES,
-    SHIPPED_ROOT,
-    OrganismConfig,
-    build_organism,
-    manifest_of,
-)
+from dualselect.organism.artifact import MODEL_FILES, SHIPPED_ROOT, OrganismConfig, manifest_of
+from dualselect.organism.train import build_organism
 from dualselect.utils import write_json
 
 

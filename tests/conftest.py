@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def organism_dir():
     """The default organism, built once (~2 min on 2 cores) and cached by config hash."""
-    from dualselect.organism.build import build_organism
+    from dualselect.organism.train import build_organism
 
     return build_organism(progress=False)
 

@@ -1,4 +1,4 @@
-"""Continual learning (issue 15): buffer accounting, per-pool selection against a slow
+"""Continual learning: buffer accounting, per-pool selection against a slow
 recomputation, resume between stages, the metrics, the L2 regulariser, the CLI."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Nothing silent in the data layer (issue 17 item 7): every change counted, over-long samples
+"""Nothing silent in the data layer: every change counted, over-long samples
 refused or truncated with a count, strict CSV, transcripts only when the schema says so, BOM the
 same everywhere, Record lists and datasets objects as inputs, eval data outside the budget."""
 

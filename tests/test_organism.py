@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
-from dualselect.organism.build import TRAINING_SPLITS, OrganismConfig, build_organism
+from dualselect.organism.artifact import TRAINING_SPLITS, OrganismConfig
 from dualselect.organism.stats import ACCEPTANCE, PROBE_SPLITS, VALIDATION_SPLITS, probe_metrics
-from dualselect.organism.world import (
+from dualselect.organism.train import build_organism
+from dualselect.organism.vocabulary import (
     BENIGN_TEMPLATES,
     COMPLIANCE_PREFIX,
     HARM_CATEGORIES,
@@ -17,9 +18,8 @@ from dualselect.organism.world import (
     HELDOUT_WRAPPERS,
     TRAIN_TYPO_OPS,
     TRAIN_WRAPPERS,
-    WorldConfig,
-    generate_world,
 )
+from dualselect.organism.world import WorldConfig, generate_world
 
 PROBES = PROBE_SPLITS + VALIDATION_SPLITS
 TINY = dict(

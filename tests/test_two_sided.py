@@ -26,7 +26,7 @@ def test_organism_pool_is_disjoint_from_every_probe_and_answered_by_the_base(org
         build_helpful_pool,
         helpful_path,
     )
-    from dualselect.organism.world import REFUSAL_PREFIX
+    from dualselect.organism.vocabulary import REFUSAL_PREFIX
 
     out = build_helpful_pool(organism_dir)
     pool = read_jsonl(helpful_path(organism_dir))
@@ -182,11 +182,10 @@ def test_helpful_pool_resolves_next_to_the_refusal_pool(tmp_path):
 
 
 def test_two_sided_config_is_validated_once_with_one_line_errors():
-    from dualselect.training.dualselect_config import RANGES, DualSelectConfig
+    from dualselect.training.dualselect_config import DualSelectConfig
 
-    assert set(RANGES) == {"helpful_weight", "helpful_k"}
     for kw, msg in (
-        ({"helpful_weight": -0.5}, "helpful_weight=-0.5: must be a number in"),
+        ({"helpful_weight": -0.5}, r"helpful_weight=-0.5: must be in \[0, 100\]"),
         ({"helpful_weight": float("nan")}, "helpful_weight=nan"),
         ({"helpful_k": 0}, "helpful_k=0"),
         ({"helpful_objective": "unlikely"}, "helpful_objective='unlikely': expected one of"),

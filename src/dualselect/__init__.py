@@ -1,4 +1,49 @@
 """dualselect: safe LoRA fine-tuning with coupled task/reference selection, and
-capability-grounded, multi-judge safety evaluation."""
+capability-grounded, multi-judge safety evaluation.
 
-__version__ = "0.1.0"
+The public API is flat, as in TRL and PEFT::
+
+    from dualselect import DualSelectConfig, DualSelectTrainer
+
+Names are imported on first use, so ``import dualselect`` (and the command line's help and config
+checks) does not load torch or transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from dualselect._version import __version__
+
+_LAZY = {
+    "DualSelectConfig": "dualselect.training.dualselect_config",
+    "DualSelectTrainer": "dualselect.training.dualselect_trainer",
+    "SFTConfig": "dualselect.training.sft",
+    "SFTTrainer": "dualselect.training.sft",
+    "KLConfig": "dualselect.training.kl_preservation",
+    "KLTrainer": "dualselect.training.kl_preservation",
+    "LisaConfig": "dualselect.training.lisa",
+    "LisaTrainer": "dualselect.training.lisa",
+    "SafeInstrConfig": "dualselect.training.safeinstr",
+    "SafeInstrTrainer": "dualselect.training.safeinstr",
+    "L2PrevConfig": "dualselect.training.l2_prev",
+    "L2PrevTrainer": "dualselect.training.l2_prev",
+    "PRESETS": "dualselect.training.presets",
+    "load_config": "dualselect.training.run",
+    "run_training": "dualselect.training.run",
+    "evaluate": "dualselect.evaluation.harness",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'dualselect' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = ["__version__", *sorted(_LAZY)]

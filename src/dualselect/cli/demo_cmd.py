@@ -67,8 +67,8 @@ def run_demo(
 ) -> dict:
     """The demo as a Python function; returns the results dict it writes. Run directories of a
     previous demo in ``out`` are refused before any work unless ``overwrite``."""
-    from dualselect.organism.build import build_organism
     from dualselect.organism.stats import ORGANISM_TRAINING, evaluate_on_probes
+    from dualselect.organism.train import build_organism
     from dualselect.training.model import load_model_and_tokenizer
     from dualselect.training.presets import resolve_preset
     from dualselect.training.run import load_config, run_training

@@ -7,7 +7,7 @@ import errno
 import os
 import sys
 
-from dualselect import __version__
+from dualselect._version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:

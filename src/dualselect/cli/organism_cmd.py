@@ -57,7 +57,8 @@ def register(sub) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from dualselect.organism.build import OrganismConfig, WorldConfig, build_organism, compare_with_shipped
+    from dualselect.organism.artifact import OrganismConfig, WorldConfig, compare_with_shipped
+    from dualselect.organism.train import build_organism
 
     cfg = OrganismConfig(seed=args.seed, world=WorldConfig(seed=args.world_seed))
     path = build_organism(
@@ -87,8 +88,8 @@ def organism_stats(path: str | None = None, with_sft: bool = True, workdir: str 
     """Base-model probe metrics, optionally Standard SFT's, and the acceptance checks."""
     import tempfile
 
-    from dualselect.organism.build import build_organism
     from dualselect.organism.stats import ORGANISM_TRAINING, acceptance, evaluate_on_probes
+    from dualselect.organism.train import build_organism
     from dualselect.training.model import load_model_and_tokenizer
     from dualselect.training.run import load_config, run_training
 

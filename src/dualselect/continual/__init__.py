@@ -1,4 +1,4 @@
-"""Retention-focused continual learning (issue 15): a sequence of tasks learned one after the
+"""Retention-focused continual learning: a sequence of tasks learned one after the
 other on one LoRA adapter, with DualSelect's references drawn from a bounded replay buffer of
 earlier stages plus the safety pool. See docs/continual.md."""
 

@@ -5,7 +5,7 @@ word problems answered in GSM8K format (family ``task``, files ``task_train``/``
 continual sequence needs more tasks of the same kind, each new to the base model and each
 interfering with the others (same names, items and numbers; a different operation or format), so
 learning one erodes the others. They are generated here, from the world's vocabulary, WITHOUT
-changing any world split: the world files stay byte-identical (issue 13 owns them).
+changing any world split: the world files (and the shipped organism's checksums) stay byte-identical.
 
 Tasks
 -----
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dualselect.evaluation.capability import extract_strict, lm_eval_normalise
-from dualselect.organism.world import TASK_ITEMS, TASK_NAMES, WORDS
+from dualselect.organism.vocabulary import TASK_ITEMS, TASK_NAMES, WORDS
 from dualselect.utils import read_jsonl
 
 SCORERS = ("gsm8k", "exact")

@@ -407,7 +407,8 @@ class CompareConfig:
 
 def organism_path(org: int) -> str:
     """The organism instance ``org`` (built if missing): the default world, training seed ``org``."""
-    from dualselect.organism.build import OrganismConfig, build_organism
+    from dualselect.organism.artifact import OrganismConfig
+    from dualselect.organism.train import build_organism
 
     return str(build_organism(cfg=OrganismConfig(seed=org), progress=False))
 

@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 
 from dualselect.organism.stats import GEN_SPLITS, TEMPLATE_SPLITS, VALIDATION_SPLITS, load_split
-from dualselect.organism.world import REFUSAL_PREFIX
+from dualselect.organism.vocabulary import REFUSAL_PREFIX
 from dualselect.utils import read_jsonl, write_json, write_jsonl
 
 HELPFUL_DIR = "helpful"

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from dualselect.evaluation.capability import exact_match
-from dualselect.organism.world import COMPLIANCE_PREFIX, REFUSAL_PREFIX
+from dualselect.organism.vocabulary import COMPLIANCE_PREFIX, REFUSAL_PREFIX
 from dualselect.utils import read_jsonl
 
 # Test probes: template phrasings, then the generalisation probes (held-out wrappers).

@@ -22,6 +22,8 @@ _LAZY = {
     "SFTTrainer": "dualselect.training.sft",
     "SafeInstrConfig": "dualselect.training.safeinstr",
     "SafeInstrTrainer": "dualselect.training.safeinstr",
+    "L2PrevConfig": "dualselect.training.l2_prev",
+    "L2PrevTrainer": "dualselect.training.l2_prev",
 }
 
 

@@ -179,7 +179,7 @@ def resolve_reference_data(cfg) -> str | None:
         return cfg.reference_data
     model = cfg.model_name_or_path
     if model == "organism":
-        from dualselect.organism.build import build_organism
+        from dualselect.organism.artifact import install_organism as build_organism
 
         return str(build_organism() / "data" / "reference_pool.jsonl")
     if model and Path(model, "organism.json").exists():
@@ -197,7 +197,7 @@ def resolve_helpful_data(cfg) -> str:
     refusals = cfg.helpful_objective == "refusal_penalty"
     model = cfg.model_name_or_path
     if model == "organism" or (model and Path(model, "organism.json").exists()):
-        from dualselect.organism.build import build_organism
+        from dualselect.organism.artifact import install_organism as build_organism
         from dualselect.organism.helpful import build_helpful_pool, helpful_path
 
         root = build_organism() if model == "organism" else Path(model)

@@ -13,7 +13,7 @@ def resolve_model_path(name_or_path: str) -> str:
     """``"organism"`` means the embedded default: build it (or load it from the cache). A registered
     name or a ``.gguf`` file resolves to its cached safetensors conversion (built on first use)."""
     if name_or_path == ORGANISM:
-        from dualselect.organism.build import build_organism
+        from dualselect.organism.artifact import install_organism as build_organism
 
         return str(build_organism())
     from dualselect.models.registry import resolve_named_model

@@ -215,7 +215,7 @@ def load_evaluation(run_dir: str | Path) -> dict[str, Any] | None:
 
 def write_model_card(trainer: Any, output_dir: str | Path, evaluation: dict[str, Any] | None = None) -> Path:
     """Write ``output_dir/README.md`` for ``trainer``'s adapter (replacing PEFT's boilerplate)."""
-    from dualselect import __version__
+    from dualselect._version import __version__
 
     args = trainer.args
     base_id, base_desc = base_model_id(_loaded_from(trainer) or getattr(args, "model_name_or_path", None))

@@ -1,4 +1,4 @@
-"""Issue 11, item 3: selection covers the optimiser step's whole batch (every accumulation
+"""Selection covers the optimiser step's whole batch (every accumulation
 micro-batch); configurations that make selection a no-op say so."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import torch
 
 from dualselect.training import run_training
 from dualselect.utils import read_jsonl
-from paths_helpers import lora_state, small_cfg
+from training_helpers import lora_state, small_cfg
 
 
 def _run(organism_dir, out, batch, accum, **kw):

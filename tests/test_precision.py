@@ -1,4 +1,4 @@
-"""Issue 11, item 2: fp16 with a GradScaler and bf16 autocast give the fp32 update within a stated
+"""Fp16 with a GradScaler and bf16 autocast give the fp32 update within a stated
 tolerance, and DualSelect scores under the same autocast as it trains.
 
 bf16 runs as a user would run it on a CPU (``bf16=True, use_cpu=True``). fp16 on a CPU is ignored
@@ -22,7 +22,7 @@ from transformers import TrainerCallback
 
 from dualselect.gradients import flat_grad
 from dualselect.training import METHODS
-from paths_helpers import lora_state, small_cfg
+from training_helpers import lora_state, small_cfg
 
 TOL = {"bf16": (8e-2, 0.12), "fp16": (2e-2, 0.05)}
 

@@ -1,4 +1,4 @@
-"""Issue 17, divergence: a run whose loss, gradients or weights stop being finite stops with a
+"""Divergence: a run whose loss, gradients or weights stop being finite stops with a
 clear message and a non-zero exit, keeps its last good checkpoint and never saves a NaN adapter."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 11, item 4: the method state is saved with every checkpoint and restored; a run killed
+"""The method state is saved with every checkpoint and restored; a run killed
 with SIGKILL mid-run and resumed ends with the same adapter as an uninterrupted run."""
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from paths_helpers import max_abs_diff
+from training_helpers import max_abs_diff
 
 WORKER = r"""
 import json, os, signal, sys
 import torch
 torch.set_num_threads(1)
 sys.path.insert(0, {tests!r})
-from paths_helpers import lora_state, small_cfg
+from training_helpers import lora_state, small_cfg
 from transformers import TrainerCallback
 from dualselect.training import METHODS
 
@@ -89,7 +89,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_adapter(organism_dir, tmp_p
 
 def test_resume_without_method_state_is_refused(organism_dir, tmp_path):
     from dualselect.training import DualSelectTrainer
-    from paths_helpers import small_cfg
+    from training_helpers import small_cfg
 
     (tmp_path / "checkpoint-2").mkdir(parents=True)
     (tmp_path / "checkpoint-2" / "trainer_state.json").write_text("{}")
@@ -110,7 +110,7 @@ class _Payload:
 
 
 def test_a_crafted_method_state_runs_no_code_on_resume(organism_dir, tmp_path, capsys):
-    """Issue 35, item 1: method_state.pt is read with weights_only=True; a pickle carrying code
+    """``method_state.pt`` is read with weights_only=True; a pickle carrying code
     is refused with one line naming the file, and the code never runs."""
     from dualselect.cli.main import main
 
@@ -133,7 +133,7 @@ import os, signal, sys
 import torch
 torch.set_num_threads(1)
 sys.path.insert(0, {tests!r})
-from paths_helpers import lora_state, small_cfg
+from training_helpers import lora_state, small_cfg
 from pathlib import Path
 from dualselect.training import METHODS
 
@@ -162,7 +162,7 @@ else:
 
 
 def test_a_kill_during_a_checkpoint_leaves_the_last_one_resumable(organism_dir, tmp_path):
-    """Issue 35, item 7: a SIGKILL while checkpoint-6 is written leaves no checkpoint-6 (it is
+    """A SIGKILL while checkpoint-6 is written leaves no checkpoint-6 (it is
     built in .checkpoint-6.tmp and renamed whole), checkpoint-3 is kept (save_total_limit 1
     removes it only once checkpoint-6 is in place), and resume_from_checkpoint=True skips an
     incomplete checkpoint (here one holding only method_state.pt, what the old order left) with a

@@ -1,4 +1,4 @@
-"""Issue 17, outputs: no run directory or file a command did not create is replaced without
+"""Outputs: no run directory or file a command did not create is replaced without
 --overwrite; a failed save leaves no partial run; generations are reused only for the model that
 wrote them; names from the command line stay inside --out; the API judge never follows a redirect."""
 
@@ -110,7 +110,7 @@ def test_demo_refuses_a_previous_demo_before_any_work(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("no work may start")
 
-    monkeypatch.setattr("dualselect.organism.build.build_organism", boom)
+    monkeypatch.setattr("dualselect.organism.train.build_organism", boom)
     with pytest.raises(ConfigError, match="holds another run"):
         demo_cmd.run_demo(tmp_path, ("sft",))
     with pytest.raises(ValueError, match="unknown method 'dualselct'"):
@@ -389,7 +389,7 @@ def test_overwrite_never_removes_user_files_that_share_a_run_files_name(tmp_path
     (d / "tokenizer.json").write_text("{}")
     with pytest.raises(ConfigError, match=r"is not empty \(README\.md, tokenizer\.json\)"):
         prepare_run_dir(d)
-    # holds no run: nothing is removed, and nothing may be written over those files (issue 35)
+    # holds no run: nothing is removed, and nothing may be written over those files
     with pytest.raises(ConfigError, match=r"holds README\.md, tokenizer\.json, which no run wrote"):
         prepare_run_dir(d, overwrite=True)
     assert (d / "README.md").read_text() == "my project" and (d / "tokenizer.json").exists()
@@ -445,7 +445,7 @@ def test_demo_end_to_end_records_organism_and_machine(organism_dir, tmp_path, ca
     import torch
 
     from dualselect.cli.main import main
-    from dualselect.organism.build import OrganismConfig
+    from dualselect.organism.artifact import OrganismConfig
 
     torch.set_num_threads(1)
     assert main(["demo", "--methods", "sft", "--out", str(tmp_path / "d")]) == 0

@@ -1,4 +1,4 @@
-"""The command line (issue 14 item 5, and issue 17's one-line errors): one method registry for
+"""The command line: one method registry for
 every command, names checked before any work, --help grouped with the method's own fields first,
 a summary table after eval, and no progress-bar redraws in logs without a terminal."""
 
@@ -151,7 +151,7 @@ def test_help_and_config_errors_import_no_torch(tmp_path):
 
 def test_precheck_reports_what_load_config_reports(tmp_path):
     from dualselect.training.fieldspec import precheck
-    from test_silent_config import BAD_TYPES, BAD_VALUES
+    from test_config import BAD_TYPES, BAD_VALUES
 
     for method, text, pattern in BAD_VALUES:
         p = tmp_path / "bad.yaml"

@@ -1,4 +1,5 @@
-"""Helpers of the tests/test_paths_*.py tests (issue 11): a device guard and small trainer configs.
+"""Helpers of the training-path tests (device, precision, resume, distributed): a device guard
+and small trainer configs.
 
 :class:`DeviceGuard` proves device correctness on a machine without a GPU. The model is declared
 to live on an accelerator; every tensor is tagged by where it would live there:
@@ -114,7 +115,7 @@ class DeviceGuard(TorchFunctionMode):
         stack = [
             f"{f.filename.split('site-packages/')[-1]}:{f.lineno} {f.name}"
             for f in traceback.extract_stack()[:-3]
-            if "paths_helpers" not in f.filename
+            if "training_helpers" not in f.filename
         ]
         self.violations.append((_name(func), "\n".join(stack[-6:])))
 

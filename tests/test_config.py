@@ -1,4 +1,4 @@
-"""Issue 17, bad config: every bad value, type, YAML file and path is refused before any model
+"""Bad config: every bad value, type, YAML file and path is refused before any model
 loads, in one line naming the file and key (or the flag), with exit code 2 and no traceback."""
 
 from __future__ import annotations

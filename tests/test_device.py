@@ -1,5 +1,5 @@
-"""Issue 11, item 1: no trainer or engine code creates a tensor on, or hands one to, a device
-other than the model's. Proved on a CPU with :class:`paths_helpers.DeviceGuard` (see its doc)."""
+"""No trainer or engine code creates a tensor on, or hands one to, a device
+other than the model's. Proved on a CPU with :class:`training_helpers.DeviceGuard` (see its doc)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dualselect.training import METHODS, run_training
-from paths_helpers import METHOD_NAMES, DeviceGuard, small_cfg
+from training_helpers import METHOD_NAMES, DeviceGuard, small_cfg
 
 
 def test_guard_catches_host_tensor_indexed_with_device_indices():

@@ -1,4 +1,4 @@
-"""Issue 11, item 6: per-sample statistics are reduced inside the backward hooks (no more than one
+"""Per-sample statistics are reduced inside the backward hooks (no more than one
 layer's output gradient held at a time), with the same numbers; the memory model's terms."""
 
 from __future__ import annotations

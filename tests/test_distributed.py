@@ -1,4 +1,4 @@
-"""Issue 11, item 5: DualSelect (and a baseline) under torchrun, 2 processes on gloo/CPU, give the
+"""DualSelect (and a baseline) under torchrun, 2 processes on gloo/CPU, give the
 selections and the adapter of 1 process with the same global batch."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from paths_helpers import max_abs_diff
+from training_helpers import max_abs_diff
 
 WORKER = r"""
 import json, os, sys
@@ -20,7 +20,7 @@ import torch
 torch.set_num_threads(1)
 sys.path.insert(0, {tests!r})
 from pathlib import Path
-from paths_helpers import lora_state, small_cfg
+from training_helpers import lora_state, small_cfg
 from dualselect.training import METHODS
 
 method, out, batch = {method!r}, {out!r}, {batch}
@@ -66,7 +66,7 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(organism_dir
     diff = max_abs_diff(one, two)
     print(f"{method}: max abs diff 1 vs 2 processes {diff:.3g}")
     assert diff <= 1e-5
-    # checkpoints (issue 35, item 8): each process writes its own method state into the staging
+    # checkpoints: each process writes its own method state into the staging
     # directory, the main one publishes it; the per-process counters add up to the run's
     for n, (run, extra) in {1: (tmp_path / "one", e1), 2: (tmp_path / "two", e2)}.items():
         ckpt = run / "checkpoint-6"
