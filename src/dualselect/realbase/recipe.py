@@ -181,7 +181,7 @@ def _checked(cls: type, d: dict, source: str, prefix: str, skip: tuple[str, ...]
         if k in skip:
             continue
         if k not in known:
-            raise ConfigError(f"{source}: unknown key {prefix}{k!r} (known: {', '.join(sorted(known))})")
+            raise ConfigError(f"{source}: unknown key '{prefix}{k}' (known: {', '.join(sorted(known))})")
         tp = hints[k]
         ok = _allowed(tp)
         if isinstance(v, bool) and bool not in ok or not isinstance(v, ok):
