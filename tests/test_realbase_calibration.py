@@ -456,6 +456,19 @@ def test_a_calibrated_build_checks_the_validation_prompts_for_overlaps_and_recor
         "scale": 0.9,
         "task_em": 0.12,
     }
+    # byte for byte what the base build wrote before this data moved to experiments/real_data.py
+    # (sha256 computed with the earlier code on these same inputs): the shuffle is replayed
+    import hashlib
+
+    pinned = {
+        "task_train.jsonl": "8356dcb4a39bb3ea",
+        "task_clean.jsonl": "a09bd8c52037ede9",
+        "references.jsonl": "ceb6308aac23e091",
+        "disjointness.json": "7c30efdd9ce378c4",
+        "align_train.jsonl": "f4a1d44c938ad14a",
+    }
+    got = {f: hashlib.sha256((out / "data" / f).read_bytes()).hexdigest()[:16] for f in pinned}
+    assert got == pinned
     report = json.loads((out / "data" / "disjointness.json").read_text())["calibration"]
     assert set(report) == {"harmbench_test", "strongreject", "xstest", "advbench_eval", "task_test"}
     assert all(v["overlaps"] == 0 for v in report.values())
