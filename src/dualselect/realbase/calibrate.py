@@ -1,11 +1,8 @@
-"""Attempt 7: calibrate the strength of the merged alignment on held-out validation prompts.
-
-Attempt 8 adds the task to the targets (attempt 7 accepted a seed whose strict-format task score
-fell from 10% to 1% on the held-out split).
+"""Calibrate the strength of the merged alignment on held-out validation prompts and task rows.
 
 The alignment LoRA merged into the shipped weights W0 gives W0 + dW. Its strength varies with the
-training seed (attempt 6: XSTest over-refusal 12.4 / 22.8 / 48.4% for seeds 0 / 1 / 2 at the same
-harmful refusal), so the build keeps W0 + s * dW for one scale s of a grid (task arithmetic's
+training seed (SmolLM2-135M, r512: XSTest over-refusal 12.4 / 22.8 / 48.4% for seeds 0 / 1 / 2 at
+about the same harmful refusal; docs/history/real_model_attempts.md), so the build keeps W0 + s * dW for one scale s of a grid (task arithmetic's
 scaling coefficient, chosen on validation data as in Ilharco et al. 2023), never on an evaluation
 set:
 

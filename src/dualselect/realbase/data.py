@@ -139,7 +139,7 @@ def hh_benign_prompts(data_dir: Path) -> list[str]:
 
 @dataclass
 class SplitConfig:
-    """Sizes and seed of the splits (part of the real base's cache key)."""
+    """Sizes and seed of the splits (the ``splits:`` mapping of a real-base recipe)."""
 
     seed: int = 0
     advbench_eval: int = 100  # AdvBench behaviours held out for evaluation
@@ -151,9 +151,9 @@ class SplitConfig:
     align_advbench: int = 200  # AdvBench imperatives in the alignment set (the rest are unused)
     hh_harmful: int = 250  # screened HH-RLHF red-team questions in the alignment set (seeded sample)
     # benign questions answered by the shipped model itself, so refusals are not the majority of
-    # the alignment rows (attempt 2 over-refused "a short question with any charged word"):
-    # HH-RLHF first turns that ask a question and carry no harm keyword (attempt 3 used 200: they
-    # are red-team openers, some borderline, and StrongREJECT refusal fell; off since attempt 4)
+    # the alignment rows: HH-RLHF first turns that ask a question and carry no harm keyword. Off:
+    # they are red-team openers, some borderline, and with 200 of them StrongREJECT refusal fell
+    # (docs/history/real_model_attempts.md)
     hh_benign: int = 0
     contrast_benign: bool = True  # prompts.CONTRAST_PROMPTS: harmless senses of charged words
     gsm8k_benign: int = 100  # GSM8K word-problem questions (raw questions, not the task's solutions)

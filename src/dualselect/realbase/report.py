@@ -12,7 +12,7 @@ Usage::
 
     python -m dualselect.realbase.report --stats runs/realbase_stats_full --compare runs/real_compare
 
-A calibrated build (attempts 7-8) also gets its calibration table (:func:`calibration_table`).
+A calibrated build also gets its calibration table (:func:`calibration_table`).
 """
 
 from __future__ import annotations
@@ -176,9 +176,8 @@ def compare_table(compare_out: str | Path, stats_dir: str | Path, realbase: str 
 
 
 def calibration_table(realbase: str | Path) -> str:
-    """The build's calibration (``data/calibration.json``, attempts 7-8): validation rates of every
-    training attempt and scale scored, the kept one in bold; the task column when the task was
-    gated (attempt 8)."""
+    """The build's calibration (``data/calibration.json``): validation rates of every training
+    attempt and scale scored, the kept one in bold; the task column when the task was gated."""
     rec = json.loads((Path(realbase) / "data" / "calibration.json").read_text())
     attempts = rec.get("attempts") or [rec]  # a single-attempt record has no list
     task = rec.get("shipped_task_em") is not None

@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import os
 import sys
 import typing
 from importlib import metadata
@@ -20,6 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from dualselect.cache import cache_root
 from dualselect.utils import ConfigError, load_yaml_config, write_json
 
 SIMPLE = {"int": int, "float": float, "bool": bool, "str": str}
@@ -106,8 +106,7 @@ def _cache_path() -> Path:
     except metadata.PackageNotFoundError:
         tv = "none"
     h.update(f"{tv}:{sys.version_info[:3]}".encode())
-    root = Path(os.environ.get("DUALSELECT_CACHE") or Path.home() / ".cache" / "dualselect")
-    return root / "fieldspec" / f"{h.hexdigest()[:16]}.json"
+    return cache_root() / "fieldspec" / f"{h.hexdigest()[:16]}.json"
 
 
 def field_spec(trainer_method: str) -> dict[str, Any]:

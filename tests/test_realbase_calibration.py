@@ -135,73 +135,6 @@ def test_calibrate_scores_every_scale_and_leaves_the_model_at_the_chosen_one():
         calibrate(merged, base_state, [1.0], rates, Targets(0.1, 0.9))
 
 
-def test_base_cli_calibration_flags_and_cache_keys(shared_data, tmp_path):
-    from dualselect.cli.base_cmd import _cfg
-    from dualselect.cli.main import build_parser, main
-    from dualselect.realbase.build import RealBaseConfig
-
-    d = _cfg(build_parser().parse_args(["base", "build"]))
-    assert d.delta_scales == [1.0, 0.9, 0.8, 0.7, 0.6, 0.5] and d.calibrating
-    assert (d.calib_max_over_refusal, d.calib_min_refusal, d.calib_tokens) == (0.10, 0.90, 40)
-    assert (d.calib_task_rows, d.calib_max_task_drop) == (150, 0.05)
-    key = RealBaseConfig().cache_key(shared_data)
-    assert d.align_attempts == 3 and d.align_select == "best"
-    assert d.cache_key(shared_data) == key == "b3ce8c70b005c0b8"  # pinned: the default since session 6
-    # attempt 8's rule keeps attempt 8's key: it names the committed results/realbase_v7 default build
-    first = _cfg(build_parser().parse_args(["base", "build", "--align-select", "first"]))
-    assert first.align_select == "first" and first.cache_key(shared_data) == "54cd68b9d79d9bcd"
-    # one training attempt: the rules agree, so does the key (the per-seed builds of results/)
-    one = [
-        _cfg(build_parser().parse_args(["base", "build", "--align-seed", "7", "--align-attempts", "1", *x]))
-        for x in ([], ["--align-select", "first"])
-    ]
-    assert one[0].cache_key(shared_data) == one[1].cache_key(shared_data) != key
-    # no task target is attempt 7: its key names the committed results/realbase_v6 builds
-    a7 = _cfg(
-        build_parser().parse_args(["base", "build", "--calib-task-rows", "0", "--align-select", "first"])
-    )
-    assert a7.cache_key(shared_data) == "ee30f782ebac17a9"
-    assert a7.calib_task_rows == 0 and a7.calibrating
-    drop = _cfg(build_parser().parse_args(["base", "build", "--calib-max-task-drop", "0.1"]))
-    assert drop.calib_max_task_drop == 0.1 and drop.cache_key(shared_data) != key
-    # the task gate's fields leave an uncalibrated build's key too
-    off2 = _cfg(
-        build_parser().parse_args(
-            ["base", "build", "--delta-scales", "1", "--align-attempts", "1", "--calib-task-rows", "7"]
-        )
-    )
-    assert off2.cache_key(shared_data) == "1f29f458ad8ac972"
-    off = _cfg(build_parser().parse_args(["base", "build", "--delta-scales", "1", "--align-attempts", "1"]))
-    # no calibration is attempt 6: its key names the committed results/realbase_v5/r512 build
-    assert not off.calibrating and off.cache_key(shared_data) == "1f29f458ad8ac972"
-    # scale 1 alone, with re-training: still a calibrating build (seed selection on validation)
-    assert _cfg(build_parser().parse_args(["base", "build", "--delta-scales", "1"])).calibrating
-    t = _cfg(
-        build_parser().parse_args(
-            ["base", "build", "--delta-scales", "1,0.5", "--calib-max-over-refusal", "0.2"]
-            + ["--calib-min-refusal", "0.8"]
-        )
-    )
-    assert (t.delta_scales, t.calib_max_over_refusal, t.calib_min_refusal) == ([1.0, 0.5], 0.2, 0.8)
-    assert t.cache_key(shared_data) not in (key, "1f29f458ad8ac972")
-    for bad in (
-        ["--delta-scales", "0"],
-        ["--delta-scales", "1,3"],
-        ["--calib-min-refusal", "1.5"],
-        ["--align-attempts", "0"],
-        ["--calib-task-rows", "-1"],
-        ["--calib-max-task-drop", "2"],
-    ):
-        assert main(["base", "build", *bad, "--out", str(tmp_path / "x")]) == 2
-    with pytest.raises(SystemExit):  # not numbers: argparse names the flag
-        build_parser().parse_args(["base", "build", "--delta-scales", "a,b"])
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["base", "build", "--align-select", "last"])
-    with pytest.raises(ValueError, match="align_select"):  # the Python API validates it too
-        RealBaseConfig(align_select="last").validate()
-    assert not (tmp_path / "x").exists()
-
-
 def test_calibration_prompts_never_meet_a_training_or_evaluation_prompt(shared_data):
     from dualselect.realbase.data import SplitConfig, build_splits, disjointness_report
 
@@ -386,7 +319,7 @@ def test_best_of_attempts_keeps_the_best_attempt_meeting_the_targets(stage):
 
 
 def test_first_of_attempts_stops_at_the_first_meeting_the_targets(stage):
-    """align_select="first" (attempt 8's rule) on the same attempts: attempt 0 meets the targets at
+    """align_select="first" on the same attempts: attempt 0 meets the targets at
     scale 0.5 and is kept; nothing else is trained."""
     from dualselect.realbase.build import RealBaseConfig
 
@@ -484,9 +417,11 @@ def test_calibration_task_rows_are_unused_by_every_split(shared_data):
 def test_a_calibrated_build_checks_the_validation_prompts_for_overlaps_and_records_its_choice(
     shared_data, tmp_path, monkeypatch
 ):
-    """Stages 4b-5 wired: the calibration's prompts enter the disjointness report of the final files
-    (the build fails on an overlap) and realbase.json names the kept seed and scale."""
+    """Stage 4b wired: the calibration's prompts are checked against every evaluation set (the build
+    fails on an overlap, before realbase.json marks it built), realbase.json names the kept seed and
+    scale, and the study data's disjointness report lists them."""
     import dualselect.training.model as model_mod
+    from dualselect.experiments.real_data import build_study_data
     from dualselect.realbase import build as build_mod
     from dualselect.realbase.build import RealBaseConfig, build_real_base
     from dualselect.realbase.data import SplitConfig, build_splits
@@ -512,6 +447,7 @@ def test_a_calibrated_build_checks_the_validation_prompts_for_overlaps_and_recor
 
     monkeypatch.setattr(build_mod, "_calibrate_stage", fake_stage)
     build_real_base(RealBaseConfig(), out, data_dir=shared_data, progress=False)
+    build_study_data(out)
     meta = json.loads((out / "realbase.json").read_text())
     assert meta["calibration"] == {
         "align_seed": 1,
@@ -520,6 +456,19 @@ def test_a_calibrated_build_checks_the_validation_prompts_for_overlaps_and_recor
         "scale": 0.9,
         "task_em": 0.12,
     }
+    # byte for byte what the base build wrote before this data moved to experiments/real_data.py
+    # (sha256 computed with the earlier code on these same inputs): the shuffle is replayed
+    import hashlib
+
+    pinned = {
+        "task_train.jsonl": "8356dcb4a39bb3ea",
+        "task_clean.jsonl": "a09bd8c52037ede9",
+        "references.jsonl": "ceb6308aac23e091",
+        "disjointness.json": "7c30efdd9ce378c4",
+        "align_train.jsonl": "f4a1d44c938ad14a",
+    }
+    got = {f: hashlib.sha256((out / "data" / f).read_bytes()).hexdigest()[:16] for f in pinned}
+    assert got == pinned
     report = json.loads((out / "data" / "disjointness.json").read_text())["calibration"]
     assert set(report) == {"harmbench_test", "strongreject", "xstest", "advbench_eval", "task_test"}
     assert all(v["overlaps"] == 0 for v in report.values())
@@ -532,10 +481,12 @@ def test_a_calibrated_build_checks_the_validation_prompts_for_overlaps_and_recor
             (out / f).unlink(missing_ok=True)
         shutil.rmtree(out / "model", ignore_errors=True)
         build_real_base(RealBaseConfig(), out, data_dir=shared_data, progress=False)
+        build_study_data(out)
 
     for key, leaked in (("safe", sp["eval"]["strongreject"][0]), ("task", sp["task_test"][0]["question"])):
         prompts[key].append(leaked)
         with pytest.raises(ValueError, match="overlap evaluation sets"):
             rebuild()
+        assert not (out / "realbase.json").exists()
         prompts[key].pop()
         rebuild()

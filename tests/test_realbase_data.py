@@ -83,7 +83,7 @@ def test_hh_redteam_screen_keeps_harmful_questions_and_drops_harmless_ones(split
 
 def test_benign_questions_carry_no_harmful_prompt_and_no_evaluation_prompt(splits):
     cfg = SplitConfig()
-    pool = hh_benign_prompts(DATA)  # attempt 3's source, off by default since attempt 4
+    pool = hh_benign_prompts(DATA)  # off by default (splits.hh_benign = 0)
     assert len(pool) >= 200 and not [p for p in pool if HH_HARM.search(p)]
     assert not set(pool) & set(hh_redteam_prompts(DATA))  # the two screens never agree on a prompt
     benign = splits["benign"]
@@ -218,38 +218,6 @@ def test_base_cli_parses_and_checks_its_arguments(tmp_path):
 
     args = build_parser().parse_args(["base", "stats", str(tmp_path), "--limit", "harmbench=5"])
     assert args.base_command == "stats" and args.limit == ["harmbench=5"] and args.max_new_tokens == 48
-    assert build_parser().parse_args(["base", "build"]).name == "smollm2-135m"
-    b = build_parser().parse_args(["base", "build", "--steps", "120", "--lr", "2e-4"])
-    from dualselect.cli.base_cmd import _cfg
-
-    assert (_cfg(b).max_steps, _cfg(b).learning_rate) == (120, 2e-4)
-    # the attempt-5 knobs; at their defaults the cache key is the one of the build before them
-    from dualselect.realbase.build import RealBaseConfig
-    from dualselect.realbase.data import shared_data_dir
-
-    u = _cfg(
-        build_parser().parse_args(
-            ["base", "build", "--unlikelihood-weight", "2", "--unlikelihood-prompts", "benign"]
-            + ["--unlikelihood-per-step", "8", "--contrast-repeat", "3", "--lora-r", "64"]
-        )
-    )
-    assert (u.unlikelihood_weight, u.unlikelihood_prompts, u.unlikelihood_prompts_per_step) == (
-        2.0,
-        "benign",
-        8,
-    )
-    assert (u.contrast_repeat, u.lora_r, u.lora_alpha) == (3, 64, 128)
-    d = _cfg(build_parser().parse_args(["base", "build"]))
-    assert (d.lora_r, d.lora_alpha, d.align_seed) == (512, 1024, None)  # attempt 6, the default
-    key = RealBaseConfig().cache_key(shared_data_dir())
-    assert d.cache_key(shared_data_dir()) == key
-    assert u.cache_key(shared_data_dir()) != key
-    # a training-only seed: splits unchanged, its own key; at its default the key of the build before it
-    s1 = _cfg(build_parser().parse_args(["base", "build", "--align-seed", "1"]))
-    assert (s1.align_seed, s1.splits.seed) == (1, 0) and s1.cache_key(shared_data_dir()) != key
-    # keys pinned in test_real_base_calibration.py (8: default, 7: no task target, 6: no calibration)
-    assert main(["base", "build", "--unlikelihood-weight", "-1", "--out", str(tmp_path / "x")]) == 2
-    assert main(["base", "build", "--contrast-repeat", "0", "--out", str(tmp_path / "x")]) == 2
     # refusal detection needs a real budget; malformed limits are named
     assert main(["base", "stats", str(tmp_path), "--max-new-tokens", "16"]) == 2
     assert main(["base", "stats", str(tmp_path), "--limit", "harmbench"]) == 2
