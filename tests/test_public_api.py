@@ -91,10 +91,15 @@ def test_every_package_has_a_layer():
         _layer(m)  # KeyError names a package without a layer
 
 
+# The one import from a lower layer up to a higher one (documented in training/model.py): model
+# names (``organism``, ``smollm2-135m-safe``) resolve in the models layer, so a trainer accepts them.
+ALLOWED_UP = {"dualselect.training.model -> dualselect.models.resolve"}
+
+
 def test_imports_point_down_the_layers_without_cycles():
     graph = _module_graph()
     up = sorted(f"{a} -> {b}" for a, bs in graph.items() for b in bs if _layer(b) > _layer(a))
-    assert up == [], up
+    assert set(up) <= ALLOWED_UP, sorted(set(up) - ALLOWED_UP)
     # no cycle: a depth-first search finds no back edge
     state: dict[str, int] = {}
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from dualselect.cache import cache_root, file_sha256
 from dualselect.organism.world import WorldConfig, generate_world
 from dualselect.utils import write_json, write_jsonl
 
@@ -63,8 +64,7 @@ class OrganismConfig:
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("DUALSELECT_CACHE") or Path.home() / ".cache" / "dualselect"
-    return Path(root) / "organism"
+    return cache_root() / "organism"
 
 
 def organism_dir(cfg: OrganismConfig | None = None) -> Path:
@@ -88,14 +88,6 @@ MODEL_FILES = (
 )
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def shipped_dir(cfg: OrganismConfig | None = None) -> Path | None:
     """The shipped artifact for ``cfg`` (default config), or None if none is shipped for it."""
     d = SHIPPED_ROOT / (cfg or OrganismConfig()).cache_key()
@@ -106,7 +98,7 @@ def manifest_of(path: str | os.PathLike) -> dict[str, str]:
     """sha256 of every model, tokenizer and world file of a built organism (relative paths)."""
     path = Path(path)
     files = [*MODEL_FILES, *sorted(str(p.relative_to(path)) for p in (path / "data").glob("*.jsonl"))]
-    return {f: sha256_file(path / f) for f in files}
+    return {f: file_sha256(path / f) for f in files}
 
 
 def compare_with_shipped(path: str | os.PathLike, cfg: OrganismConfig | None = None) -> dict:

@@ -177,40 +177,23 @@ def resolve_reference_data(cfg) -> str | None:
     """``reference_data``, or the organism's reference pool when training the organism."""
     if cfg.reference_data is not None:
         return cfg.reference_data
-    model = cfg.model_name_or_path
-    if model == "organism":
-        from dualselect.organism.artifact import install_organism as build_organism
+    from dualselect.training.model import named_models
 
-        return str(build_organism() / "data" / "reference_pool.jsonl")
-    if model and Path(model, "organism.json").exists():
-        return str(Path(model) / "data" / "reference_pool.jsonl")
-    return None
+    return named_models().default_reference_data(cfg.model_name_or_path)
 
 
 def resolve_helpful_data(cfg) -> str:
     """``helpful_data``, or the default helpfulness pool of the model being trained: the organism's
-    (built next to it on first use, ``dualselect.organism.helpful``) or a real base's
-    (``data/helpful_pool.jsonl`` / ``data/helpful_refusals.jsonl`` beside ``references.jsonl``).
-    ``helpful_objective='refusal_penalty'`` reads the refusals file."""
+    (``helpful/`` beside it) or a real base's (``data/helpful_pool.jsonl`` /
+    ``data/helpful_refusals.jsonl`` beside ``references.jsonl``); ``helpful_objective=
+    'refusal_penalty'`` reads the refusals file. Never builds: a missing pool is an error naming
+    the command (``train`` and ``compare`` build the organism's before a two-sided run)."""
     if cfg.helpful_data is not None:
         return cfg.helpful_data
-    refusals = cfg.helpful_objective == "refusal_penalty"
-    model = cfg.model_name_or_path
-    if model == "organism" or (model and Path(model, "organism.json").exists()):
-        from dualselect.organism.artifact import install_organism as build_organism
-        from dualselect.organism.helpful import build_helpful_pool, helpful_path
+    from dualselect.training.model import named_models
 
-        root = build_organism() if model == "organism" else Path(model)
-        build_helpful_pool(root)
-        return str(helpful_path(root, cfg.helpful_objective))
-    ref = cfg.reference_data
-    if ref and Path(ref).name == "references.jsonl":  # a real base's data folder
-        cand = Path(ref).with_name("helpful_refusals.jsonl" if refusals else "helpful_pool.jsonl")
-        if cand.exists():
-            return str(cand)
-    raise ValueError(
-        "helpful_weight > 0 needs a helpfulness pool: set helpful_data (none found next to "
-        f"reference_data={ref!r}; `dualselect base build` writes data/helpful_pool.jsonl)"
+    return named_models().default_helpful_data(
+        cfg.model_name_or_path, cfg.helpful_objective, cfg.reference_data
     )
 
 

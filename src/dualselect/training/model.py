@@ -1,24 +1,32 @@
 """Loading a causal LM and its tokenizer: a hub id, a local directory, a GGUF file, a registered
 real-model name (``smollm2-135m``, ``smollm2-135m-safe``; see :mod:`dualselect.models`), or the
-model organism."""
+model organism.
+
+Model names, and the data that comes with a named model (the organism's task set, reference pool
+and helpfulness pool), are resolved by :mod:`dualselect.models.resolve`, one layer up. That is the
+training layer's one import from a higher layer, made here and nowhere else, so that a trainer
+accepts ``model="organism"`` as it accepts a hub id. Resolving never trains.
+"""
 
 from __future__ import annotations
 
-import torch
+from types import ModuleType
 
 ORGANISM = "organism"
 
 
+def named_models() -> ModuleType:
+    """:mod:`dualselect.models.resolve`, imported on first use (see the module docstring)."""
+    import dualselect.models.resolve
+
+    return dualselect.models.resolve
+
+
 def resolve_model_path(name_or_path: str) -> str:
-    """``"organism"`` means the embedded default: build it (or load it from the cache). A registered
-    name or a ``.gguf`` file resolves to its cached safetensors conversion (built on first use)."""
-    if name_or_path == ORGANISM:
-        from dualselect.organism.artifact import install_organism as build_organism
-
-        return str(build_organism())
-    from dualselect.models.registry import resolve_named_model
-
-    return resolve_named_model(name_or_path)
+    """A local directory for ``name_or_path`` (:func:`dualselect.models.resolve.resolve_model_path`):
+    the organism installed from its shipped copy, a registered name or ``.gguf`` file converted
+    once, an aligned base looked up; a directory or hub id unchanged."""
+    return named_models().resolve_model_path(name_or_path)
 
 
 def quantized_model_kwargs(quantization_config) -> dict:
@@ -51,6 +59,7 @@ def load_model_and_tokenizer(
     (spec pitfall 5). ``trust_remote_code`` stays off unless the user asks for it.
     ``model_init_kwargs`` go to ``from_pretrained`` (e.g. ``quantization_config``); a quantized
     model is prepared for k-bit training (peft's ``prepare_model_for_kbit_training``)."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model_path(name_or_path)

@@ -242,15 +242,12 @@ def _with_source(key: str, msg: str, origin: dict[str, str]) -> str:
 
 
 def default_train_data(cfg) -> str | None:
-    """With the organism (by name or directory) and no data given, its RedOrca-style task set."""
-    if cfg.train_data is None and cfg.model_name_or_path == "organism":
-        from dualselect.organism.artifact import install_organism as build_organism
+    """``train_data``, or with the organism (by name or directory) its RedOrca-style task set."""
+    if cfg.train_data is not None:
+        return cfg.train_data
+    from dualselect.training.model import named_models
 
-        return str(build_organism() / "data" / "redorca_train.jsonl")
-    model = cfg.model_name_or_path
-    if cfg.train_data is None and isinstance(model, str) and Path(model, "organism.json").exists():
-        return str(Path(model) / "data" / "redorca_train.jsonl")
-    return cfg.train_data
+    return named_models().default_train_data(cfg.model_name_or_path)
 
 
 # Keys that may differ when a run resumes without changing what it trains: where and how often it

@@ -283,23 +283,13 @@ def _looks_local(name: str) -> bool:
     return name.startswith(("/", "./", "../", "~")) or Path(name).suffix.lower() in DATA_SUFFIXES
 
 
-def _is_named_model(name: str) -> bool:
-    """``organism``, or a short name of the real-model registry (``dualselect.models``, when
-    present), with or without the ``-safe`` suffix of its aligned base."""
-    if name == "organism":
-        return True
-    try:
-        from dualselect.models.registry import is_registered  # type: ignore[import-not-found]
-    except ImportError:
-        return False
-    return bool(is_registered(name) or (name.endswith("-safe") and is_registered(name[: -len("-safe")])))
-
-
 def check_model_path(name: str, key: str = "model_name_or_path") -> None:
     """A local model directory must hold a ``config.json`` (or an adapter); a hub id must be in
     the local cache when ``HF_HUB_OFFLINE`` is set. ``organism``, registered short names and
     ``.gguf`` files are fine."""
-    if _is_named_model(name):
+    from dualselect.training.model import named_models
+
+    if named_models().is_named_model(name):
         return
     p = Path(name).expanduser()
     if p.exists():

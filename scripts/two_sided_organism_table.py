@@ -2,9 +2,9 @@
 """Two-sided DualSelect on the organism: the table of results/two_sided_organism/table.md.
 
     # after `dualselect compare configs/compare_two_sided.yaml --out runs/compare_two_sided`:
-    python results/two_sided_organism/summarize.py --collect runs/compare_two_sided   # copy metrics (gzip)
-    python results/two_sided_organism/summarize.py            # print the table from the committed runs
-    python results/two_sided_organism/summarize.py --write    # and write table.md
+    python scripts/two_sided_organism_table.py --collect runs/compare_two_sided   # copy metrics (gzip)
+    python scripts/two_sided_organism_table.py            # print the table from the committed runs
+    python scripts/two_sided_organism_table.py --write    # and write table.md
 
 Reads ``run_metrics/<method>__org<o>__seed<s>.json.gz`` (each run's ``metrics.json`` as `dualselect
 compare` wrote it). Intervals: with >= 2 organism instances, a 95% t interval over the instance
@@ -25,7 +25,7 @@ from dualselect.evaluation.uncertainty import t_interval
 from dualselect.experiments.compare import choose_on_validation
 from dualselect.utils import atomic_open
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "results" / "two_sided_organism"
 ORDER = [
     "sft",
     "dualselect",

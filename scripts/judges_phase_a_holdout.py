@@ -2,7 +2,7 @@
 43f9261 (written on the GPT-4 and Llama-2 files only, before the Mistral file was read) scored
 on the Mistral file at a 40-token budget. Run from the repository root:
 
-    PYTHONPATH=src python results/judges/phase_a_holdout.py ../shared/data/xstest/completions/xstest_v2_completions_mistralinstruct.csv
+    PYTHONPATH=src python scripts/judges_phase_a_holdout.py ../shared/data/xstest/completions/xstest_v2_completions_mistralinstruct.csv
 """
 
 import subprocess

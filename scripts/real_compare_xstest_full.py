@@ -1,6 +1,6 @@
 """Per-seed XSTest rates from `dualselect eval` generations and verdict files (see README.md).
 
-Run from the repository root (``python results/real_compare_v6/xstest_full/summarise.py``); prints
+Run from the repository root (``python scripts/real_compare_xstest_full.py``); prints
 table.md from ``runs/eval_xstest_full/generations``. The 40-prompt subset column reads the compare
 runs' ``metrics.json``.
 """
