@@ -55,7 +55,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 SIZES = ("organism", "wide", "smollm2")
 METHODS = ("sft", "sft_full_logits", "dualselect", "dualselect_oracle", "kl", "lisa")
 SCHEMA_VERSION = 1
-# issue 16's targets
+# the performance targets (docs/benchmarks.md)
 TARGET_DS_OVER_SFT = 1.15
 TARGET_FAST_OVER_ORACLE = 1.5
 TARGET_POOL_PEAK_RATIO = 1.10  # "flat": the largest pool's peak within 10% of the smallest's
@@ -480,7 +480,7 @@ def epoch_projection(runs: dict[str, list[dict]]) -> dict | None:
 
 
 def targets(size: str, s: dict) -> dict:
-    """Issue 16's targets, each with the measured value and met/missed."""
+    """The performance targets, each with the measured value and met/missed."""
     m = s["methods"]
     out = {}
     if "dualselect" in m and "sft" in m:
