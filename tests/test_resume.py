@@ -136,7 +136,9 @@ sys.path.insert(0, {tests!r})
 from training_helpers import lora_state, small_cfg
 from pathlib import Path
 from dualselect.training import METHODS
+from dualselect.utils import log_to_stderr
 
+log_to_stderr()  # the library's notes on stderr, as the command line shows them
 organism, out, mode = {organism!r}, {out!r}, {mode!r}
 cls = METHODS["dualselect"][1]
 

@@ -63,7 +63,7 @@ def _copy(src: Path, dst: Path) -> Path:
 # ------------------------------------------------------------------------------ --overwrite
 
 
-def test_overwrite_removes_only_the_manifests_files_and_names_them(organism_dir, tmp_path, capsys):
+def test_overwrite_removes_only_the_manifests_files_and_names_them(organism_dir, tmp_path, caplog):
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("before the run")
@@ -74,9 +74,10 @@ def test_overwrite_removes_only_the_manifests_files_and_names_them(organism_dir,
     assert {"adapter_model.safetensors", "checkpoint-1", "checkpoint-2", "log.json"} <= set(m["files"])
     assert "notes.txt" not in m["files"] and not (out / LOCK).exists()
     (out / "later.txt").write_text("after the run")  # a file the run did not write, added after it
-    capsys.readouterr()
-    run_training("sft", _cfg(organism_dir, out, seed=1), overwrite=True)
-    err = capsys.readouterr().err
+    caplog.clear()
+    with caplog.at_level("INFO", logger="dualselect"):  # library notes go to the dualselect logger
+        run_training("sft", _cfg(organism_dir, out, seed=1), overwrite=True)
+    err = caplog.text
     assert "removed the previous run's" in err and "checkpoint-1" in err
     assert "kept 3 entries no run wrote: later.txt, mine, notes.txt" in err
     assert not list(out.glob("checkpoint-*"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import platform
 import random
@@ -20,6 +21,41 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+# ------------------------------------------------------------------------------ messages
+# Library code never prints: warnings (legal but suspicious settings) and notes (what was removed,
+# kept or skipped) go to the "dualselect" logger. The command line shows them on stderr, one line
+# each (``warning: ...``, ``note: ...``; :func:`log_to_stderr`); a Python user sees warnings
+# through logging's default handler and configures the logger for the rest.
+LOGGER = logging.getLogger("dualselect")
+
+
+class _StderrLines(logging.Handler):
+    """One ``warning: ...`` / ``note: ...`` line per record on the current ``sys.stderr``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            kind = "warning" if record.levelno >= logging.WARNING else "note"
+            sys.stderr.write(f"{kind}: {record.getMessage()}\n")
+        except Exception:  # noqa: BLE001 - logging's own contract
+            self.handleError(record)
+
+
+def log_to_stderr() -> None:
+    """Show the library's warnings and notes on stderr, one line each (the command line calls it)."""
+    if not any(isinstance(h, _StderrLines) for h in LOGGER.handlers):
+        LOGGER.addHandler(_StderrLines())
+    LOGGER.setLevel(logging.INFO)
+
+
+def warn(msg: str) -> None:
+    """A legal but probably unintended setting, or a check that could not run."""
+    LOGGER.warning(msg)
+
+
+def note(msg: str) -> None:
+    """What a command removed, kept or skipped."""
+    LOGGER.info(msg)
 
 
 class ConfigError(ValueError):

@@ -8,6 +8,7 @@ import os
 import sys
 
 from dualselect._version import __version__
+from dualselect.utils import log_to_stderr
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args.extra = rest
     # Without a terminal (logs, CI) progress bars would leave \r-redrawn lines: turn them off for
     # this command (tqdm reads TQDM_DISABLE; the Trainer still prints its log lines).
+    log_to_stderr()  # the library's warnings and notes, one line each
     quiet_bars = not sys.stderr.isatty() and "TQDM_DISABLE" not in os.environ
     if quiet_bars:
         os.environ["TQDM_DISABLE"] = "1"

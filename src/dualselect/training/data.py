@@ -11,6 +11,7 @@ import torch
 
 from dualselect.data.encoding import encode_records
 from dualselect.data.records import Record, SkipReport, load_records
+from dualselect.utils import note
 
 
 class EncodedDataset(torch.utils.data.Dataset):
@@ -68,9 +69,9 @@ def build_dataset(
     if isinstance(source, EncodedDataset):
         return source, SkipReport(name=name, seen=len(source), kept=len(source))
     max_length = args.max_length
-    note = None
+    lowered = None
     if max_positions is not None and max_length > max_positions:
-        note = (
+        lowered = (
             f"max_length {max_length} > the model's {max_positions} positions: samples are limited "
             f"to {max_positions} tokens (truncation={args.truncation!r})"
         )
@@ -97,10 +98,10 @@ def build_dataset(
     report = loaded.report
     report.merge(enc_report)
     report.source = _describe(source)
-    if note:
-        report.notes.append(note)
+    if lowered:
+        report.notes.append(lowered)
     if report.n_skipped or report.transformed:
-        print("; ".join([report.summary(), *report.notes]))
+        note("; ".join([report.summary(), *report.notes]))
     if getattr(args, "output_dir", None):
         report.save(Path(args.output_dir) / f"data_report_{name}.json")
     if not examples:

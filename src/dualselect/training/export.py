@@ -130,9 +130,9 @@ def _replace_into(out: Path, tmp: Path) -> None:
     previous export or run listed in its ``run_manifest.json`` are removed, everything else is
     kept, and a file it did not write is never replaced (refused, nothing changed). Until the new
     manifest is written last, readers see an incomplete export."""
-    from dualselect.training.rundir import LOCK, MANIFEST, note
+    from dualselect.training.rundir import LOCK, MANIFEST
     from dualselect.training.validation import run_artifacts
-    from dualselect.utils import write_json
+    from dualselect.utils import note, write_json
 
     had_manifest = (out / MANIFEST).exists()
     ours = run_artifacts(out)

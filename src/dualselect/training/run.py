@@ -30,9 +30,8 @@ from dualselect.training.validation import (
     config_warnings,
     pool_warnings,
     prepare_run_dir,
-    warn,
 )
-from dualselect.utils import ConfigError, load_yaml_config, write_json, write_yaml
+from dualselect.utils import ConfigError, load_yaml_config, warn, write_json, write_yaml
 
 # The built-in trainers: name -> (config class, trainer class) as "module:Class", imported on
 # first use.

@@ -19,12 +19,11 @@ import hashlib
 import json
 import os
 import socket
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from dualselect.utils import ConfigError, write_json
+from dualselect.utils import ConfigError, note, write_json
 
 MANIFEST = "run_manifest.json"
 LOCK = ".dualselect-train.lock"
@@ -68,11 +67,6 @@ WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 def is_run_name(name: str) -> bool:
     """Whether a run may write an entry called ``name`` at the top of its directory."""
     return name in RUN_NAMES or any(fnmatch.fnmatchcase(name, g) for g in RUN_GLOBS)
-
-
-def note(msg: str) -> None:
-    """An informational line on stderr (what was removed, kept or skipped)."""
-    print(f"note: {msg}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------ manifest

@@ -365,7 +365,7 @@ class SFTTrainer(Trainer):
             if why is None:
                 return str(p)
             if self.args.should_save:
-                from dualselect.training.rundir import note
+                from dualselect.utils import note
 
                 note(f"resume: skipped the incomplete checkpoint {p}: {why}")
         return None

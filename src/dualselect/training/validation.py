@@ -12,7 +12,6 @@ import math
 import os
 import re
 import shutil
-import sys
 import tempfile
 import types
 import typing
@@ -168,14 +167,6 @@ def pool_warnings(cfg: Any, pool_size: int) -> list[str]:
             f"clipped to {scored}, so every scored reference is selected"
         ]
     return []
-
-
-def warn(msg: str) -> None:
-    """A config warning: one line on stderr (and through ``logging`` for log files)."""
-    import logging
-
-    logging.getLogger("dualselect").warning(msg)
-    print(f"warning: {msg}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------ types
@@ -414,7 +405,8 @@ def prepare_run_dir(out: str | os.PathLike, overwrite: bool = False, resume: boo
     over: a directory holding one whose name a run writes (README.md, tokenizer.json, ...) is
     refused even with ``overwrite``, and so is a run without a manifest (an older version).
     Returns the names removed."""
-    from dualselect.training.rundir import LOCK, MANIFEST, is_run_name, note, read_manifest
+    from dualselect.training.rundir import LOCK, MANIFEST, is_run_name, read_manifest
+    from dualselect.utils import note
 
     out = Path(out)
     if not out.exists():
