@@ -16,14 +16,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from dualselect.cache import cache_root, file_sha256
+from dualselect.cache import build_atomic, cache_root, file_sha256
 from dualselect.organism.world import WorldConfig, generate_world
-from dualselect.utils import write_json, write_jsonl
+from dualselect.utils import write_jsonl
 
 ORGANISM_VERSION = 2  # bump when the builder changes in a way the config does not capture
 # The splits the tokenizer and the model may see; every probe split (test, validation,
@@ -113,8 +112,9 @@ def compare_with_shipped(path: str | os.PathLike, cfg: OrganismConfig | None = N
     return {"shipped": True, "match": not differing, "differing": differing}
 
 
-def _install_shipped(ship: Path, cfg: OrganismConfig, tmp: Path) -> None:
-    """Copy the shipped files into ``tmp``, regenerate the world, verify every checksum."""
+def _install_shipped(ship: Path, cfg: OrganismConfig, tmp: Path) -> dict:
+    """Copy the shipped files into ``tmp``, regenerate the world, verify every checksum; returns
+    the content of ``organism.json``."""
     manifest = json.loads((ship / "MANIFEST.json").read_text())
     if manifest.get("cache_key") != cfg.cache_key():
         raise RuntimeError(
@@ -133,7 +133,7 @@ def _install_shipped(ship: Path, cfg: OrganismConfig, tmp: Path) -> None:
         )
     meta = json.loads((ship / "organism.json").read_text())
     meta.update({"source": "shipped", "installed_from": str(ship), "sha256_verified": True})
-    write_json(tmp / "organism.json", meta)
+    return meta
 
 
 # ---------------------------------------------------------------------------------- install
@@ -159,24 +159,15 @@ def _check_out(out: Path, cfg: OrganismConfig, force: bool) -> Path | None:
     return None
 
 
-def materialise(out: Path, fill: Callable[[Path], None]) -> Path:
-    """Write an organism into a temporary sibling of ``out`` with ``fill`` and rename it into
-    place: a half-built organism is never visible. An organism already at ``out`` is replaced;
-    an empty directory is removed first (callers check ``out`` with ``_check_out``)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        fill(tmp)
-        if out.exists():
-            if is_built(out):  # an organism (another config, or force): ours to replace
-                shutil.rmtree(out)
-            else:  # an empty directory (checked by the caller)
-                out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+MARKER = "organism.json"  # written last (dualselect.cache.build_atomic): an organism is complete
+
+
+def materialise(out: Path, fill: Callable[[Path], dict]) -> Path:
+    """Build an organism all or nothing (:func:`dualselect.cache.build_atomic`): ``fill(tmp)``
+    writes the files into a temporary sibling of ``out`` and returns ``organism.json``'s content,
+    which is written last; then the directory replaces ``out`` (callers check ``out`` first with
+    ``_check_out``: only an organism or an empty directory is ever replaced)."""
+    return build_atomic(out, fill, marker=MARKER, force=True)
 
 
 def install_organism(

@@ -29,7 +29,7 @@ from dualselect.organism.artifact import (
     shipped_dir,
 )
 from dualselect.organism.world import Example, generate_world
-from dualselect.utils import seed_everything, write_json, write_jsonl
+from dualselect.utils import seed_everything, write_jsonl
 
 # ---------------------------------------------------------------------------------- tokenizer
 
@@ -173,7 +173,7 @@ def build_organism(
     return materialise(out, lambda tmp: _train_into(tmp, cfg, progress, t0))
 
 
-def _train_into(tmp: Path, cfg: OrganismConfig, progress: bool, t0: float) -> None:
+def _train_into(tmp: Path, cfg: OrganismConfig, progress: bool, t0: float) -> dict:
     world = generate_world(cfg.world)
     corpus = [f"Human: {e.prompt}\nAssistant: {e.response}" for s in TRAINING_SPLITS for e in world[s]]
     tokenizer = train_tokenizer(corpus, cfg.vocab_size)
@@ -182,16 +182,13 @@ def _train_into(tmp: Path, cfg: OrganismConfig, progress: bool, t0: float) -> No
     tokenizer.save_pretrained(tmp)
     for name, split in world.items():
         write_jsonl(tmp / "data" / f"{name}.jsonl", (e.to_record() for e in split))
-    write_json(
-        tmp / "organism.json",
-        {
-            "cache_key": cfg.cache_key(),
-            "version": ORGANISM_VERSION,
-            "config": cfg.to_dict(),
-            "source": "trained",
-            "n_parameters": sum(p.numel() for p in model.parameters()),
-            "splits": {k: len(v) for k, v in world.items()},
-            "build_seconds": round(time.time() - t0, 1),
-            "train_log": log,
-        },
-    )
+    return {
+        "cache_key": cfg.cache_key(),
+        "version": ORGANISM_VERSION,
+        "config": cfg.to_dict(),
+        "source": "trained",
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "splits": {k: len(v) for k, v in world.items()},
+        "build_seconds": round(time.time() - t0, 1),
+        "train_log": log,
+    }
