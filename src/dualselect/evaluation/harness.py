@@ -91,7 +91,7 @@ def kl_to_base(model, base_model, tokenizer, items: list[EvalItem], batch_size: 
     """Mean per-token KL(base || model) on the reference answers of ``items`` (teacher forcing)."""
     from dualselect.data.encoding import collate, encode_record
     from dualselect.data.records import Record
-    from dualselect.training.kl_preservation import token_kl
+    from dualselect.gradients.losses import token_kl
 
     ex = [encode_record(Record(it.prompt, it.gold), tokenizer, max_length=4096) for it in items if it.gold]
     if not ex:
