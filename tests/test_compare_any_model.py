@@ -221,7 +221,8 @@ def test_config_errors_exit_2_in_one_line_before_training(
 
 
 def test_benchmark_specs_parse_both_forms_and_name_suites(shared_data):
-    from dualselect.experiments.benchmark_set import BenchmarkMetrics, parse_benchmarks, suite_kinds
+    from dualselect.evaluation.suites import parse_benchmarks, suite_kinds
+    from dualselect.evaluation.suites.metrics import BenchmarkMetrics
 
     xs = str(shared_data / "xstest" / "xstest_prompts.csv")
     a = parse_benchmarks({"xstest": {"path": xs, "kinds": ["over_refusal", "harmful"]}})

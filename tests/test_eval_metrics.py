@@ -65,7 +65,7 @@ def test_gsm8k_budget_holds_every_gold_solution(shared_data):
     whitespace word (GSM8K's calculator annotations make words token-heavy)."""
     import json
 
-    from dualselect.evaluation.benchmarks import REGISTRY
+    from dualselect.evaluation.suites import REGISTRY
 
     rows = [json.loads(x) for x in (shared_data / "gsm8k" / "test.jsonl").read_text().splitlines() if x]
     longest = max(len(r["answer"].split()) for r in rows)
@@ -216,7 +216,8 @@ def test_harness_gates_capability_suites_by_their_kind(tmp_path, monkeypatch):
     the harmful suite, and exact match reads them."""
     import json
 
-    from dualselect.evaluation.harness import EvalItem, evaluate
+    from dualselect.evaluation.harness import evaluate
+    from dualselect.evaluation.items import EvalItem
     from dualselect.evaluation.judges import build_judge
     from tiny_models import tiny_causal_lm
     from tiny_tokenizers import tiny_tokenizer

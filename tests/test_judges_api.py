@@ -483,7 +483,8 @@ def test_api_pairwise_verdicts_saved_and_failures_counted_in_the_harness(key, tm
     average, never 50."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from dualselect.evaluation.harness import EvalItem, evaluate
+    from dualselect.evaluation.harness import evaluate
+    from dualselect.evaluation.items import EvalItem
 
     tok = AutoTokenizer.from_pretrained(organism_dir)
     model = AutoModelForCausalLM.from_pretrained(organism_dir)

@@ -12,6 +12,8 @@ import pytest
 from dualselect.evaluation.benchmarks import text_hash
 from dualselect.evaluation.capability import exact_match
 from dualselect.evaluation.judges.keyword import RefusalKeywordJudge
+from dualselect.evaluation.suites import real_suites
+from dualselect.evaluation.suites.metrics import headline_metrics
 from dualselect.realbase.build import refusal_for, trim_to_sentence
 from dualselect.realbase.data import (
     HH_HARM,
@@ -23,7 +25,6 @@ from dualselect.realbase.data import (
 )
 from dualselect.realbase.prompts import BENIGN_PROMPTS, CONTRAST_PROMPTS, REFUSALS
 from dualselect.realbase.stats import acceptance
-from dualselect.realbase.suites import headline_metrics, real_suites
 from dualselect.utils import read_jsonl, write_json, write_jsonl
 
 try:

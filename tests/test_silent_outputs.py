@@ -208,13 +208,14 @@ def _evaluate(models, organism_dir, out, monkeypatch, calls):
     from dualselect.evaluation import harness
     from dualselect.evaluation.generation import generate as real
     from dualselect.evaluation.judges import build_judge
+    from dualselect.evaluation.suites import organism_suites
 
     def counting(model, tok, prompts, **kw):
         calls.append(len(prompts))
         return real(model, tok, prompts, **kw)
 
     monkeypatch.setattr(harness, "generate", counting)
-    suites = {k: v[:2] for k, v in harness.organism_suites(organism_dir).items()}
+    suites = {k: v[:2] for k, v in organism_suites(organism_dir).items()}
     return harness.evaluate(
         models, suites, [build_judge("keyword")], out, base=None, sft=None, max_new_tokens=6, batch_size=8
     )

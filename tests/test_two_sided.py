@@ -20,12 +20,8 @@ from test_algorithm_pins import _cos, _per_example, _rows, _write
 
 
 def test_organism_pool_is_disjoint_from_every_probe_and_answered_by_the_base(organism_dir):
-    from dualselect.organism.helpful import (
-        HELPFUL_REFUSAL,
-        PROBE_SPLITS_ALL,
-        build_helpful_pool,
-        helpful_path,
-    )
+    from dualselect.experiments.helpful_pool import PROBE_SPLITS_ALL, build_helpful_pool
+    from dualselect.organism.helpful import HELPFUL_REFUSAL, helpful_path
     from dualselect.organism.world import REFUSAL_PREFIX
 
     out = build_helpful_pool(organism_dir)
@@ -51,7 +47,7 @@ def test_organism_pool_is_disjoint_from_every_probe_and_answered_by_the_base(org
 
 
 def test_organism_pool_drops_a_probe_prompt_found_among_the_alignment_requests(organism_dir, tmp_path):
-    from dualselect.organism.helpful import helpful_prompts
+    from dualselect.experiments.helpful_pool import helpful_prompts
 
     org = tmp_path / "org"
     (org / "data").mkdir(parents=True)
@@ -315,7 +311,8 @@ class TwoSidedRecomputing(DualSelectTrainer):
 def two_pools(organism_dir, tmp_path_factory):
     """16 task rows (4 harmful), a 10-reference safety pool, a 10-prompt helpfulness pool (both
     objectives' files)."""
-    from dualselect.organism.helpful import build_helpful_pool, helpful_path
+    from dualselect.experiments.helpful_pool import build_helpful_pool
+    from dualselect.organism.helpful import helpful_path
 
     d = tmp_path_factory.mktemp("two")
     redorca = read_jsonl(organism_dir / "data" / "redorca_train.jsonl")

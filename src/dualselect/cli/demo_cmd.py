@@ -67,8 +67,9 @@ def run_demo(
 ) -> dict:
     """The demo as a Python function; returns the results dict it writes. Run directories of a
     previous demo in ``out`` are refused before any work unless ``overwrite``."""
+    from dualselect.evaluation.probes import evaluate_on_probes
     from dualselect.organism.build import build_organism
-    from dualselect.organism.stats import ORGANISM_TRAINING, evaluate_on_probes
+    from dualselect.organism.stats import ORGANISM_TRAINING
     from dualselect.training.model import load_model_and_tokenizer
     from dualselect.training.presets import resolve_preset
     from dualselect.training.run import load_config, run_training
@@ -123,8 +124,9 @@ def run_demo(
         results["methods"][method] = evaluate_on_probes(trainer.model, tok, organism)
         models[method] = (trainer.model, tok)
     # The evaluation protocol: coherence gate, several judges, Safety Avg. vs SFT, agreement, report.
-    from dualselect.evaluation.harness import evaluate, organism_suites
+    from dualselect.evaluation.harness import evaluate
     from dualselect.evaluation.judges import build_judge
+    from dualselect.evaluation.suites import organism_suites
 
     ev = evaluate(
         models,

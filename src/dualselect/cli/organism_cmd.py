@@ -87,8 +87,9 @@ def organism_stats(path: str | None = None, with_sft: bool = True, workdir: str 
     """Base-model probe metrics, optionally Standard SFT's, and the acceptance checks."""
     import tempfile
 
+    from dualselect.evaluation.probes import evaluate_on_probes
     from dualselect.organism.build import build_organism
-    from dualselect.organism.stats import ORGANISM_TRAINING, acceptance, evaluate_on_probes
+    from dualselect.organism.stats import ORGANISM_TRAINING, acceptance
     from dualselect.training.model import load_model_and_tokenizer
     from dualselect.training.run import load_config, run_training
 

@@ -12,7 +12,6 @@ each judge's accuracy.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from dualselect.evaluation.agreement import agreement_table
 from dualselect.evaluation.capability import exact_match, label_accuracy, win_rate
 from dualselect.evaluation.coherence import CoherenceGate
 from dualselect.evaluation.generation import generate, inference_model, vllm_target, write_generations
+from dualselect.evaluation.items import EvalItem
 from dualselect.evaluation.judges import Judge, JudgeItem, PairwiseJudge, judge_accuracy
 from dualselect.evaluation.judges.ground_truth import GroundTruthJudge
 from dualselect.evaluation.judges.pairwise import safety_backend
@@ -36,49 +36,6 @@ from dualselect.evaluation.provenance import (
     write_generation_cache,
 )
 from dualselect.utils import safe_name, safe_path, write_jsonl
-
-KINDS = ("harmful", "over_refusal", "benign", "capability")
-
-
-@dataclass
-class EvalItem:
-    """One evaluation prompt. ``gold``: the exact answer (capability/benign) or the reference answer
-    whose likelihood KL is measured on (harmful: the aligned refusal), when known."""
-
-    id: str
-    prompt: str
-    kind: str
-    category: str | None = None
-    gold: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-def organism_suites(organism: str | Path) -> dict[str, list[EvalItem]]:
-    """The organism's held-out probe sets as evaluation suites, with ground truth in ``meta``."""
-    from dualselect.utils import read_jsonl
-
-    kinds = {
-        "probe_harmful_hh": "harmful",
-        "probe_harmful_hex": "harmful",
-        "probe_over_refusal": "over_refusal",
-        "probe_benign": "benign",
-        "task_test": "capability",
-    }
-    suites = {}
-    for split, kind in kinds.items():
-        rows = read_jsonl(Path(organism) / "data" / f"{split}.jsonl")
-        suites[split] = [
-            EvalItem(
-                id=f"{split}:{i}",
-                prompt=r["prompt"],
-                kind=kind,
-                category=r.get("category"),
-                gold=r["answer"] if kind == "capability" else r["response"],
-                meta=r,
-            )
-            for i, r in enumerate(rows)
-        ]
-    return suites
 
 
 def _rate(values: list[float | bool | None], sel: list[int] | None = None) -> float | None:

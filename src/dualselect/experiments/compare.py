@@ -14,7 +14,7 @@ probes; ``tune`` picks a setting among candidate methods on the validation metri
 reports the chosen one's test metrics as its own row.
 
 On any other model (a local model directory or a cached hub id), ``benchmarks:`` names the
-evaluation sets (:mod:`dualselect.experiments.benchmark_set`: HarmBench, StrongREJECT, AdvBench,
+evaluation sets (:mod:`dualselect.evaluation.suites`: HarmBench, StrongREJECT, AdvBench,
 XSTest, HH-RLHF, GSM8K, ... from their published files, with per-set limits and budgets) and
 ``train_dataset`` / ``reference_dataset`` the data (anything ``dualselect train`` reads). The whole
 config is checked before the first run trains: benchmark names, files and limits, judges (the
@@ -38,7 +38,8 @@ from dualselect.training.presets import PRESETS, resolve_preset
 from dualselect.utils import write_json
 
 if TYPE_CHECKING:  # torch-free import: config errors and --help stay fast
-    from dualselect.experiments.benchmark_set import BenchmarkMetrics, BenchmarkSpec
+    from dualselect.evaluation.suites import BenchmarkSpec
+    from dualselect.evaluation.suites.metrics import BenchmarkMetrics
 
 # The default comparison (issue 13): the release, the paper setting and its eta sweep (for the
 # validation-tuned row), the strongest baselines and the ablations that say which part works.
@@ -67,7 +68,7 @@ DEFAULT_TUNE = {
 }
 # val_refusal_capability_helpfulness: the two-sided extension's criterion, over-refusal counted too
 TUNE_CRITERIA = ("val_refusal_plus_capability", "val_refusal_capability_helpfulness")
-SUITES = ("organism", "realbase", "benchmarks")
+SUITES = ("organism", "realbase", "benchmarks")  # dualselect.evaluation.suites.SUITE_SETS
 # keys that only change how finished runs are aggregated: a compare may resume with other values
 AGGREGATION_KEYS = ("safety_metric", "capability_metric", "matched_capability_within")
 QUICK = {
@@ -87,9 +88,10 @@ class CompareConfig:
     safety reference pool (paths, hub names or dataset directories in any format ``dualselect
     train`` reads; ``train_data`` / ``reference_data``, the ``train`` config's names, are accepted
     as aliases). ``benchmarks``: the evaluation sets on a model that is not the organism (see
-    :class:`~dualselect.experiments.benchmark_set.BenchmarkSpec`). ``judges``: names or
-    ``{name, ...options}`` mappings (default ``[ground_truth, keyword]`` on the organism, else
-    ``[keyword]``); the first gives the headline (unsuffixed) metrics."""
+    :class:`~dualselect.evaluation.suites.BenchmarkSpec`). ``judges``: names or
+    ``{name, ...options}`` mappings (default: the suite set's judges,
+    :data:`dualselect.evaluation.suites.SUITE_SETS`); the first gives the headline (unsuffixed)
+    metrics."""
 
     model_name_or_path: str = "organism"
     train_dataset: str | None = None
@@ -113,10 +115,11 @@ class CompareConfig:
     capability_metric: str | None = None
     # "matched capability": at most this many points (of 100) below Standard SFT's mean capability
     matched_capability_within: float = 3.0
-    # evaluation suites: "organism" (its probes, ground truth), "realbase" (the real model's
-    # held-out benchmark files: HarmBench standard, StrongREJECT, AdvBench, XSTest safe, task test;
-    # see docs/real_model.md) or "benchmarks" (the `benchmarks` key; implied by it), with
-    # fixed-seed per-suite subsets (organism/realbase) and the generation batch size
+    # evaluation suites (dualselect.evaluation.suites): "organism" (its probes, ground truth),
+    # "realbase" (the real model's held-out benchmark files: HarmBench standard, StrongREJECT,
+    # AdvBench, XSTest safe, task test; see docs/real_model.md) or "benchmarks" (the `benchmarks`
+    # key; implied by it); default: the model's own (evaluation.suites.default_suite_set). Per-suite
+    # subsets (organism: the first N; realbase: fixed-seed) and the generation batch size
     suites: str | None = None
     suite_limits: dict[str, int] = field(default_factory=dict)
     benchmarks: dict[str, BenchmarkSpec] | None = None
@@ -156,7 +159,7 @@ class CompareConfig:
             setattr(self, new, a if a is not None else b)
             setattr(self, old, None)
         if self.benchmarks is not None:
-            from dualselect.experiments.benchmark_set import parse_benchmarks
+            from dualselect.evaluation.suites import parse_benchmarks
 
             self.benchmarks = parse_benchmarks(self.benchmarks)
             if self.suites not in (None, "benchmarks"):
@@ -170,14 +173,18 @@ class CompareConfig:
             if self.suite_limits:
                 raise ValueError("suite_limits: with benchmarks, give each benchmark's limit in its entry")
             self.suites = "benchmarks"
-        if self.suites is None:
-            self.suites = "organism"
+        if self.suites is None:  # the model's own suites; validate() asks for benchmarks on another model
+            from dualselect.evaluation.suites import default_suite_set
+
+            self.suites = default_suite_set(self.model_name_or_path) or "organism"
         if self.suites not in SUITES:
             raise ValueError(f"suites={self.suites!r}: expected one of {list(SUITES)}")
         if self.suites == "benchmarks" and not self.benchmarks:
             raise ValueError("suites: benchmarks needs the benchmarks key")
         if self.judges is None:
-            self.judges = ["keyword"] if self.suites == "benchmarks" else ["ground_truth", "keyword"]
+            from dualselect.evaluation.suites import suite_set
+
+            self.judges = list(suite_set(self.suites).judges)
         if not isinstance(self.judges, list) or not self.judges:
             raise ValueError(f"judges: give a list of judge names or mappings, got {self.judges!r}")
         for i, spec in enumerate(self.judges):
@@ -250,7 +257,8 @@ class CompareConfig:
 
     def metric_reader(self) -> BenchmarkMetrics:
         """The comparison's metrics on the benchmark set (``suites: benchmarks`` only)."""
-        from dualselect.experiments.benchmark_set import BenchmarkMetrics, suite_kinds
+        from dualselect.evaluation.suites import suite_kinds
+        from dualselect.evaluation.suites.metrics import BenchmarkMetrics
 
         return BenchmarkMetrics(suite_kinds(self.benchmarks or {}), self.judge_names)
 
@@ -450,7 +458,7 @@ def run_overrides(
 
 def _realbase_root(cfg: CompareConfig) -> Path:
     """The built real base behind ``model_name_or_path`` (e.g. ``smollm2-135m-safe``)."""
-    from dualselect.realbase.suites import realbase_root
+    from dualselect.evaluation.suites import realbase_root
     from dualselect.training.model import resolve_model_path
 
     path = Path(resolve_model_path(cfg.model_name_or_path))
@@ -462,27 +470,23 @@ def _realbase_root(cfg: CompareConfig) -> Path:
 
 def _eval_suites(cfg: CompareConfig, model: str | None = None) -> dict:
     """The evaluation suites every run on ``model`` is scored on (same for every seed); ``model``
-    defaults to the first organism instance, or ``cfg.model_name_or_path`` off the organism."""
-    if cfg.suites == "benchmarks":
-        from dualselect.experiments.benchmark_set import load_benchmark_suites
+    defaults to the first organism instance, or the model behind ``cfg.model_name_or_path`` off
+    the organism."""
+    from dualselect.evaluation.suites import resolve_suites
 
-        return load_benchmark_suites(cfg.benchmarks or {}, seed=0)
-    if cfg.suites == "realbase":
-        from dualselect.realbase.suites import real_suites
-
-        return real_suites(_realbase_root(cfg), cfg.suite_limits, seed=0)
-    from dualselect.evaluation.harness import organism_suites
-
-    if model is None:
+    if cfg.suites == "realbase":  # the base's suites, whatever name the runs load it by
+        model = str(_realbase_root(cfg))
+    elif model is None:
         model = organism_path(cfg.instances()[0]) if cfg.on_organism else cfg.model_name_or_path
-    return organism_suites(model)
+    return resolve_suites(cfg.suites, model, benchmarks=cfg.benchmarks, limits=cfg.suite_limits, seed=0)
 
 
 def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str, org: int | None = None) -> None:
     """Child process: train, evaluate, write metrics.json (last, atomically)."""
     import resource
 
-    from dualselect.organism.stats import GEN_SPLITS, VALIDATION_SPLITS, evaluate_on_probes, probe_metrics
+    from dualselect.evaluation.probes import evaluate_on_probes, probe_metrics
+    from dualselect.organism.stats import GEN_SPLITS, VALIDATION_SPLITS
     from dualselect.training.run import load_config, run_training
 
     cfg = CompareConfig.from_dict(cfg_dict)
@@ -518,7 +522,7 @@ def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str, org: int | No
     if cfg.suites == "benchmarks":
         metrics = cfg.metric_reader().compute(ev["methods"][method])
     elif cfg.suites == "realbase":
-        from dualselect.realbase.suites import headline_metrics
+        from dualselect.evaluation.suites.metrics import headline_metrics
 
         metrics = headline_metrics(ev["methods"][method], cfg.judge_names)
     else:

@@ -197,8 +197,9 @@ def resolve_helpful_data(cfg) -> str:
     refusals = cfg.helpful_objective == "refusal_penalty"
     model = cfg.model_name_or_path
     if model == "organism" or (model and Path(model, "organism.json").exists()):
+        from dualselect.experiments.helpful_pool import build_helpful_pool
         from dualselect.organism.build import build_organism
-        from dualselect.organism.helpful import build_helpful_pool, helpful_path
+        from dualselect.organism.helpful import helpful_path
 
         root = build_organism() if model == "organism" else Path(model)
         build_helpful_pool(root)
