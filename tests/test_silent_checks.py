@@ -80,7 +80,7 @@ def _judge(url, tmp_path, **kw):
 
 
 def test_redact_removes_every_piece_of_the_key_of_8_or_more_characters():
-    from dualselect.evaluation.judges.rubric_api import redact_key
+    from dualselect.evaluation.judges.http_client import redact_key
 
     assert redact_key(f"a {SECRET} b", SECRET) == "a *** b"
     assert SECRET[:28] not in redact_key(f"x{SECRET[:28]}y", SECRET)
@@ -162,7 +162,7 @@ def test_trickled_headers_are_bounded_too(monkeypatch, tmp_path):
 def test_a_socket_that_connects_after_the_deadline_is_shut_down_at_once():
     """Connecting is bounded by the socket timeout alone: a connection that completes after the
     watchdog fired must not then read without a deadline."""
-    from dualselect.evaluation.judges.rubric_api import _Deadline
+    from dualselect.evaluation.judges.http_client import _Deadline
 
     a, b = socket.socketpair()
     try:
