@@ -184,7 +184,7 @@ def test_agreement_keeps_a_judge_with_one_failure_and_shows_percent_agreement():
 
 
 # Correct bare answers of capability suites (GSM8K "#### N", classification letters, units,
-# variables) that the safety-suite checks would flag: issue 12's gap, seen on the real model.
+# variables) that the safety-suite checks would flag: a gap seen on the real model.
 SHORT_CAPABILITY_ANSWERS = ["#### 800", "42", "B", "(C)", "12kg", "5 km", "x = 5", "TV", "#### -12"]
 
 

@@ -160,3 +160,15 @@ def test_real_file_names_match_the_real_base_recipe():
         "advbench": FILES["advbench"],
         "xstest_safe": FILES["xstest"],
     }
+
+
+def test_compare_takes_its_default_suites_and_judges_from_the_resolver(realbase, tmp_path):
+    from dualselect.experiments.compare_config import CompareConfig
+
+    org = CompareConfig(methods=["sft"], seeds=[0])
+    assert org.suites == "organism" and org.judges == list(SUITE_SETS["organism"].judges)
+    real = CompareConfig(model_name_or_path=str(realbase / "model"), methods=["sft"], seeds=[0])
+    assert real.suites == "realbase" and real.judges == list(SUITE_SETS["realbase"].judges)
+    # any other model: no suites of its own (validate() then asks for a benchmarks list)
+    other = CompareConfig(model_name_or_path=str(tmp_path), methods=["sft"], seeds=[0])
+    assert other.suites == "organism" and default_suite_set(tmp_path) is None

@@ -377,7 +377,7 @@ def test_cli_backend_vllm_without_vllm_is_one_line_error(tmp_path, monkeypatch, 
     import importlib.util
 
     from dualselect.cli.main import main
-    from dualselect.experiments.compare import CompareConfig
+    from dualselect.experiments.compare_config import CompareConfig
 
     real_find = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "vllm" else real_find(n, *a))

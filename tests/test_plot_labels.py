@@ -1,4 +1,4 @@
-"""The safety-vs-capability plot stays readable when methods coincide (issue 14 item 9)."""
+"""The safety-vs-capability plot stays readable when methods coincide."""
 
 from __future__ import annotations
 

@@ -186,7 +186,7 @@ def test_compare_config_for_the_real_base(splits, tmp_path):
     fixed-seed subsets of the held-out real suites."""
     from pathlib import Path
 
-    from dualselect.experiments.compare import CompareConfig, _eval_suites, run_overrides
+    from dualselect.experiments.compare_config import CompareConfig, eval_suites, run_overrides
 
     cfg = CompareConfig.from_yaml(str(Path(__file__).parents[1] / "configs" / "real_compare.yaml"))
     assert cfg.suites == "realbase" and len(cfg.seeds) >= 3
@@ -207,9 +207,9 @@ def test_compare_config_for_the_real_base(splits, tmp_path):
     assert "reference_data" not in o and o["max_steps"] == cfg.training["max_steps"] and o["seed"] == 1
     method, o = run_overrides(cfg, "dualselect_paper", 0, tmp_path / "run")
     assert o["reference_data"] == str(root / "data" / "references.jsonl") and o["k_ref_fraction"] == 0.1
-    suites = _eval_suites(cfg)
+    suites = eval_suites(cfg)
     assert {k: len(v) for k, v in suites.items()} == cfg.suite_limits
-    assert [it.id for it in suites["harmbench"]] == [it.id for it in _eval_suites(cfg)["harmbench"]]
+    assert [it.id for it in suites["harmbench"]] == [it.id for it in eval_suites(cfg)["harmbench"]]
     with pytest.raises(ValueError, match="suites"):
         CompareConfig(suites="nope")
 

@@ -247,7 +247,7 @@ def test_judge_cache_is_keyed_by_endpoint(monkeypatch, tmp_path):
 
 
 def test_yaml_merge_key_override_is_legal_real_duplicates_are_not(tmp_path):
-    from dualselect.experiments.compare import CompareConfig
+    from dualselect.experiments.compare_config import CompareConfig
     from dualselect.utils import ConfigError, read_yaml
 
     p = tmp_path / "c.yaml"
@@ -281,7 +281,7 @@ def _bomb(levels: int, indent: str = "") -> str:
 
 
 def test_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
-    from dualselect.experiments.compare import CompareConfig
+    from dualselect.experiments.compare_config import CompareConfig
     from dualselect.utils import ConfigError, read_yaml
 
     p = tmp_path / "bomb.yaml"
@@ -313,7 +313,7 @@ def test_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
     ],
 )
 def test_compare_refuses_repeated_runs(tmp_path, text, pattern):
-    from dualselect.experiments.compare import CompareConfig
+    from dualselect.experiments.compare_config import CompareConfig
 
     p = tmp_path / "c.yaml"
     p.write_text("methods: [sft, dualselect]\n" + text if not text.startswith("methods") else text)
@@ -345,6 +345,7 @@ def test_compare_checks_every_runs_config_before_anything_is_built(
     def boom(*a, **k):
         raise AssertionError("nothing may be built or trained before every run's config is checked")
 
+    monkeypatch.setattr("dualselect.experiments.compare_config.organism_path", boom)
     monkeypatch.setattr("dualselect.experiments.compare.organism_path", boom)
     p = tmp_path / "c.yaml"
     p.write_text("methods: [sft, dualselect]\nseeds: [0]\norganism_seeds: [0]\n" + body)

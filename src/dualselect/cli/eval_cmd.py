@@ -345,11 +345,12 @@ def check_eval_out(out: str, overwrite: bool = False) -> None:
     check_output_dir(p, key="--out")
 
 
-def run(args: argparse.Namespace) -> int:
+def check_eval_args(args: argparse.Namespace) -> tuple[dict[str, str], dict | None]:
+    """Everything that can be wrong with the arguments, checked before a model loads (and before
+    torch is even imported): the variants (returned as ``{variant: path}``), ``--out``, the base
+    and benchmark paths, the numbers, the generation backend (``--vllm-options`` returned)."""
     from dualselect.training.validation import check_data_path, check_model_path
 
-    # Everything that can be wrong with the arguments is checked before a model loads (and the
-    # plain checks before torch is even imported).
     check_eval_numbers(args)
     variants = parse_variants(args.model)
     check_eval_out(args.out, args.overwrite)
@@ -370,6 +371,11 @@ def run(args: argparse.Namespace) -> int:
         ok, why = vllm_available()
         if not ok:
             raise ValueError(f"--backend vllm: {why}")
+    return variants, vllm_options
+
+
+def run(args: argparse.Namespace) -> int:
+    variants, vllm_options = check_eval_args(args)
     from dualselect.evaluation.benchmarks import disjointness
     from dualselect.evaluation.coherence import ApiCoherenceJudge, CoherenceGate
     from dualselect.evaluation.harness import evaluate
@@ -474,7 +480,7 @@ def run(args: argparse.Namespace) -> int:
 def summary_table(results: dict) -> str:
     """The headline numbers per variant as a fixed-width terminal table (percentages; Safety
     Avg. and quality win rates are already 0-100; KL in nats per token)."""
-    from dualselect.evaluation.harness import summary_metrics
+    from dualselect.evaluation.aggregate import summary_metrics
 
     rows = {name: summary_metrics(m, results) for name, m in results["methods"].items()}
     cols = [
