@@ -172,3 +172,15 @@ def test_compare_takes_its_default_suites_and_judges_from_the_resolver(realbase,
     # any other model: no suites of its own (validate() then asks for a benchmarks list)
     other = CompareConfig(model_name_or_path=str(tmp_path), methods=["sft"], seeds=[0])
     assert other.suites == "organism" and default_suite_set(tmp_path) is None
+
+
+def test_eval_on_another_model_without_benchmarks_is_a_one_line_error(tmp_path, capsys):
+    from dualselect.cli.main import main
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")  # a model directory; never loaded
+    rc = main(["eval", "--base", str(model), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err, err
+    assert f"--base {model}: neither the organism nor a real base" in err and "--benchmark" in err

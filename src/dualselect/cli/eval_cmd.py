@@ -374,20 +374,32 @@ def check_eval_args(args: argparse.Namespace) -> tuple[dict[str, str], dict | No
     return variants, vllm_options
 
 
+def eval_suites(args: argparse.Namespace, set_name: str, base_path: str) -> tuple[dict, dict[str, int]]:
+    """The suites of suite set ``set_name`` (``--benchmark`` entries, or the base's own suites with
+    ``--limit``) and their generation budgets (``--max-new-tokens``, else per benchmark, else 64)."""
+    from dualselect.evaluation.suites import REGISTRY, cli_benchmark_suites, limits_for, resolve_suites
+
+    budgets: dict[str, int] = {"default": 64}
+    if args.benchmark:
+        suites: dict = {}
+        for spec in args.benchmark:
+            loaded = cli_benchmark_suites([spec], args.limit, args.seed, args.include_copyright)
+            suites.update(loaded)
+            budgets.update({s: REGISTRY[spec.partition("=")[0]].max_new_tokens for s in loaded})
+    else:
+        suites = resolve_suites(set_name, base_path, limits=limits_for(set_name, args.limit), seed=args.seed)
+    if args.max_new_tokens is not None:
+        budgets = {"default": args.max_new_tokens}
+    return suites, budgets
+
+
 def run(args: argparse.Namespace) -> int:
     variants, vllm_options = check_eval_args(args)
     from dualselect.evaluation.benchmarks import disjointness
     from dualselect.evaluation.coherence import ApiCoherenceJudge, CoherenceGate
     from dualselect.evaluation.harness import evaluate
     from dualselect.evaluation.judges import build_judge
-    from dualselect.evaluation.suites import (
-        REGISTRY,
-        cli_benchmark_suites,
-        default_suite_set,
-        limits_for,
-        resolve_suites,
-        suite_set,
-    )
+    from dualselect.evaluation.suites import default_suite_set, suite_set
     from dualselect.training.model import load_model_and_tokenizer, resolve_model_path
     from dualselect.utils import seed_everything
 
@@ -423,17 +435,7 @@ def run(args: argparse.Namespace) -> int:
     for name, path in variants.items():  # before any variant loads
         check_variant_base(name, path, base_fp, args.base, args.allow_base_mismatch)
     models.update({name: _load_variant(path, base_path) for name, path in variants.items()})
-    budgets: dict[str, int] = {"default": 64}
-    if args.benchmark:
-        suites = {}
-        for spec in args.benchmark:
-            loaded = cli_benchmark_suites([spec], args.limit, args.seed, args.include_copyright)
-            suites.update(loaded)
-            budgets.update({s: REGISTRY[spec.partition("=")[0]].max_new_tokens for s in loaded})
-    else:
-        suites = resolve_suites(set_name, base_path, limits=limits_for(set_name, args.limit), seed=args.seed)
-    if args.max_new_tokens is not None:
-        budgets = {"default": args.max_new_tokens}
+    suites, budgets = eval_suites(args, set_name, base_path)
     gate = CoherenceGate(max_perplexity=_perplexity_threshold(args.max_perplexity, models["base"], suites))
     gate.llm_judge = coherence_judge
     res = evaluate(
