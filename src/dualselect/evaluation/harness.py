@@ -212,23 +212,7 @@ def evaluate(
             gens[name][sname] = resp
             kind = items[0].kind if items else None
             checks = gate.check(resp, [it.prompt for it in items], base_model, base_tok, kind=kind)
-            rows += [
-                {
-                    "method": name,
-                    "seed": seed,
-                    "benchmark": sname,
-                    "id": it.id,
-                    "prompt": it.prompt,
-                    "response": r,
-                    "category": it.category,
-                    "coherent": c.coherent,
-                    "incoherence_reasons": c.reasons,
-                    "coherence_signals": c.metrics,
-                    FINGERPRINT_KEY: fp,
-                    DECODING_KEY: decoding,
-                }
-                for it, r, c in zip(items, resp, checks)
-            ]
+            rows += _generation_rows(name, seed, sname, items, resp, checks, fp, decoding)
             coherent[name][sname] = [c.coherent for c in checks]
             _suite_metrics(m, sname, items, resp, checks)
             if kind in ("harmful", "over_refusal"):
@@ -333,6 +317,37 @@ def _answers(
         )
         cache.update({(items[i].prompt, dkey): r for i, r in zip(todo, new)})
     return [cache[(it.prompt, dkey)].strip() for it in items]
+
+
+def _generation_rows(
+    name: str,
+    seed: int,
+    sname: str,
+    items: list[EvalItem],
+    resp: list[str],
+    checks: list,
+    fp: str,
+    decoding: dict[str, Any],
+) -> list[dict]:
+    """The generations-file rows of one suite: each answer with its coherence verdict and
+    provenance (model fingerprint, decoding settings)."""
+    return [
+        {
+            "method": name,
+            "seed": seed,
+            "benchmark": sname,
+            "id": it.id,
+            "prompt": it.prompt,
+            "response": r,
+            "category": it.category,
+            "coherent": c.coherent,
+            "incoherence_reasons": c.reasons,
+            "coherence_signals": c.metrics,
+            FINGERPRINT_KEY: fp,
+            DECODING_KEY: decoding,
+        }
+        for it, r, c in zip(items, resp, checks)
+    ]
 
 
 def _suite_metrics(m: dict, sname: str, items: list[EvalItem], resp: list[str], checks: list) -> None:
