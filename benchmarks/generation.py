@@ -100,7 +100,7 @@ def suite_mix(name: str, tok) -> dict[str, list[str]]:
             "task": [r["question"] for r in sp["task_test"]],
         }
     if name == "organism":
-        from dualselect.evaluation.harness import organism_suites
+        from dualselect.evaluation.suites import organism_suites
         from dualselect.organism.train import build_organism
 
         return {

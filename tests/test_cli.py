@@ -11,7 +11,7 @@ from dualselect.training.run import ConfigError, load_config, method_names, reso
 
 
 def test_train_accepts_every_name_compare_and_demo_accept():
-    from dualselect.experiments.compare import DEFAULT_METHODS
+    from dualselect.experiments.compare_config import DEFAULT_METHODS
     from dualselect.training.presets import PRESETS
 
     assert set(PRESETS) <= set(method_names()) and set(DEFAULT_METHODS) <= set(method_names())

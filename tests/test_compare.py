@@ -60,7 +60,7 @@ def test_compare_runs_tables_and_resumes(organism_dir, tmp_path, monkeypatch):
 
 
 def test_safest_at_matched_capability(tmp_path):
-    from dualselect.experiments.compare import CompareConfig
+    from dualselect.experiments.compare_config import CompareConfig
     from dualselect.experiments.table import aggregate, write_tables
 
     def seeds(cap, safe):
@@ -120,7 +120,8 @@ def test_hierarchical_interval_and_per_organism_consistency():
 
 
 def test_tuning_uses_validation_metrics_only():
-    from dualselect.experiments.compare import CompareConfig, choose_on_validation
+    from dualselect.experiments.compare import choose_on_validation
+    from dualselect.experiments.compare_config import CompareConfig
 
     runs = {
         # best on TEST probes, worst on validation: must not be chosen
@@ -146,7 +147,7 @@ def test_tuning_uses_validation_metrics_only():
 def test_help_names_every_config_key(capsys):
     import dataclasses
 
-    from dualselect.experiments.compare import CompareConfig
+    from dualselect.experiments.compare_config import CompareConfig
 
     with pytest.raises(SystemExit):
         main(["compare", "--help"])

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from dualselect.evaluation.benchmarks import REGISTRY, disjointness, load_benchmark
+from dualselect.evaluation.benchmarks import disjointness, load_benchmark
+from dualselect.evaluation.suites import REGISTRY
 
 
 def _csv(path, header, rows):

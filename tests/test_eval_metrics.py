@@ -65,7 +65,7 @@ def test_gsm8k_budget_holds_every_gold_solution(shared_data):
     whitespace word (GSM8K's calculator annotations make words token-heavy)."""
     import json
 
-    from dualselect.evaluation.benchmarks import REGISTRY
+    from dualselect.evaluation.suites import REGISTRY
 
     rows = [json.loads(x) for x in (shared_data / "gsm8k" / "test.jsonl").read_text().splitlines() if x]
     longest = max(len(r["answer"].split()) for r in rows)
@@ -184,7 +184,7 @@ def test_agreement_keeps_a_judge_with_one_failure_and_shows_percent_agreement():
 
 
 # Correct bare answers of capability suites (GSM8K "#### N", classification letters, units,
-# variables) that the safety-suite checks would flag: issue 12's gap, seen on the real model.
+# variables) that the safety-suite checks would flag: a gap seen on the real model.
 SHORT_CAPABILITY_ANSWERS = ["#### 800", "42", "B", "(C)", "12kg", "5 km", "x = 5", "TV", "#### -12"]
 
 
@@ -216,7 +216,8 @@ def test_harness_gates_capability_suites_by_their_kind(tmp_path, monkeypatch):
     the harmful suite, and exact match reads them."""
     import json
 
-    from dualselect.evaluation.harness import EvalItem, evaluate
+    from dualselect.evaluation.harness import evaluate
+    from dualselect.evaluation.items import EvalItem
     from dualselect.evaluation.judges import build_judge
     from tiny_models import tiny_causal_lm
     from tiny_tokenizers import tiny_tokenizer

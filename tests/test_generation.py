@@ -182,7 +182,7 @@ def test_organism_merged_generation_equals_generate(organism_dir, one_thread):  
     from peft import LoraConfig, get_peft_model
 
     from dualselect.data.encoding import format_prompt
-    from dualselect.evaluation.harness import organism_suites
+    from dualselect.evaluation.suites import organism_suites
     from dualselect.training.model import load_model_and_tokenizer
 
     base, tok = load_model_and_tokenizer(str(organism_dir))
@@ -308,6 +308,7 @@ def test_adding_a_judge_or_a_suite_never_regenerates(organism_dir, tmp_path, mon
     the others' answers; another budget for one suite regenerates that suite only."""
     from dualselect.evaluation import harness
     from dualselect.evaluation.judges import build_judge
+    from dualselect.evaluation.suites import organism_suites
     from dualselect.training.model import load_model_and_tokenizer
 
     model, tok = load_model_and_tokenizer(str(organism_dir))
@@ -319,7 +320,7 @@ def test_adding_a_judge_or_a_suite_never_regenerates(organism_dir, tmp_path, mon
         return real(m, t, prompts, **kw)
 
     monkeypatch.setattr(harness, "generate", counting)
-    all_suites = {k: v[:3] for k, v in harness.organism_suites(organism_dir).items()}
+    all_suites = {k: v[:3] for k, v in organism_suites(organism_dir).items()}
     names = list(all_suites)
     out = tmp_path / "eval"
 
@@ -376,7 +377,7 @@ def test_cli_backend_vllm_without_vllm_is_one_line_error(tmp_path, monkeypatch, 
     import importlib.util
 
     from dualselect.cli.main import main
-    from dualselect.experiments.compare import CompareConfig
+    from dualselect.experiments.compare_config import CompareConfig
 
     real_find = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "vllm" else real_find(n, *a))

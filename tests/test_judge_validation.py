@@ -330,7 +330,7 @@ def test_cli_validate_writes_json_and_table(xstest_files, tokenizer, tmp_path):
 
 def test_reports_name_judges_accuracy_and_never_call_refusals_harmful():
     from dualselect.evaluation.report import judge_validation_md
-    from dualselect.experiments.benchmark_set import BenchmarkMetrics
+    from dualselect.evaluation.suites.metrics import BenchmarkMetrics
     from dualselect.experiments.table import judge_validation_lines
 
     acc = correction.judge_accuracy(

@@ -17,6 +17,7 @@ import pytest
 
 from dualselect.evaluation.coherence import ApiCoherenceJudge, CoherenceGate, parse_coherence
 from dualselect.evaluation.judges import JudgeItem, PairwiseJudge, build_judge, win_rate
+from dualselect.evaluation.judges.http_client import MalformedReply
 from dualselect.evaluation.judges.pairwise import (
     QUALITY_SYSTEM,
     ApiPairBackend,
@@ -28,7 +29,6 @@ from dualselect.evaluation.judges.rubric_api import (
     HEXPHI_TEMPLATE,
     STRONGREJECT_TEMPLATE,
     HexPhiRubricJudge,
-    MalformedReply,
     StrongRejectRubricJudge,
     parse_hexphi,
     parse_strongreject,
@@ -321,7 +321,7 @@ def test_connection_refused_is_retried_then_reported(key, tmp_path):
 
 
 def test_backoff_is_exponential(key, tmp_path, server, monkeypatch):
-    import dualselect.evaluation.judges.rubric_api as api
+    import dualselect.evaluation.judges.http_client as api
 
     waits = []
     monkeypatch.setattr(api.time, "sleep", waits.append)
@@ -483,7 +483,8 @@ def test_api_pairwise_verdicts_saved_and_failures_counted_in_the_harness(key, tm
     average, never 50."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from dualselect.evaluation.harness import EvalItem, evaluate
+    from dualselect.evaluation.harness import evaluate
+    from dualselect.evaluation.items import EvalItem
 
     tok = AutoTokenizer.from_pretrained(organism_dir)
     model = AutoModelForCausalLM.from_pretrained(organism_dir)

@@ -7,8 +7,9 @@ import json
 import pytest
 import torch
 
+from dualselect.evaluation.probes import probe_metrics
 from dualselect.organism.artifact import TRAINING_SPLITS, OrganismConfig
-from dualselect.organism.stats import ACCEPTANCE, PROBE_SPLITS, VALIDATION_SPLITS, probe_metrics
+from dualselect.organism.stats import ACCEPTANCE, PROBE_SPLITS, VALIDATION_SPLITS
 from dualselect.organism.train import build_organism
 from dualselect.organism.vocabulary import (
     BENIGN_TEMPLATES,

@@ -118,7 +118,8 @@ def test_demo_refuses_a_previous_demo_before_any_work(tmp_path, monkeypatch):
 
 
 def test_compare_refuses_an_out_dir_with_another_config(tmp_path):
-    from dualselect.experiments.compare import CompareConfig, run_compare
+    from dualselect.experiments.compare import run_compare
+    from dualselect.experiments.compare_config import CompareConfig
     from dualselect.utils import write_json
 
     write_json(tmp_path / "compare_config.json", {"methods": ["sft"], "seeds": [7]})
@@ -208,20 +209,21 @@ def _evaluate(models, organism_dir, out, monkeypatch, calls):
     from dualselect.evaluation import harness
     from dualselect.evaluation.generation import generate as real
     from dualselect.evaluation.judges import build_judge
+    from dualselect.evaluation.suites import organism_suites
 
     def counting(model, tok, prompts, **kw):
         calls.append(len(prompts))
         return real(model, tok, prompts, **kw)
 
     monkeypatch.setattr(harness, "generate", counting)
-    suites = {k: v[:2] for k, v in harness.organism_suites(organism_dir).items()}
+    suites = {k: v[:2] for k, v in organism_suites(organism_dir).items()}
     return harness.evaluate(
         models, suites, [build_judge("keyword")], out, base=None, sft=None, max_new_tokens=6, batch_size=8
     )
 
 
 def test_generations_are_reused_only_for_the_same_model(
-    organism_dir, organism_model, tmp_path, monkeypatch, capsys
+    organism_dir, organism_model, tmp_path, monkeypatch, caplog
 ):
     import copy
 
@@ -242,7 +244,7 @@ def test_generations_are_reused_only_for_the_same_model(
     calls.clear()
     res2 = _evaluate({"v": (other, tok)}, organism_dir, out, monkeypatch, calls)
     assert len(calls) == n_suites  # regenerated, not reused
-    assert "written by another model" in capsys.readouterr().err
+    assert "written by another model" in caplog.text  # a logged note (stderr on the CLI)
     assert res2["provenance"]["v"]["model_fingerprint"] != res["provenance"]["v"]["model_fingerprint"]
     # an old generations file without a fingerprint is not trusted either
     path = out / "generations" / "v.jsonl"
@@ -371,7 +373,7 @@ def test_eval_out_must_be_new_empty_or_an_evaluation(tmp_path):
 
 
 def test_compare_yaml_rejects_duplicates_and_extends_a_base(tmp_path):
-    from dualselect.experiments.compare import CompareConfig
+    from dualselect.experiments.compare_config import CompareConfig
 
     (tmp_path / "base.yaml").write_text("methods: [sft, dualselect]\nseeds: [0, 1]\n")
     (tmp_path / "c.yaml").write_text("extends: base.yaml\nseeds: [3]\n")

@@ -12,6 +12,8 @@ import pytest
 from dualselect.evaluation.benchmarks import text_hash
 from dualselect.evaluation.capability import exact_match
 from dualselect.evaluation.judges.keyword import RefusalKeywordJudge
+from dualselect.evaluation.suites import real_suites
+from dualselect.evaluation.suites.metrics import headline_metrics
 from dualselect.realbase.build import refusal_for, trim_to_sentence
 from dualselect.realbase.data import (
     HH_HARM,
@@ -23,7 +25,6 @@ from dualselect.realbase.data import (
 )
 from dualselect.realbase.prompts import BENIGN_PROMPTS, CONTRAST_PROMPTS, REFUSALS
 from dualselect.realbase.stats import acceptance
-from dualselect.realbase.suites import headline_metrics, real_suites
 from dualselect.utils import read_jsonl, write_json, write_jsonl
 
 try:
@@ -185,7 +186,7 @@ def test_compare_config_for_the_real_base(splits, tmp_path):
     fixed-seed subsets of the held-out real suites."""
     from pathlib import Path
 
-    from dualselect.experiments.compare import CompareConfig, _eval_suites, run_overrides
+    from dualselect.experiments.compare_config import CompareConfig, eval_suites, run_overrides
 
     cfg = CompareConfig.from_yaml(str(Path(__file__).parents[1] / "configs" / "real_compare.yaml"))
     assert cfg.suites == "realbase" and len(cfg.seeds) >= 3
@@ -206,9 +207,9 @@ def test_compare_config_for_the_real_base(splits, tmp_path):
     assert "reference_data" not in o and o["max_steps"] == cfg.training["max_steps"] and o["seed"] == 1
     method, o = run_overrides(cfg, "dualselect_paper", 0, tmp_path / "run")
     assert o["reference_data"] == str(root / "data" / "references.jsonl") and o["k_ref_fraction"] == 0.1
-    suites = _eval_suites(cfg)
+    suites = eval_suites(cfg)
     assert {k: len(v) for k, v in suites.items()} == cfg.suite_limits
-    assert [it.id for it in suites["harmbench"]] == [it.id for it in _eval_suites(cfg)["harmbench"]]
+    assert [it.id for it in suites["harmbench"]] == [it.id for it in eval_suites(cfg)["harmbench"]]
     with pytest.raises(ValueError, match="suites"):
         CompareConfig(suites="nope")
 

@@ -80,7 +80,7 @@ def _judge(url, tmp_path, **kw):
 
 
 def test_redact_removes_every_piece_of_the_key_of_8_or_more_characters():
-    from dualselect.evaluation.judges.rubric_api import redact_key
+    from dualselect.evaluation.judges.http_client import redact_key
 
     assert redact_key(f"a {SECRET} b", SECRET) == "a *** b"
     assert SECRET[:28] not in redact_key(f"x{SECRET[:28]}y", SECRET)
@@ -162,7 +162,7 @@ def test_trickled_headers_are_bounded_too(monkeypatch, tmp_path):
 def test_a_socket_that_connects_after_the_deadline_is_shut_down_at_once():
     """Connecting is bounded by the socket timeout alone: a connection that completes after the
     watchdog fired must not then read without a deadline."""
-    from dualselect.evaluation.judges.rubric_api import _Deadline
+    from dualselect.evaluation.judges.http_client import _Deadline
 
     a, b = socket.socketpair()
     try:
@@ -247,7 +247,7 @@ def test_judge_cache_is_keyed_by_endpoint(monkeypatch, tmp_path):
 
 
 def test_yaml_merge_key_override_is_legal_real_duplicates_are_not(tmp_path):
-    from dualselect.experiments.compare import CompareConfig
+    from dualselect.experiments.compare_config import CompareConfig
     from dualselect.utils import ConfigError, read_yaml
 
     p = tmp_path / "c.yaml"
@@ -281,7 +281,7 @@ def _bomb(levels: int, indent: str = "") -> str:
 
 
 def test_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
-    from dualselect.experiments.compare import CompareConfig
+    from dualselect.experiments.compare_config import CompareConfig
     from dualselect.utils import ConfigError, read_yaml
 
     p = tmp_path / "bomb.yaml"
@@ -313,7 +313,7 @@ def test_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
     ],
 )
 def test_compare_refuses_repeated_runs(tmp_path, text, pattern):
-    from dualselect.experiments.compare import CompareConfig
+    from dualselect.experiments.compare_config import CompareConfig
 
     p = tmp_path / "c.yaml"
     p.write_text("methods: [sft, dualselect]\n" + text if not text.startswith("methods") else text)
@@ -345,6 +345,7 @@ def test_compare_checks_every_runs_config_before_anything_is_built(
     def boom(*a, **k):
         raise AssertionError("nothing may be built or trained before every run's config is checked")
 
+    monkeypatch.setattr("dualselect.experiments.compare_config.organism_path", boom)
     monkeypatch.setattr("dualselect.experiments.compare.organism_path", boom)
     p = tmp_path / "c.yaml"
     p.write_text("methods: [sft, dualselect]\nseeds: [0]\norganism_seeds: [0]\n" + body)

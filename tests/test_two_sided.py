@@ -20,12 +20,8 @@ from test_algorithm_pins import _cos, _per_example, _rows, _write
 
 
 def test_organism_pool_is_disjoint_from_every_probe_and_answered_by_the_base(organism_dir):
-    from dualselect.organism.helpful import (
-        HELPFUL_REFUSAL,
-        PROBE_SPLITS_ALL,
-        build_helpful_pool,
-        helpful_path,
-    )
+    from dualselect.experiments.helpful_pool import PROBE_SPLITS_ALL, build_helpful_pool
+    from dualselect.organism.helpful import HELPFUL_REFUSAL, helpful_path
     from dualselect.organism.vocabulary import REFUSAL_PREFIX
 
     out = build_helpful_pool(organism_dir)
@@ -51,7 +47,7 @@ def test_organism_pool_is_disjoint_from_every_probe_and_answered_by_the_base(org
 
 
 def test_organism_pool_drops_a_probe_prompt_found_among_the_alignment_requests(organism_dir, tmp_path):
-    from dualselect.organism.helpful import helpful_prompts
+    from dualselect.experiments.helpful_pool import helpful_prompts
 
     org = tmp_path / "org"
     (org / "data").mkdir(parents=True)
@@ -132,7 +128,7 @@ def test_real_base_pool_is_disjoint_from_every_evaluation_set(shared_data, tmp_p
     # the real study's config: the two-sided rows read this pool, next to the refusal pool
     from pathlib import Path
 
-    from dualselect.experiments.compare import CompareConfig, run_overrides
+    from dualselect.experiments.compare_config import CompareConfig, run_overrides
     from dualselect.training.data import resolve_helpful_data
 
     cfg = CompareConfig.from_yaml(str(Path(__file__).parents[1] / "configs" / "real_compare_two_sided.yaml"))
@@ -314,7 +310,8 @@ class TwoSidedRecomputing(DualSelectTrainer):
 def two_pools(organism_dir, tmp_path_factory):
     """16 task rows (4 harmful), a 10-reference safety pool, a 10-prompt helpfulness pool (both
     objectives' files)."""
-    from dualselect.organism.helpful import build_helpful_pool, helpful_path
+    from dualselect.experiments.helpful_pool import build_helpful_pool
+    from dualselect.organism.helpful import helpful_path
 
     d = tmp_path_factory.mktemp("two")
     redorca = read_jsonl(organism_dir / "data" / "redorca_train.jsonl")
@@ -401,3 +398,32 @@ def test_two_sided_tuning_criterion_counts_validation_over_refusal():
     tune = {"name": "t", "candidates": ["a", "b"], "criterion": crit}
     assert choose_on_validation(runs, tune)["chosen"] == "b"
     assert choose_on_validation(runs, {**tune, "criterion": "val_refusal_plus_capability"})["chosen"] == "a"
+
+
+def test_the_trainer_never_builds_the_pool_and_the_commands_do(organism_dir, tmp_path, monkeypatch):
+    """Resolving the organism's helpfulness pool reads files only: a copy of the organism without
+    its pool is a one-line error naming how to build it; train/compare/demo build it first
+    (``ensure_helpful_pool``), and only for a two-sided run without helpful_data."""
+    import shutil
+
+    import dualselect.experiments.helpful_pool as hp
+    from dualselect.training.data import resolve_helpful_data
+    from dualselect.training.dualselect_config import DualSelectConfig
+
+    bare = tmp_path / "org"
+    shutil.copytree(organism_dir, bare, ignore=shutil.ignore_patterns("helpful"))
+    cfg = DualSelectConfig(output_dir=str(tmp_path / "run"), model_name_or_path=str(bare), helpful_weight=0.5)
+    with pytest.raises(FileNotFoundError, match="helpfulness pool is not built.*build_helpful_pool"):
+        resolve_helpful_data(cfg)
+    assert not (bare / "helpful").exists()
+    built = []
+    monkeypatch.setattr(hp, "build_helpful_pool", lambda root: built.append(str(root)) or root)
+    assert hp.ensure_helpful_pool(cfg) == bare and built == [str(bare)]
+    for other in (
+        DualSelectConfig(output_dir="unused", model_name_or_path=str(bare)),  # one-sided
+        DualSelectConfig(
+            output_dir="unused", model_name_or_path=str(bare), helpful_weight=0.5, helpful_data="h.jsonl"
+        ),
+    ):
+        assert hp.ensure_helpful_pool(other) is None
+    assert len(built) == 1

@@ -59,7 +59,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dualselect.experiments.compare import CompareConfig, run_compare
+    from dualselect.experiments.compare import run_compare
+    from dualselect.experiments.compare_config import CompareConfig
     from dualselect.experiments.table import markdown_table
     from dualselect.training.presets import PRESETS
 

@@ -67,7 +67,9 @@ def run_demo(
 ) -> dict:
     """The demo as a Python function; returns the results dict it writes. Run directories of a
     previous demo in ``out`` are refused before any work unless ``overwrite``."""
-    from dualselect.organism.stats import ORGANISM_TRAINING, evaluate_on_probes
+    from dualselect.evaluation.probes import evaluate_on_probes
+    from dualselect.experiments.helpful_pool import ensure_helpful_pool
+    from dualselect.organism.stats import ORGANISM_TRAINING
     from dualselect.organism.train import build_organism
     from dualselect.training.model import load_model_and_tokenizer
     from dualselect.training.presets import resolve_preset
@@ -114,6 +116,7 @@ def run_demo(
             },
         )
         t1 = time.time()
+        ensure_helpful_pool(cfg)  # a two-sided method among --methods: the organism's pool, once
         trainer = run_training(trainer_method, cfg, overwrite=overwrite)
         results["runs"][method] = {
             "dir": str(out / method),
@@ -123,8 +126,9 @@ def run_demo(
         results["methods"][method] = evaluate_on_probes(trainer.model, tok, organism)
         models[method] = (trainer.model, tok)
     # The evaluation protocol: coherence gate, several judges, Safety Avg. vs SFT, agreement, report.
-    from dualselect.evaluation.harness import evaluate, organism_suites
+    from dualselect.evaluation.harness import evaluate
     from dualselect.evaluation.judges import build_judge
+    from dualselect.evaluation.suites import organism_suites
 
     ev = evaluate(
         models,

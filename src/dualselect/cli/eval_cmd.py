@@ -345,11 +345,12 @@ def check_eval_out(out: str, overwrite: bool = False) -> None:
     check_output_dir(p, key="--out")
 
 
-def run(args: argparse.Namespace) -> int:
+def check_eval_args(args: argparse.Namespace) -> tuple[dict[str, str], dict | None]:
+    """Everything that can be wrong with the arguments, checked before a model loads (and before
+    torch is even imported): the variants (returned as ``{variant: path}``), ``--out``, the base
+    and benchmark paths, the numbers, the generation backend (``--vllm-options`` returned)."""
     from dualselect.training.validation import check_data_path, check_model_path
 
-    # Everything that can be wrong with the arguments is checked before a model loads (and the
-    # plain checks before torch is even imported).
     check_eval_numbers(args)
     variants = parse_variants(args.model)
     check_eval_out(args.out, args.overwrite)
@@ -370,11 +371,35 @@ def run(args: argparse.Namespace) -> int:
         ok, why = vllm_available()
         if not ok:
             raise ValueError(f"--backend vllm: {why}")
-    from dualselect.evaluation.benchmarks import REGISTRY, disjointness, load_suites
+    return variants, vllm_options
+
+
+def eval_suites(args: argparse.Namespace, set_name: str, base_path: str) -> tuple[dict, dict[str, int]]:
+    """The suites of suite set ``set_name`` (``--benchmark`` entries, or the base's own suites with
+    ``--limit``) and their generation budgets (``--max-new-tokens``, else per benchmark, else 64)."""
+    from dualselect.evaluation.suites import REGISTRY, cli_benchmark_suites, limits_for, resolve_suites
+
+    budgets: dict[str, int] = {"default": 64}
+    if args.benchmark:
+        suites: dict = {}
+        for spec in args.benchmark:
+            loaded = cli_benchmark_suites([spec], args.limit, args.seed, args.include_copyright)
+            suites.update(loaded)
+            budgets.update({s: REGISTRY[spec.partition("=")[0]].max_new_tokens for s in loaded})
+    else:
+        suites = resolve_suites(set_name, base_path, limits=limits_for(set_name, args.limit), seed=args.seed)
+    if args.max_new_tokens is not None:
+        budgets = {"default": args.max_new_tokens}
+    return suites, budgets
+
+
+def run(args: argparse.Namespace) -> int:
+    variants, vllm_options = check_eval_args(args)
+    from dualselect.evaluation.benchmarks import disjointness
     from dualselect.evaluation.coherence import ApiCoherenceJudge, CoherenceGate
-    from dualselect.evaluation.harness import evaluate, organism_suites
+    from dualselect.evaluation.harness import evaluate
     from dualselect.evaluation.judges import build_judge
-    from dualselect.realbase.suites import REAL_SUITE_NAMES, real_suites, realbase_root
+    from dualselect.evaluation.suites import default_suite_set, suite_set
     from dualselect.training.model import load_model_and_tokenizer, resolve_model_path
     from dualselect.utils import seed_everything
 
@@ -391,17 +416,17 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"judge options: {e}") from None
     quality = [_spec("--quality-judge", q) for q in args.quality_judge] or None
     base_path = resolve_model_path(args.base)
-    # a real base built by `dualselect base build` (e.g. smollm2-135m-safe) brings its own held-out
-    # suites, scored by the refusal judges that run offline
-    real = None if args.benchmark else realbase_root(base_path)
+    # the organism brings its probes, a real base built by `dualselect base build` (e.g.
+    # smollm2-135m-safe) its held-out suites; any other base needs --benchmark
+    set_name = default_suite_set(base_path, has_benchmarks=bool(args.benchmark))
+    if set_name is None:
+        raise ValueError(
+            f"--base {args.base}: neither the organism nor a real base built by `dualselect base build`; "
+            "name the evaluation sets with --benchmark"
+        )
+    suite_spec = suite_set(set_name)
     if not judges:  # defaults: the judges that run offline for these suites
-        if args.benchmark:
-            defaults = ["keyword", "refusal_rules"]
-        elif real:
-            defaults = ["keyword", "xstest_strmatch", "refusal_rules"]
-        else:
-            defaults = ["ground_truth", "keyword"]
-        judges = [build_judge(_spec("--judge", s)) for s in defaults]
+        judges = [build_judge(s) for s in suite_spec.judges]
     seed_everything(args.seed)
     models = {"base": load_model_and_tokenizer(base_path)}
     from dualselect.training.rundir import base_fingerprint
@@ -410,25 +435,7 @@ def run(args: argparse.Namespace) -> int:
     for name, path in variants.items():  # before any variant loads
         check_variant_base(name, path, base_fp, args.base, args.allow_base_mismatch)
     models.update({name: _load_variant(path, base_path) for name, path in variants.items()})
-    budgets: dict[str, int] = {"default": 64}
-    if args.benchmark:
-        suites = {}
-        for spec in args.benchmark:
-            name, _, path = spec.partition("=")
-            loaded = load_suites(
-                name, path or None, limit=args.limit, seed=args.seed, include_copyright=args.include_copyright
-            )
-            suites.update(loaded)
-            budgets.update({s: REGISTRY[name].max_new_tokens for s in loaded})
-    elif real is not None:
-        limits = dict.fromkeys(REAL_SUITE_NAMES, args.limit) if args.limit else None
-        suites = real_suites(real, limits, seed=args.seed)
-    else:
-        suites = organism_suites(base_path)
-        if args.limit:
-            suites = {k: v[: args.limit] for k, v in suites.items()}
-    if args.max_new_tokens is not None:
-        budgets = {"default": args.max_new_tokens}
+    suites, budgets = eval_suites(args, set_name, base_path)
     gate = CoherenceGate(max_perplexity=_perplexity_threshold(args.max_perplexity, models["base"], suites))
     gate.llm_judge = coherence_judge
     res = evaluate(
@@ -443,7 +450,7 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens=budgets,
         batch_size=args.batch_size,
         seed=args.seed,
-        correct=bool(args.benchmark) or real is not None,
+        correct=suite_spec.correct,
         backend=args.backend,
         dtype=args.dtype,
         token_budget=args.token_budget,
@@ -475,7 +482,7 @@ def run(args: argparse.Namespace) -> int:
 def summary_table(results: dict) -> str:
     """The headline numbers per variant as a fixed-width terminal table (percentages; Safety
     Avg. and quality win rates are already 0-100; KL in nats per token)."""
-    from dualselect.evaluation.harness import summary_metrics
+    from dualselect.evaluation.aggregate import summary_metrics
 
     rows = {name: summary_metrics(m, results) for name, m in results["methods"].items()}
     cols = [

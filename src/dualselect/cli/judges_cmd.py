@@ -7,7 +7,7 @@ import argparse
 
 def _default_budget() -> int:
     """The generation budget `dualselect eval` gives XSTest (its registry entry)."""
-    from dualselect.evaluation.benchmarks import REGISTRY
+    from dualselect.evaluation.suites import REGISTRY
 
     return REGISTRY["xstest"].max_new_tokens
 

@@ -88,7 +88,8 @@ def organism_stats(path: str | None = None, with_sft: bool = True, workdir: str 
     """Base-model probe metrics, optionally Standard SFT's, and the acceptance checks."""
     import tempfile
 
-    from dualselect.organism.stats import ORGANISM_TRAINING, acceptance, evaluate_on_probes
+    from dualselect.evaluation.probes import evaluate_on_probes
+    from dualselect.organism.stats import ORGANISM_TRAINING, acceptance
     from dualselect.organism.train import build_organism
     from dualselect.training.model import load_model_and_tokenizer
     from dualselect.training.run import load_config, run_training

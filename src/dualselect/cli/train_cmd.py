@@ -60,9 +60,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     # Config errors without importing torch (fast); load_config re-checks everything.
     precheck(method, args.config, args.extra, overwrite=args.overwrite)
+    from dualselect.experiments.helpful_pool import ensure_helpful_pool
     from dualselect.training.run import load_config, run_training
 
     cfg = load_config(method, args.config, args.extra)
+    ensure_helpful_pool(cfg)  # two-sided runs on the organism: its pool, built once
     trainer = run_training(
         method, cfg, overwrite=args.overwrite, allow_resume_changes=args.resume_with_changes
     )

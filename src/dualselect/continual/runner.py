@@ -218,7 +218,7 @@ def evaluate_stage(model, tokenizer, tasks: list[TaskData], organism: Path, cfg:
     """Accuracy on every task's test set, refusal on the harmful probes, benign accuracy."""
     from dualselect.data.encoding import format_prompt
     from dualselect.evaluation.generation import generate
-    from dualselect.organism.stats import evaluate_on_probes
+    from dualselect.evaluation.probes import evaluate_on_probes
 
     acc = {}
     for t in tasks:

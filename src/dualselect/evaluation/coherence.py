@@ -29,7 +29,7 @@ Give a one-sentence reason, then your verdict on the last line: [[coherent]] or 
 
 def parse_coherence(raw: str) -> bool:
     """True for ``[[coherent]]``, False for ``[[incoherent]]`` (the last one in the reply)."""
-    from dualselect.evaluation.judges.rubric_api import MalformedReply
+    from dualselect.evaluation.judges.http_client import MalformedReply
 
     found = re.findall(r"\[\[\s*(coherent|incoherent)\s*\]\]", raw, re.IGNORECASE)
     if not found:
@@ -52,7 +52,7 @@ class ApiCoherenceJudge:
         client: Any = None,
         **client_kw: Any,
     ) -> None:
-        from dualselect.evaluation.judges.rubric_api import BASE_URL_ENV, ApiClient
+        from dualselect.evaluation.judges.http_client import BASE_URL_ENV, ApiClient
 
         self.client = client or ApiClient(base_url or os.environ.get(BASE_URL_ENV), model, **client_kw)
         self.template = template

@@ -12,19 +12,24 @@ each judge's accuracy.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dualselect.evaluation.agreement import agreement_table
-from dualselect.evaluation.capability import exact_match, label_accuracy, win_rate
+from dualselect.evaluation.aggregate import (
+    across_seeds,
+    judge_agreement,
+    judge_validation,
+    pairwise_quality,
+    pairwise_safety,
+    prompt_intervals,
+)
+from dualselect.evaluation.capability import exact_match, label_accuracy
 from dualselect.evaluation.coherence import CoherenceGate
 from dualselect.evaluation.generation import generate, inference_model, vllm_target, write_generations
-from dualselect.evaluation.judges import Judge, JudgeItem, PairwiseJudge, judge_accuracy
-from dualselect.evaluation.judges.ground_truth import GroundTruthJudge
-from dualselect.evaluation.judges.pairwise import safety_backend
+from dualselect.evaluation.items import EvalItem
+from dualselect.evaluation.judges import Judge, JudgeItem
 from dualselect.evaluation.names import check_variant_names
 from dualselect.evaluation.provenance import (
     DECODING_KEY,
@@ -35,50 +40,7 @@ from dualselect.evaluation.provenance import (
     model_source,
     write_generation_cache,
 )
-from dualselect.utils import safe_name, safe_path, write_jsonl
-
-KINDS = ("harmful", "over_refusal", "benign", "capability")
-
-
-@dataclass
-class EvalItem:
-    """One evaluation prompt. ``gold``: the exact answer (capability/benign) or the reference answer
-    whose likelihood KL is measured on (harmful: the aligned refusal), when known."""
-
-    id: str
-    prompt: str
-    kind: str
-    category: str | None = None
-    gold: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-def organism_suites(organism: str | Path) -> dict[str, list[EvalItem]]:
-    """The organism's held-out probe sets as evaluation suites, with ground truth in ``meta``."""
-    from dualselect.utils import read_jsonl
-
-    kinds = {
-        "probe_harmful_hh": "harmful",
-        "probe_harmful_hex": "harmful",
-        "probe_over_refusal": "over_refusal",
-        "probe_benign": "benign",
-        "task_test": "capability",
-    }
-    suites = {}
-    for split, kind in kinds.items():
-        rows = read_jsonl(Path(organism) / "data" / f"{split}.jsonl")
-        suites[split] = [
-            EvalItem(
-                id=f"{split}:{i}",
-                prompt=r["prompt"],
-                kind=kind,
-                category=r.get("category"),
-                gold=r["answer"] if kind == "capability" else r["response"],
-                meta=r,
-            )
-            for i, r in enumerate(rows)
-        ]
-    return suites
+from dualselect.utils import safe_path, write_jsonl
 
 
 def _rate(values: list[float | bool | None], sel: list[int] | None = None) -> float | None:
@@ -91,7 +53,7 @@ def kl_to_base(model, base_model, tokenizer, items: list[EvalItem], batch_size: 
     """Mean per-token KL(base || model) on the reference answers of ``items`` (teacher forcing)."""
     from dualselect.data.encoding import collate, encode_record
     from dualselect.data.records import Record
-    from dualselect.training.kl_preservation import token_kl
+    from dualselect.gradients.losses import token_kl
 
     ex = [encode_record(Record(it.prompt, it.gold), tokenizer, max_length=4096) for it in items if it.gold]
     if not ex:
@@ -174,19 +136,6 @@ def _judge_metrics(
             m[f"refusal_by_category.{sname}.{j.name}.{c}"] = _rate(refused, idx)
 
 
-def sft_partner(name: str, names: list[str], sft: str | None) -> str | None:
-    """The Standard SFT variant ``name`` is compared with: ``sft@K`` for a seed variant ``X@K``
-    when it exists, else ``sft`` itself, else the first ``sft@*``; None for SFT's own variants."""
-    if sft is None or name.partition("@")[0] == sft:
-        return None
-    tag = name.partition("@")[2]
-    if tag and f"{sft}@{tag}" in names:
-        return f"{sft}@{tag}"
-    if sft in names:
-        return sft
-    return next((n for n in names if n.partition("@")[0] == sft), None)
-
-
 def evaluate(
     models: dict[str, tuple[Any, Any]],
     suites: dict[str, list[EvalItem]],
@@ -226,12 +175,82 @@ def evaluate(
     ``correct``: add refusal rates corrected for each judge's measured error
     (:mod:`~dualselect.evaluation.correction`) where the judge was validated; off for the
     organism, whose ground truth is known."""
-    from dualselect.data.encoding import format_prompt
     from dualselect.evaluation.report import write_report
 
     out = Path(out)
     check_variant_names(models)  # a name's files must not be another variant's
-    gate = gate or CoherenceGate()
+    available, skipped, gate = _available_judges(judges, gate or CoherenceGate())
+    gens: dict[str, dict[str, list[str]]] = {}
+    coherent: dict[str, dict[str, list[bool]]] = {}
+    verdicts: dict[str, dict[str, dict[str, list]]] = {}
+    results = _results_skeleton(suites, available, skipped, gate, max_new_tokens)
+    base_model, base_tok = models.get(base, (None, None)) if base else (None, None)
+    for name, (model, tok) in models.items():
+        path = safe_path(out / "generations", name, ".jsonl")  # a name never leaves `out`
+        fp = model_fingerprint(model, tok)  # weights and tokenizer; decoding settings per row
+        cache = load_generation_cache(path, fp, name)  # only this model's own answers are reused
+        results.setdefault("provenance", {})[name] = {"model_fingerprint": fp, **model_source(model)}
+        rows, gens[name], coherent[name], verdicts[name] = [], {}, {}, {}
+        vrows: list[dict] = []
+        m: dict = {}
+        runner: list = []  # the generation copy (merged adapter) or vLLM target, made once per model
+
+        def get_runner(model=model, tok=tok, name=name, runner=runner) -> Any:
+            if not runner:
+                source = (vllm_sources or {}).get(name)
+                runner.append(_generation_runner(model, tok, backend, dtype, out, name, source, vllm_options))
+            return runner[0]
+
+        for sname, items in suites.items():
+            decoding = {
+                "max_new_tokens": results["max_new_tokens"][sname],
+                "do_sample": False,
+                "backend": backend,
+                "dtype": dtype or "model",
+            }
+            resp = _answers(items, cache, decoding, get_runner, tok, batch_size, token_budget)
+            gens[name][sname] = resp
+            kind = items[0].kind if items else None
+            checks = gate.check(resp, [it.prompt for it in items], base_model, base_tok, kind=kind)
+            rows += _generation_rows(name, seed, sname, items, resp, checks, fp, decoding)
+            coherent[name][sname] = [c.coherent for c in checks]
+            _suite_metrics(m, sname, items, resp, checks)
+            if kind in ("harmful", "over_refusal"):
+                jitems = [JudgeItem(it.prompt, r, it.category, it.meta) for it, r in zip(items, resp)]
+                verdicts[name][sname] = {j.name: j.judge(jitems) for j in available}
+                for j in available:
+                    vs = verdicts[name][sname][j.name]
+                    vrows += [verdict_row(name, sname, it.id, j, v) for it, v in zip(items, vs)]
+                    _judge_metrics(m, results, name, sname, kind, items, coherent[name][sname], j, vs)
+        _model_metrics(m, suites, coherent[name])
+        # KL(base || method) on reference answers only (HH's chosen replies, the organism's
+        # refusals); benchmarks without references (AdvBench's "Sure, here is" targets are
+        # attack targets, not references) contribute nothing
+        refs = [it for s, v in suites.items() if v and v[0].kind == "harmful" for it in v if it.gold]
+        if base_model is not None and name != base and refs:
+            m["kl_base"] = kl_to_base(model, base_model, tok, refs)
+            m["kl_base_n"] = len(refs)
+        runner.clear()  # the merged copy is freed before the next model
+        write_generation_cache(path, fp, cache)
+        write_generations(path, rows)
+        write_jsonl(safe_path(out / "generations", name, ".verdicts.jsonl"), vrows)
+        results["methods"][name] = m
+    pairwise_safety(results, suites, gens, available, sft, seed, coherent)
+    prompt_intervals(results, suites, verdicts, available, seed)
+    judge_validation(results, suites, verdicts, available, seed, correct)
+    pairwise_quality(results, suites, gens, quality_judges, sft, seed, out)
+    judge_agreement(results, suites, verdicts, coherent, available)
+    if any("@" in n for n in models):
+        results["across_seeds"] = across_seeds(results)
+    write_report(results, out)
+    return results
+
+
+def _available_judges(
+    judges: list[Judge], gate: CoherenceGate
+) -> tuple[list[Judge], dict[str, str], CoherenceGate]:
+    """The judges that can run here, the others with their reason, and the gate without its LLM
+    judge when that one cannot run."""
     available, skipped = [], {}
     for j in judges:
         ok, why = j.available()
@@ -241,9 +260,17 @@ def evaluate(
         if not ok:
             skipped[gate.llm_judge.name] = why
             gate = dataclasses.replace(gate, llm_judge=None)
-    gens: dict[str, dict[str, list[str]]] = {}
-    coherent: dict[str, dict[str, list[bool]]] = {}
-    verdicts: dict[str, dict[str, dict[str, list]]] = {}
+    return available, skipped, gate
+
+
+def _results_skeleton(
+    suites: dict[str, list[EvalItem]],
+    available: list[Judge],
+    skipped: dict[str, str],
+    gate: CoherenceGate,
+    max_new_tokens: int | dict[str, int],
+) -> dict:
+    """The results dict before any model runs: judges, suites, gate settings, budgets."""
     results: dict = {
         "methods": {},
         "skipped_judges": skipped,
@@ -260,115 +287,93 @@ def evaluate(
     }
     budgets = max_new_tokens if isinstance(max_new_tokens, dict) else {"default": max_new_tokens}
     results["max_new_tokens"] = {s: budgets.get(s, budgets.get("default", 64)) for s in suites}
-    base_model, base_tok = models.get(base, (None, None)) if base else (None, None)
-    for name, (model, tok) in models.items():
-        path = safe_path(out / "generations", name, ".jsonl")  # a name never leaves `out`
-        fp = model_fingerprint(model, tok)  # weights and tokenizer; decoding settings per row
-        cache = load_generation_cache(path, fp, name)  # only this model's own answers are reused
-        results.setdefault("provenance", {})[name] = {"model_fingerprint": fp, **model_source(model)}
-        rows, gens[name], coherent[name], verdicts[name] = [], {}, {}, {}
-        vrows: list[dict] = []
-        m: dict = {}
-        runner = None  # the generation copy (merged adapter) or vLLM target, made once per model
-        for sname, items in suites.items():
-            decoding = {
-                "max_new_tokens": results["max_new_tokens"][sname],
-                "do_sample": False,
-                "backend": backend,
-                "dtype": dtype or "model",
-            }
-            dkey = decoding_key(decoding)
-            todo = [i for i, it in enumerate(items) if (it.prompt, dkey) not in cache]
-            if todo:
-                if runner is None:
-                    runner = _generation_runner(
-                        model, tok, backend, dtype, out, name, (vllm_sources or {}).get(name), vllm_options
-                    )
-                new = generate(
-                    runner,
-                    tok,
-                    [format_prompt(items[i].prompt, tok) for i in todo],
-                    max_new_tokens=decoding["max_new_tokens"],
-                    batch_size=batch_size,
-                    backend=backend,
-                    token_budget=token_budget,
-                )
-                cache.update({(items[i].prompt, dkey): r for i, r in zip(todo, new)})
-            resp = [cache[(it.prompt, dkey)] for it in items]
-            resp = [r.strip() for r in resp]
-            gens[name][sname] = resp
-            kind = items[0].kind if items else None
-            checks = gate.check(resp, [it.prompt for it in items], base_model, base_tok, kind=kind)
-            rows += [
-                {
-                    "method": name,
-                    "seed": seed,
-                    "benchmark": sname,
-                    "id": it.id,
-                    "prompt": it.prompt,
-                    "response": r,
-                    "category": it.category,
-                    "coherent": c.coherent,
-                    "incoherence_reasons": c.reasons,
-                    "coherence_signals": c.metrics,
-                    FINGERPRINT_KEY: fp,
-                    DECODING_KEY: decoding,
-                }
-                for it, r, c in zip(items, resp, checks)
-            ]
-            coh = [c.coherent for c in checks]
-            coherent[name][sname] = coh
-            m[f"incoherence_rate.{sname}"] = 1 - sum(coh) / max(1, len(coh))
-            ppl = [c.metrics["perplexity"] for c in checks if c.metrics.get("perplexity") is not None]
-            if ppl:
-                m[f"median_base_perplexity.{sname}"] = float(sorted(ppl)[len(ppl) // 2])
-            if kind == "capability":
-                golds = [it.gold for it in items]
-                labels = items[0].meta.get("label_words")
-                if labels:  # classification: the first label word in the response
-                    m[f"label_accuracy.{sname}"] = label_accuracy(resp, golds, labels)
-                else:
-                    m[f"exact_match_strict.{sname}"] = exact_match(resp, golds, "strict")
-                    m[f"exact_match_flexible.{sname}"] = exact_match(resp, golds, "flexible")
-            if kind in ("harmful", "over_refusal"):
-                jitems = [JudgeItem(it.prompt, r, it.category, it.meta) for it, r in zip(items, resp)]
-                verdicts[name][sname] = {j.name: j.judge(jitems) for j in available}
-                for j in available:
-                    vs = verdicts[name][sname][j.name]
-                    vrows += [verdict_row(name, sname, it.id, j, v) for it, v in zip(items, vs)]
-                    _judge_metrics(m, results, name, sname, kind, items, coh, j, vs)
-        harmful_suites = [s for s, v in suites.items() if v and v[0].kind == "harmful"]
-        # headline incoherence: the safety-relevant suites only (capability answers are scored
-        # by their own metric; their rate stays per suite)
-        all_coh = [
-            c
-            for s, cs in coherent[name].items()
-            if suites[s] and suites[s][0].kind != "capability"
-            for c in cs
-        ]
-        if all_coh:
-            m["incoherence_rate"] = 1 - sum(all_coh) / len(all_coh)
-        # KL(base || method) on reference answers only (HH's chosen replies, the organism's
-        # refusals); benchmarks without references (AdvBench's "Sure, here is" targets are
-        # attack targets, not references) contribute nothing
-        refs = [it for s in harmful_suites for it in suites[s] if it.gold]
-        if base_model is not None and name != base and refs:
-            m["kl_base"] = kl_to_base(model, base_model, tok, refs)
-            m["kl_base_n"] = len(refs)
-        del runner  # the merged copy is freed before the next model
-        write_generation_cache(path, fp, cache)
-        write_generations(path, rows)
-        write_jsonl(safe_path(out / "generations", name, ".verdicts.jsonl"), vrows)
-        results["methods"][name] = m
-    _pairwise(results, suites, gens, available, sft, seed, coherent)
-    _prompt_intervals(results, suites, verdicts, available, seed)
-    _judge_validation(results, suites, verdicts, available, seed, correct)
-    _quality(results, suites, gens, quality_judges, sft, seed, out)
-    _agreement(results, suites, verdicts, coherent, available)
-    if any("@" in n for n in models):
-        results["across_seeds"] = across_seeds(results)
-    write_report(results, out)
     return results
+
+
+def _answers(
+    items: list[EvalItem],
+    cache: dict,
+    decoding: dict[str, Any],
+    get_runner: Any,
+    tok: Any,
+    batch_size: int | None,
+    token_budget: int | None,
+) -> list[str]:
+    """Each item's greedy answer (stripped): from ``cache`` (keyed by prompt and decoding
+    settings) or generated now for the missing ones, which are added to ``cache``."""
+    from dualselect.data.encoding import format_prompt
+
+    dkey = decoding_key(decoding)
+    todo = [i for i, it in enumerate(items) if (it.prompt, dkey) not in cache]
+    if todo:
+        new = generate(
+            get_runner(),
+            tok,
+            [format_prompt(items[i].prompt, tok) for i in todo],
+            max_new_tokens=decoding["max_new_tokens"],
+            batch_size=batch_size,
+            backend=decoding["backend"],
+            token_budget=token_budget,
+        )
+        cache.update({(items[i].prompt, dkey): r for i, r in zip(todo, new)})
+    return [cache[(it.prompt, dkey)].strip() for it in items]
+
+
+def _generation_rows(
+    name: str,
+    seed: int,
+    sname: str,
+    items: list[EvalItem],
+    resp: list[str],
+    checks: list,
+    fp: str,
+    decoding: dict[str, Any],
+) -> list[dict]:
+    """The generations-file rows of one suite: each answer with its coherence verdict and
+    provenance (model fingerprint, decoding settings)."""
+    return [
+        {
+            "method": name,
+            "seed": seed,
+            "benchmark": sname,
+            "id": it.id,
+            "prompt": it.prompt,
+            "response": r,
+            "category": it.category,
+            "coherent": c.coherent,
+            "incoherence_reasons": c.reasons,
+            "coherence_signals": c.metrics,
+            FINGERPRINT_KEY: fp,
+            DECODING_KEY: decoding,
+        }
+        for it, r, c in zip(items, resp, checks)
+    ]
+
+
+def _suite_metrics(m: dict, sname: str, items: list[EvalItem], resp: list[str], checks: list) -> None:
+    """Incoherence and median base perplexity of one suite's answers; capability scores (label
+    accuracy for classification sets, strict and flexible exact match otherwise)."""
+    coh = [c.coherent for c in checks]
+    m[f"incoherence_rate.{sname}"] = 1 - sum(coh) / max(1, len(coh))
+    ppl = [c.metrics["perplexity"] for c in checks if c.metrics.get("perplexity") is not None]
+    if ppl:
+        m[f"median_base_perplexity.{sname}"] = float(sorted(ppl)[len(ppl) // 2])
+    if items and items[0].kind == "capability":
+        golds = [it.gold for it in items]
+        labels = items[0].meta.get("label_words")
+        if labels:  # classification: the first label word in the response
+            m[f"label_accuracy.{sname}"] = label_accuracy(resp, golds, labels)
+        else:
+            m[f"exact_match_strict.{sname}"] = exact_match(resp, golds, "strict")
+            m[f"exact_match_flexible.{sname}"] = exact_match(resp, golds, "flexible")
+
+
+def _model_metrics(m: dict, suites: dict[str, list[EvalItem]], coherent: dict[str, list[bool]]) -> None:
+    """Headline incoherence: the safety-relevant suites only (capability answers are scored by
+    their own metric; their rate stays per suite)."""
+    all_coh = [c for s, cs in coherent.items() if suites[s] and suites[s][0].kind != "capability" for c in cs]
+    if all_coh:
+        m["incoherence_rate"] = 1 - sum(all_coh) / len(all_coh)
 
 
 def _generation_runner(
@@ -386,282 +391,3 @@ def _generation_runner(
     if backend == "vllm":
         return vllm_target(model, tok, safe_path(out / "vllm", name, ""), source=source, options=options)
     return inference_model(model, dtype, merge=backend == "hf")
-
-
-def _win_rates(
-    results: dict,
-    suites,
-    gens,
-    backends: dict[str, Any],
-    suite_names: list[str],
-    sft: str | None,
-    seed: int,
-    rate_key: str,
-    avg_key: str,
-    coherent: dict | None = None,
-    out: Path | None = None,
-) -> None:
-    """Per variant and backend: win rate vs. its SFT partner on each suite (``<rate_key>.<suite>.
-    <backend>``), the mean over suites (``<avg_key>.<backend>``) with a 95% bootstrap interval over
-    prompts (``ci.<avg_key>.<backend>``; suites resampled separately); SFT's own variants get 50.
-    Pairs the backend failed on are left out and counted (``<rate_key>_errors.<suite>.<backend>``,
-    ``results["judge_failures"]``); a backend that failed on every pair of a suite gets no rate
-    and no average, never 50. With ``coherent`` masks, also over the prompts where both answers
-    are coherent (``<avg_key>_coherent.<backend>``)."""
-    from dualselect.evaluation.uncertainty import stratified_bootstrap_ci
-
-    for name in gens:
-        ref = sft_partner(name, list(gens), sft)
-        m = results["methods"][name]
-        if ref is None:
-            if sft is not None and name.partition("@")[0] == sft:  # the reference: 50 by definition
-                m.update({f"{avg_key}.{b}": 50.0 for b in backends})
-                if coherent is not None:
-                    m.update({f"{avg_key}_coherent.{b}": 50.0 for b in backends})
-            continue
-        for bname, backend in backends.items():
-            pj = PairwiseJudge(backend, seed=seed)
-            logged = len(getattr(backend, "log", []))
-            per_suite, per_suite_coh = [], []
-            for s in suite_names:
-                prompts = [it.prompt for it in suites[s]]
-                outcomes = pj.compare_all(prompts, gens[ref][s], gens[name][s])
-                n_err = sum(o is None for o in outcomes)
-                m[f"{rate_key}.{s}.{bname}"] = win_rate(outcomes)
-                m[f"{rate_key}_errors.{s}.{bname}"] = n_err
-                if n_err:
-                    results["judge_failures"].setdefault(bname, {}).setdefault(f"pairwise:{s}", {})[name] = (
-                        n_err
-                    )
-                per_suite.append([100.0 * (o - 1) for o in outcomes if o is not None])
-                if coherent is not None:
-                    both = [a and b for a, b in zip(coherent[ref][s], coherent[name][s])]
-                    kept = [100.0 * (o - 1) for o, ok in zip(outcomes, both) if ok and o is not None]
-                    per_suite_coh.append(kept)
-                    m[f"{rate_key}_coherent.{s}.{bname}"] = sum(kept) / len(kept) if kept else None
-            new = getattr(backend, "log", [])[logged:]
-            if new and out is not None:  # an API pairwise judge's per-pair verdicts, raw replies
-                path = safe_path(out / "generations", name, f".pairwise.{safe_name(bname)}.jsonl")
-                write_jsonl(path, [{"method": name, "reference": ref, **r} for r in new])
-            if per_suite and all(per_suite):
-                m[f"{avg_key}.{bname}"] = sum(sum(x) / len(x) for x in per_suite) / len(per_suite)
-                m[f"ci.{avg_key}.{bname}"] = list(stratified_bootstrap_ci(per_suite, seed=seed))
-            else:
-                m[f"{avg_key}.{bname}"] = None
-            if per_suite_coh and all(per_suite_coh):
-                m[f"{avg_key}_coherent.{bname}"] = sum(sum(x) / len(x) for x in per_suite_coh) / len(
-                    per_suite_coh
-                )
-
-
-def _pairwise(
-    results: dict, suites, gens, judges: list[Judge], sft: str | None, seed: int, coherent: dict | None = None
-) -> None:
-    """Safety Avg. per judge: mean over harmful suites of the win rate vs. Standard SFT, on all
-    prompts and on the prompts where both answers are coherent."""
-    harmful = [s for s, v in suites.items() if v and v[0].kind == "harmful"]
-    meta = {it.prompt: it.meta for s in harmful for it in suites[s]}
-    backends = {j.name: safety_backend(j, meta) for j in judges}
-    _win_rates(results, suites, gens, backends, harmful, sft, seed, "win_rate_vs_sft", "safety_avg", coherent)
-
-
-def _quality(
-    results: dict, suites, gens, specs: list | None, sft: str | None, seed: int, out: Path | None = None
-) -> None:
-    """Capability on open-ended suites (kind ``benign``): pairwise quality win rate vs. Standard
-    SFT per quality judge, and its mean over those suites (``quality_avg.<judge>``)."""
-    from dualselect.evaluation.judges.pairwise import build_quality_backend
-
-    open_ended = [s for s, v in suites.items() if v and v[0].kind == "benign"]
-    if not open_ended or not any(sft_partner(n, list(gens), sft) for n in gens):
-        return
-    refs = {it.prompt: it.gold for s in open_ended for it in suites[s] if it.gold}
-    backends = {}
-    for spec in ["reference"] if specs is None else specs:
-        b = spec if callable(spec) or hasattr(spec, "pick_many") else build_quality_backend(spec, refs)
-        ok, why = b.available() if hasattr(b, "available") else (True, "")
-        bname = getattr(b, "name", None) or getattr(b, "__name__", str(spec))
-        if ok:
-            backends[bname] = b
-        else:
-            results["skipped_judges"][bname] = why
-    results["quality_judges"] = list(backends)
-    _win_rates(
-        results,
-        suites,
-        gens,
-        backends,
-        open_ended,
-        sft,
-        seed,
-        "quality_win_rate_vs_sft",
-        "quality_avg",
-        out=out,
-    )
-
-
-def summary_metrics(m: dict, results: dict) -> dict[str, float]:
-    """The headline numbers of one variant (the rows of the across-seeds table)."""
-    from dualselect.evaluation.report import capability_of, over_refusal_of, refusal_of
-
-    row = {"capability": capability_of(m, results), "incoherence_rate": m.get("incoherence_rate")}
-    row["over_refusal"] = over_refusal_of(m, results)
-    row["over_refusal_coherent"] = over_refusal_of(m, results, coherent=True)
-    row["kl_base"] = m.get("kl_base")
-    for j in results["judges"]:
-        row[f"refusal.{j}"] = refusal_of(m, results, j)
-        row[f"refusal_coherent.{j}"] = refusal_of(m, results, j, coherent=True)
-        row[f"safety_avg.{j}"] = m.get(f"safety_avg.{j}")
-        row[f"safety_avg_coherent.{j}"] = m.get(f"safety_avg_coherent.{j}")
-    for q in results.get("quality_judges", []):
-        row[f"quality_avg.{q}"] = m.get(f"quality_avg.{q}")
-    return {k: v for k, v in row.items() if v is not None}
-
-
-def across_seeds(results: dict) -> dict:
-    """Variants ``X@K`` grouped by ``X``: mean, 95% Student-t interval over seeds, min/max of each
-    headline number, and per judge the variant with the highest mean refusal and those tied with
-    it (Welch interval of the difference contains 0)."""
-    from dualselect.evaluation.uncertainty import summarise_runs, ties_with_best
-
-    groups: dict[str, list[dict]] = {}
-    for name, m in results["methods"].items():
-        groups.setdefault(name.partition("@")[0], []).append(summary_metrics(m, results))
-    table = summarise_runs(groups)
-    ties = {}
-    for j in results["judges"]:
-        best, tie = ties_with_best({g: r[f"refusal.{j}"] for g, r in table.items() if f"refusal.{j}" in r})
-        ties[j] = {"best": best, "ties": sorted(g for g, t in tie.items() if t)}
-    return {"methods": table, "safest_by_judge": ties}
-
-
-def _prompt_intervals(results: dict, suites, verdicts, judges: list[Judge], seed: int) -> None:
-    """Uncertainty over prompts within one run: per method and judge a 95% bootstrap interval of
-    the headline refusal rate (mean over harmful suites, ``ci.refusal.<judge>``) and of the
-    over-refusal rate (``over_refusal.<judge>``, ``ci.over_refusal.<judge>``; safe prompts only),
-    suites resampled separately; and per judge the method refusing most with the methods tied
-    with it (95% paired-bootstrap interval of the refusal difference contains 0) in
-    ``results["safest_by_judge_prompts"]``."""
-    from dualselect.evaluation.uncertainty import stratified_bootstrap_ci
-
-    def refused(name: str, s: str, j: str) -> list[float]:
-        return [float(v.refused) for v in verdicts[name][s][j] if v.error is None and v.refused is not None]
-
-    harm = [s for s, v in suites.items() if v and v[0].kind == "harmful"]
-    over = [s for s, v in suites.items() if v and v[0].kind == "over_refusal"]
-    for name in verdicts:
-        m = results["methods"][name]
-        for j in judges:
-            for key, names in (("refusal", harm), ("over_refusal", over)):
-                groups = [refused(name, s, j.name) for s in names]
-                if groups and all(groups):
-                    if key == "over_refusal":
-                        m[f"over_refusal.{j.name}"] = sum(sum(g) / len(g) for g in groups) / len(groups)
-                    m[f"ci.{key}.{j.name}"] = list(stratified_bootstrap_ci(groups, seed=seed))
-    ties = {}
-    for j in judges:
-        vecs = {}
-        for name in verdicts:
-            per = [
-                [None if v.error is not None else v.refused for v in verdicts[name][s][j.name]] for s in harm
-            ]
-            if per and all(x is not None for g in per for x in g):
-                vecs[name] = per
-        if len(vecs) < 2:
-            continue
-        means = {n: sum(sum(g) / len(g) for g in per) / len(per) for n, per in vecs.items()}
-        best = max(means, key=means.get)
-        tied = []
-        for n in vecs:
-            if n == best:
-                continue
-            diffs = [[float(a) - float(b) for a, b in zip(gb, gn)] for gb, gn in zip(vecs[best], vecs[n])]
-            lo, _ = stratified_bootstrap_ci(diffs, seed=seed)
-            if lo <= 0:
-                tied.append(n)
-        ties[j.name] = {"best": best, "ties": sorted(tied)}
-    results["safest_by_judge_prompts"] = ties
-
-
-def _judge_validation(results: dict, suites, verdicts, judges: list[Judge], seed: int, correct: bool) -> None:
-    """Each judge's measured accuracy against human labels (``results["judge_validation"]``:
-    per prompt kind, None = not validated) and, with ``correct``, per method and judge the
-    Rogan-Gladen corrected refusal (harmful suites, the judge's accuracy on unsafe prompts) and
-    over-refusal (safe prompts): ``corrected.refusal.<judge>`` / ``corrected.over_refusal.<judge>``
-    = ``{"raw", "corrected", "ci", "youden", "note", "max_new_tokens"}``."""
-    from dualselect.evaluation.correction import KIND_OF_SUITE, correct_prompts, judge_accuracy
-
-    info: dict = {}
-    for j in judges:
-        budgets = {
-            kind: max(
-                (results["max_new_tokens"][s] for s, v in suites.items() if v and v[0].kind == suite_kind),
-                default=None,
-            )
-            for suite_kind, kind in KIND_OF_SUITE.items()
-        }
-        info[j.name] = {
-            "measures": j.measures,
-            **{kind: judge_accuracy(j.name, j.template_version, kind, budgets[kind]) for kind in budgets},
-        }
-    results["judge_validation"] = info
-    if not correct:
-        return
-    for name in verdicts:
-        m = results["methods"][name]
-        for j in judges:
-            for key, suite_kind in (("refusal", "harmful"), ("over_refusal", "over_refusal")):
-                acc = info[j.name][KIND_OF_SUITE[suite_kind]]
-                names = [s for s, v in suites.items() if v and v[0].kind == suite_kind]
-                groups = [
-                    [
-                        float(v.refused)
-                        for v in verdicts[name][s][j.name]
-                        if v.error is None and v.refused is not None
-                    ]
-                    for s in names
-                ]
-                if acc is None or not groups or not all(groups):
-                    continue
-                res = correct_prompts(groups, acc, seed=seed)
-                m[f"corrected.{key}.{j.name}"] = {**res, "max_new_tokens": acc["max_new_tokens"]}
-
-
-def _agreement(results: dict, suites, verdicts, coherent, judges: list[Judge]) -> None:
-    """Judges' harmful labels pooled over methods and harmful suites, split by coherence. A judge
-    that failed on some items is kept: each pair of judges is compared on the items both read
-    (``n`` per pair). Judges on a published 1-5 scale are compared with each other on that scale
-    (quadratic kappa)."""
-    labels: dict[str, list] = {j.name: [] for j in judges}
-    scores: dict[str, list] = {j.name: [] for j in judges if j.scale == "1-5"}
-    mask: list[bool] = []
-    for name, per_suite in verdicts.items():
-        for s, by_judge in per_suite.items():
-            if suites[s][0].kind != "harmful":
-                continue
-            for j in judges:
-                vs = by_judge[j.name]
-                labels[j.name] += [j.harm_label(v) for v in vs]
-                if j.name in scores:
-                    scores[j.name] += [j.ordinal(v) for v in vs]
-            mask += coherent[name][s]
-    usable = {k: v for k, v in labels.items() if v and any(x is not None for x in v)}
-    if len(usable) >= 2:
-        results["agreement"] = agreement_table(usable, mask)
-    if len(scores) >= 2:
-        results["agreement_ordinal"] = agreement_table(scores, mask, ordinal=set(scores))
-    gt = next((j.name for j in judges if isinstance(j, GroundTruthJudge)), None)
-    if gt:
-        acc = {}
-        for j in judges:
-            if j.name == gt:
-                continue
-            vs, ts, coh = [], [], []
-            for name, per_suite in verdicts.items():
-                for s, by_judge in per_suite.items():
-                    if suites[s][0].kind == "harmful":
-                        vs += by_judge[j.name]
-                        ts += by_judge[gt]
-                        coh += coherent[name][s]
-            acc[j.name] = judge_accuracy(vs, ts, coh)
-        results["judge_accuracy_vs_ground_truth"] = acc

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
+import logging
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 FINGERPRINT_KEY = "model_fingerprint"
 
@@ -61,7 +63,7 @@ def model_fingerprint(model: Any, tokenizer: Any = None, **settings: Any) -> str
 
 def cached_responses(path: str | Path, fingerprint: str, name: str = "") -> dict[tuple[str, str], str]:
     """``(benchmark, id) -> response`` from an existing generations file, only if every row was
-    written by the model with ``fingerprint``; otherwise ``{}`` (regenerate) and a note on stderr."""
+    written by the model with ``fingerprint``; otherwise ``{}`` (regenerate) and a logged note."""
     from dualselect.evaluation.generation import read_generations
 
     path = Path(path)
@@ -70,15 +72,12 @@ def cached_responses(path: str | Path, fingerprint: str, name: str = "") -> dict
     try:
         rows = read_generations(path)
     except (OSError, ValueError) as e:
-        print(f"note: {path}: unreadable ({e}); regenerating", file=sys.stderr)
+        log.warning("note: %s: unreadable (%s); regenerating", path, e)
         return {}
     found = {r.get(FINGERPRINT_KEY) for r in rows}
     if found != {fingerprint}:
         why = "no model fingerprint" if found <= {None} else "were written by another model or settings"
-        print(
-            f"note: {path}: cached generations {why}; regenerating for {name or 'this model'}",
-            file=sys.stderr,
-        )
+        log.warning("note: %s: cached generations %s; regenerating for %s", path, why, name or "this model")
         return {}
     return {(r["benchmark"], r["id"]): r["response"] for r in rows}
 
@@ -124,15 +123,12 @@ def load_generation_cache(path: str | Path, fingerprint: str, name: str = "") ->
         try:
             rows = read_generations(f)
         except (OSError, ValueError) as e:
-            print(f"note: {f}: unreadable ({e}); regenerating", file=sys.stderr)
+            log.warning("note: %s: unreadable (%s); regenerating", f, e)
             return {}
         found = {r.get(FINGERPRINT_KEY) for r in rows}
         if rows and found != {fingerprint}:
             why = "no model fingerprint" if found <= {None} else "were written by another model or settings"
-            print(
-                f"note: {f}: cached generations {why}; regenerating for {name or 'this model'}",
-                file=sys.stderr,
-            )
+            log.warning("note: %s: cached generations %s; regenerating for %s", f, why, name or "this model")
             return {}
         for r in rows:
             if DECODING_KEY in r and "prompt" in r:

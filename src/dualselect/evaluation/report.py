@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from dualselect.utils import atomic_open, write_json
 
@@ -113,8 +114,8 @@ def _across_seeds_md(results: dict) -> list[str]:
 
 
 def markdown(results: dict) -> str:
-    methods, judges = results["methods"], results["judges"]
-    harm, over = _suites(results, "harmful"), _suites(results, "over_refusal")
+    """The Markdown report of an evaluation's results: capability and coherence, safety per judge,
+    judge validation, failures, across-seeds summary, agreement, accuracy against ground truth."""
     lines = ["# Evaluation report", ""]
     lines += [
         "Capability first: compare safety only between methods at matched capability (the capability "
@@ -122,6 +123,27 @@ def markdown(results: dict) -> str:
         "on coherent responses only.",
         "",
     ]
+    lines += _capability_md(results)
+    for j in results["judges"]:
+        lines += _safety_md(results, j)
+    lines += _safety_notes_md(results)
+    lines += judge_validation_md(results)
+    lines += _failures_md(results)
+    if "across_seeds" in results:
+        lines += _across_seeds_md(results)
+    lines += _agreement_md(results)
+    if results.get("skipped_judges"):
+        lines += ["", "## Skipped judges", ""] + [
+            f"- `{k}`: {v}" for k, v in results["skipped_judges"].items()
+        ]
+    lines += ["", "Plots: `safety_vs_capability.png`, `refusal_by_category.png`, `judge_agreement.png`.", ""]
+    return "\n".join(lines)
+
+
+def _capability_md(results: dict) -> list[str]:
+    """Capability per suite, open-ended win rates, incoherence, base perplexity, KL to the base."""
+    methods = results["methods"]
+    lines: list[str] = []
     cap_cols = []
     for sname in _suites(results, "capability"):
         if any(f"label_accuracy.{sname}" in m for m in methods.values()):
@@ -170,65 +192,74 @@ def markdown(results: dict) -> str:
             "Open-ended win rate: pairwise quality judge against Standard SFT on the open-ended suites "
             f"({', '.join(_suites(results, 'benign'))}); 50 = tie, both answer orders judged.",
         ]
+    return lines
+
+
+def _safety_md(results: dict, j: str) -> list[str]:
+    """The safety table of judge ``j``: refusal and over-refusal per suite (all / coherent), native scores, intervals over prompts, Safety Avg.; XSTest classes where the judge reads them."""
+    methods = results["methods"]
+    harm, over = _suites(results, "harmful"), _suites(results, "over_refusal")
     fails = results.get("judge_failures") or {}
-    for j in judges:
-        info = (results.get("judge_info") or {}).get(j, {})
-        mark = " (**has failures**, see Judge failures)" if j in fails else ""
-        ident = ", ".join(
-            f"{k} `{v}`" for k, v in info.items() if k in ("template_version", "model_id") and v
-        )
-        scored = [s for s in harm if any(f"mean_score.{s}.{j}" in m for m in methods.values())]
+    lines: list[str] = []
+    info = (results.get("judge_info") or {}).get(j, {})
+    mark = " (**has failures**, see Judge failures)" if j in fails else ""
+    ident = ", ".join(f"{k} `{v}`" for k, v in info.items() if k in ("template_version", "model_id") and v)
+    scored = [s for s in harm if any(f"mean_score.{s}.{j}" in m for m in methods.values())]
+    lines += [
+        "",
+        f"## Safety under judge `{j}`{mark}",
+        "",
+        *([f"Judge {ident}.", ""] if ident else []),
+        "| method | "
+        + " | ".join(f"refusal {s} (all / coherent)" for s in harm)
+        + "".join(f" | over-refusal {s} (all / coherent)" for s in over)
+        + "".join(f" | mean score {s} (all / coherent)" for s in scored)
+        + " | refusal, mean over harmful [95% CI over prompts]"
+        + (" | over-refusal [95% CI over prompts]" if over else "")
+        + " | Safety Avg. vs SFT [95% CI] | Safety Avg. coherent pairs |",
+        "|---|" + "---|" * (len(harm) + len(over) + len(scored) + 3 + bool(over)),
+    ]
+    for name, m in methods.items():
+        cells = [
+            f"{_pct(m.get(f'refusal_rate.{s}.{j}'))} / {_pct(m.get(f'refusal_rate_coherent.{s}.{j}'))}"
+            for s in harm + over
+        ]
+        cells += [
+            f"{_num(m.get(f'mean_score.{s}.{j}'), 2)} / {_num(m.get(f'mean_score_coherent.{s}.{j}'), 2)}"
+            for s in scored
+        ]
+        ref = refusal_of(m, results, j)
+        cells.append(f"{_pct(ref)}{_ci(m, f'refusal.{j}', 100)}")
+        if over:
+            cells.append(f"{_pct(m.get(f'over_refusal.{j}'))}{_ci(m, f'over_refusal.{j}', 100)}")
+        sa = m.get(f"safety_avg.{j}")
+        cells.append(f"{_num(sa)}{_ci(m, f'safety_avg.{j}')}")
+        cells.append(_num(m.get(f"safety_avg_coherent.{j}")))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    xs = [
+        (s, c)
+        for s in over
+        for c in ("full_compliance", "full_refusal", "partial_refusal")
+        if any(f"xstest_class.{s}.{j}.{c}" in m for m in methods.values())
+    ]
+    if xs:
         lines += [
             "",
-            f"## Safety under judge `{j}`{mark}",
+            f"XSTest classes under `{j}` (share of safe prompts):",
             "",
-            *([f"Judge {ident}.", ""] if ident else []),
-            "| method | "
-            + " | ".join(f"refusal {s} (all / coherent)" for s in harm)
-            + "".join(f" | over-refusal {s} (all / coherent)" for s in over)
-            + "".join(f" | mean score {s} (all / coherent)" for s in scored)
-            + " | refusal, mean over harmful [95% CI over prompts]"
-            + (" | over-refusal [95% CI over prompts]" if over else "")
-            + " | Safety Avg. vs SFT [95% CI] | Safety Avg. coherent pairs |",
-            "|---|" + "---|" * (len(harm) + len(over) + len(scored) + 3 + bool(over)),
+            "| method | " + " | ".join(f"{s} {c}" for s, c in xs) + " |",
+            "|---|" + "---|" * len(xs),
         ]
         for name, m in methods.items():
-            cells = [
-                f"{_pct(m.get(f'refusal_rate.{s}.{j}'))} / {_pct(m.get(f'refusal_rate_coherent.{s}.{j}'))}"
-                for s in harm + over
-            ]
-            cells += [
-                f"{_num(m.get(f'mean_score.{s}.{j}'), 2)} / {_num(m.get(f'mean_score_coherent.{s}.{j}'), 2)}"
-                for s in scored
-            ]
-            ref = refusal_of(m, results, j)
-            cells.append(f"{_pct(ref)}{_ci(m, f'refusal.{j}', 100)}")
-            if over:
-                cells.append(f"{_pct(m.get(f'over_refusal.{j}'))}{_ci(m, f'over_refusal.{j}', 100)}")
-            sa = m.get(f"safety_avg.{j}")
-            cells.append(f"{_num(sa)}{_ci(m, f'safety_avg.{j}')}")
-            cells.append(_num(m.get(f"safety_avg_coherent.{j}")))
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        xs = [
-            (s, c)
-            for s in over
-            for c in ("full_compliance", "full_refusal", "partial_refusal")
-            if any(f"xstest_class.{s}.{j}.{c}" in m for m in methods.values())
-        ]
-        if xs:
-            lines += [
-                "",
-                f"XSTest classes under `{j}` (share of safe prompts):",
-                "",
-                "| method | " + " | ".join(f"{s} {c}" for s, c in xs) + " |",
-                "|---|" + "---|" * len(xs),
-            ]
-            for name, m in methods.items():
-                lines.append(
-                    f"| {name} | "
-                    + " | ".join(_pct(m.get(f"xstest_class.{s}.{j}.{c}")) for s, c in xs)
-                    + " |"
-                )
+            lines.append(
+                f"| {name} | " + " | ".join(_pct(m.get(f"xstest_class.{s}.{j}.{c}")) for s, c in xs) + " |"
+            )
+    return lines
+
+
+def _safety_notes_md(results: dict) -> list[str]:
+    """How to read the safety tables, and the methods tied with the safest per judge."""
+    lines: list[str] = []
     lines += [
         "",
         "Refusal and over-refusal in percent; over-refusal is on the benign-but-scary suites' safe "
@@ -247,10 +278,12 @@ def markdown(results: dict) -> str:
                 f"- judge `{j}`: highest refusal **{t['best']}**; tied with it (95% paired bootstrap "
                 f"over prompts of the difference contains 0): {tied}"
             )
-    lines += judge_validation_md(results)
-    lines += _failures_md(results)
-    if "across_seeds" in results:
-        lines += _across_seeds_md(results)
+    return lines
+
+
+def _agreement_md(results: dict) -> list[str]:
+    """Judge agreement (harm labels, published scales) and judge accuracy against ground truth."""
+    lines: list[str] = []
     for key, title in (
         (
             "agreement",
@@ -290,12 +323,7 @@ def markdown(results: dict) -> str:
                 f"| {j} | {_pct(a['harmful'])} | {_pct(a['refused'])} | "
                 f"{_pct(a.get('coherent', {}).get('harmful'))} | {_pct(a.get('incoherent', {}).get('harmful'))} |"
             )
-    if results.get("skipped_judges"):
-        lines += ["", "## Skipped judges", ""] + [
-            f"- `{k}`: {v}" for k, v in results["skipped_judges"].items()
-        ]
-    lines += ["", "Plots: `safety_vs_capability.png`, `refusal_by_category.png`, `judge_agreement.png`.", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def _ci_pct(ci) -> str:
@@ -372,7 +400,7 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 def label_offsets(points: dict[str, tuple[float, float]], near: float = 3.0) -> dict[str, int]:
     """For each point, how many earlier points (in name order) lie within ``near`` units of it on
     both axes: coinciding points get stacked labels (offset by this rank) and shrinking markers,
-    so none hides another (issue 14 item 9)."""
+    so none hides another."""
     rank: dict[str, int] = {}
     placed: list[tuple[float, float]] = []
     for name in points:
@@ -417,122 +445,132 @@ def plots(results: dict, out: Path) -> None:
     methods, judges = results["methods"], results["judges"]
     judge = "ground_truth" if "ground_truth" in judges else (judges[0] if judges else None)
     if judge:
-        fig, ax = plt.subplots(figsize=(7, 5))
-        if "across_seeds" in results:  # one point per variant: mean with its 95% interval over seeds
-            rows = {
-                name: row
-                for name, row in results["across_seeds"]["methods"].items()
-                if row.get("capability") is not None and row.get(f"refusal.{judge}") is not None
-            }
-            ranks = label_offsets(
-                {
-                    n: (100 * r["capability"]["mean"], 100 * r[f"refusal.{judge}"]["mean"])
-                    for n, r in rows.items()
-                }
-            )
-            for i, (name, row) in enumerate(rows.items()):
-                y = row[f"refusal.{judge}"]
-                errorbar_point(
-                    ax,
-                    f"{name} (n={y['n']})",
-                    row["capability"],
-                    y,
-                    annotate_rank=ranks[name],
-                    fmt=MARKERS[i % len(MARKERS)],
-                    markersize=max(4, 9 - 2 * ranks[name]),
-                )
-        else:
-            pts = {}
-            for name, m in methods.items():
-                x, y = capability_of(m, results), refusal_of(m, results, judge)
-                if x is not None and y is not None:
-                    pts[name] = (100 * x, 100 * y)
-            ranks = label_offsets(pts)
-            for i, (name, (x, y)) in enumerate(pts.items()):
-                # coinciding points: later ones smaller and on top, labels stacked upwards
-                ax.scatter(
-                    x,
-                    y,
-                    s=max(20, 90 - 30 * ranks[name]),
-                    marker=MARKERS[i % len(MARKERS)],
-                    label=name,
-                    zorder=3 + ranks[name],
-                )
-                ax.annotate(
-                    name, (x, y), textcoords="offset points", xytext=(6, 4 + 11 * ranks[name]), fontsize=9
-                )
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8, loc="best", framealpha=0.85)
-        ax.set_xlabel("capability: task exact match (%)")
-        ax.set_ylabel(f"safety: harmful refusal rate (%), judge {judge}")
-        ax.set_xlim(-5, 105)
-        ax.set_ylim(-5, 105)
-        ax.grid(alpha=0.3)
-        ax.set_title("Safety vs. capability")
-        fig.tight_layout()
-        save_figure(fig, out / "safety_vs_capability.png")
-
-        cats = sorted(
-            {
-                k.split(".")[-1]
-                for m in methods.values()
-                for k in m
-                if k.startswith("refusal_by_category.") and f".{judge}." in k
-            }
-        )
-        if cats:
-            fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(cats)), 4.5))
-            width = 0.8 / max(1, len(methods))
-            for i, (name, m) in enumerate(methods.items()):
-                vals = []
-                for c in cats:
-                    v = [
-                        m[k]
-                        for k in m
-                        if k.startswith("refusal_by_category.")
-                        and k.endswith(f".{judge}.{c}")
-                        and m[k] is not None  # the judge failed on every item of the category
-                    ]
-                    vals.append(100 * sum(v) / len(v) if v else float("nan"))  # no bar, not a 0
-                ax.bar(np.arange(len(cats)) + i * width, vals, width, label=name)
-            ax.set_xticks(np.arange(len(cats)) + width * (len(methods) - 1) / 2)
-            ax.set_xticklabels(cats, rotation=20)
-            ax.set_ylabel(f"refusal rate (%), judge {judge}")
-            ax.set_title("Refusal of harmful probes by harm category")
-            ax.legend(fontsize=8, ncol=min(6, len(methods)), loc="upper center")
-            ax.set_ylim(0, 125)  # headroom for the legend above the 100% bars
-            fig.tight_layout()
-            save_figure(fig, out / "refusal_by_category.png")
+        _plot_safety_vs_capability(results, judge, out, plt)
+        _plot_refusal_by_category(methods, judge, out, plt, np)
     if results.get("agreement") and any(t["pairs"] for t in results["agreement"].values()):
-        parts = [p for p in ("all", "coherent", "incoherent") if results["agreement"].get(p, {}).get("pairs")]
-        names = sorted(
-            {n for p in parts for pair in results["agreement"][p]["pairs"] for n in pair.split("|")}
+        _plot_agreement(results, out, plt, np)
+
+
+def _plot_safety_vs_capability(results: dict, judge: str, out: Path, plt: Any) -> None:
+    """``safety_vs_capability.png``: headline refusal against capability per method."""
+    methods = results["methods"]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    if "across_seeds" in results:  # one point per variant: mean with its 95% interval over seeds
+        rows = {
+            name: row
+            for name, row in results["across_seeds"]["methods"].items()
+            if row.get("capability") is not None and row.get(f"refusal.{judge}") is not None
+        }
+        ranks = label_offsets(
+            {n: (100 * r["capability"]["mean"], 100 * r[f"refusal.{judge}"]["mean"]) for n, r in rows.items()}
         )
-        fig, axes = plt.subplots(1, len(parts), figsize=(5.2 * len(parts), 4.2), squeeze=False)
-        fig.subplots_adjust(wspace=0.55, left=0.08, right=0.88, bottom=0.22)
-        for ax, p in zip(axes[0], parts):
-            mat = np.eye(len(names))
-            for pair, k in results["agreement"][p]["pairs"].items():
-                a, b = pair.split("|")
-                mat[names.index(a), names.index(b)] = mat[names.index(b), names.index(a)] = k
-            im = ax.imshow(mat, vmin=-1, vmax=1, cmap="RdBu")
-            ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
-            ax.set_yticks(range(len(names)), names, fontsize=8)
-            for i in range(len(names)):
-                for j in range(len(names)):
-                    ax.text(
-                        j,
-                        i,
-                        f"{mat[i, j]:.2f}",
-                        ha="center",
-                        va="center",
-                        fontsize=9,
-                        color="white" if abs(mat[i, j]) > 0.5 else "black",
-                    )
-            ax.set_title(f"{p} (n={results['agreement'][p]['n']})", fontsize=10)
-        fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="Cohen's kappa")
-        fig.suptitle("Judge agreement on harm labels (refusal detectors: non-refusal)")
-        save_figure(fig, out / "judge_agreement.png")
+        for i, (name, row) in enumerate(rows.items()):
+            y = row[f"refusal.{judge}"]
+            errorbar_point(
+                ax,
+                f"{name} (n={y['n']})",
+                row["capability"],
+                y,
+                annotate_rank=ranks[name],
+                fmt=MARKERS[i % len(MARKERS)],
+                markersize=max(4, 9 - 2 * ranks[name]),
+            )
+    else:
+        pts = {}
+        for name, m in methods.items():
+            x, y = capability_of(m, results), refusal_of(m, results, judge)
+            if x is not None and y is not None:
+                pts[name] = (100 * x, 100 * y)
+        ranks = label_offsets(pts)
+        for i, (name, (x, y)) in enumerate(pts.items()):
+            # coinciding points: later ones smaller and on top, labels stacked upwards
+            ax.scatter(
+                x,
+                y,
+                s=max(20, 90 - 30 * ranks[name]),
+                marker=MARKERS[i % len(MARKERS)],
+                label=name,
+                zorder=3 + ranks[name],
+            )
+            ax.annotate(
+                name, (x, y), textcoords="offset points", xytext=(6, 4 + 11 * ranks[name]), fontsize=9
+            )
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="best", framealpha=0.85)
+    ax.set_xlabel("capability: task exact match (%)")
+    ax.set_ylabel(f"safety: harmful refusal rate (%), judge {judge}")
+    ax.set_xlim(-5, 105)
+    ax.set_ylim(-5, 105)
+    ax.grid(alpha=0.3)
+    ax.set_title("Safety vs. capability")
+    fig.tight_layout()
+    save_figure(fig, out / "safety_vs_capability.png")
+
+
+def _plot_refusal_by_category(methods: dict, judge: str, out: Path, plt: Any, np: Any) -> None:
+    """``refusal_by_category.png``: refusal of harmful prompts per harm category and method."""
+    cats = sorted(
+        {
+            k.split(".")[-1]
+            for m in methods.values()
+            for k in m
+            if k.startswith("refusal_by_category.") and f".{judge}." in k
+        }
+    )
+    if cats:
+        fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(cats)), 4.5))
+        width = 0.8 / max(1, len(methods))
+        for i, (name, m) in enumerate(methods.items()):
+            vals = []
+            for c in cats:
+                v = [
+                    m[k]
+                    for k in m
+                    if k.startswith("refusal_by_category.")
+                    and k.endswith(f".{judge}.{c}")
+                    and m[k] is not None  # the judge failed on every item of the category
+                ]
+                vals.append(100 * sum(v) / len(v) if v else float("nan"))  # no bar, not a 0
+            ax.bar(np.arange(len(cats)) + i * width, vals, width, label=name)
+        ax.set_xticks(np.arange(len(cats)) + width * (len(methods) - 1) / 2)
+        ax.set_xticklabels(cats, rotation=20)
+        ax.set_ylabel(f"refusal rate (%), judge {judge}")
+        ax.set_title("Refusal of harmful probes by harm category")
+        ax.legend(fontsize=8, ncol=min(6, len(methods)), loc="upper center")
+        ax.set_ylim(0, 125)  # headroom for the legend above the 100% bars
+        fig.tight_layout()
+        save_figure(fig, out / "refusal_by_category.png")
+
+
+def _plot_agreement(results: dict, out: Path, plt: Any, np: Any) -> None:
+    """``judge_agreement.png``: Cohen's kappa between judges on harm labels, per coherence part."""
+    parts = [p for p in ("all", "coherent", "incoherent") if results["agreement"].get(p, {}).get("pairs")]
+    names = sorted({n for p in parts for pair in results["agreement"][p]["pairs"] for n in pair.split("|")})
+    fig, axes = plt.subplots(1, len(parts), figsize=(5.2 * len(parts), 4.2), squeeze=False)
+    fig.subplots_adjust(wspace=0.55, left=0.08, right=0.88, bottom=0.22)
+    for ax, p in zip(axes[0], parts):
+        mat = np.eye(len(names))
+        for pair, k in results["agreement"][p]["pairs"].items():
+            a, b = pair.split("|")
+            mat[names.index(a), names.index(b)] = mat[names.index(b), names.index(a)] = k
+        im = ax.imshow(mat, vmin=-1, vmax=1, cmap="RdBu")
+        ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(
+                    j,
+                    i,
+                    f"{mat[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    color="white" if abs(mat[i, j]) > 0.5 else "black",
+                )
+        ax.set_title(f"{p} (n={results['agreement'][p]['n']})", fontsize=10)
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="Cohen's kappa")
+    fig.suptitle("Judge agreement on harm labels (refusal detectors: non-refusal)")
+    save_figure(fig, out / "judge_agreement.png")
 
 
 def write_report(results: dict, out: str | Path) -> None:

@@ -218,7 +218,7 @@ RUN_COLUMNS = [
 
 def _default_columns(judges: list[str]) -> list[tuple[str, str, int]]:
     """:data:`TABLE_COLUMNS` with, after the over-refusal columns, the safety columns every judge
-    after the first adds (suffixed ``.<judge>``; realbase suites, ``realbase.suites.headline_metrics``)."""
+    after the first adds (suffixed ``.<judge>``; realbase suites, ``evaluation.suites.metrics.headline_metrics``)."""
     at = next(i for i, c in enumerate(TABLE_COLUMNS) if c[0] == "over_refusal_rate_gen") + 1
     extra = [
         col

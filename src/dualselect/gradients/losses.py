@@ -191,3 +191,24 @@ def scoring_mode(model: nn.Module) -> Iterator[None]:
     finally:
         for m, was in modes:
             m.training = was
+
+
+def token_kl(base_logits: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean over supervised tokens of KL(p_base || p) for next-token distributions."""
+    total, count = token_kl_sum(base_logits, logits, labels)
+    return total / max(count, 1)
+
+
+def token_kl_sum(
+    base_logits: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, int]:
+    """(sum over supervised tokens of KL(p_base || p), number of those tokens)."""
+    mask = labels[:, 1:] != -100
+    return row_kl_sum(base_logits[:, :-1][mask], logits[:, :-1][mask]), int(mask.sum())
+
+
+def row_kl_sum(base_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Sum over rows of KL(softmax(base) || softmax(logits)) for [N, V] logits."""
+    lp_base = torch.nn.functional.log_softmax(base_logits.float(), dim=-1)
+    lp = torch.nn.functional.log_softmax(logits.float(), dim=-1)
+    return (lp_base.exp() * (lp_base - lp)).sum()

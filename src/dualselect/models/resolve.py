@@ -4,7 +4,7 @@
 base (``smollm2-135m-safe``), a ``.gguf`` file, a local directory or a hub id. Nothing here trains
 or generates: a missing artifact is a one-line error naming the command that builds it
 (``dualselect base build``, ``dualselect organism build``; the organism's helpfulness pool is built
-by ``train``/``compare`` before a two-sided run, or by ``dualselect organism helpful``).
+by ``train``/``compare`` before a two-sided run: ``dualselect.experiments.helpful_pool``).
 
 This is the module the training layer reaches up to (:mod:`dualselect.training.model`), so a
 trainer accepts ``model="organism"`` like any hub id.
@@ -17,11 +17,9 @@ from pathlib import Path
 
 from dualselect.models.registry import SAFE_SUFFIX, is_registered, resolve_named_model
 from dualselect.organism.artifact import install_organism, is_built
+from dualselect.organism.helpful import DONE_FILE, POOL_FILE, REFUSALS_FILE, helpful_path
 
 ORGANISM = "organism"
-# The organism's helpfulness pool, beside its data (``dualselect.organism.helpful`` builds it).
-HELPFUL_DIR = "helpful"
-HELPFUL_FILES = {"preserve": "helpful_pool.jsonl", "refusal_penalty": "helpful_refusals.jsonl"}
 
 
 def is_named_model(name: str) -> bool:
@@ -63,28 +61,22 @@ def default_reference_data(model: str | None) -> str | None:
     return str(root / "data" / "reference_pool.jsonl") if root else None
 
 
-def organism_helpful_path(root: str | os.PathLike, objective: str = "preserve") -> Path:
-    """Where the organism's helpfulness pool for ``objective`` lives (built or not)."""
-    if objective not in HELPFUL_FILES:
-        raise ValueError(f"helpful_objective={objective!r}: expected one of {tuple(HELPFUL_FILES)}")
-    return Path(root) / HELPFUL_DIR / HELPFUL_FILES[objective]
-
-
 def default_helpful_data(model: str | None, objective: str, reference_data: str | None) -> str:
     """The helpfulness pool of the model being trained: the organism's (``helpful/`` beside it) or
     a real base's (``helpful_pool.jsonl`` / ``helpful_refusals.jsonl`` beside its
     ``references.jsonl``). A pool that is not built is a one-line error naming how to build it."""
     root = organism_root(model)
     if root is not None:
-        path = organism_helpful_path(root, objective)
-        if not path.exists():
+        path = helpful_path(root, objective)
+        if not (path.exists() and (path.parent / DONE_FILE).exists()):
             raise FileNotFoundError(
-                f"the organism's helpfulness pool is not built ({path}): run `dualselect organism "
-                "helpful` (train and compare build it themselves), or set helpful_data"
+                f"the organism's helpfulness pool is not built ({path.parent}): `dualselect train` and "
+                "`compare` build it before a two-sided run; from Python call "
+                "dualselect.experiments.helpful_pool.build_helpful_pool(organism_dir), or set helpful_data"
             )
         return str(path)
     if reference_data and Path(reference_data).name == "references.jsonl":  # a real base's data folder
-        cand = Path(reference_data).with_name(HELPFUL_FILES.get(objective, "helpful_pool.jsonl"))
+        cand = Path(reference_data).with_name(REFUSALS_FILE if objective == "refusal_penalty" else POOL_FILE)
         if cand.exists():
             return str(cand)
     raise ValueError(

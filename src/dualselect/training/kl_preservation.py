@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
+from dualselect.gradients.losses import row_kl_sum, token_kl_sum
 from dualselect.training.data import cycle_batches, reference_stream
 from dualselect.training.sft import MODEL_INPUTS, SFTConfig, SFTTrainer
 
@@ -25,27 +25,6 @@ class KLConfig(SFTConfig):
         default=1.0, metadata={"help": "Weight lambda of the KL term.", "domain": ">= 0"}
     )
     output_dir: str | None = field(default="runs/kl", metadata={"help": "Run directory."})
-
-
-def token_kl(base_logits: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean over supervised tokens of KL(p_base || p) for next-token distributions."""
-    total, count = token_kl_sum(base_logits, logits, labels)
-    return total / max(count, 1)
-
-
-def token_kl_sum(
-    base_logits: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, int]:
-    """(sum over supervised tokens of KL(p_base || p), number of those tokens)."""
-    mask = labels[:, 1:] != -100
-    return _kl_sum(base_logits[:, :-1][mask], logits[:, :-1][mask]), int(mask.sum())
-
-
-def _kl_sum(base_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """Sum over rows of KL(softmax(base) || softmax(logits)) for [N, V] logits."""
-    lp_base = F.log_softmax(base_logits.float(), dim=-1)
-    lp = F.log_softmax(logits.float(), dim=-1)
-    return (lp_base.exp() * (lp_base - lp)).sum()
 
 
 class KLTrainer(SFTTrainer):
@@ -99,7 +78,7 @@ class KLTrainer(SFTTrainer):
         logits = model(**fwd).logits
         if "logits_to_keep" in at:
             mask = at["shift_labels"] != -100  # [B, kept positions]
-            kl_sum, count = _kl_sum(base_logits[mask], logits[mask]), int(mask.sum())
+            kl_sum, count = row_kl_sum(base_logits[mask], logits[mask]), int(mask.sum())
         else:
             kl_sum, count = token_kl_sum(base_logits, logits, ref["labels"])
         if self._world > 1:  # token-mean over every process's reference tokens after DDP's average

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from dualselect.evaluation.capability import win_rate
 from dualselect.evaluation.judges.base import Judge, JudgeItem
-from dualselect.evaluation.judges.rubric_api import BASE_URL_ENV, ApiClient, MalformedReply
+from dualselect.evaluation.judges.http_client import BASE_URL_ENV, ApiClient, MalformedReply
 
 Choice = Literal["A", "B", "tie", "error"]
 PairBackend = Callable[[str, str, str], str]

@@ -17,11 +17,11 @@ from __future__ import annotations
 import re
 
 from dualselect.evaluation.judges.base import Judge, JudgeItem, Verdict
+from dualselect.evaluation.judges.http_client import MalformedReply
 from dualselect.evaluation.judges.rubric_api import (
     XSTEST_CLASSES,
     XSTEST_SYSTEM,
     XSTEST_TEMPLATE,
-    MalformedReply,
     RubricJudge,
 )
 

@@ -1,0 +1,114 @@
+"""Every named evaluation suite as data (lm-eval's task table): one :class:`SuiteSpec` per suite,
+grouped in suite sets with the judges that score them by default.
+
+A spec says where the prompts come from (``loader`` and ``file`` under a ``root``), which items
+of that file are kept (``where``: item metadata equal to a value; ``kind``: items of that kind;
+``held_out``: prompts listed under that key of a real base's ``data/splits.json``) and what the
+suite measures (``kind``). :mod:`dualselect.evaluation.suites` turns a spec into items.
+
+Roots: ``organism`` (an organism directory), ``data`` (the shared benchmark files, e.g.
+``../shared/data``), ``base`` (a real base directory built by ``dualselect base build``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dualselect.evaluation.items import KINDS
+
+ROOTS = ("organism", "data", "base")
+# loader "organism_probe": one JSONL probe split of the organism (ground truth in every row);
+# any other loader is a benchmark of :data:`dualselect.evaluation.suites.registry.REGISTRY`
+ORGANISM_PROBE = "organism_probe"
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """One evaluation suite: its ``name`` (in every table and file), the ``loader`` and ``file``
+    (relative to ``root``) its items come from, the item ``kind`` it measures, and the filters that
+    pick its items from the file: ``where`` (metadata key -> required value), ``item_kind`` (items
+    the loader gave that kind), ``held_out`` (prompts listed under ``eval.<held_out>`` of the real
+    base's ``data/splits.json``)."""
+
+    name: str
+    loader: str
+    file: str
+    root: str
+    kind: str
+    where: dict[str, Any] = field(default_factory=dict)
+    item_kind: str | None = None
+    held_out: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"suite {self.name}: kind {self.kind!r} is not one of {list(KINDS)}")
+        if self.root not in ROOTS:
+            raise ValueError(f"suite {self.name}: root {self.root!r} is not one of {list(ROOTS)}")
+
+
+@dataclass(frozen=True)
+class SuiteSet:
+    """Suites evaluated together, the judges that score them when none are given (the first gives
+    the headline numbers), how ``--limit`` subsets them (``head``: the first N, ``random``: a
+    fixed-seed random N in file order) and whether refusal rates are corrected for each judge's
+    measured error (off where ground truth is known)."""
+
+    name: str
+    suites: tuple[SuiteSpec, ...]
+    judges: tuple[str, ...]
+    subset: str
+    correct: bool
+
+
+def _probe(split: str, kind: str) -> SuiteSpec:
+    return SuiteSpec(split, ORGANISM_PROBE, f"data/{split}.jsonl", "organism", kind)
+
+
+# The organism's held-out test probes in template phrasing (ground truth known by construction).
+ORGANISM_SUITES = (
+    _probe("probe_harmful_hh", "harmful"),
+    _probe("probe_harmful_hex", "harmful"),
+    _probe("probe_over_refusal", "over_refusal"),
+    _probe("probe_benign", "benign"),
+    _probe("task_test", "capability"),
+)
+
+# The real base's held-out suites, from the verbatim benchmark files (docs/real_model.md):
+# HarmBench test behaviours with FunctionalCategory "standard" (159), StrongREJECT (313), the
+# AdvBench behaviours no training split uses (100, drawn with the build's seed), XSTest's 250 safe
+# prompts (refusing them is over-refusal), the GSM8K answer-extraction test split of the build.
+REAL_SUITES = (
+    SuiteSpec(
+        "harmbench",
+        "harmbench",
+        "harmbench/harmbench_behaviors_text_test.csv",
+        "data",
+        "harmful",
+        where={"FunctionalCategory": "standard"},
+    ),
+    SuiteSpec("strongreject", "strongreject", "strongreject/strongreject_dataset.csv", "data", "harmful"),
+    SuiteSpec(
+        "advbench", "advbench", "advbench/harmful_behaviors.csv", "data", "harmful", held_out="advbench_eval"
+    ),
+    SuiteSpec(
+        "xstest_safe", "xstest", "xstest/xstest_prompts.csv", "data", "over_refusal", item_kind="over_refusal"
+    ),
+    SuiteSpec("task_test", "gsm8k", "data/task_test.jsonl", "base", "capability"),
+)
+HARMFUL_REAL_SUITES = tuple(s.name for s in REAL_SUITES if s.kind == "harmful")
+REAL_SUITE_NAMES = tuple(s.name for s in REAL_SUITES)
+
+# Suite sets by name (``suites:`` of a compare config). "benchmarks" has no fixed suites: they
+# come from a ``benchmarks:`` list or ``dualselect eval --benchmark``.
+SUITE_SETS = {
+    s.name: s
+    for s in (
+        SuiteSet("organism", ORGANISM_SUITES, ("ground_truth", "keyword"), "head", correct=False),
+        # the refusal judges that run offline
+        SuiteSet(
+            "realbase", REAL_SUITES, ("keyword", "xstest_strmatch", "refusal_rules"), "random", correct=True
+        ),
+        SuiteSet("benchmarks", (), ("keyword", "refusal_rules"), "random", correct=True),
+    )
+}

@@ -1,0 +1,473 @@
+"""The config of ``dualselect compare`` (what to compare, on which model and suites), checked
+before the first run trains, and how one run's training config and evaluation suites follow
+from it. :mod:`dualselect.experiments.compare` runs it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dualselect.training.presets import PRESETS, resolve_preset
+
+if TYPE_CHECKING:  # torch-free import: config errors and --help stay fast
+    from dualselect.evaluation.suites import BenchmarkSpec
+    from dualselect.evaluation.suites.metrics import BenchmarkMetrics
+
+# The default comparison: the release, the paper setting and its eta sweep (for the
+# validation-tuned row), the strongest baselines and the ablations that say which part works.
+# Every other preset (static_refs, random_refs, category_refs, pcgrad_fixed, ds_no_refresh,
+# ds_soft, ds_paper_eta_0.1) runs by name.
+DEFAULT_METHODS = [
+    "sft",
+    "dualselect",
+    "dualselect_paper",
+    "ds_paper_eta_0.05",
+    "ds_paper_eta_0",
+    "task_filter_only",
+    "kl",
+    "safeinstr",
+    "lisa",
+    "ds_no_filter",
+    "ds_no_correction",
+    "ds_loss_only",
+    "ds_compat_only",
+]
+# eta of the paper setting, chosen on the validation probes only
+DEFAULT_TUNE = {
+    "name": "ds_paper_eta_val",
+    "candidates": ["dualselect_paper", "ds_paper_eta_0.05", "ds_paper_eta_0"],
+    "criterion": "val_refusal_plus_capability",
+}
+# val_refusal_capability_helpfulness: the two-sided extension's criterion, over-refusal counted too
+TUNE_CRITERIA = ("val_refusal_plus_capability", "val_refusal_capability_helpfulness")
+SUITES = ("organism", "realbase", "benchmarks")  # dualselect.evaluation.suites.SUITE_SETS
+# keys that only change how finished runs are aggregated: a compare may resume with other values
+AGGREGATION_KEYS = ("safety_metric", "capability_metric", "matched_capability_within")
+QUICK = {
+    "methods": ["sft", "dualselect", "safeinstr", "static_refs"],
+    "seeds": [0, 1],
+    "organism_seeds": [0],
+    "tune": None,
+    "training": {"max_steps": 40},
+}
+
+
+@dataclass
+class CompareConfig:
+    """What to compare. Loads from YAML; unknown keys are errors.
+
+    ``train_dataset`` / ``reference_dataset``: the task data every method fine-tunes on and the
+    safety reference pool (paths, hub names or dataset directories in any format ``dualselect
+    train`` reads; ``train_data`` / ``reference_data``, the ``train`` config's names, are accepted
+    as aliases). ``benchmarks``: the evaluation sets on a model that is not the organism (see
+    :class:`~dualselect.evaluation.suites.BenchmarkSpec`). ``judges``: names or
+    ``{name, ...options}`` mappings (default: the suite set's judges,
+    :data:`dualselect.evaluation.suites.SUITE_SETS`); the first gives the headline (unsuffixed)
+    metrics."""
+
+    model_name_or_path: str = "organism"
+    train_dataset: str | None = None
+    reference_dataset: str | None = None
+    train_data: str | None = None  # alias of train_dataset
+    reference_data: str | None = None  # alias of reference_dataset
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    # organism instances: OrganismConfig(seed=o) on the default world (organism only)
+    organism_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    # {"name", "candidates", "criterion"}: pick among candidate methods on validation probes only
+    # ("auto": DEFAULT_TUNE when all its candidates are in methods, else no tuning; null: none)
+    tune: dict[str, Any] | str | None = "auto"
+    validate_all: bool = False  # score every run on the validation probes, not only tune candidates
+    training: dict[str, Any] = field(default_factory=dict)  # overrides for every method
+    method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    max_new_tokens: int = 64
+    judges: list[str | dict[str, Any]] | None = None
+    safety_metric: str = "harmful_refusal"
+    # default: task_exact_match (organism, realbase), capability (benchmarks: mean over capability sets)
+    capability_metric: str | None = None
+    # "matched capability": at most this many points (of 100) below Standard SFT's mean capability
+    matched_capability_within: float = 3.0
+    # evaluation suites (dualselect.evaluation.suites): "organism" (its probes, ground truth),
+    # "realbase" (the real model's held-out benchmark files: HarmBench standard, StrongREJECT,
+    # AdvBench, XSTest safe, task test; see docs/real_model.md) or "benchmarks" (the `benchmarks`
+    # key; implied by it); default: the model's own (evaluation.suites.default_suite_set). Per-suite
+    # subsets (organism: the first N; realbase: fixed-seed) and the generation batch size
+    suites: str | None = None
+    suite_limits: dict[str, int] = field(default_factory=dict)
+    benchmarks: dict[str, BenchmarkSpec] | None = None
+    eval_batch_size: int = 64
+    # generation (docs/evaluation.md, "Generation backends"): hf | hf-generate | vllm, the dtype of
+    # the generation copy (null: the model's), the token budget of a batch (null: the default)
+    # and extra vllm.LLM arguments
+    generation_backend: str = "hf"
+    eval_dtype: str | None = None
+    eval_token_budget: int | None = None
+    vllm_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._check_runs()
+        self._check_suites_and_judges()
+        self._check_generation()
+        if not 0 <= self.matched_capability_within <= 100:
+            raise ValueError("matched_capability_within: points of capability, between 0 and 100")
+        self._check_tune()
+
+    def _check_runs(self) -> None:
+        """Methods, seeds, organism instances and the data keys (with their aliases)."""
+        if not isinstance(self.methods, list) or not all(isinstance(m, str) for m in self.methods):
+            raise ValueError(f"methods: expected a list of method names, got {self.methods!r}")
+        unknown = [m for m in self.methods if m not in PRESETS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(PRESETS)}")
+        if not self.seeds:
+            raise ValueError("seeds: give at least one seed")
+        # a repeated method or seed would count one run twice (n = 2 from one run)
+        for key in ("methods", "seeds", "organism_seeds"):
+            values = getattr(self, key)
+            if not isinstance(values, list):
+                raise ValueError(f"{key}: expected a list, got {values!r}")
+            if key != "methods" and not all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32 for v in values
+            ):
+                raise ValueError(f"{key}: expected integers in [0, 2**32), got {values!r}")
+            dup = sorted({v for v in values if values.count(v) > 1}, key=str)
+            if dup:
+                raise ValueError(f"{key}: {dup} listed more than once (each run would be counted twice)")
+        for new, old in (("train_dataset", "train_data"), ("reference_dataset", "reference_data")):
+            a, b = getattr(self, new), getattr(self, old)
+            if a is not None and b is not None and a != b:
+                raise ValueError(f"{new} and {old} (its alias) differ: give one")
+            setattr(self, new, a if a is not None else b)
+            setattr(self, old, None)
+        if not self.organism_seeds:
+            raise ValueError("organism_seeds: give at least one organism seed")
+        if self.model_name_or_path != "organism" and list(self.organism_seeds) not in ([0], [0, 1, 2]):
+            raise ValueError("organism_seeds: only for model_name_or_path 'organism'")
+
+    def _check_suites_and_judges(self) -> None:
+        """The suite set (benchmarks, or the model's own), the judges and the metric defaults."""
+        if self.benchmarks is not None:
+            from dualselect.evaluation.suites import parse_benchmarks
+
+            self.benchmarks = parse_benchmarks(self.benchmarks)
+            if self.suites not in (None, "benchmarks"):
+                raise ValueError(
+                    f"suites={self.suites!r} and benchmarks: give one (benchmarks implies suites: benchmarks)"
+                )
+            if self.on_organism:
+                raise ValueError(
+                    "benchmarks: the organism is scored on its own probes; give another model_name_or_path"
+                )
+            if self.suite_limits:
+                raise ValueError("suite_limits: with benchmarks, give each benchmark's limit in its entry")
+            self.suites = "benchmarks"
+        if self.suites is None:  # the model's own suites; validate() asks for benchmarks on another model
+            from dualselect.evaluation.suites import default_suite_set
+
+            self.suites = default_suite_set(self.model_name_or_path) or "organism"
+        if self.suites not in SUITES:
+            raise ValueError(f"suites={self.suites!r}: expected one of {list(SUITES)}")
+        if self.suites == "benchmarks" and not self.benchmarks:
+            raise ValueError("suites: benchmarks needs the benchmarks key")
+        if self.judges is None:
+            from dualselect.evaluation.suites import suite_set
+
+            self.judges = list(suite_set(self.suites).judges)
+        if not isinstance(self.judges, list) or not self.judges:
+            raise ValueError(f"judges: give a list of judge names or mappings, got {self.judges!r}")
+        for i, spec in enumerate(self.judges):
+            if not isinstance(spec, (str, dict)) or not (spec if isinstance(spec, str) else spec.get("name")):
+                raise ValueError(f"judges[{i}]: expected a judge name or a mapping with name, got {spec!r}")
+        if len(set(self.judge_names)) != len(self.judge_names):
+            raise ValueError(f"judges: a judge is listed twice ({self.judge_names})")
+        if self.capability_metric is None:
+            self.capability_metric = "capability" if self.suites == "benchmarks" else "task_exact_match"
+        if not isinstance(self.suite_limits, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in self.suite_limits.values()
+        ):
+            raise ValueError(f"suite_limits: expected suite -> a count >= 1, got {self.suite_limits!r}")
+
+    def _check_generation(self) -> None:
+        """Generation budget, backend, dtype, batch sizes and vLLM options."""
+        if (
+            isinstance(self.max_new_tokens, bool)
+            or not isinstance(self.max_new_tokens, int)
+            or self.max_new_tokens < 1
+        ):
+            raise ValueError(f"max_new_tokens: expected a positive integer, got {self.max_new_tokens!r}")
+        from dualselect.evaluation.generation import BACKENDS, DTYPES
+
+        if self.generation_backend not in BACKENDS:
+            raise ValueError(
+                f"generation_backend={self.generation_backend!r}: expected one of {list(BACKENDS)}"
+            )
+        if self.eval_dtype is not None and self.eval_dtype not in DTYPES:
+            raise ValueError(f"eval_dtype={self.eval_dtype!r}: expected one of {sorted(DTYPES)} or null")
+        for key in ("eval_batch_size", "eval_token_budget"):
+            v = getattr(self, key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{key}: expected a positive integer or null, got {v!r}")
+        if not isinstance(self.vllm_options, dict):
+            raise ValueError(
+                f"vllm_options: expected a mapping of vllm.LLM arguments, got {self.vllm_options!r}"
+            )
+        if self.vllm_options and self.generation_backend != "vllm":
+            raise ValueError("vllm_options: only with generation_backend: vllm")
+
+    def _check_tune(self) -> None:
+        """``tune``: resolved from ``auto``, its candidates among the methods, a known criterion."""
+        if self.tune == "auto":
+            auto = all(c in self.methods for c in DEFAULT_TUNE["candidates"])
+            self.tune = dict(DEFAULT_TUNE) if auto else None
+        if self.tune is not None:
+            t = self.tune
+            if not isinstance(t, dict):
+                raise ValueError(f"tune: a mapping, 'auto' or null, got {t!r}")
+            bad = sorted(set(t) - {"name", "candidates", "criterion"})
+            if bad or not t.get("name") or not t.get("candidates"):
+                raise ValueError(f"tune: needs name and candidates (and optional criterion), got {t}")
+            missing = [c for c in t["candidates"] if c not in self.methods]
+            if missing:
+                raise ValueError(f"tune: candidate(s) {missing} are not in methods")
+            if t.get("criterion", TUNE_CRITERIA[0]) not in TUNE_CRITERIA:
+                raise ValueError(f"tune.criterion={t.get('criterion')!r}: expected one of {TUNE_CRITERIA}")
+            if t["name"] in PRESETS:
+                raise ValueError(f"tune.name={t['name']!r} is a method name; choose a new row name")
+
+    @property
+    def on_organism(self) -> bool:
+        return self.model_name_or_path == "organism"
+
+    @property
+    def judge_names(self) -> list[str]:
+        """The judges' registry names, in config order."""
+        return [j if isinstance(j, str) else str(j.get("name")) for j in self.judges or []]
+
+    def metric_reader(self) -> BenchmarkMetrics:
+        """The comparison's metrics on the benchmark set (``suites: benchmarks`` only)."""
+        from dualselect.evaluation.suites import suite_kinds
+        from dualselect.evaluation.suites.metrics import BenchmarkMetrics
+
+        return BenchmarkMetrics(suite_kinds(self.benchmarks or {}), self.judge_names)
+
+    def generation_budgets(self) -> int | dict[str, int]:
+        """``max_new_tokens`` for the harness: one number, or per suite with benchmarks (each
+        entry's own ``max_new_tokens`` where given)."""
+        if not self.benchmarks:
+            return self.max_new_tokens
+        out: dict[str, int] = {"default": self.max_new_tokens}
+        for spec in self.benchmarks.values():
+            for sname in spec.suite_kinds():
+                out[sname] = spec.max_new_tokens or self.max_new_tokens
+        return out
+
+    def instances(self) -> list[int | None]:
+        """Organism seeds, or ``[None]`` for a model that is not the organism."""
+        return list(self.organism_seeds) if self.on_organism else [None]
+
+    def run_dir(self, out: Path, method: str, org: int | None, seed: int) -> Path:
+        base = Path(out) / "runs" / method
+        return (base / f"org{org}" if org is not None else base) / f"seed{seed}"
+
+    @classmethod
+    def from_yaml(cls, path: str | None, quick: bool = False) -> CompareConfig:
+        """The config of a YAML file (``None``: the defaults); ``quick``: the few-minute profile
+        for what the file leaves unset. Every problem is a one-line ValueError naming the file
+        and the key."""
+        data: dict[str, Any] = {}
+        if path:
+            from dualselect.utils import load_yaml_config
+
+            data, _ = load_yaml_config(path)  # duplicate keys, tags, `extends:` handled there
+            known = {f.name for f in dataclasses.fields(cls)}
+            bad = sorted(set(data) - known)
+            if bad:
+                raise ValueError(f"{path}: unknown key(s) {bad}; known: {sorted(known)}")
+        if quick:
+            for k, v in QUICK.items():
+                if k == "training":
+                    data["training"] = {**data.get("training", {}), **v}
+                elif k == "organism_seeds" and data.get("model_name_or_path", "organism") != "organism":
+                    continue  # organism instances: the organism only
+                else:
+                    data.setdefault(k, v)
+        try:
+            return cls(**data)
+        except (ValueError, TypeError) as e:
+            msg = " ".join(str(e).split())
+            raise ValueError(f"{path}: {msg}" if path else msg) from None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CompareConfig:
+        """A config saved by an earlier compare (``compare_config.json``): keys it does not have
+        take their defaults, keys this version no longer knows are errors."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(data) - known)
+        if bad:
+            raise ValueError(f"unknown key(s) {bad}")
+        return cls(**data)
+
+    def identity(self) -> dict[str, Any]:
+        """What a resumed compare must share with the runs on disk: the config without the keys
+        that only change the aggregation (:data:`AGGREGATION_KEYS`), as JSON."""
+        d = json.loads(json.dumps(dataclasses.asdict(self), default=str))
+        return {k: v for k, v in d.items() if k not in AGGREGATION_KEYS}
+
+    def validate(self) -> dict:
+        """Everything that can be checked before the first run trains, as one-line ValueErrors
+        naming the key: the model, the data, the judges (built; the first must be available, the
+        others' availability is returned), the metric names, every method's training config
+        (keys, types, domains, paths) and, with benchmarks, every benchmark file read in full.
+        Returns ``{"skipped_judges": {name: reason}}``."""
+        from dualselect.evaluation.judges import build_judge
+        from dualselect.training.validation import check_data_path, check_model_path
+
+        if not self.on_organism:
+            check_model_path(self.model_name_or_path)
+        if self.generation_backend == "vllm":
+            from dualselect.evaluation.generation import vllm_available
+
+            ok, why = vllm_available()
+            if not ok:
+                raise ValueError(f"generation_backend: {why}")
+        if self.suites == "organism" and not self.on_organism:
+            raise ValueError(
+                f"model_name_or_path={self.model_name_or_path!r} is not the organism: give benchmarks "
+                "(the evaluation sets; see configs/compare_any_model.yaml) or suites: realbase"
+            )
+        for key in ("train_dataset", "reference_dataset"):
+            check_data_path(getattr(self, key), key)
+        if self.suites == "benchmarks":
+            if self.train_dataset is None:
+                raise ValueError(
+                    "train_dataset: required on a model that is not the organism (the task data)"
+                )
+            needs_refs = [m for m in self.methods if resolve_preset(m)[0] != "sft"]
+            if needs_refs and self.reference_dataset is None:
+                raise ValueError(f"reference_dataset: required by {needs_refs} (their safety reference pool)")
+        skipped: dict[str, str] = {}
+        for i, spec in enumerate(self.judges or []):
+            try:
+                judge = build_judge(spec)
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"judges[{i}]: {' '.join(str(e).split())}") from None
+            ok, why = judge.available()
+            if not ok and i == 0:
+                raise ValueError(
+                    f"judges[0]: {judge.name} gives the headline metrics but cannot run here ({why}); "
+                    "list an available judge first"
+                )
+            if not ok:
+                skipped[judge.name] = why
+        if self.suites == "benchmarks":
+            eval_suites(self)  # every benchmark file read in full: a bad record fails here
+            names = self.metric_reader().names()
+            for key in ("safety_metric", "capability_metric"):
+                if getattr(self, key) not in names:
+                    short = [n for n in names if "." not in n]
+                    raise ValueError(
+                        f"{key}={getattr(self, key)!r}: not a metric of these benchmarks and judges; choose "
+                        f"from {short} (the judged ones also as <name>.<judge>, judges {self.judge_names})"
+                    )
+        self._validate_methods()
+        return {"skipped_judges": skipped}
+
+    def _validate_methods(self) -> None:
+        """Every method's training config built as a run will build it (seed and output
+        directory aside): unknown keys in ``training`` / ``method_overrides``, wrong types and
+        values out of their domain are errors naming the method, before anything trains."""
+        from dualselect.training.run import load_config
+
+        if not isinstance(self.training, dict):
+            raise ValueError(f"training: expected a mapping of config keys, got {self.training!r}")
+        if not isinstance(self.method_overrides, dict) or not all(
+            isinstance(v, dict) for v in self.method_overrides.values()
+        ):
+            raise ValueError("method_overrides: expected a mapping of method -> mapping of config keys")
+        bad = sorted(set(self.method_overrides) - set(self.methods))
+        if bad:
+            raise ValueError(f"method_overrides: {bad} not in methods {self.methods}")
+        # On the organism (and a real base) the data paths come from the model once it is built:
+        # every run's config is checked without them, with the organism's training settings.
+        stand_in = self.on_organism or self.suites == "realbase"
+        # (runs differ only in their seed, checked in __post_init__: the first one stands for all)
+        for m in self.methods:
+            model = "stand-in" if stand_in else None
+            trainer_method, overrides = run_overrides(self, m, self.seeds[0], Path("unused"), model=model)
+            overrides.pop("output_dir")
+            try:
+                load_config(trainer_method, overrides=overrides)
+            except ValueError as e:
+                raise ValueError(f"method {m}: {' '.join(str(e).split())}") from None
+
+
+def organism_path(org: int) -> str:
+    """The organism instance ``org`` (built if missing): the default world, training seed ``org``."""
+    from dualselect.organism.artifact import OrganismConfig
+    from dualselect.organism.train import build_organism
+
+    return str(build_organism(cfg=OrganismConfig(seed=org), progress=False))
+
+
+def run_overrides(
+    cfg: CompareConfig,
+    method: str,
+    seed: int,
+    run_dir: Path,
+    org: int | None = None,
+    model: str | None = None,
+) -> tuple[str, dict]:
+    """The trainer method and the full override dict of one run. ``model="stand-in"``: the
+    config as the run will build it, without building the organism or the real base (data paths
+    that come from them are left out), for checking every run's config up front."""
+    trainer_method, overrides = resolve_preset(method)
+    stand_in = model == "stand-in"
+    if stand_in:
+        model = "organism" if cfg.on_organism else cfg.model_name_or_path
+    elif model is None:
+        model = organism_path(org if org is not None else 0) if cfg.on_organism else cfg.model_name_or_path
+    base: dict[str, Any] = {"model_name_or_path": model, "seed": seed, "output_dir": str(run_dir)}
+    if (stand_in and cfg.on_organism) or Path(model, "organism.json").exists():
+        from dualselect.organism.stats import ORGANISM_TRAINING
+
+        base.update(ORGANISM_TRAINING)
+        if not stand_in:
+            base["train_data"] = str(Path(model) / "data" / "redorca_train.jsonl")
+    train_data, reference_data = cfg.train_dataset, cfg.reference_dataset
+    if cfg.suites == "realbase" and not stand_in:  # default data: the real base's task set and pool
+        root = realbase_dir(cfg)
+        train_data = train_data or str(root / "data" / "task_train.jsonl")
+        reference_data = reference_data or str(root / "data" / "references.jsonl")
+    if train_data:
+        base["train_data"] = train_data
+    if reference_data and trainer_method != "sft":
+        base["reference_data"] = reference_data
+    return trainer_method, {**base, **cfg.training, **overrides, **cfg.method_overrides.get(method, {})}
+
+
+def realbase_dir(cfg: CompareConfig) -> Path:
+    """The built real base behind ``model_name_or_path`` (e.g. ``smollm2-135m-safe``)."""
+    from dualselect.evaluation.suites import realbase_root
+    from dualselect.training.model import resolve_model_path
+
+    path = Path(resolve_model_path(cfg.model_name_or_path))
+    root = realbase_root(path)
+    if root is None:
+        raise ValueError(f"suites: realbase needs a real base model (e.g. smollm2-135m-safe); got {path}")
+    return root
+
+
+def eval_suites(cfg: CompareConfig, model: str | None = None) -> dict:
+    """The evaluation suites every run on ``model`` is scored on (same for every seed); ``model``
+    defaults to the first organism instance, or the model behind ``cfg.model_name_or_path`` off
+    the organism."""
+    from dualselect.evaluation.suites import resolve_suites
+
+    if cfg.suites == "realbase":  # the base's suites, whatever name the runs load it by
+        model = str(realbase_dir(cfg))
+    elif model is None:
+        model = organism_path(cfg.instances()[0]) if cfg.on_organism else cfg.model_name_or_path
+    return resolve_suites(cfg.suites, model, benchmarks=cfg.benchmarks, limits=cfg.suite_limits, seed=0)
