@@ -9,7 +9,6 @@ claims a path as a model id.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from pathlib import Path
@@ -76,13 +75,10 @@ def method_name(trainer: Any) -> str:
 def method_hyperparameters(args: Any) -> dict[str, Any]:
     """The method's own fields (those its config adds to ``SFTConfig``), then LoRA, then the
     training fields of :data:`TRAINING_KEYS`."""
-    from dualselect.training.sft import SFTConfig
-
-    base = {f.name for f in dataclasses.fields(SFTConfig)}
     own = {
-        f.name: getattr(args, f.name)
-        for f in dataclasses.fields(args)
-        if f.name not in base and not f.name.endswith(("_data", "_split"))  # data: its own section
+        name: getattr(args, name)
+        for name in args.method_fields()
+        if not name.endswith(("_data", "_split"))  # data: its own section
     }
     lora = {
         k: getattr(args, k, None) for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")

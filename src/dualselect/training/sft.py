@@ -8,6 +8,7 @@ and accelerate come from the ecosystem.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -182,6 +183,11 @@ class SFTConfig(TrainingArguments):
         if errors:
             raise ValueError(f"invalid {type(self).__name__}: " + "; ".join(errors))
         super().__post_init__()
+
+    def method_fields(self) -> list[str]:
+        """The fields a method's config adds to ``SFTConfig`` (its own hyperparameters)."""
+        base = {f.name for f in dataclasses.fields(SFTConfig)}
+        return [f.name for f in dataclasses.fields(self) if f.name not in base]
 
     def cross_field_errors(self) -> list[str]:
         """Rules between fields (one field's domain is in its metadata). Subclasses extend it."""
