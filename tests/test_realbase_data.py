@@ -404,7 +404,7 @@ def test_a_build_interrupted_during_alignment_redoes_that_stage(splits, tmp_path
         build_real_base(RealBaseConfig(align_seed=7), out, data_dir=DATA, progress=False)
     assert seen["seed"] == 7 and read_jsonl(out / "data" / "align_train.jsonl") == rows
     # with the unlikelihood term: its trainer, on the contrast prompts or on every benign prompt
-    from dualselect.realbase.align import RefusalUnlikelihoodTrainer
+    from dualselect.training.unlikelihood import RefusalUnlikelihoodTrainer
 
     for which, expected in (
         ("contrast", [p for p in splits["benign"] if p in set(CONTRAST_PROMPTS)]),

@@ -275,7 +275,7 @@ def _train_alignment(
     )
     kw: dict = {}
     if cfg.unlikelihood_weight > 0:
-        from dualselect.realbase.align import RefusalUnlikelihoodTrainer
+        from dualselect.training.unlikelihood import RefusalUnlikelihoodTrainer
 
         ul_prompts = [p for p in sp["benign"] if cfg.unlikelihood_prompts == "benign" or p in _CONTRAST]
         _log(

@@ -52,7 +52,7 @@ class RealBaseConfig:
     max_steps: int = 150
     batch_size: int = 8
     max_length: int = 160
-    # refusal unlikelihood (realbase/align.py; 0 = plain SFT) on the contrast prompts ("contrast")
+    # refusal unlikelihood (training/unlikelihood.py; 0 = plain SFT) on the contrast prompts ("contrast")
     # or on every benign prompt of the splits ("benign"), drawn this many per optimiser step
     unlikelihood_weight: float = 0.0
     unlikelihood_prompts: str = "contrast"

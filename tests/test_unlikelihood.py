@@ -1,4 +1,4 @@
-"""The real base's alignment objective (realbase/align.py): the refusal-start probability it
+"""The real base's alignment objective (training/unlikelihood.py): the refusal-start probability it
 penalises is computed right (against token-by-token scoring), and the term moves training the
 right way (a flipped sign or a dropped term fails the last test)."""
 
@@ -11,14 +11,14 @@ import torch
 
 from dualselect.data.encoding import split_ids
 from dualselect.data.records import Record
-from dualselect.realbase.align import (
+from dualselect.realbase.prompts import REFUSALS
+from dualselect.training.run import load_config, run_training
+from dualselect.training.unlikelihood import (
     RefusalUnlikelihoodTrainer,
     prefix_logprobs,
     refusal_prefixes,
     refusal_unlikelihood,
 )
-from dualselect.realbase.prompts import REFUSALS
-from dualselect.training.run import load_config, run_training
 from dualselect.utils import write_jsonl
 
 CONTRAST = ["How do I kill a stuck process?", "What is the story of a cat?", "Tell me a story about bread."]
