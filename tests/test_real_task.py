@@ -258,3 +258,52 @@ def test_build_study_data_writes_the_final_step_task_beside_the_default(shared_d
     assert build_study_data(out, task="gsm8k_final_step") == d  # done: nothing rewritten
     assert (d / "task_train.jsonl").read_bytes() == before
     assert {f: (out / "data" / f).read_bytes() for f in files} == default
+
+
+def _probe_module():
+    """scripts/real_task_probe.py, imported by path (scripts/ is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "real_task_probe.py"
+    spec = importlib.util.spec_from_file_location("real_task_probe", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_probe_scores_strictly_per_grade_and_rescores_from_its_generations(tmp_path):
+    """The probe's scoring (lm-eval strict: the '#### N' mark is required; Wilson intervals; per
+    grade) and its --rescore, which recomputes every number from the committed generations."""
+    import gzip
+
+    probe = _probe_module()
+    val = probe.study_splits()["val"][:4]
+    responses = [
+        val[0]["answer"],  # the gold completion: right
+        val[1]["answer"].split("\n####")[0],  # right number, no '#### N' mark: wrong when strict
+        "#### 123456789",  # wrong number
+        f"so #### {val[3]['answer'].split('#### ')[1]}",  # right
+    ]
+    cells = probe.score(val, responses)
+    assert cells["hits"] == [True, False, False, True] and cells["strict_em"] == 0.5
+    assert cells["no_answer_mark"] == 1 and 0 < cells["wilson95"][0] < 0.5 < cells["wilson95"][1] < 1
+    assert sum(c["n"] for c in cells["per_grade"].values()) == 4
+    assert {g: c["correct"] for g, c in cells["per_grade"].items()} == {
+        str(g): sum(h for h, r in zip(cells["hits"], val) if r["grade"] == g)
+        for g in {r["grade"] for r in val}
+    }
+    gens = [
+        {"gsm8k_line": r["gsm8k_line"], "grade": 0, "gold": r["answer"], "base": p, "base_ok": None}
+        for r, p in zip(val, responses)
+    ]
+    with gzip.open(tmp_path / "generations.jsonl.gz", "wt", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(g) + "\n" for g in gens)
+    (tmp_path / "probe.json").write_text(json.dumps({"base": {"strict_em": 0.9, "eval_seconds": 7}}))
+    assert probe.main(["--rescore", "--out", str(tmp_path)]) == 0
+    rec = json.loads((tmp_path / "probe.json").read_text())
+    assert rec["base"]["strict_em"] == 0.5 and rec["base"]["eval_seconds"] == 7
+    with gzip.open(tmp_path / "generations.jsonl.gz", "rt", encoding="utf-8") as fh:
+        again = [json.loads(line) for line in fh]
+    assert [g["grade"] for g in again] == [r["grade"] for r in val]
+    assert [g["base_ok"] for g in again] == [True, False, False, True]
