@@ -76,3 +76,33 @@ def test_the_three_base_recipes(shared_data):
     for k in range(3):  # each file is a complete recipe (every field set), like the shipped one
         data = read_yaml(ROOT / "configs" / f"real_study_base_{k}.yaml")
         assert set(data) == set(read_yaml(default_recipe()))
+
+
+def test_the_per_base_configs_point_at_each_builds_model_and_study_task(shared_data, tmp_path):
+    """scripts/real_study_configs.py: one config per base build (and its seeds-3-4 twin), the
+    committed study config extended with the build's model/ and its final-step attack set."""
+    import importlib.util
+
+    from dualselect.realbase.recipe import realbase_dir
+
+    spec = importlib.util.spec_from_file_location(
+        "real_study_configs", ROOT / "scripts" / "real_study_configs.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    paths = mod.write_configs(tmp_path, str(shared_data))
+    assert [p.name for p in paths] == [
+        f"real_study_base{k}{s}.yaml" for k in range(3) for s in ("", "_seeds34")
+    ]
+    study = dataclasses.asdict(CompareConfig.from_yaml(str(STUDY)))
+    models = set()
+    for k in range(3):
+        base = realbase_dir(_recipe(ROOT / "configs" / f"real_study_base_{k}.yaml"), shared_data)
+        cfg = dataclasses.asdict(CompareConfig.from_yaml(str(tmp_path / f"real_study_base{k}.yaml")))
+        assert cfg["model_name_or_path"] == str(base / "model")
+        assert cfg["train_dataset"] == str(base / "data" / "gsm8k_final_step" / "task_train.jsonl")
+        assert {key for key in cfg if cfg[key] != study[key]} == {"model_name_or_path", "train_dataset"}
+        twin = CompareConfig.from_yaml(str(tmp_path / f"real_study_base{k}_seeds34.yaml"))
+        assert twin.seeds == [3, 4] and twin.model_name_or_path == cfg["model_name_or_path"]
+        models.add(cfg["model_name_or_path"])
+    assert len(models) == 3
