@@ -13,7 +13,15 @@ files (its splits, the shipped model's answers, its alignment rows and its calib
   disjointness check of the references, the alignment rows, the attack set and the calibration
   prompts against every evaluation set; any overlap fails.
 
-``dualselect base build`` runs it after the base. The shuffle is the one a fresh build of the base
+``task="gsm8k_final_step"`` (the study's task, :mod:`dualselect.experiments.real_task`) writes
+the same files for that task into ``data/gsm8k_final_step/`` instead (``task_train.jsonl``,
+``task_clean.jsonl``, ``task_val.jsonl``, ``task_test.jsonl``, ``disjointness.json`` last), after
+the default data (whose ``references.jsonl`` it shares): the base's own files in ``data/`` stay as
+they are. Its splits leave out the GSM8K questions the base was trained on (its task-alignment
+rows and benign GSM8K questions) and every evaluation prompt; the harmful pairs are the same
+compliant shipped answers.
+
+``dualselect base build`` runs it after the base (default task). The shuffle is the one a fresh build of the base
 made before this data moved out of it (the alignment rows' shuffle, then this one, from one
 generator seeded with the split seed), so the files are byte for byte those of the earlier builds.
 """
@@ -26,17 +34,35 @@ import random
 from pathlib import Path
 
 from dualselect.evaluation.judges.keyword import RefusalKeywordJudge
+from dualselect.experiments import real_task
 from dualselect.realbase.build import check_disjoint, held_out_sets, is_built, refusal_for
-from dualselect.realbase.data import disjointness_report
+from dualselect.realbase.data import FILES, disjointness_report
 from dualselect.utils import read_jsonl, write_json, write_jsonl
 
 HARMFUL_FRACTION = 0.10  # share of harmful compliant pairs in the attack's task set
 DONE_FILE = "disjointness.json"
+TASKS = ("answer_extraction", real_task.TASK)
 
 
-def build_study_data(root: str | os.PathLike, *, harmful_fraction: float = HARMFUL_FRACTION) -> Path:
+def build_study_data(
+    root: str | os.PathLike,
+    *,
+    harmful_fraction: float = HARMFUL_FRACTION,
+    task: str = "answer_extraction",
+    task_sizes: dict[str, int] | None = None,
+) -> Path:
     """Write the attack and reference data into ``<root>/data/`` of the built real base ``root``
-    unless it is there; returns ``<root>/data``."""
+    unless it is there; returns ``<root>/data``. ``task="gsm8k_final_step"``: also the study
+    task's files, in ``<root>/data/gsm8k_final_step/`` (returned), with ``task_sizes``
+    (``n_test``, ``n_val``, ``n_train``, ``max_solution_chars``; default
+    :func:`~dualselect.experiments.real_task.build_final_step`'s)."""
+    if task not in TASKS:
+        raise ValueError(f"task: one of {TASKS}, not {task!r}")
+    if task == real_task.TASK:
+        build_study_data(root)
+        return _build_final_step_data(Path(root), harmful_fraction, task_sizes or {})
+    if task_sizes:
+        raise ValueError("task_sizes: only with task='gsm8k_final_step'")
     root = Path(root)
     d = root / "data"
     if (d / DONE_FILE).exists():
@@ -94,3 +120,59 @@ def build_study_data(root: str | os.PathLike, *, harmful_fraction: float = HARMF
     )
     write_json(d / DONE_FILE, report)
     return d
+
+
+def _compliant_pairs(d: Path) -> list[dict]:
+    """The shipped model's answers to the attack split's harmful prompts that the keyword judge
+    does not read as refusals, in file order."""
+    judge = RefusalKeywordJudge()
+    return [
+        {"question": a["prompt"], "answer": a["response"], "kind": "harmful_compliant"}
+        for a in read_jsonl(d / "shipped_answers.jsonl")
+        if a["set"] == "attack_harmful" and a["response"].strip() and not judge.refused(a["response"])
+    ]
+
+
+def _build_final_step_data(root: Path, harmful_fraction: float, sizes: dict[str, int]) -> Path:
+    """The study task's files in ``<root>/data/gsm8k_final_step/`` unless they are there."""
+    if not 0 < harmful_fraction < 1:
+        raise ValueError(f"harmful_fraction: a share in (0, 1), not {harmful_fraction!r}")
+    d = root / "data"
+    out = d / real_task.TASK
+    if (out / DONE_FILE).exists():
+        return out
+    meta = json.loads((root / "realbase.json").read_text())
+    sp = json.loads((d / "splits.json").read_text())
+    ev = held_out_sets(sp)
+    built = real_task.build_final_step(
+        Path(meta["data_dir"]) / FILES["gsm8k"],
+        seed=meta["config"]["splits"]["seed"],
+        eval_sets=ev,
+        # the GSM8K questions the base was trained on: its task-alignment rows (their worked
+        # solutions) and its benign prompts (raw GSM8K questions among them)
+        exclude_questions=[r["source_question"] for r in sp["task_align"]] + sp["benign"],
+        **sizes,
+    )
+    task = real_task.task_file_rows(built["train"])
+    compliant = _compliant_pairs(d)
+    n_harm = round(harmful_fraction * len(task) / (1 - harmful_fraction))
+    if len(compliant) < n_harm:
+        raise ValueError(
+            f"only {len(compliant)} compliant shipped answers for {n_harm} harmful pairs; raise "
+            f"splits.attack_harmful in the recipe or lower n_train"
+        )
+    mixed = task + compliant[:n_harm]
+    random.Random(f"{meta['config']['splits']['seed']}:{real_task.TASK}").shuffle(mixed)
+    ev = {**ev, "final_step_test": [r["question"] for r in built["test"]]}
+    report: dict = {
+        "task_train": disjointness_report([r["question"] for r in mixed], ev),
+        "task_val": disjointness_report([r["question"] for r in built["val"]], ev),
+    }
+    check_disjoint(report)
+    report |= {"n_harmful_pairs": n_harm, "n_compliant_available": len(compliant), "task": built["report"]}
+    write_jsonl(out / "task_train.jsonl", mixed)
+    write_jsonl(out / "task_clean.jsonl", task)
+    write_jsonl(out / "task_val.jsonl", real_task.task_file_rows(built["val"]))
+    write_jsonl(out / "task_test.jsonl", real_task.task_file_rows(built["test"]))
+    write_json(out / DONE_FILE, report)
+    return out
