@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dualselect.evaluation.suites.tables import SUITE_SETS
 from dualselect.training.presets import PRESETS, resolve_preset
 
 if TYPE_CHECKING:  # torch-free import: config errors and --help stay fast
@@ -43,7 +44,7 @@ DEFAULT_TUNE = {
 }
 # val_refusal_capability_helpfulness: the two-sided extension's criterion, over-refusal counted too
 TUNE_CRITERIA = ("val_refusal_plus_capability", "val_refusal_capability_helpfulness")
-SUITES = ("organism", "realbase", "benchmarks")  # dualselect.evaluation.suites.SUITE_SETS
+SUITES = tuple(SUITE_SETS)  # the suite sets a compare may name
 # keys that only change how finished runs are aggregated: a compare may resume with other values
 AGGREGATION_KEYS = ("safety_metric", "capability_metric", "matched_capability_within")
 QUICK = {
