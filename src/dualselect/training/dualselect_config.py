@@ -140,6 +140,17 @@ class DualSelectConfig(SFTConfig):
             "re-drawn each refresh; the release took the first N: pitfall 3)."
         },
     )
+    refresh_prefilter: int | None = field(
+        default=None,
+        metadata={
+            "help": "Two-stage refresh (None: the exact refresh, every scored reference gets a "
+            "per-sample gradient): a forward-only pass gives every scored reference its loss l_i; "
+            "only the M references with the highest l_i get per-sample gradients, the conflict "
+            "c_i and the score s_i; K is chosen among them. A reference outside the top-M by "
+            "loss is never selected. Needs mu_ref > 0 and M >= K (e.g. 4 K); >= 1 "
+            "(docs/method.md, refresh options)."
+        },
+    )
     engine: str = field(
         default="fast",
         metadata={"help": "'fast' (one batched pass, hooks) or 'oracle' (per-example loop of the release)."},
@@ -245,6 +256,20 @@ class DualSelectConfig(SFTConfig):
                 errors.append(f"{name}={getattr(self, name)}: must be > 0")
         if self.selection_warmup_steps < 1:
             errors.append("selection_warmup_steps must be >= 1 (u is the sum of the warm-up gradients)")
+        if self.refresh_prefilter is not None:
+            if not self.mu_ref > 0:
+                errors.append(
+                    f"refresh_prefilter={self.refresh_prefilter} needs mu_ref > 0 (got {self.mu_ref}): "
+                    "the prefilter ranks by the loss term, which mu_ref=0 removes from the score"
+                )
+            if self.k_ref is not None and self.k_ref_fraction is None and self.refresh_prefilter < self.k_ref:
+                errors.append(
+                    f"refresh_prefilter={self.refresh_prefilter} < k_ref={self.k_ref}: must be >= K"
+                )
+            if self.ref_selector != "score":
+                errors.append(
+                    f"refresh_prefilter applies to ref_selector='score' only (got {self.ref_selector!r})"
+                )
         if self.score_batch_size < 1:
             errors.append(f"score_batch_size={self.score_batch_size}: must be >= 1")
         if self.reference_pools is not None:

@@ -30,6 +30,7 @@ from dualselect.gradients import (
     flat_grad,
     make_engine,
     num_trainable,
+    pool_losses,
     score_pool,
     trainable_parameters,
 )
@@ -37,6 +38,8 @@ from dualselect.gradients.flat import split_flat
 from dualselect.selection import (
     Selection,
     correct,
+    prefilter_by_loss,
+    prefilter_is_exact,
     reference_scores,
     resolve_k,
     select_by_token_budget,
@@ -393,16 +396,35 @@ class DualSelectTrainer(SFTTrainer):
         if cfg.ref_pool_cap is not None and cfg.ref_pool_cap < pool:
             subset = sorted(torch.randperm(pool, generator=g)[: cfg.ref_pool_cap].tolist())
         rank, world = rank_world()
+        k_req = self._requested_k(k_pool)
+        k = resolve_k(k_req, cfg.k_ref_fraction if k_req is None else None, len(subset))
+        m = cfg.refresh_prefilter
+        prefilter: dict | None = None
+        candidates = subset
+        if m is not None and cfg.ref_selector == "score" and m < len(subset):
+            # two-stage refresh: forward-only losses of the whole (capped) pool, then per-sample
+            # gradients for the top-M by (signed) loss only (docs/method.md, refresh options)
+            if m < k:
+                raise ValueError(f"refresh_prefilter={m} < K={k} references to select: must be >= K")
+            with self.compute_loss_context_manager():
+                part = pool_losses(core, self._pool_batches(subset[rank::world], g, ds), self.engine_slack())
+            _, all_idx = gather_cat(part.indices)
+            _, all_loss = gather_cat(part.losses)
+            order = torch.sort(all_idx, stable=True).indices  # pool order
+            all_idx, all_loss = all_idx[order], all_loss[order]
+            cand_pos = prefilter_by_loss(sign * all_loss, m, cfg.mu_ref)
+            candidates = all_idx[cand_pos].tolist()
+            outside = torch.ones(all_idx.numel(), dtype=torch.bool)
+            outside[cand_pos] = False
+            prefilter = {"m": m, "all_losses": all_loss, "outside_losses": sign * all_loss[outside]}
         with self.compute_loss_context_manager():  # scoring under the training autocast
             # several processes: each scores every world-th reference, then all gather
-            scores = score_pool(self.engine, core, self._pool_batches(subset[rank::world], g, ds), u)
+            scores = score_pool(self.engine, core, self._pool_batches(candidates[rank::world], g, ds), u)
         scores = gathered_pool_scores(scores)  # in pool order: independent of the batching
         if sign == 1.0:
             s = reference_scores(scores.losses, scores.cos, cfg.mu_ref, cfg.nu)
         else:  # the objective is -l_i, its gradient -g_i: conflict is -cos(-g_i, u)
             s = reference_scores(-scores.losses, -scores.cos, cfg.mu_ref, cfg.nu)
-        k_req = self._requested_k(k_pool)
-        k = resolve_k(k_req, cfg.k_ref_fraction if k_req is None else None, len(subset))
         if cfg.ref_selector == "score":
             sel = select_top(s, mode=cfg.ref_mode, k=k, tau=cfg.tau_ref, largest=True)
         else:
@@ -437,7 +459,22 @@ class DualSelectTrainer(SFTTrainer):
                 "mean_pool_cos_u": float(scores.cos.mean()),
             },
         }
+        if prefilter is not None:
+            # mean_pool_* above are over the M candidates; the forward pass gives every l_i
+            row["prefilter"] = prefilter["m"]
+            row["summary"]["mean_pool_loss"] = float(prefilter["all_losses"].mean())
+            row["summary"]["mean_candidate_loss"] = float(scores.losses.mean())
+            row["summary"]["mean_pool_cos_u"] = None  # not computed outside the candidates
+            row["summary"]["mean_candidate_cos_u"] = float(scores.cos.mean())
+            row["summary"]["prefilter_exact"] = prefilter_is_exact(
+                s[sel.indices], prefilter["outside_losses"], cfg.mu_ref, cfg.nu
+            )
         return r_p, row
+
+    def engine_slack(self) -> float | None:
+        """The fast engine's length-bucket slack (the forward-only pass buckets rows the same way,
+        so its losses are the scoring pass's); None for the oracle, which runs unpadded rows."""
+        return getattr(self.engine, "bucket_slack", 0.0)
 
     def _requested_k(self, k_pool: int | None) -> int | None:
         """K asked of a pool before clipping to what it scores: its own K, else ``k_ref``; None

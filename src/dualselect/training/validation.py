@@ -72,6 +72,7 @@ DOMAINS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "refresh_steps": (_ge1, ">= 1"),
     "refresh_angle": (lambda v: 0 < v <= 180, "in (0, 180] degrees"),
     "ref_pool_cap": (_ge1, ">= 1"),
+    "refresh_prefilter": (_ge1, ">= 1 (M, candidates given per-sample gradients)"),
     "score_batch_size": (_ge1, ">= 1"),
     # baselines
     "alignment_steps": (_ge0, ">= 0"),
