@@ -19,9 +19,10 @@ Sizes:
   built, else the converted shipped model ``smollm2-135m`` (GGUF import); the real base's attack
   task (GSM8K answer extraction + 10% harmful pairs if built, else the task alone) and its refusal
   references (120); a short run (default 8 steps: W 3, one refresh, 5 selection steps).
-* ``smollm2_epoch``: the same model and references, the first 160 task samples, ONE full release
-  epoch (20 steps: W 10, one refresh, 10 selection steps), measured end to end, not projected
-  (not in the default ``--sizes``: ~15 min per round on a loaded 2-core CPU).
+* ``smollm2_epoch``: the same model and references, the first 96 task samples, ONE full release
+  epoch (12 steps: W 10, one refresh, 2 selection steps), measured end to end, not projected
+  (not in the default ``--sizes``; sized to run within half an hour on a loaded 2-core CPU; no
+  memory probe by default).
 
 Methods: ``sft``, ``sft_full_logits`` (SFT with logits at every position, HF's default path: the
 variant without the loss optimisation every trainer now shares), ``dualselect`` (release preset:
@@ -73,10 +74,10 @@ SIZE_DEFAULTS = {
     "organism": {"reps": 3, "pools": [1000, 4000], "prefilter": 128},
     "wide": {"reps": 2, "pools": [128, 512], "prefilter": 128},
     "smollm2": {"reps": 1, "pools": [32, 128], "prefilter": 64},
-    "smollm2_epoch": {"reps": 1, "pools": [64, 128], "prefilter": 64},
+    "smollm2_epoch": {"reps": 1, "pools": [], "prefilter": 64},
 }
 # smollm2_epoch: task samples of its one full release epoch (W 10, one refresh, then selection)
-SMOLLM2_EPOCH_TASK = 160
+SMOLLM2_EPOCH_TASK = 96
 
 
 # ----------------------------------------------------------------------------- set-up per size

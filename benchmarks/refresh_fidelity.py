@@ -313,6 +313,10 @@ def _organism_dir() -> Path:
 # ----------------------------------------------------------------------------- report
 
 
+def _f(v: float | None, spec: str = ".3f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
 def table(res: dict) -> str:
     lines = []
     for size, r in res.get("per_refresh", {}).items():
@@ -328,14 +332,17 @@ def table(res: dict) -> str:
                 sp = p["spearman_exact_topk_scores"]
                 lines.append(
                     f"| {e['step']} | {m} | {e['k']} | {e['pool']} | {p['jaccard_topk']:.3f} | "
-                    f"{p['exact_topk_in_candidates']:.3f} | {e['spearman_score_vs_loss']:.3f} | "
+                    f"{p['exact_topk_in_candidates']:.3f} | {_f(e['spearman_score_vs_loss'])} | "
                     f"{'-' if sp is None else format(sp, '.3f')} | {p['cos_r']:.4f} | "
                     f"{ {True: 'yes', False: 'no', None: '-'}[p['certified_exact']] } | {e['exact_s']:.2f} | {p['wall_s']:.2f} "
                     f"({p['forward_only_s']:.2f} / {p['gradient_stage_s']:.2f} / {p['rest_s']:.2f}) | "
                     f"{e['exact_refs_per_s']:.1f} / {p['refs_per_s']:.1f} | {p['speedup_vs_exact']:.2f}x |"
                 )
+        if r.get("note"):
+            lines.append(f"\n{r['note']}")
         lines.append(
-            f"\nLoad average (1 min) {r['loadavg_before'][0]:.1f} before, {r['loadavg_after'][0]:.1f} "
+            f"\nLoad average (1 min) {_f(r['loadavg_before'][0], '.1f')} before, "
+            f"{_f(r['loadavg_after'][0], '.1f')} "
             "after: the machine was shared; times are from one run (ratios within one refresh are "
             "the comparable numbers)."
         )
