@@ -150,3 +150,12 @@ def test_refresh_prefilter_config_validation():
         load_config("dualselect", overrides={"refresh_prefilter": 64, "ref_selector": "random"})
     assert load_config("dualselect").refresh_prefilter is None  # the exact refresh is the default
     assert load_config("dualselect", overrides={"refresh_prefilter": 128}).refresh_prefilter == 128
+
+
+def test_prefilter_below_a_fractional_k_is_refused_at_the_refresh(organism_dir, tmp_path):
+    # K = ceil(0.5 * 40) = 20 is known only at the refresh: M = 12 < K is refused there
+    cfg = _cfg(
+        organism_dir, tmp_path / "f", k_ref=None, k_ref_fraction=0.5, refresh_prefilter=12, max_steps=4
+    )
+    with pytest.raises(ValueError, match="refresh_prefilter=12 < K=20"):
+        run_training("dualselect", cfg)

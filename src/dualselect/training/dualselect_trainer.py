@@ -473,7 +473,8 @@ class DualSelectTrainer(SFTTrainer):
 
     def engine_slack(self) -> float | None:
         """The fast engine's length-bucket slack (the forward-only pass buckets rows the same way,
-        so its losses are the scoring pass's); None for the oracle, which runs unpadded rows."""
+        so its losses are the scoring pass's); 0 for the oracle, which runs unpadded rows (slack 0
+        groups rows of equal length only: no padding either)."""
         return getattr(self.engine, "bucket_slack", 0.0)
 
     def _requested_k(self, k_pool: int | None) -> int | None:
