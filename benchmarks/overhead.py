@@ -19,14 +19,21 @@ Sizes:
   built, else the converted shipped model ``smollm2-135m`` (GGUF import); the real base's attack
   task (GSM8K answer extraction + 10% harmful pairs if built, else the task alone) and its refusal
   references (120); a short run (default 8 steps: W 3, one refresh, 5 selection steps).
+* ``smollm2_epoch``: the same model and references, the first 96 task samples, ONE full release
+  epoch (12 steps: W 10, one refresh, 2 selection steps), measured end to end, not projected
+  (not in the default ``--sizes``; sized to run within half an hour on a loaded 2-core CPU; no
+  memory probe by default).
 
 Methods: ``sft``, ``sft_full_logits`` (SFT with logits at every position, HF's default path: the
 variant without the loss optimisation every trainer now shares), ``dualselect`` (release preset:
 hard/hard, K_ref 32, K_task 4/8, eta 0.2, W 10, refresh per epoch, whole pool scored),
-``dualselect_oracle`` (the same with ``engine: oracle``), ``kl``, ``lisa``.
+``dualselect_prefilter`` (the same with the two-stage refresh, ``refresh_prefilter: M``, M per
+size in ``SIZE_DEFAULTS``), ``dualselect_oracle`` (the same with ``engine: oracle``), ``kl``, ``lisa``.
 
-Also ``--pools``: refresh peak RSS when scoring pools of 1k / 4k references (the pool cycled),
-each in a fresh process; scoring through ``score_pool`` as a refresh does.
+Also ``--pools``: refresh peak RSS and references/s when scoring pools of 1k / 4k references (the
+pool cycled), each in a fresh process; scoring through ``score_pool`` as a refresh does, and, when
+``dualselect_prefilter`` is timed, the two-stage refresh (``pool_losses`` over the pool, then
+``score_pool`` over the M highest losses) on the same pools.
 
 Output: ``<out>/runs/<size>/<method>-rep<k>.json`` per run (a rerun skips runs already there;
 ``--fresh`` redoes them), ``<out>/overhead.json`` (schema: docs/benchmarks.md) and
@@ -52,20 +59,25 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SIZES = ("organism", "wide", "smollm2")
-METHODS = ("sft", "sft_full_logits", "dualselect", "dualselect_oracle", "kl", "lisa")
+SIZES = ("organism", "wide", "smollm2", "smollm2_epoch")
+METHODS = ("sft", "sft_full_logits", "dualselect", "dualselect_prefilter", "dualselect_oracle", "kl", "lisa")
 SCHEMA_VERSION = 1
 # the performance targets (docs/benchmarks.md)
 TARGET_DS_OVER_SFT = 1.15
 TARGET_FAST_OVER_ORACLE = 1.5
 TARGET_POOL_PEAK_RATIO = 1.10  # "flat": the largest pool's peak within 10% of the smallest's
+TARGET_REFRESH_SPEEDUP = 3.0  # refresh references/s of the cheaper refresh over the exact one
 # Per size: rounds, and reference-pool sizes of the refresh memory probe. --reps / --pools override.
 # (A 4k-reference probe of SmolLM2 takes over an hour on a loaded 2-core CPU.)
+# "prefilter": M of ``dualselect_prefilter`` (the release preset with ``refresh_prefilter: M``; K_ref 32).
 SIZE_DEFAULTS = {
-    "organism": {"reps": 3, "pools": [1000, 4000]},
-    "wide": {"reps": 2, "pools": [128, 512]},
-    "smollm2": {"reps": 1, "pools": [32, 128]},
+    "organism": {"reps": 3, "pools": [1000, 4000], "prefilter": 128},
+    "wide": {"reps": 2, "pools": [128, 512], "prefilter": 128},
+    "smollm2": {"reps": 1, "pools": [32, 128], "prefilter": 64},
+    "smollm2_epoch": {"reps": 1, "pools": [], "prefilter": 64},
 }
+# smollm2_epoch: task samples of its one full release epoch (W 10, one refresh, then selection)
+SMOLLM2_EPOCH_TASK = 96
 
 
 # ----------------------------------------------------------------------------- set-up per size
@@ -169,6 +181,28 @@ def setup(size: str, work: Path, seed: int = 0) -> dict:
             "describe": "random Llama (hidden 384, 4 layers, vocab 4096), 448 task samples of 128-256 "
             "random tokens, 336 references of 32-96, 24 steps (W 10, one refresh)",
         }
+    if size == "smollm2_epoch":
+        from dualselect.utils import read_jsonl, write_jsonl
+
+        path, task, refs, describe = _smollm2_data(work / "smollm2_data")
+        small = work / "smollm2_data" / f"task_train_{SMOLLM2_EPOCH_TASK}.jsonl"
+        write_jsonl(small, read_jsonl(task)[:SMOLLM2_EPOCH_TASK])
+        _, tok = load_model_and_tokenizer(path)
+        return {
+            "model": lambda: load_model_and_tokenizer(path)[0],
+            "tokenizer": tok,
+            "task": str(small),
+            "references": refs,
+            # one full release epoch: W 10 (the release's), one refresh, every remaining step selected
+            "overrides": {
+                "num_train_epochs": 1,
+                "learning_rate": 2e-4,
+                "max_length": 256,
+                "truncation": "skip",
+            },
+            "describe": describe + f", first {SMOLLM2_EPOCH_TASK} task samples, one epoch "
+            "(W 10, one refresh)",
+        }
     if size == "smollm2":
         path, task, refs, describe = _smollm2_data(work / "smollm2_data")
         _, tok = load_model_and_tokenizer(path)
@@ -192,10 +226,13 @@ def setup(size: str, work: Path, seed: int = 0) -> dict:
     raise ValueError(f"unknown size {size!r}; expected one of {SIZES}")
 
 
-def method_overrides(method: str) -> tuple[str, dict]:
-    """(trainer name, config overrides) of a benchmark method."""
+def method_overrides(method: str, size: str | None = None) -> tuple[str, dict]:
+    """(trainer name, config overrides) of a benchmark method (``dualselect_prefilter``: M per size)."""
     from dualselect.training.presets import resolve_preset
 
+    if method == "dualselect_prefilter":
+        trainer, over = resolve_preset("dualselect")
+        return trainer, {**over, "refresh_prefilter": SIZE_DEFAULTS[size or "organism"]["prefilter"]}
     if method == "sft_full_logits":
         return "sft", {"logits_at_targets_only": False}
     if method == "dualselect_oracle":
@@ -243,7 +280,7 @@ def run_one(size: str, method: str, steps: int | None, work: Path, threads: int)
 
     torch.set_num_threads(threads)
     s = setup(size, work)
-    trainer_name, over = method_overrides(method)
+    trainer_name, over = method_overrides(method, size)
     overrides = {
         **s["overrides"],
         **over,
@@ -304,14 +341,17 @@ def run_one(size: str, method: str, steps: int | None, work: Path, threads: int)
     }
 
 
-def refresh_memory(size: str, n_refs: int, work: Path, threads: int) -> dict:
+def refresh_memory(size: str, n_refs: int, work: Path, threads: int, prefilter: int | None = None) -> dict:
     """Peak RSS while ``score_pool`` scores ``n_refs`` references (the size's pool, cycled longest
-    first), batched and length-bucketed as a refresh does (score_batch_size 16)."""
+    first), batched and length-bucketed as a refresh does (score_batch_size 16). ``prefilter`` M:
+    the two-stage refresh instead (``pool_losses`` over all, then ``score_pool`` over the M
+    highest losses)."""
     import torch
 
     from dualselect.data.encoding import collate, encode_records, length_bucketed_order
     from dualselect.data.records import load_records
-    from dualselect.gradients import make_engine, num_trainable, score_pool
+    from dualselect.gradients import make_engine, num_trainable, pool_losses, score_pool
+    from dualselect.selection import prefilter_by_loss
     from dualselect.training.lora import apply_lora
 
     torch.set_num_threads(threads)
@@ -330,7 +370,7 @@ def refresh_memory(size: str, n_refs: int, work: Path, threads: int) -> dict:
     order = length_bucketed_order([len(e["input_ids"]) for e in pool], 16, seed=0)
     trace: list[list[float]] = []  # [batches scored, tokens of the widest batch so far, RSS MB]
 
-    def batches():
+    def batches(order=order):
         widest = 0
         for i, o in enumerate(order):
             if i % 16 == 0:
@@ -345,14 +385,22 @@ def refresh_memory(size: str, n_refs: int, work: Path, threads: int) -> dict:
     reset = _reset_peak()
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    scores = score_pool(engine, model, batches(), u)
+    if prefilter is None:
+        scores = score_pool(engine, model, batches(), u)
+    else:
+        first = pool_losses(model, batches(), bucket_slack=0.25)
+        keep = set(first.indices[prefilter_by_loss(first.losses, prefilter, 1.0)].tolist())
+        cand = [o for o in ([j for j in b if j in keep] for b in order) if o]
+        scores = score_pool(engine, model, batches(cand), u)
     seconds = time.perf_counter() - t0
     return {
         "size": size,
         "pool": n_refs,
-        "scored": len(scores),
+        "prefilter": prefilter,
+        "scored": n_refs,
+        "gradients": len(scores),
         "seconds": seconds,
-        "refs_per_s": len(scores) / seconds,
+        "refs_per_s": n_refs / seconds,
         "peak_rss_mb": _vmhwm_mb(),
         "rss_before_mb": rss_before,
         "peak_reset": reset,
@@ -394,7 +442,7 @@ def run_job(job: dict) -> dict:
     work = Path(job["work"])
     if job["kind"] == "train":
         return run_one(job["size"], job["method"], job["steps"], work, job["threads"])
-    return refresh_memory(job["size"], job["pool"], work, job["threads"])
+    return refresh_memory(job["size"], job["pool"], work, job["threads"], job.get("prefilter"))
 
 
 def _median(xs: list[float]) -> float | None:
@@ -407,7 +455,9 @@ def _phase_median(run: dict, phase: str) -> float | None:
     return p["median_s"] if p else None
 
 
-def summarise(size: str, runs: dict[str, list[dict]], mem: list[dict]) -> dict:
+def summarise(
+    size: str, runs: dict[str, list[dict]], mem: list[dict], mem_pre: list[dict] | None = None
+) -> dict:
     """Per method: medians over rounds, ratios to SFT paired within each round, targets."""
     methods = {}
     sft = runs.get("sft", [])
@@ -447,6 +497,7 @@ def summarise(size: str, runs: dict[str, list[dict]], mem: list[dict]) -> dict:
     out["noise_same_step_ratio"] = warm / plain if warm and plain else None
     out["epoch_projection"] = epoch_projection(runs)
     out["refresh_memory"] = mem
+    out["refresh_memory_prefilter"] = mem_pre or []
     out["targets"] = targets(size, out)
     return out
 
@@ -465,7 +516,7 @@ def epoch_projection(runs: dict[str, list[dict]]) -> dict | None:
     w = DualSelectConfig.__dataclass_fields__["selection_warmup_steps"].default
     out = {"steps_per_epoch": n, "warmup_steps": w}
     sft_step = _median([_phase_median(r, "plain") for r in runs["sft"]])
-    for method in ("dualselect", "dualselect_oracle"):
+    for method in ("dualselect", "dualselect_prefilter", "dualselect_oracle"):
         if method not in runs:
             continue
         rs = runs[method]
@@ -512,13 +563,31 @@ def targets(size: str, s: dict) -> dict:
             "value": v,
             "met": v >= TARGET_FAST_OVER_ORACLE,
         }
-    mem = s.get("refresh_memory") or []
-    if len(mem) >= 2:
-        v = mem[-1]["peak_rss_mb"] / mem[0]["peak_rss_mb"]
-        out["refresh_peak_flat_in_pool"] = {
-            "target": f"peak({mem[-1]['pool']}) / peak({mem[0]['pool']}) <= {TARGET_POOL_PEAK_RATIO}",
+    if "dualselect_prefilter" in m and "sft" in m:
+        v = m["dualselect_prefilter"]["ratio_to_sft_median"]
+        out["dualselect_prefilter_over_sft_end_to_end"] = {
+            "target": f"<= {TARGET_DS_OVER_SFT}",
             "value": v,
-            "met": v <= TARGET_POOL_PEAK_RATIO,
+            "met": v is not None and v <= TARGET_DS_OVER_SFT,
+        }
+    for key, mem in (
+        ("", s.get("refresh_memory") or []),
+        ("_prefilter", s.get("refresh_memory_prefilter") or []),
+    ):
+        if len(mem) >= 2:
+            v = mem[-1]["peak_rss_mb"] / mem[0]["peak_rss_mb"]
+            out[f"refresh_peak_flat_in_pool{key}"] = {
+                "target": f"peak({mem[-1]['pool']}) / peak({mem[0]['pool']}) <= {TARGET_POOL_PEAK_RATIO}",
+                "value": v,
+                "met": v <= TARGET_POOL_PEAK_RATIO,
+            }
+    mem, pre = s.get("refresh_memory") or [], s.get("refresh_memory_prefilter") or []
+    if mem and pre:  # references/s of the whole pool, at the largest pool probed
+        v = pre[-1]["refs_per_s"] / mem[-1]["refs_per_s"]
+        out["refresh_refs_per_s_prefilter_over_exact"] = {
+            "target": f">= {TARGET_REFRESH_SPEEDUP} (pool {mem[-1]['pool']}, M {pre[-1]['prefilter']})",
+            "value": v,
+            "met": v >= TARGET_REFRESH_SPEEDUP,
         }
     return out
 
@@ -563,8 +632,16 @@ def table(results: dict) -> str:
                 for r in s["refresh_memory"]
             )
             lines.append(f"\nRefresh peak RSS by pool size: {mem}")
+        if s.get("refresh_memory_prefilter"):
+            mem = ", ".join(
+                f"{r['pool']}: {r['peak_rss_mb']:.0f} MB ({r['refs_per_s']:.1f} refs/s, load "
+                f"{r['loadavg_before'][0]:.1f})"
+                for r in s["refresh_memory_prefilter"]
+            )
+            m_pre = s["refresh_memory_prefilter"][0]["prefilter"]
+            lines.append(f"\nPrefiltered refresh (M {m_pre}) peak RSS by pool size: {mem}")
         proj = s.get("epoch_projection") or {}
-        for method in ("dualselect", "dualselect_oracle"):
+        for method in ("dualselect", "dualselect_prefilter", "dualselect_oracle"):
             if method in proj:
                 p = proj[method]
                 lines.append(
@@ -654,16 +731,35 @@ def main(argv: list[str] | None = None) -> dict:
                     file=sys.stderr,
                     flush=True,
                 )
-        mem = []
+        mem: list[dict] = []
+        mem_pre: list[dict] = []
+        m_pre = SIZE_DEFAULTS[size]["prefilter"] if "dualselect_prefilter" in methods else None
         for n in pools:
-            f = out / "runs" / size / f"refresh_memory-{n}.json"
-            if f.exists() and not args.fresh:
-                mem.append(json.loads(f.read_text()))
-            else:
-                job = {"kind": "memory", "size": size, "pool": n, "work": str(work), "threads": args.threads}
-                mem.append(_child(job, f, args.inline))
-            print(f"[{size}] refresh memory, pool {n}: {mem[-1]['peak_rss_mb']:.0f} MB", file=sys.stderr)
-        results["sizes"][size] = summarise(size, runs, mem)
+            # the exact refresh and (when timed) the prefiltered one, interleaved per pool size
+            for pre, dest in ((None, mem), (m_pre, mem_pre)):
+                if dest is mem_pre and pre is None:
+                    continue
+                tag = "" if pre is None else f"-prefilter{pre}"
+                f = out / "runs" / size / f"refresh_memory-{n}{tag}.json"
+                if f.exists() and not args.fresh:
+                    dest.append(json.loads(f.read_text()))
+                else:
+                    job = {
+                        "kind": "memory",
+                        "size": size,
+                        "pool": n,
+                        "work": str(work),
+                        "threads": args.threads,
+                    }
+                    if pre is not None:
+                        job["prefilter"] = pre
+                    dest.append(_child(job, f, args.inline))
+                print(
+                    f"[{size}] refresh memory{tag}, pool {n}: {dest[-1]['peak_rss_mb']:.0f} MB, "
+                    f"{dest[-1]['refs_per_s']:.1f} refs/s",
+                    file=sys.stderr,
+                )
+        results["sizes"][size] = summarise(size, runs, mem, mem_pre)
     results["wall_s"] = time.time() - t_start
     from dualselect.utils import atomic_open, write_json
 

@@ -35,6 +35,7 @@ TESTS = [
     "tests/test_selection.py",
     "tests/test_selection_scoring.py",
     "tests/test_selection_correction.py",
+    "tests/test_selection_prefilter.py",
     "tests/test_dualselect_trainer.py",
     "tests/test_two_sided.py",
 ]
@@ -60,6 +61,7 @@ class Mutant:
 SCORING = "src/dualselect/selection/scoring.py"
 CORRECTION = "src/dualselect/selection/correction.py"
 TRAINER = "src/dualselect/training/dualselect_trainer.py"
+PREFILTER = "src/dualselect/selection/prefilter.py"
 
 MUTANTS = [
     Mutant(
@@ -131,6 +133,17 @@ MUTANTS = [
                 SCORING,
                 r"^(\s+)m = min\(max\(1, m\), scores\.numel\(\)\)$",
                 r"\1m = scores.numel()  # MUTANT: budget ignored",
+            )
+        ],
+    ),
+    Mutant(
+        "prefilter_keeps_lowest_losses",
+        "two-stage refresh: the candidates are the M LOWEST losses",
+        [
+            Edit(
+                PREFILTER,
+                r"^(\s+)keep = rank_order\(losses, largest=True\)\[: int\(m\)\]$",
+                r"\1keep = rank_order(losses, largest=False)[: int(m)]",
             )
         ],
     ),

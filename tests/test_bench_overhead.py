@@ -7,6 +7,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 
@@ -59,3 +60,19 @@ def test_overhead_benchmark_smoke(organism_dir, tmp_path, capsys):
     # a second invocation reuses the per-run files (resumable) and gives the same summary
     again = mod.main(argv)
     assert again["sizes"]["organism"]["methods"] == s["methods"]
+
+
+@pytest.mark.slow
+def test_refresh_probe_of_the_prefiltered_refresh(organism_dir, tmp_path):
+    """The two-stage probe scores every reference forward-only and gives M of them gradients."""
+    torch.set_num_threads(1)
+    mod = _load()
+    exact = mod.refresh_memory("organism", 48, tmp_path, 1)
+    pre = mod.refresh_memory("organism", 48, tmp_path, 1, prefilter=16)
+    assert exact["prefilter"] is None and exact["scored"] == exact["gradients"] == 48
+    assert pre["prefilter"] == 16 and pre["scored"] == 48 and pre["gradients"] == 16
+    assert pre["refs_per_s"] > 0 and pre["peak_rss_mb"] > 0
+    _, over = mod.method_overrides("dualselect_prefilter", "organism")
+    assert (
+        over["refresh_prefilter"] == mod.SIZE_DEFAULTS["organism"]["prefilter"] and over["ref_mode"] == "hard"
+    )

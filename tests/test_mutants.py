@@ -33,6 +33,7 @@ def test_every_mutant_applies_and_changes_the_source(tmp_path):
         "u_frozen",
         "soft_weights_uniform",
         "token_budget_ignored",
+        "prefilter_keeps_lowest_losses",
         "helpful_direction_flipped",
         "refusal_penalty_sign_dropped",
     }

@@ -93,3 +93,21 @@ def test_overlap_and_random_null():
         for _ in range(4000)
     ]
     assert abs(sum(sims) / len(sims) - random_overlap_null(5, 20)) < 0.01
+
+
+def test_baseline_selection_random_all_and_category_uniform():
+    from dualselect.selection.baselines import baseline_selection
+
+    g = torch.Generator().manual_seed(0)
+    sel = baseline_selection("random", 10, 4, g)
+    assert sel.indices.tolist() == sorted(set(sel.indices.tolist())) and len(sel.indices) == 4
+    assert torch.allclose(sel.weights, torch.full((4,), 0.25))
+    assert baseline_selection("all", 5, 2, g).indices.tolist() == [0, 1, 2, 3, 4]
+    cats = ["a"] * 6 + ["b"] * 2 + ["c"] * 2
+    sel = baseline_selection("category_uniform", 10, 6, torch.Generator().manual_seed(1), cats)
+    picked = [cats[i] for i in sel.indices.tolist()]
+    assert sorted(picked) == ["a", "a", "b", "b", "c", "c"]  # round-robin: two of each
+    with pytest.raises(ValueError, match="one category per scored reference"):
+        baseline_selection("category_uniform", 10, 6, g, cats[:3])
+    with pytest.raises(ValueError, match="selector='best'"):
+        baseline_selection("best", 10, 6, g)

@@ -15,7 +15,7 @@ from dualselect.gradients.flat import (
 from dualselect.gradients.hooks import LoraGradSampleHooks, lora_sublayers
 from dualselect.gradients.losses import per_sample_losses, scoring_mode
 from dualselect.gradients.oracle import OracleEngine, StackCapture
-from dualselect.gradients.pool import PoolScores, score_pool
+from dualselect.gradients.pool import PoolLosses, PoolScores, pool_losses, score_pool
 
 ENGINES = {"fast": FastEngine, "oracle": OracleEngine}
 
@@ -35,6 +35,7 @@ __all__ = [
     "HookCapture",
     "LoraGradSampleHooks",
     "OracleEngine",
+    "PoolLosses",
     "PoolScores",
     "StackCapture",
     "add_flat_grad",
@@ -46,6 +47,7 @@ __all__ = [
     "normalise_weights",
     "num_trainable",
     "per_sample_losses",
+    "pool_losses",
     "score_pool",
     "scoring_mode",
     "trainable_parameters",

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dualselect.gradients.engine import length_buckets
+from dualselect.gradients.losses import check_batch, forward_losses, scoring_mode, select_rows, trim_padding
+
 
 @dataclass
 class PoolScores:
@@ -78,3 +81,48 @@ def score_pool(
         empty = torch.zeros(0)
         return PoolScores(empty.long(), empty, empty.clone(), empty.long())
     return PoolScores(torch.cat(idx), torch.cat(losses), torch.cat(cos), torch.cat(ntok))
+
+
+@dataclass
+class PoolLosses:
+    """Forward-only pass over a pool: one entry per reference, in streaming order."""
+
+    indices: torch.Tensor  # pool positions (the batches' ``index``)
+    losses: torch.Tensor  # l_i
+    n_tokens: torch.Tensor  # supervised target tokens
+
+    def __len__(self) -> int:
+        return int(self.indices.numel())
+
+
+def pool_losses(
+    model: nn.Module,
+    batches: Iterable[dict],
+    bucket_slack: float | None = 0.25,
+    label_smoothing: float = 0.0,
+) -> PoolLosses:
+    """Every reference's preservation loss ``l_i`` from forward passes only (no graph, no hooks,
+    no backward): the first stage of the prefiltered refresh. Same ``l_i`` as
+    :func:`score_pool` (same :func:`forward_losses`, eval mode, length buckets of ``bucket_slack``
+    as the fast engine forms them), at the cost of the forward alone."""
+    idx, losses, ntok = [], [], []
+    with scoring_mode(model), torch.no_grad():  # eval mode (dropout off); no_grad wins inside
+        for batch in batches:
+            if "index" not in batch:
+                raise ValueError("pool_losses: every batch needs an 'index' LongTensor of pool positions")
+            check_batch(batch)
+            B = batch["input_ids"].shape[0]
+            lb = torch.zeros(B, dtype=torch.float32)
+            nb = torch.zeros(B, dtype=torch.long)
+            for rows in length_buckets(batch["attention_mask"].sum(1), bucket_slack):
+                sub = trim_padding(select_rows(batch, rows))
+                l_k, n_k = forward_losses(model, sub, label_smoothing=label_smoothing)
+                rows_cpu = rows.cpu()
+                lb[rows_cpu], nb[rows_cpu] = l_k.float().cpu(), n_k.long().cpu()
+            idx.append(torch.as_tensor(batch["index"]).long().reshape(-1).cpu())
+            losses.append(lb)
+            ntok.append(nb)
+    if not idx:
+        empty = torch.zeros(0)
+        return PoolLosses(empty.long(), empty, empty.long())
+    return PoolLosses(torch.cat(idx), torch.cat(losses), torch.cat(ntok))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dualselect.selection.correction import correct, remove_conflict
 from dualselect.selection.diagnostics import overlap, random_overlap_null
+from dualselect.selection.prefilter import prefilter_by_loss, prefilter_is_exact
 from dualselect.selection.scoring import (
     Selection,
     rank_order,
@@ -19,6 +20,8 @@ __all__ = [
     "Selection",
     "correct",
     "overlap",
+    "prefilter_by_loss",
+    "prefilter_is_exact",
     "random_overlap_null",
     "rank_order",
     "reference_scores",

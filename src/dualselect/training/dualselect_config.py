@@ -163,6 +163,18 @@ class DualSelectConfig(SFTConfig):
             "domain": ">= 1",
         },
     )
+    refresh_prefilter: int | None = field(
+        default=None,
+        metadata={
+            "help": "Two-stage refresh (None: the exact refresh, every scored reference gets a "
+            "per-sample gradient): a forward-only pass gives every scored reference its loss l_i; "
+            "only the M references with the highest l_i get per-sample gradients, the conflict "
+            "c_i and the score s_i; K is chosen among them. A reference outside the top-M by "
+            "loss is never selected. Needs mu_ref > 0 and M >= K (e.g. 4 K); >= 1 "
+            "(docs/method.md, refresh options).",
+            "domain": ">= 1",
+        },
+    )
     engine: str = field(
         default="fast",
         metadata={
@@ -242,6 +254,20 @@ class DualSelectConfig(SFTConfig):
             errors.append("set k_ref or k_ref_fraction")
         if self.k_task is None and self.task_token_fraction is None:
             errors.append("set k_task or task_token_fraction")
+        if self.refresh_prefilter is not None:
+            if not self.mu_ref > 0:
+                errors.append(
+                    f"refresh_prefilter={self.refresh_prefilter} needs mu_ref > 0 (got {self.mu_ref}): "
+                    "the prefilter ranks by the loss term, which mu_ref=0 removes from the score"
+                )
+            if self.k_ref is not None and self.k_ref_fraction is None and self.refresh_prefilter < self.k_ref:
+                errors.append(
+                    f"refresh_prefilter={self.refresh_prefilter} < k_ref={self.k_ref}: must be >= K"
+                )
+            if self.ref_selector != "score":
+                errors.append(
+                    f"refresh_prefilter applies to ref_selector='score' only (got {self.ref_selector!r})"
+                )
         if self.reference_pools is not None:
             if self.reference_data is not None:
                 errors.append("set reference_data or reference_pools, not both")

@@ -30,6 +30,7 @@ from dualselect.gradients import (
     flat_grad,
     make_engine,
     num_trainable,
+    pool_losses,
     score_pool,
     trainable_parameters,
 )
@@ -37,12 +38,15 @@ from dualselect.gradients.flat import split_flat
 from dualselect.selection import (
     Selection,
     correct,
+    prefilter_by_loss,
+    prefilter_is_exact,
     reference_scores,
     resolve_k,
     select_by_token_budget,
     select_top,
     task_scores,
 )
+from dualselect.selection.baselines import baseline_selection
 from dualselect.selection.diagnostics import overlap, random_overlap_null
 from dualselect.training.data import EncodedDataset, load_reference_dataset, resolve_helpful_data
 from dualselect.training.distributed import (
@@ -393,16 +397,35 @@ class DualSelectTrainer(SFTTrainer):
         if cfg.ref_pool_cap is not None and cfg.ref_pool_cap < pool:
             subset = sorted(torch.randperm(pool, generator=g)[: cfg.ref_pool_cap].tolist())
         rank, world = rank_world()
+        k_req = self._requested_k(k_pool)
+        k = resolve_k(k_req, cfg.k_ref_fraction if k_req is None else None, len(subset))
+        m = cfg.refresh_prefilter
+        prefilter: dict | None = None
+        candidates = subset
+        if m is not None and cfg.ref_selector == "score" and m < len(subset):
+            # two-stage refresh: forward-only losses of the whole (capped) pool, then per-sample
+            # gradients for the top-M by (signed) loss only (docs/method.md, refresh options)
+            if m < k:
+                raise ValueError(f"refresh_prefilter={m} < K={k} references to select: must be >= K")
+            with self.compute_loss_context_manager():
+                part = pool_losses(core, self._pool_batches(subset[rank::world], g, ds), self.engine_slack())
+            _, all_idx = gather_cat(part.indices)
+            _, all_loss = gather_cat(part.losses)
+            order = torch.sort(all_idx, stable=True).indices  # pool order
+            all_idx, all_loss = all_idx[order], all_loss[order]
+            cand_pos = prefilter_by_loss(sign * all_loss, m, cfg.mu_ref)
+            candidates = all_idx[cand_pos].tolist()
+            outside = torch.ones(all_idx.numel(), dtype=torch.bool)
+            outside[cand_pos] = False
+            prefilter = {"m": m, "all_losses": all_loss, "outside_losses": sign * all_loss[outside]}
         with self.compute_loss_context_manager():  # scoring under the training autocast
             # several processes: each scores every world-th reference, then all gather
-            scores = score_pool(self.engine, core, self._pool_batches(subset[rank::world], g, ds), u)
+            scores = score_pool(self.engine, core, self._pool_batches(candidates[rank::world], g, ds), u)
         scores = gathered_pool_scores(scores)  # in pool order: independent of the batching
         if sign == 1.0:
             s = reference_scores(scores.losses, scores.cos, cfg.mu_ref, cfg.nu)
         else:  # the objective is -l_i, its gradient -g_i: conflict is -cos(-g_i, u)
             s = reference_scores(-scores.losses, -scores.cos, cfg.mu_ref, cfg.nu)
-        k_req = self._requested_k(k_pool)
-        k = resolve_k(k_req, cfg.k_ref_fraction if k_req is None else None, len(subset))
         if cfg.ref_selector == "score":
             sel = select_top(s, mode=cfg.ref_mode, k=k, tau=cfg.tau_ref, largest=True)
         else:
@@ -437,7 +460,23 @@ class DualSelectTrainer(SFTTrainer):
                 "mean_pool_cos_u": float(scores.cos.mean()),
             },
         }
+        if prefilter is not None:
+            # mean_pool_* above are over the M candidates; the forward pass gives every l_i
+            row["prefilter"] = prefilter["m"]
+            row["summary"]["mean_pool_loss"] = float(prefilter["all_losses"].mean())
+            row["summary"]["mean_candidate_loss"] = float(scores.losses.mean())
+            row["summary"]["mean_pool_cos_u"] = None  # not computed outside the candidates
+            row["summary"]["mean_candidate_cos_u"] = float(scores.cos.mean())
+            row["summary"]["prefilter_exact"] = prefilter_is_exact(
+                s[sel.indices], prefilter["outside_losses"], cfg.mu_ref, cfg.nu
+            )
         return r_p, row
+
+    def engine_slack(self) -> float | None:
+        """The fast engine's length-bucket slack (the forward-only pass buckets rows the same way,
+        so its losses are the scoring pass's); 0 for the oracle, which runs unpadded rows (slack 0
+        groups rows of equal length only: no padding either)."""
+        return getattr(self.engine, "bucket_slack", 0.0)
 
     def _requested_k(self, k_pool: int | None) -> int | None:
         """K asked of a pool before clipping to what it scores: its own K, else ``k_ref``; None
@@ -450,38 +489,23 @@ class DualSelectTrainer(SFTTrainer):
     def _baseline_selection(
         self, pool_indices: torch.Tensor, k: int, g: torch.Generator, ds: EncodedDataset
     ) -> Selection:
-        """Reference choices of the baselines: random, category-uniform random, or all (equal weights)."""
+        """Reference choices of the baselines (:func:`dualselect.selection.baselines.baseline_selection`)."""
         cfg: DualSelectConfig = self.args
-        n = pool_indices.numel()
-        if cfg.ref_selector == "all":
-            picked = list(range(n))
-        elif cfg.ref_selector == "random":
-            picked = torch.randperm(n, generator=g)[:k].tolist()
-        else:  # category_uniform: round-robin over categories, random within each
-            records = ds.records
-            if records is None:
+        categories = None
+        if cfg.ref_selector == "category_uniform":  # each scored reference's category, from its record
+            if ds.records is None:
                 raise ValueError("ref_selector='category_uniform' needs reference records with a category")
-            by_cat: dict[str, list[int]] = {}
-            for pos, i in enumerate(pool_indices.tolist()):
-                meta = records[i].meta
+            categories = []
+            for i in pool_indices.tolist():
+                meta = ds.records[i].meta
                 cat = meta.get("category") or meta.get("harm_category")
                 if cat is None:
                     raise ValueError(
-                        f"reference {records[i].source or i}: no 'category' field "
+                        f"reference {ds.records[i].source or i}: no 'category' field "
                         "(needed by ref_selector='category_uniform')"
                     )
-                by_cat.setdefault(str(cat), []).append(pos)
-            queues = [
-                [m[j] for j in torch.randperm(len(m), generator=g).tolist()]
-                for _, m in sorted(by_cat.items())
-            ]
-            picked = []
-            while len(picked) < k and any(queues):
-                for q in queues:
-                    if q and len(picked) < k:
-                        picked.append(q.pop(0))
-        idx = torch.tensor(sorted(picked), dtype=torch.long)
-        return Selection(indices=idx, weights=torch.full((len(picked),), 1.0 / len(picked)))
+                categories.append(str(cat))
+        return baseline_selection(cfg.ref_selector, pool_indices.numel(), k, g, categories)
 
     def _pool_batches(self, subset: list[int], g: torch.Generator, ds: EncodedDataset, shuffle: bool = True):
         lengths = [len(ds[i]["input_ids"]) for i in subset]
