@@ -14,37 +14,24 @@ import pytest
 import torch
 
 from dualselect.cli.main import main
-from dualselect.training.run import ConfigError, load_config, run_training
+from dualselect.training.run import ConfigError, run_training
 from dualselect.training.validation import prepare_run_dir
 from dualselect.utils import is_within, safe_name, safe_path
+from training_helpers import sft_cfg
 
 # ------------------------------------------------------------------------------ run directories
 
 
-def _cfg(organism_dir, out, **kw):
-    return load_config(
-        "sft",
-        overrides={
-            "model_name_or_path": str(organism_dir),
-            "output_dir": str(out),
-            "max_steps": 2,
-            "max_length": 128,
-            "learning_rate": 1e-3,
-            **kw,
-        },
-    )
-
-
 def test_run_dir_holding_another_run_is_refused_then_overwritten(organism_dir, tmp_path):
     out = tmp_path / "run"
-    run_training("sft", _cfg(organism_dir, out, save_strategy="steps", save_steps=1))
+    run_training("sft", sft_cfg(organism_dir, out, save_strategy="steps", save_steps=1))
     assert (out / "checkpoint-2").exists()
     (out / "notes.txt").write_text("mine")  # a file no run wrote
     before = (out / "adapter_model.safetensors").read_bytes()
     with pytest.raises(ConfigError, match=r"holds another run \(log\.json, adapter_model.*--overwrite"):
-        run_training("sft", _cfg(organism_dir, out, seed=1))
+        run_training("sft", sft_cfg(organism_dir, out, seed=1))
     assert (out / "adapter_model.safetensors").read_bytes() == before  # untouched
-    run_training("sft", _cfg(organism_dir, out, seed=1), overwrite=True)
+    run_training("sft", sft_cfg(organism_dir, out, seed=1), overwrite=True)
     assert not list(out.glob("checkpoint-*"))  # the previous run's checkpoints are gone
     assert (out / "notes.txt").read_text() == "mine"  # what no run wrote is kept
     assert (out / "adapter_model.safetensors").read_bytes() != before

@@ -14,25 +14,10 @@ from pathlib import Path
 import pytest
 
 from dualselect.cli.main import main
-from dualselect.training.run import ConfigError, load_config, run_training
+from dualselect.training.run import ConfigError, run_training
 from dualselect.training.rundir import LOCK, MANIFEST, RunLock, check_run_complete
 from dualselect.training.validation import prepare_run_dir
-
-
-def _cfg(organism_dir, out, **kw):
-    return load_config(
-        "sft",
-        overrides={
-            "model_name_or_path": str(organism_dir),
-            "output_dir": str(out),
-            "max_steps": 2,
-            "max_length": 128,
-            "learning_rate": 1e-3,
-            "report_to": "none",
-            "disable_tqdm": True,
-            **kw,
-        },
-    )
+from training_helpers import sft_cfg
 
 
 def _err_line(capsys) -> str:
@@ -49,7 +34,7 @@ def _snapshot(d: Path) -> dict[str, bytes]:
 def trained(organism_dir, tmp_path_factory):
     """One finished run (2 steps, a checkpoint per step), copied by the tests that change it."""
     out = tmp_path_factory.mktemp("trained") / "run"
-    run_training("sft", _cfg(organism_dir, out, save_strategy="steps", save_steps=1))
+    run_training("sft", sft_cfg(organism_dir, out, save_strategy="steps", save_steps=1))
     return out
 
 
@@ -68,7 +53,7 @@ def test_overwrite_removes_only_the_manifests_files_and_names_them(organism_dir,
     out.mkdir()
     (out / "notes.txt").write_text("before the run")
     (out / "mine").mkdir()
-    run_training("sft", _cfg(organism_dir, out, save_strategy="steps", save_steps=1), overwrite=True)
+    run_training("sft", sft_cfg(organism_dir, out, save_strategy="steps", save_steps=1), overwrite=True)
     m = json.loads((out / MANIFEST).read_text())
     assert m["status"] == "complete" and m["preexisting"] == ["mine", "notes.txt"]
     assert {"adapter_model.safetensors", "checkpoint-1", "checkpoint-2", "log.json"} <= set(m["files"])
@@ -76,7 +61,7 @@ def test_overwrite_removes_only_the_manifests_files_and_names_them(organism_dir,
     (out / "later.txt").write_text("after the run")  # a file the run did not write, added after it
     caplog.clear()
     with caplog.at_level("INFO", logger="dualselect"):  # library notes go to the dualselect logger
-        run_training("sft", _cfg(organism_dir, out, seed=1), overwrite=True)
+        run_training("sft", sft_cfg(organism_dir, out, seed=1), overwrite=True)
     err = caplog.text
     assert "removed the previous run's" in err and "checkpoint-1" in err
     assert "kept 3 entries no run wrote: later.txt, mine, notes.txt" in err
@@ -351,6 +336,6 @@ def test_a_run_that_fails_before_writing_anything_leaves_no_run_behind(organism_
     out = tmp_path / "run"
     data = str(organism_dir / "data" / "redorca_train.jsonl")
     with pytest.raises(Exception):  # noqa: B017 - whatever transformers raises for it
-        run_training("sft", _cfg(bad, out, train_data=data))
+        run_training("sft", sft_cfg(bad, out, train_data=data))
     assert list(out.iterdir()) == []  # no manifest, no lock: a retry is not refused
     prepare_run_dir(out)

@@ -201,6 +201,25 @@ def small_cfg(organism_dir, out, method: str = "dualselect", **kw):
     return load_config(method, overrides={**base, **kw})
 
 
+def sft_cfg(organism_dir, out, **kw):
+    """A two-step Standard SFT config on the organism (run-directory and output tests)."""
+    from dualselect.training.run import load_config
+
+    return load_config(
+        "sft",
+        overrides={
+            "model_name_or_path": str(organism_dir),
+            "output_dir": str(out),
+            "max_steps": 2,
+            "max_length": 128,
+            "learning_rate": 1e-3,
+            "report_to": "none",
+            "disable_tqdm": True,
+            **kw,
+        },
+    )
+
+
 def lora_state(trainer) -> dict:
     return {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
 

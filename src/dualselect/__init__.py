@@ -15,20 +15,11 @@ import importlib
 from typing import Any
 
 from dualselect._version import __version__
+from dualselect.training import _LAZY as _TRAINERS
 
+# the trainers and configs (one table, in dualselect.training), then the rest of the flat API
 _LAZY = {
-    "DualSelectConfig": "dualselect.training.dualselect_config",
-    "DualSelectTrainer": "dualselect.training.dualselect_trainer",
-    "SFTConfig": "dualselect.training.sft",
-    "SFTTrainer": "dualselect.training.sft",
-    "KLConfig": "dualselect.training.kl_preservation",
-    "KLTrainer": "dualselect.training.kl_preservation",
-    "LisaConfig": "dualselect.training.lisa",
-    "LisaTrainer": "dualselect.training.lisa",
-    "SafeInstrConfig": "dualselect.training.safeinstr",
-    "SafeInstrTrainer": "dualselect.training.safeinstr",
-    "L2PrevConfig": "dualselect.training.l2_prev",
-    "L2PrevTrainer": "dualselect.training.l2_prev",
+    **_TRAINERS,
     "PRESETS": "dualselect.training.presets",
     "load_config": "dualselect.training.run",
     "run_training": "dualselect.training.run",
