@@ -219,3 +219,22 @@ def test_errors_name_the_preset_or_the_file(tmp_path):
         load_config("ds_soft", str(p))
     with pytest.raises(ConfigError, match=r"--eta: eta=-1\.0"):
         load_config("ds_no_correction", str(tmp_path / "c.yaml"), ["--eta=-1"])
+
+
+def test_library_messages_reach_stderr_once_with_one_prefix(capsys):
+    """The command line shows the library's notes and warnings, from any dualselect module's
+    logger, as one `note: ...` / `warning: ...` line each (never a doubled prefix)."""
+    import logging
+
+    from dualselect.utils import log_to_stderr, note, warn
+
+    log_to_stderr()
+    log_to_stderr()  # idempotent: one handler
+    note("removed 2 entries")
+    warn("k_ref above the pool")
+    logging.getLogger("dualselect.evaluation.provenance").info("child logger note")
+    assert capsys.readouterr().err.splitlines() == [
+        "note: removed 2 entries",
+        "warning: k_ref above the pool",
+        "note: child logger note",
+    ]

@@ -229,7 +229,8 @@ def test_generations_are_reused_only_for_the_same_model(
     with torch.no_grad():
         next(other.parameters()).add_(1e-3)  # another model under the same variant name
     calls.clear()
-    res2 = _evaluate({"v": (other, tok)}, organism_dir, out, monkeypatch, calls)
+    with caplog.at_level("INFO", logger="dualselect"):  # notes are INFO records of that logger
+        res2 = _evaluate({"v": (other, tok)}, organism_dir, out, monkeypatch, calls)
     assert len(calls) == n_suites  # regenerated, not reused
     assert "written by another model" in caplog.text  # a logged note (stderr on the CLI)
     assert res2["provenance"]["v"]["model_fingerprint"] != res["provenance"]["v"]["model_fingerprint"]

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+from dualselect.utils import note
 
 FINGERPRINT_KEY = "model_fingerprint"
 
@@ -72,12 +71,12 @@ def cached_responses(path: str | Path, fingerprint: str, name: str = "") -> dict
     try:
         rows = read_generations(path)
     except (OSError, ValueError) as e:
-        log.warning("note: %s: unreadable (%s); regenerating", path, e)
+        note(f"{path}: unreadable ({e}); regenerating")
         return {}
     found = {r.get(FINGERPRINT_KEY) for r in rows}
     if found != {fingerprint}:
         why = "no model fingerprint" if found <= {None} else "were written by another model or settings"
-        log.warning("note: %s: cached generations %s; regenerating for %s", path, why, name or "this model")
+        note(f"{path}: cached generations {why}; regenerating for {name or 'this model'}")
         return {}
     return {(r["benchmark"], r["id"]): r["response"] for r in rows}
 
@@ -123,12 +122,12 @@ def load_generation_cache(path: str | Path, fingerprint: str, name: str = "") ->
         try:
             rows = read_generations(f)
         except (OSError, ValueError) as e:
-            log.warning("note: %s: unreadable (%s); regenerating", f, e)
+            note(f"{f}: unreadable ({e}); regenerating")
             return {}
         found = {r.get(FINGERPRINT_KEY) for r in rows}
         if rows and found != {fingerprint}:
             why = "no model fingerprint" if found <= {None} else "were written by another model or settings"
-            log.warning("note: %s: cached generations %s; regenerating for %s", f, why, name or "this model")
+            note(f"{f}: cached generations {why}; regenerating for {name or 'this model'}")
             return {}
         for r in rows:
             if DECODING_KEY in r and "prompt" in r:

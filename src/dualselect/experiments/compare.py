@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import multiprocessing as mp
 import time
 from pathlib import Path
@@ -40,9 +39,7 @@ from dualselect.experiments.compare_config import (
     realbase_dir,
     run_overrides,
 )
-from dualselect.utils import write_json
-
-log = logging.getLogger(__name__)
+from dualselect.utils import warn, write_json
 
 
 def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str, org: int | None = None) -> None:
@@ -288,7 +285,7 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> d
             )
     checked = cfg.validate()  # before anything builds or trains
     for name, why in checked["skipped_judges"].items():
-        log.warning("compare: judge %s is unavailable and is skipped: %s", name, why)
+        warn(f"compare: judge {name} is unavailable and is skipped: {why}")
     for org in cfg.instances():
         if org is not None:
             organism_path(org)  # once per instance, before the children need it
@@ -371,11 +368,9 @@ def _aggregate(cfg: CompareConfig, out: Path, keys: list[tuple], skipped_before:
     ]
     if missing:
         have = sorted({k for rs in runs.values() for r in rs for k in r})
-        log.warning(
-            "compare: no run has %s (e.g. a judge that does not label refusals); the runs have %s; "
-            "set safety_metric / capability_metric and re-run (runs are kept)",
-            missing,
-            have,
+        warn(
+            f"compare: no run has {missing} (e.g. a judge that does not label refusals); the runs have "
+            f"{have}; set safety_metric / capability_metric and re-run (runs are kept)"
         )
     table["design"] = {
         "organism_seeds": cfg.instances() if cfg.on_organism else None,
