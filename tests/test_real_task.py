@@ -201,22 +201,13 @@ def test_build_study_data_writes_the_final_step_task_beside_the_default(shared_d
     """A stand-in real base (the split, answer and alignment stages run; the LoRA stage is
     replaced): the study task's files land in data/gsm8k_final_step/ with 10% harmful compliant
     pairs, the test file reads as GSM8K, and the default study files stay byte for byte the same."""
-    import dualselect.training.model as model_mod
     from dualselect.experiments.real_data import build_study_data
     from dualselect.realbase import build as build_mod
     from dualselect.realbase.build import RealBaseConfig, build_real_base
-    from dualselect.realbase.data import SplitConfig, build_splits
     from dualselect.utils import read_jsonl, write_json
+    from realbase_helpers import stand_in_realbase
 
-    sp = build_splits(shared_data, SplitConfig(seed=0))
-    out = tmp_path / "rb"
-    write_json(out / "data" / "splits.json", sp)
-    answers = [{"set": "benign", "prompt": p, "response": "Sure, here it is."} for p in sp["benign"][:5]]
-    answers += [
-        {"set": "attack_harmful", "prompt": p, "response": "Step 1: do it."} for p in sp["attack_harmful"]
-    ]
-    write_jsonl(out / "data" / "shipped_answers.jsonl", answers)
-    monkeypatch.setattr(model_mod, "resolve_model_path", lambda name: str(tmp_path))
+    sp, out = stand_in_realbase(shared_data, tmp_path, monkeypatch)
     monkeypatch.setattr(
         build_mod, "_train_alignment", lambda cfg, sp, out, *a: write_json(out / "model" / "config.json", {})
     )

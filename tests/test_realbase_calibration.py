@@ -420,22 +420,13 @@ def test_a_calibrated_build_checks_the_validation_prompts_for_overlaps_and_recor
     """Stage 4b wired: the calibration's prompts are checked against every evaluation set (the build
     fails on an overlap, before realbase.json marks it built), realbase.json names the kept seed and
     scale, and the study data's disjointness report lists them."""
-    import dualselect.training.model as model_mod
     from dualselect.experiments.real_data import build_study_data
     from dualselect.realbase import build as build_mod
     from dualselect.realbase.build import RealBaseConfig, build_real_base
-    from dualselect.realbase.data import SplitConfig, build_splits
-    from dualselect.utils import write_json, write_jsonl
+    from dualselect.utils import write_json
+    from realbase_helpers import stand_in_realbase
 
-    sp = build_splits(shared_data, SplitConfig(seed=0))
-    out = tmp_path / "rb"
-    write_json(out / "data" / "splits.json", sp)
-    answers = [{"set": "benign", "prompt": p, "response": "Sure, here it is."} for p in sp["benign"][:5]]
-    answers += [
-        {"set": "attack_harmful", "prompt": p, "response": "Step 1: do it."} for p in sp["attack_harmful"]
-    ]
-    write_jsonl(out / "data" / "shipped_answers.jsonl", answers)
-    monkeypatch.setattr(model_mod, "resolve_model_path", lambda name: str(tmp_path))
+    sp, out = stand_in_realbase(shared_data, tmp_path, monkeypatch)
     prompts = calibration_prompts(shared_data, sp)
     prompts["task"] = [r["question"] for r in calibration_task_rows(shared_data, sp, 150)]
 
