@@ -15,7 +15,7 @@ import importlib
 from typing import Any
 
 from dualselect._version import __version__
-from dualselect.training import _LAZY as _TRAINERS
+from dualselect.training import _TRAINERS
 
 # the trainers and configs (one table, in dualselect.training), then the rest of the flat API
 _LAZY = {

@@ -1,7 +1,8 @@
 """Trainers: one config dataclass and one ``transformers.Trainer`` subclass per method.
 
-The trainer modules (torch, transformers) are imported on first use, so the command line can
-parse its arguments, print help and report config errors without loading them.
+Every name is imported on first use: the trainer modules load torch and transformers, and
+importing any ``dualselect`` module runs this file, so the command line can parse its arguments,
+print help and report config errors without loading them.
 """
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from dualselect.training.run import METHODS, ConfigError, load_config, run_training
-
-_LAZY = {
+# the config and trainer of every built-in method (the flat API of ``dualselect`` reuses it)
+_TRAINERS = {
     "DualSelectConfig": "dualselect.training.dualselect_config",
     "DualSelectTrainer": "dualselect.training.dualselect_trainer",
     "KLConfig": "dualselect.training.kl_preservation",
@@ -25,6 +25,10 @@ _LAZY = {
     "L2PrevConfig": "dualselect.training.l2_prev",
     "L2PrevTrainer": "dualselect.training.l2_prev",
 }
+_LAZY = {
+    **_TRAINERS,
+    **dict.fromkeys(("METHODS", "ConfigError", "load_config", "run_training"), "dualselect.training.run"),
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -33,4 +37,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'dualselect.training' has no attribute {name!r}")
 
 
-__all__ = ["METHODS", "ConfigError", "load_config", "run_training", *sorted(_LAZY)]
+__all__ = sorted(_LAZY)
