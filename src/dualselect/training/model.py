@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-ORGANISM = "organism"
-
 
 def named_models() -> ModuleType:
     """:mod:`dualselect.models.resolve`, imported on first use (see the module docstring)."""
