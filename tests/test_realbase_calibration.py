@@ -6,6 +6,7 @@ validation prompts and rows never meet a training or evaluation prompt of the re
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -210,17 +211,20 @@ def stage(shared_data, tmp_path, monkeypatch):
     monkeypatch.setattr(gen_mod, "generate", fake_generate)
     monkeypatch.setattr(build_mod, "_train_alignment", fake_train)
 
-    def run(cfg):
-        build_mod._calibrate_stage(cfg, out, sp, shared_data, str(tmp_path / "base"), 16, progress=False)
-        rec = json.loads((out / "data" / "calibration.json").read_text())
+    def run(cfg, dest=out, store=None):
+        build_mod._calibrate_stage(
+            cfg, dest, sp, shared_data, str(tmp_path / "base"), 16, progress=False, store=store
+        )
+        rec = json.loads((dest / "data" / "calibration.json").read_text())
         from dualselect.training.model import load_model_and_tokenizer
 
-        saved, _ = load_model_and_tokenizer(str(out / "model"))
+        saved, _ = load_model_and_tokenizer(str(dest / "model"))
         return rec, _scale_of(saved, base_state, delta)
 
     return dict(
         run=run,
         out=out,
+        base_dir=tmp_path / "base",
         n_safe=n_safe,
         trained=trained,
         factors=factors,
@@ -430,7 +434,8 @@ def test_a_calibrated_build_checks_the_validation_prompts_for_overlaps_and_recor
     prompts = calibration_prompts(shared_data, sp)
     prompts["task"] = [r["question"] for r in calibration_task_rows(shared_data, sp, 150)]
 
-    def fake_stage(cfg, out, sp, data_dir, base_path, batch_size, progress):
+    def fake_stage(cfg, out, sp, data_dir, base_path, batch_size, progress, store=None):
+        assert store is None  # a build with its own out shares no attempts
         chosen = ScaleResult(0.9, 0.08, 0.93, [], 0.12).to_dict()
         rec = {"align_seed": 1, "meets_targets": True, "reason": "r", "chosen": chosen, "prompts": prompts}
         write_json(out / "data" / "calibration.json", rec)
@@ -481,3 +486,72 @@ def test_a_calibrated_build_checks_the_validation_prompts_for_overlaps_and_recor
         assert not (out / "realbase.json").exists()
         prompts[key].pop()
         rebuild()
+
+
+def test_builds_starting_at_other_seeds_share_the_attempts_they_both_train(stage, tmp_path):
+    """Two calibrating builds whose recipes differ only in align_seed: the second takes the seed
+    both try from the attempt store (record and merged model, hard-linked) instead of training it,
+    and can keep it; the first build's cleanup leaves the stored model in place."""
+    from dualselect.realbase.attempts import AttemptStore
+    from dualselect.realbase.build import RealBaseConfig
+
+    stage["factors"].update({1: 0.4})  # build A: seed 0 = dW (already merged), seed 1 = 0.4 dW
+    stage["harm"]["refused"] = lambda s_eff: 0.88 if s_eff < 0.15 else 1.0
+    kw = dict(delta_scales=[1.0, 0.5], calib_max_over_refusal=0.2, align_attempts=2)
+    cfg_a, cfg_b = RealBaseConfig(align_seed=0, **kw), RealBaseConfig(align_seed=1, **kw)
+    store = AttemptStore(tmp_path / "attempts", cfg_a.to_dict(), {})
+    assert store.path(1) == AttemptStore(tmp_path / "attempts", cfg_b.to_dict(), {}).path(1)
+    assert store.path(1) != AttemptStore(tmp_path / "attempts", RealBaseConfig(**kw).to_dict(), {}).path(2)
+    rec_a, _ = stage["run"](cfg_a, store=store)
+    assert stage["trained"] == [(1, 1)]
+    assert (store.path(0) / "merged" / "config.json").exists() and (store.path(1) / "record.json").exists()
+    assert not (stage["out"] / "merged_unscaled_1").exists()  # the build's own copy is cleaned up
+
+    out_b = tmp_path / "rb_b"
+    (out_b / "data").mkdir(parents=True)
+    stage["factors"].update({1: 0.1})  # build B's second attempt, seed 2: 0.1 dW, misses the refusal target
+    rec_b, s_eff = stage["run"](
+        cfg_b, dest=out_b, store=AttemptStore(tmp_path / "attempts", cfg_b.to_dict(), {})
+    )
+    assert stage["trained"] == [(1, 1), (1, 2)]  # seed 1 is not trained again
+    assert rec_b["attempts"][0] == {**rec_a["attempts"][1], "attempt": 0}
+    assert [a["align_seed"] for a in rec_b["attempts"]] == [1, 2]
+    assert (rec_b["attempt"], rec_b["align_seed"], rec_b["meets_targets"]) == (0, 1, True)
+    assert s_eff == pytest.approx(0.4, abs=1e-5)  # the stored seed-1 model, unscaled
+
+
+def test_attempt_store_waits_for_a_live_claim_and_takes_over_a_dead_one(tmp_path):
+    import subprocess
+    import sys
+    import threading
+
+    from dualselect.realbase.attempts import AttemptStore
+
+    store = AttemptStore(tmp_path, {"base": "m", "lora_r": 4}, {}, poll_seconds=0.05)
+    lock = store.path(3).parent / f"{store.path(3).name}.lock"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    lock.write_text(dead.stdout.strip())  # left by a process that is gone
+    assert store.claim(3) is True and lock.read_text() == str(os.getpid())
+    store.release(3)
+    assert not lock.exists()
+
+    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        lock.write_text(str(helper.pid))  # a live build trains seed 3 ...
+        merged = tmp_path / "m"
+        merged.mkdir()
+        (merged / "config.json").write_text("{}")
+        record = tmp_path / "rec.json"
+        record.write_text(json.dumps({"attempt": 2, "align_seed": 3}))
+        # ... and publishes it while this one waits
+        threading.Timer(0.3, lambda: store.publish(3, merged, record)).start()
+        assert store.claim(3) is False
+        assert lock.read_text() == str(helper.pid)  # not this process's lock: left alone
+        out_rec = tmp_path / "b" / "rec.json"
+        assert store.fetch(3, tmp_path / "b" / "merged", out_rec, attempt=0)
+        assert json.loads(out_rec.read_text()) == {"attempt": 0, "align_seed": 3}
+        assert os.path.samefile(tmp_path / "b" / "merged" / "config.json", merged / "config.json")
+    finally:
+        helper.kill()

@@ -36,7 +36,8 @@ import shutil
 import time
 from pathlib import Path
 
-from dualselect.cache import content_key, mark_done
+from dualselect.cache import cache_root, content_key, mark_done
+from dualselect.realbase.attempts import AttemptStore
 from dualselect.realbase.data import build_splits, disjointness_report, shared_data_dir
 from dualselect.realbase.prompts import CONTRAST_PROMPTS, REFUSALS
 from dualselect.realbase.recipe import (
@@ -85,9 +86,14 @@ def build_real_base(
     data_dir: str | os.PathLike | None = None,
     progress: bool = True,
     batch_size: int = 16,
+    attempt_store: str | os.PathLike | None = None,
 ) -> Path:
     """Build (or resume, or return the cached) aligned real base; returns its directory, whose
-    ``model/`` subfolder loads with ``from_pretrained`` (the ``-safe`` name resolves to it)."""
+    ``model/`` subfolder loads with ``from_pretrained`` (the ``-safe`` name resolves to it).
+
+    A calibrating build shares its training attempts (:mod:`dualselect.realbase.attempts`) through
+    ``attempt_store``: by default ``$DUALSELECT_CACHE/realbase/attempts`` for a build in the cache,
+    none for a build with its own ``out``."""
     from dualselect.data.encoding import format_prompt
     from dualselect.evaluation.generation import generate
     from dualselect.evaluation.judges.keyword import RefusalKeywordJudge
@@ -98,6 +104,9 @@ def build_real_base(
     data_dir = Path(data_dir or shared_data_dir())
     inputs = input_files(cfg, data_dir)
     key = content_key(cfg.to_dict(), inputs)  # = cfg.cache_key(data_dir), inputs hashed once
+    if attempt_store is None and out is None:
+        attempt_store = cache_root() / "realbase" / "attempts"
+    store = AttemptStore(attempt_store, cfg.to_dict(), inputs) if attempt_store is not None else None
     out = Path(out) if out is not None else realbase_dir(cfg, key=key)
     if is_built(out):
         return out
@@ -170,7 +179,7 @@ def build_real_base(
         if not cfg.calibrating:
             _train_alignment(cfg, sp, out, base_path, cfg.first_align_seed, 0, progress)
         else:  # 4b (realbase/calibrate.py)
-            _calibrate_stage(cfg, out, sp, data_dir, base_path, batch_size, progress)
+            _calibrate_stage(cfg, out, sp, data_dir, base_path, batch_size, progress, store=store)
 
     calibration = json.loads((d / "calibration.json").read_text()) if cfg.calibrating else None
     # the base's own training and validation prompts against every evaluation set
@@ -301,7 +310,15 @@ def _train_alignment(
 
 
 def _calibrate_stage(
-    cfg: RealBaseConfig, out: Path, sp: dict, data_dir: Path, base_path: str, batch_size: int, progress: bool
+    cfg: RealBaseConfig,
+    out: Path,
+    sp: dict,
+    data_dir: Path,
+    base_path: str,
+    batch_size: int,
+    progress: bool,
+    *,
+    store: AttemptStore | None = None,
 ) -> None:
     """Stage 4b: per training attempt (seed ``first_align_seed + attempt``), train and merge, then score
     the scales of its merged delta on the validation prompts (and task rows); ``align_select="best"``
@@ -310,7 +327,9 @@ def _calibrate_stage(
     the best attempt by the fallback's key. The kept model goes to ``model/``, the record to ``data/calibration.json``
     (written first: ``model/`` marks the stage done); the merged directories are then removed. Each
     attempt's record (``data/calibration_attempt<a>.json``) makes a resumed build skip it, and the
-    shipped model's task score is kept in ``data/calibration_task_shipped.json``."""
+    shipped model's task score is kept in ``data/calibration_task_shipped.json``. With a ``store``,
+    an attempt another build has finished is taken from it instead of trained, and every finished
+    attempt is published to it."""
     from dualselect.data.encoding import format_prompt
     from dualselect.evaluation.capability import exact_match
     from dualselect.evaluation.generation import generate
@@ -377,55 +396,71 @@ def _calibrate_stage(
             )
         return base
 
+    def score_attempt(attempt: int, seed: int, merged_dir: Path) -> dict:
+        """Train (unless merged) and calibrate one attempt; its record."""
+        if not (merged_dir / "config.json").exists():
+            _train_alignment(cfg, sp, out, base_path, seed, attempt, progress)
+        model, tok = load_model_and_tokenizer(str(merged_dir))
+        model.eval()
+
+        def rates(m, tok=tok) -> tuple[float, float, list[str]]:
+            refused = [judge.refused(t) for t in answers(m, tok, safe + harmful)]
+            n = len(safe)
+            return (
+                sum(refused[:n]) / n,
+                sum(refused[n:]) / len(harmful),
+                [p for p, r in zip(safe, refused) if r],
+            )
+
+        _log(
+            f"calibrating seed {seed}: up to {len(cfg.delta_scales)} scales on {len(safe)} safe + "
+            f"{len(harmful)} harmful validation prompts, {len(rows)} task rows",
+            progress,
+        )
+        t = targets()
+        chosen, reason, results = calibrate(
+            model,
+            base_state(),
+            cfg.delta_scales,
+            rates,
+            t,
+            task=(lambda m, tok=tok: task_em(m, tok)) if rows else None,
+            log=lambda msg: _log(msg, progress),
+        )
+        del model
+        _log(f"seed {seed}: scale {chosen.scale} ({reason})", progress)
+        return {
+            "attempt": attempt,
+            "align_seed": seed,
+            "meets_targets": chosen.meets(t),
+            "chosen": chosen.to_dict(),
+            "reason": reason,
+            "targets": t.to_dict(),
+            "results": [r.to_dict() for r in results],
+        }
+
     records: list[dict] = []
     for attempt in range(cfg.align_attempts):
         seed = cfg.first_align_seed + attempt
         _, merged_dir, record = _attempt_dirs(out, attempt)
-        if record.exists():
+        claimed = False
+        try:
+            if (
+                not record.exists()
+                and store is not None
+                and not store.fetch(seed, merged_dir, record, attempt)
+            ):
+                claimed = store.claim(seed, log=lambda msg: _log(msg, progress))
+                if not claimed:  # another build published it while this one waited
+                    store.fetch(seed, merged_dir, record, attempt)
+            if not record.exists():
+                write_json(record, score_attempt(attempt, seed, merged_dir))
             records.append(json.loads(record.read_text()))
-        else:
-            if not (merged_dir / "config.json").exists():
-                _train_alignment(cfg, sp, out, base_path, seed, attempt, progress)
-            model, tok = load_model_and_tokenizer(str(merged_dir))
-            model.eval()
-
-            def rates(m, tok=tok) -> tuple[float, float, list[str]]:
-                refused = [judge.refused(t) for t in answers(m, tok, safe + harmful)]
-                n = len(safe)
-                return (
-                    sum(refused[:n]) / n,
-                    sum(refused[n:]) / len(harmful),
-                    [p for p, r in zip(safe, refused) if r],
-                )
-
-            _log(
-                f"calibrating seed {seed}: up to {len(cfg.delta_scales)} scales on {len(safe)} safe + "
-                f"{len(harmful)} harmful validation prompts, {len(rows)} task rows",
-                progress,
-            )
-            t = targets()
-            chosen, reason, results = calibrate(
-                model,
-                base_state(),
-                cfg.delta_scales,
-                rates,
-                t,
-                task=(lambda m, tok=tok: task_em(m, tok)) if rows else None,
-                log=lambda msg: _log(msg, progress),
-            )
-            del model
-            _log(f"seed {seed}: scale {chosen.scale} ({reason})", progress)
-            rec = {
-                "attempt": attempt,
-                "align_seed": seed,
-                "meets_targets": chosen.meets(t),
-                "chosen": chosen.to_dict(),
-                "reason": reason,
-                "targets": t.to_dict(),
-                "results": [r.to_dict() for r in results],
-            }
-            write_json(record, rec)
-            records.append(rec)
+            if store is not None:
+                store.publish(seed, merged_dir, record)
+        finally:
+            if claimed:
+                store.release(seed)
         if records[-1]["meets_targets"] and cfg.align_select == "first":
             break
     kept = choose_attempt(records, targets())
