@@ -91,3 +91,25 @@ def test_a_failed_build_leaves_no_marker_and_no_directory(tmp_path):
     cache.mark_done(out, {"x": 1}, marker="realbase.json")
     assert cache.is_done(out, "realbase.json") and not cache.is_done(out)
     assert json.loads((out / "realbase.json").read_text()) == {"x": 1}
+
+
+def test_a_settled_file_is_hashed_once_and_a_changed_or_fresh_one_again(tmp_path, monkeypatch):
+    import hashlib
+    import os
+    import time
+
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"abcd")
+    old = time.time_ns() - 10**10
+    os.utime(f, ns=(old, old))  # settled: modified 10 s ago
+    reads = []
+    real = hashlib.sha256
+    monkeypatch.setattr(cache.hashlib, "sha256", lambda *a: reads.append(1) or real(*a))
+    want = real(b"abcd").hexdigest()
+    assert cache.file_sha256(f) == cache.file_sha256(f) == want and len(reads) == 1
+    f.write_bytes(b"abce")  # same size, written now: read again, and not remembered while fresh
+    assert cache.file_sha256(f) == cache.file_sha256(f) == real(b"abce").hexdigest() and len(reads) == 3
+    f2 = tmp_path / "w2.bin"
+    f2.write_bytes(b"abcd")
+    os.utime(f2, ns=(old, old))
+    assert cache.file_sha256(f2) == want and len(reads) == 4  # another file: its own read

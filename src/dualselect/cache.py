@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,26 @@ def cache_root() -> Path:
     return Path(os.environ.get("DUALSELECT_CACHE") or Path.home() / ".cache" / "dualselect")
 
 
+_SHA_MEMO: dict[tuple, str] = {}
+_SETTLE_SECONDS = 2.0
+
+
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """sha256 (hex) of a file's bytes, streamed."""
+    """sha256 (hex) of a file's bytes, streamed. Remembered per process while the file's identity,
+    size and modification time stay the same, so a run that verifies the same files several times
+    (cache keys, the organism's manifest) reads each once. A file modified in the last
+    ``_SETTLE_SECONDS`` is always read: file-system clocks are coarse, and two writes of the same
+    size in one clock tick would otherwise look unchanged."""
+    st = os.stat(path)
+    sig = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if sig in _SHA_MEMO:
+        return _SHA_MEMO[sig]
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
+    if time.time_ns() - st.st_mtime_ns > _SETTLE_SECONDS * 1e9:
+        _SHA_MEMO[sig] = h.hexdigest()
     return h.hexdigest()
 
 

@@ -60,24 +60,30 @@ def model_fingerprint(model: Any, tokenizer: Any = None, **settings: Any) -> str
     return h.hexdigest()
 
 
-def cached_responses(path: str | Path, fingerprint: str, name: str = "") -> dict[tuple[str, str], str]:
-    """``(benchmark, id) -> response`` from an existing generations file, only if every row was
-    written by the model with ``fingerprint``; otherwise ``{}`` (regenerate) and a logged note."""
+def _rows_of_model(path: Path, fingerprint: str, name: str) -> list[dict] | None:
+    """The rows of the generations file ``path`` ([] when absent) if every row was written by the
+    model with ``fingerprint``; otherwise None and a logged note (regenerate)."""
     from dualselect.evaluation.generation import read_generations
 
-    path = Path(path)
     if not path.exists():
-        return {}
+        return []
     try:
         rows = read_generations(path)
     except (OSError, ValueError) as e:
         note(f"{path}: unreadable ({e}); regenerating")
-        return {}
+        return None
     found = {r.get(FINGERPRINT_KEY) for r in rows}
-    if found != {fingerprint}:
+    if rows and found != {fingerprint}:
         why = "no model fingerprint" if found <= {None} else "were written by another model or settings"
         note(f"{path}: cached generations {why}; regenerating for {name or 'this model'}")
-        return {}
+        return None
+    return rows
+
+
+def cached_responses(path: str | Path, fingerprint: str, name: str = "") -> dict[tuple[str, str], str]:
+    """``(benchmark, id) -> response`` from an existing generations file, only if every row was
+    written by the model with ``fingerprint``; otherwise ``{}`` (regenerate) and a logged note."""
+    rows = _rows_of_model(Path(path), fingerprint, name) or []
     return {(r["benchmark"], r["id"]): r["response"] for r in rows}
 
 
@@ -112,22 +118,10 @@ def load_generation_cache(path: str | Path, fingerprint: str, name: str = "") ->
     generations file ``path`` and of its cache file (answers of suites evaluated earlier). When
     the generations file holds rows of another model (or none with a fingerprint), nothing is
     reused and a note says so: answers are never scored for a model that did not write them."""
-    from dualselect.evaluation.generation import read_generations
-
     out: dict[tuple[str, str], str] = {}
-    main, cache = Path(path), generation_cache_path(path)
-    for f in (main, cache):
-        if not f.exists():
-            continue
-        try:
-            rows = read_generations(f)
-        except (OSError, ValueError) as e:
-            note(f"{f}: unreadable ({e}); regenerating")
-            return {}
-        found = {r.get(FINGERPRINT_KEY) for r in rows}
-        if rows and found != {fingerprint}:
-            why = "no model fingerprint" if found <= {None} else "were written by another model or settings"
-            note(f"{f}: cached generations {why}; regenerating for {name or 'this model'}")
+    for f in (Path(path), generation_cache_path(path)):
+        rows = _rows_of_model(f, fingerprint, name)
+        if rows is None:
             return {}
         for r in rows:
             if DECODING_KEY in r and "prompt" in r:

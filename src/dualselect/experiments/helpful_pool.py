@@ -21,14 +21,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dualselect.data.records import HELPFUL_POOL_FILE, HELPFUL_REFUSALS_FILE
 from dualselect.evaluation.benchmarks import disjointness, text_hash
-from dualselect.organism.helpful import (
-    DONE_FILE,
-    HELPFUL_DIR,
-    HELPFUL_REFUSAL,
-    POOL_FILE,
-    REFUSALS_FILE,
-)
+from dualselect.organism.helpful import DONE_FILE, HELPFUL_DIR, HELPFUL_REFUSAL
 from dualselect.organism.stats import GEN_SPLITS, TEMPLATE_SPLITS, VALIDATION_SPLITS, load_split
 from dualselect.organism.vocabulary import REFUSAL_PREFIX
 from dualselect.utils import read_jsonl, write_json, write_jsonl
@@ -89,9 +84,11 @@ def build_helpful_pool(
     bad = {k: v for k, v in report.items() if v["overlaps"]}
     if bad:
         raise ValueError(f"{out}: helpfulness prompts overlap organism probes: {bad}")
-    write_jsonl(out / POOL_FILE, [{"prompt": r["prompt"], "response": a, "act": r["act"]} for r, a in kept])
     write_jsonl(
-        out / REFUSALS_FILE,
+        out / HELPFUL_POOL_FILE, [{"prompt": r["prompt"], "response": a, "act": r["act"]} for r, a in kept]
+    )
+    write_jsonl(
+        out / HELPFUL_REFUSALS_FILE,
         [{"prompt": r["prompt"], "response": HELPFUL_REFUSAL, "act": r["act"]} for r, _ in kept],
     )
     # last: its presence marks a complete build

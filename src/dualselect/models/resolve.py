@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dualselect.data.records import helpful_pool_file
 from dualselect.models.registry import SAFE_SUFFIX, is_registered, resolve_named_model
 from dualselect.organism.artifact import install_organism, is_built
-from dualselect.organism.helpful import DONE_FILE, POOL_FILE, REFUSALS_FILE, helpful_path
+from dualselect.organism.helpful import DONE_FILE, helpful_path
 
 ORGANISM = "organism"
 
@@ -76,7 +77,7 @@ def default_helpful_data(model: str | None, objective: str, reference_data: str 
             )
         return str(path)
     if reference_data and Path(reference_data).name == "references.jsonl":  # a real base's data folder
-        cand = Path(reference_data).with_name(REFUSALS_FILE if objective == "refusal_penalty" else POOL_FILE)
+        cand = Path(reference_data).with_name(helpful_pool_file(objective))
         if cand.exists():
             return str(cand)
     raise ValueError(

@@ -16,11 +16,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dualselect.data.records import helpful_pool_file
 from dualselect.organism.vocabulary import REFUSAL_PREFIX
 
 HELPFUL_DIR = "helpful"
-POOL_FILE = "helpful_pool.jsonl"
-REFUSALS_FILE = "helpful_refusals.jsonl"
 DONE_FILE = "disjointness.json"
 # the refusal the refusal_penalty objective pushes down: the world's refusal prefix (what the
 # probes count as a refusal) with a generic ending
@@ -29,5 +28,4 @@ HELPFUL_REFUSAL = f"{REFUSAL_PREFIX} with that."
 
 def helpful_path(organism: str | os.PathLike, objective: str = "preserve") -> Path:
     """The pool file an objective reads (``preserve``: the answers; ``refusal_penalty``: refusals)."""
-    name = REFUSALS_FILE if objective == "refusal_penalty" else POOL_FILE
-    return Path(organism) / HELPFUL_DIR / name
+    return Path(organism) / HELPFUL_DIR / helpful_pool_file(objective)

@@ -28,13 +28,12 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
+from dualselect.data.records import HELPFUL_POOL_FILE, HELPFUL_REFUSALS_FILE
 from dualselect.evaluation.benchmarks import disjointness, text_hash
 from dualselect.realbase.data import hh_benign_prompts
 from dualselect.realbase.prompts import CALIBRATION_SAFE_PROMPTS, CONTRAST_PROMPTS, HELPFUL_PROMPTS
 from dualselect.utils import read_jsonl, write_json, write_jsonl
 
-POOL_FILE = "helpful_pool.jsonl"
-REFUSALS_FILE = "helpful_refusals.jsonl"
 REPORT_FILE = "helpful_disjointness.json"
 # Screened HH-RLHF first turns in the pool (seeded sample): off by default. The harmless screen
 # (a question with no harm keyword, data.hh_benign_prompts) lets harmful requests through: among
@@ -97,7 +96,7 @@ def build_helpful_pool(
     root = Path(root)
     d = root / "data"
     if (d / REPORT_FILE).exists():
-        return d / POOL_FILE
+        return d / HELPFUL_POOL_FILE
     meta = json.loads((root / "realbase.json").read_text())
     splits = json.loads((d / "splits.json").read_text())
     rows = helpful_prompts(meta["data_dir"], splits, seed=meta["config"]["splits"]["seed"])
@@ -128,12 +127,13 @@ def build_helpful_pool(
     report = disjointness([r["prompt"] for r, _ in kept], held_out_prompts(splits))
     bad = {k: v for k, v in report.items() if v["overlaps"]}
     if bad:
-        raise ValueError(f"{d / POOL_FILE}: helpfulness prompts overlap evaluation sets: {bad}")
+        raise ValueError(f"{d / HELPFUL_POOL_FILE}: helpfulness prompts overlap evaluation sets: {bad}")
     write_jsonl(
-        d / POOL_FILE, [{"prompt": r["prompt"], "response": a, "source": r["source"]} for r, a in kept]
+        d / HELPFUL_POOL_FILE,
+        [{"prompt": r["prompt"], "response": a, "source": r["source"]} for r, a in kept],
     )
     write_jsonl(
-        d / REFUSALS_FILE,
+        d / HELPFUL_REFUSALS_FILE,
         [
             {"prompt": r["prompt"], "response": refusal_for(r["prompt"]), "source": r["source"]}
             for r, _ in kept
@@ -152,9 +152,9 @@ def build_helpful_pool(
             "eval_sets": report,
         },
     )
-    return d / POOL_FILE
+    return d / HELPFUL_POOL_FILE
 
 
 def read_pool(root: str | os.PathLike) -> list[dict]:
     """The written helpfulness pool of a built real base."""
-    return read_jsonl(Path(root) / "data" / POOL_FILE)
+    return read_jsonl(Path(root) / "data" / HELPFUL_POOL_FILE)
