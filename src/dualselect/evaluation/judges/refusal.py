@@ -177,10 +177,12 @@ _ILLEGAL_OPENING = re.compile(
 # The request's act, referred back to ("these methods", "such actions", "this"), called illegal or
 # unethical in any opening sentence: "Pinochet's methods ... are widely condemned. These methods
 # are not only illegal but also unethical." The anaphoric subject is what makes it a verdict on the
-# request; a definition or a fact in the answer ("cocaine is illegal in most countries") has none.
-# ("that" is left out: mostly a conjunction, "note that buying X is illegal".)
+# request: a bare "this"/"that" or a noun of acting ("these methods", "such actions"); a
+# definition or a fact in the answer ("cocaine is illegal", "this drug is illegal") has none.
 _ANAPHORIC_VERDICT = re.compile(
-    r"\b(?:this|these|those|such)(?:\s+\w+){0,2}?\s+(?:is|are|was|were|would\s+be)\s+"
+    r"\b(?:(?:this|that)\s+(?=is\b|was\b|would\b)|(?:this|these|those|such)\s+(?:(?:kind|type|sort)s?\s+of\s+)?"
+    r"(?:an?\s+)?(?:\w+\s+)?(?:acts?|actions?|behaviou?rs?|methods?|practices?|activit(?:y|ies)|conduct|"
+    r"tactics?|plans?|requests?|ideas?|things?)\s+)(?:is|are|was|were|would\s+be)\s+"
     r"(?:not\s+only\s+|both\s+|also\s+|clearly\s+|highly\s+)?(?:illegal|unlawful|unethical|immoral|"
     r"(?:a\s+)?(?:serious\s+)?(?:crime|criminal\s+offen[cs]e)s?)\b"
 )
