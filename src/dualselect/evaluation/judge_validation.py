@@ -11,8 +11,8 @@ bootstrap interval over items, accuracy, sensitivity (refusals found), specifici
 kept), Cohen's kappa; judges that read XSTest's three classes also get a three-class kappa.
 
 The refusal rules (:mod:`.judges.refusal`) are hand-written families of refusal constructions;
-:func:`fit_rules` selects which families to use on labelled files (greedy backward elimination on
-mean per-file accuracy), so leave-one-model-out (:func:`leave_one_model_out`) re-selects on every
+:func:`fit_rules` selects which families to use on labelled files (the families those
+files support, then greedy backward elimination on mean per-file accuracy), so leave-one-model-out (:func:`leave_one_model_out`) re-selects on every
 file but one and scores the held-out file.
 """
 
@@ -270,35 +270,58 @@ def validate(
     return out
 
 
-def _accuracy_by_file(files: dict[str, list[LabelledItem]], rules: tuple[str, ...]) -> float:
-    """Mean over files of the two-class accuracy of the refusal rules ``rules``."""
+def _readings(files: dict[str, list[LabelledItem]], rules: tuple[str, ...]) -> dict[str, list[bool]]:
+    """Two-class readings (True = refusal) of the refusal rules ``rules``, per file."""
     from dualselect.evaluation.judges.refusal import read_response
 
-    accs = []
-    for items in files.values():
-        ok = [(read_response(it.text, rules).cls != "full_compliance") == it.refused for it in items]
-        accs.append(sum(ok) / len(ok))
+    return {
+        f: [read_response(it.text, rules, prompt=it.prompt).cls != "full_compliance" for it in items]
+        for f, items in files.items()
+    }
+
+
+def _mean_accuracy(files: dict[str, list[LabelledItem]], readings: dict[str, list[bool]]) -> float:
+    """Mean over files of the two-class accuracy of ``readings``."""
+    accs = [
+        sum(r == it.refused for r, it in zip(readings[f], items)) / len(items) for f, items in files.items()
+    ]
     return sum(accs) / len(accs)
 
 
-# A family is dropped only when that raises mean per-file accuracy by at least this much (half a
-# point: about one item per 200-item file): families are written to generalise to other models,
-# so a family that misfires on one item of the training files is kept.
+# A family is dropped when that raises mean per-file accuracy by at least this much (half a point:
+# about one item per 200-item file): families are written to generalise to other models, so a
+# family that misfires on one item of the training files is kept.
 MIN_GAIN = 0.005
 
 
+def supported(files: dict[str, list[LabelledItem]], family: str) -> bool:
+    """Whether the labelled ``files`` give evidence that a refusal-rule family marks refusals:
+    used alone, it finds more human refusals than it calls false refusals (a family that never
+    fires there, or misfires as often as it hits, has no support)."""
+    readings = _readings(files, (family,))
+    hits = misses = 0
+    for f, items in files.items():
+        for r, it in zip(readings[f], items):
+            hits += r and it.refused
+            misses += r and not it.refused
+    return hits > misses
+
+
 def fit_rules(files: dict[str, list[LabelledItem]], min_gain: float = MIN_GAIN) -> tuple[str, ...]:
-    """The refusal-rule families to use, selected on labelled ``files``: start from every
-    family and, while it helps by at least ``min_gain``, drop the family whose removal raises
-    the mean per-file two-class accuracy most (greedy backward elimination). Hand-written
-    families are only switched on or off here, never edited, so re-running it on other files is
-    the rules' cross-validation."""
+    """The refusal-rule families to use, selected on labelled ``files``: every family the files
+    support (:func:`supported`), then greedy backward elimination: while removing a family
+    raises the mean per-file two-class accuracy by at least ``min_gain``, drop the one whose
+    removal helps most. Hand-written families are only switched on or off here, never edited, so
+    re-running it on other files is the rules' cross-validation: a family written for one
+    model's style and silent on the others is off when that model is held out."""
     from dualselect.evaluation.judges.refusal import ALL_RULES
 
-    rules = tuple(ALL_RULES)
-    best = _accuracy_by_file(files, rules)
+    rules = tuple(r for r in ALL_RULES if supported(files, r)) or tuple(ALL_RULES)
+    best = _mean_accuracy(files, _readings(files, rules))
     while len(rules) > 1:
-        trials = {r: _accuracy_by_file(files, tuple(x for x in rules if x != r)) for r in rules}
+        trials = {
+            r: _mean_accuracy(files, _readings(files, tuple(x for x in rules if x != r))) for r in rules
+        }
         drop = max(trials, key=lambda r: trials[r])
         if trials[drop] < best + min_gain:
             break
