@@ -169,9 +169,46 @@ def per_refresh(size: str, work: Path, seed: int = 0) -> dict:
     rows: list[dict] = []
 
     class Recording(dt.DualSelectTrainer):
+        _dirs: list | None = None  # this period's per-step directions (what u averages)
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            before = None if self._u_sum is None else self._u_sum.clone()
+            refreshes = self._refreshes
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            if self._u_sum is not None:
+                # a refresh at the start of this step began a new period: u_sum is this step's d
+                fresh = before is None or self._refreshes != refreshes
+                step = self._u_sum.clone() if fresh else self._u_sum - before
+                self._dirs = (self._dirs or []) + [step.detach()]
+            return loss
+
+        def _self_agreement(self, core, ds, k_pool, g, sign, state) -> dict | None:
+            """The exact refresh under each interleaved half of the period's directions: how much
+            of its selection the sampling noise of u alone changes (its own reproducibility)."""
+            dirs, self._dirs = self._dirs or [], None
+            if len(dirs) < 4:
+                return None
+            d = torch.stack(dirs)
+            halves = [d[0::2].mean(0), d[1::2].mean(0)]
+            picked = []
+            for u_half in halves:
+                g.set_state(state)
+                picked.append(super()._refresh_pool(core, ds, k_pool, u_half, g, sign)[1]["indices"])
+            n, k = len(ds), len(picked[0])
+            return {
+                "n_directions": len(dirs),
+                "cos_u_halves": float(torch.nn.functional.cosine_similarity(halves[0], halves[1], dim=0)),
+                "jaccard_half_vs_half": overlap(picked[0], picked[1]),
+                "picked_halves": picked,
+                # two random K-subsets of n: E|A & B| = K^2 / n
+                "jaccard_random_null": (k * k / n) / (2 * k - k * k / n),
+            }
+
         def _refresh_pool(self, core, ds, k_pool, u, g, sign=1.0):
             cfg = self.args
             state = g.get_state()
+            object.__setattr__(cfg, "refresh_prefilter", None)
+            agreement = self._self_agreement(core, ds, k_pool, g, sign, state)
             out = {}
             # variants: the prefilter at M = f K, the rotating random subset (ref_pool_cap = pool/3,
             # re-drawn each refresh); the exact refresh last: the run goes on with it, its RNG
@@ -242,6 +279,10 @@ def per_refresh(size: str, work: Path, seed: int = 0) -> dict:
                     "refs_per_s": len(ds) / wall,
                     "speedup_vs_exact": ex[2] / wall,
                 }
+            if agreement is not None:
+                halves = agreement.pop("picked_halves")
+                agreement["jaccard_exact_vs_halves"] = [overlap(exact_top, h) for h in halves]
+            entry["self_agreement"] = agreement
             entry["exact_gradient_stage_s"] = ex[4]
             entry["exact_rest_s"] = ex[2] - ex[4]
             rows.append(entry)
@@ -337,6 +378,25 @@ def table(res: dict) -> str:
                     f"{ {True: 'yes', False: 'no', None: '-'}[p['certified_exact']] } | {e['exact_s']:.2f} | {p['wall_s']:.2f} "
                     f"({p['forward_only_s']:.2f} / {p['gradient_stage_s']:.2f} / {p['rest_s']:.2f}) | "
                     f"{e['exact_refs_per_s']:.1f} / {p['refs_per_s']:.1f} | {p['speedup_vs_exact']:.2f}x |"
+                )
+        agree = [e for e in r["refreshes"] if e.get("self_agreement")]
+        if agree:
+            lines.append(
+                "\nThe exact refresh against itself: the same refresh under each interleaved half of "
+                "the period's per-step directions (u is their mean), same model and RNG state. "
+                "Jaccard at the random null = two random K-subsets of the pool.\n"
+            )
+            lines.append(
+                "| step | directions | cos(u_half1, u_half2) | Jaccard half vs half | Jaccard exact vs halves "
+                "| random null |"
+            )
+            lines.append("|---|---|---|---|---|---|")
+            for e in agree:
+                a = e["self_agreement"]
+                jh = ", ".join(f"{x:.3f}" for x in a["jaccard_exact_vs_halves"])
+                lines.append(
+                    f"| {e['step']} | {a['n_directions']} | {a['cos_u_halves']:.3f} | "
+                    f"{a['jaccard_half_vs_half']:.3f} | {jh} | {a['jaccard_random_null']:.3f} |"
                 )
         if r.get("note"):
             lines.append(f"\n{r['note']}")
