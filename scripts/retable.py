@@ -1,5 +1,7 @@
 """Recompute a comparison's tables from its committed ``comparison.json`` with the current interval
-method (t over the per-group means, :func:`dualselect.experiments.table.regroup`).
+method (t over the per-group means, :func:`dualselect.experiments.table.regroup`; one group:
+Student-t over seeds, clipped to each metric's range), or a continual benchmark's from its
+``summary.json`` (:func:`dualselect.continual.report.reclip`).
 
     python scripts/retable.py results/compare_organism
 
@@ -21,6 +23,16 @@ def main() -> None:
     ap.add_argument("directory", type=Path, help="a compare output directory holding comparison.json")
     args = ap.parse_args()
     path = args.directory / "comparison.json"
+    continual = args.directory / "summary.json"
+    if not path.is_file() and continual.is_file():  # a `dualselect continual` directory
+        from dualselect.continual.report import reclip, write_report
+        from dualselect.utils import write_json
+
+        summary = reclip(json.loads(continual.read_text()))
+        write_json(continual, summary)
+        write_report(summary, args.directory)
+        print(f"rewrote {continual} and its report")
+        return
     if not path.is_file():
         raise SystemExit(f"{path}: no such file")
     table = regroup(json.loads(path.read_text()))

@@ -187,3 +187,38 @@ def test_markdown_table_adds_each_further_judges_safety_columns():
     # one judge: no suffixed columns even though the runs carry the keys
     t["judges"] = ["keyword"]
     assert "xstest_strmatch" not in markdown_table(t)
+
+
+def test_retable_of_a_seeds_only_table_clips_its_t_intervals_and_names_them(tmp_path):
+    """A committed one-group table (training seeds only, Student-t over runs) that an older writer
+    labelled 'bootstrap' and left outside [0, 1]: regroup clips every rate's interval to its range
+    (means and ties unchanged), write_tables names the method, costs stay unclipped above."""
+    from dualselect.experiments.table import aggregate, regroup, write_tables
+
+    runs = {
+        "sft": [
+            {"harmful_refusal": v, "task_exact_match": 1.0, "train_seconds": t}
+            for v, t in ((0.1, 5), (0.5, 9), (0.2, 7))
+        ],
+        "dualselect": [
+            {"harmful_refusal": v, "task_exact_match": 1.0, "train_seconds": 8} for v in (1.0, 0.9, 1.0)
+        ],
+    }
+    table = aggregate(runs, "harmful_refusal", "task_exact_match")
+    old = json.loads(json.dumps(table))
+    for row in old["methods"].values():  # as the older writer stored them: unclipped t intervals
+        st = row["harmful_refusal"]
+        half = (st["ci"][1] - st["ci"][0]) / 2 or 0.4
+        st["ci"] = [st["mean"] - half - 0.3, st["mean"] + half + 0.3]
+    new = regroup(old)
+    for m in runs:
+        lo, hi = new["methods"][m]["harmful_refusal"]["ci"]
+        assert 0.0 <= lo <= new["methods"][m]["harmful_refusal"]["mean"] <= hi <= 1.0
+        assert new["methods"][m]["harmful_refusal"]["mean"] == old["methods"][m]["harmful_refusal"]["mean"]
+    assert new["methods"]["sft"]["harmful_refusal"]["ci"][0] == 0.0  # was below 0
+    assert new["methods"]["dualselect"]["harmful_refusal"]["ci"][1] == 1.0  # was above 1
+    assert new["methods"]["sft"]["train_seconds"] == old["methods"]["sft"]["train_seconds"]
+    assert new["best_safety"] == "dualselect"
+    write_tables(new, tmp_path, "harmful_refusal", "task_exact_match")
+    header = (tmp_path / "comparison.md").read_text().splitlines()[2]
+    assert "95% Student-t interval" in header and "bootstrap" not in header

@@ -7,9 +7,21 @@ from pathlib import Path
 from typing import Any
 
 from dualselect.continual.metrics import continual_metrics
-from dualselect.evaluation.uncertainty import format_stat, summarise, t_interval
+from dualselect.evaluation.uncertainty import clip_interval, format_stat, summarise, t_interval
 
 HEADLINE = ("acc_final", "bwt", "forgetting", "fwt", "plasticity")
+SIGNED = ("bwt", "forgetting", "fwt")  # differences of accuracies: in [-1, 1]
+COSTS = ("train_seconds", "supervised_tokens")
+
+
+def metric_bounds(key: str) -> tuple[float, float]:
+    """The range a metric's interval is clipped to: [-1, 1] for the transfer and forgetting
+    measures (differences of accuracies), [0, inf) for costs, [0, 1] for every rate."""
+    if key in SIGNED:
+        return -1.0, 1.0
+    if key in COSTS:
+        return 0.0, float("inf")
+    return 0.0, 1.0
 
 
 def accuracy_matrix(base: dict, stages: list[dict], tasks: list[str]) -> list[list[float]]:
@@ -31,14 +43,17 @@ def run_metrics(base: dict, stages: list[dict], tasks: list[str]) -> dict[str, f
     return m
 
 
-def paired_diff(a: dict[int, float], b: dict[int, float]) -> dict[str, Any] | None:
+def paired_diff(a: dict[int, float], b: dict[int, float], key: str = "") -> dict[str, Any] | None:
     """Mean and 95% paired-t interval of a - b over the seeds both have (same seed = same task
-    data order, safety sample and buffer draws); None with fewer than 2 common seeds."""
+    data order, safety sample and buffer draws), clipped to what a difference of the metric
+    ``key`` can be; None with fewer than 2 common seeds."""
     seeds = sorted(set(a) & set(b))
     if len(seeds) < 2:
         return None
     d = [a[s] - b[s] for s in seeds]
-    lo, hi = t_interval(d)
+    lo_b, hi_b = metric_bounds(key)
+    span = hi_b - lo_b
+    lo, hi = clip_interval(t_interval(d), (-span, span))
     return {"mean": sum(d) / len(d), "ci": [lo, hi], "n": len(d)}
 
 
@@ -68,13 +83,20 @@ def summarise_continual(cfg, base: dict, runs: dict[str, dict[int, list[dict]]])
         out["methods"][method] = {
             "seeds": sorted(done),
             "per_seed": {str(s): m for s, m in per_seed[method].items()},
-            "summary": {k: summarise([m[k] for m in per_seed[method].values()]) for k in keys},
+            "summary": {
+                k: summarise([m[k] for m in per_seed[method].values()], metric_bounds(k)) for k in keys
+            },
             "accuracy_matrix_mean": R_mean,
             "accuracy_by_stage": {
                 t: {
                     "mean": [R_mean[i][j] for i in range(T + 1)],
                     "ci": [
-                        list(t_interval([accuracy_matrix(base, st, tasks)[i][j] for st in done.values()]))
+                        list(
+                            clip_interval(
+                                t_interval([accuracy_matrix(base, st, tasks)[i][j] for st in done.values()]),
+                                (0.0, 1.0),
+                            )
+                        )
                         for i in range(T + 1)
                     ],
                 }
@@ -90,9 +112,42 @@ def summarise_continual(cfg, base: dict, runs: dict[str, dict[int, list[dict]]])
                 k: paired_diff(
                     {s: m[k] for s, m in per_seed[method].items()},
                     {s: m[k] for s, m in per_seed["replay"].items()},
+                    k,
                 )
                 for k in (*HEADLINE, f"refusal_stage{T}")
             }
+    out["paired_differences"] = diffs
+    return out
+
+
+def reclip(summary: dict) -> dict:
+    """A committed ``summary.json`` with every interval recomputed from its per-seed metrics (the
+    summaries and the paired differences against replay) or clipped in place (the per-stage
+    accuracies), with the current bounds (:func:`metric_bounds`); means are unchanged."""
+    out = {**summary, "methods": {}}
+    per_seed: dict[str, dict[str, dict]] = {}
+    for method, m in summary["methods"].items():
+        per_seed[method] = m["per_seed"]
+        keys = sorted({k for v in m["per_seed"].values() for k in v})
+        out["methods"][method] = {
+            **m,
+            "summary": {k: summarise([v[k] for v in m["per_seed"].values()], metric_bounds(k)) for k in keys},
+            "accuracy_by_stage": {
+                t: {**a, "ci": [list(clip_interval(tuple(c), (0.0, 1.0))) for c in a["ci"]]}
+                for t, a in m["accuracy_by_stage"].items()
+            },
+        }
+    diffs = {}
+    for name, row in summary.get("paired_differences", {}).items():
+        method = name.removesuffix(" - replay")
+        diffs[name] = {
+            k: paired_diff(
+                {s: v[k] for s, v in per_seed[method].items()},
+                {s: v[k] for s, v in per_seed["replay"].items()},
+                k,
+            )
+            for k in row
+        }
     out["paired_differences"] = diffs
     return out
 
@@ -108,7 +163,7 @@ def markdown(summary: dict) -> str:
     T = len(tasks)
     lines = [
         f"Tasks in order: {', '.join(tasks)}. Accuracy in % (exact match on each task's test set); "
-        "mean [95% t-interval] over seeds.",
+        "mean [95% t-interval] over seeds, clipped to the metric's range.",
         "",
         "| method | seeds | ACC (final) | BWT | forgetting | FWT | plasticity | train s |",
         "|---|---|---|---|---|---|---|---|",

@@ -181,14 +181,18 @@ def regroup(table: dict) -> dict:
     """A comparison table (``comparison.json``) with every interval recomputed from its per-group
     means (``per_group``) by the t interval over group means, and its ties and matched-capability
     choice ranked again: for tables written with another interval method. Each cell keeps its
-    runs' ``min``/``max``; a metric without per-group means keeps its cell."""
-    if "per_group" not in table:
-        raise ValueError("regroup needs a table with per_group means (a comparison over several groups)")
+    runs' ``min``/``max``; a metric without per-group means keeps its cell, its interval clipped to
+    the metric's range (:func:`metric_bounds`). A table over one group (training seeds only) has
+    Student-t intervals over its runs already: they are clipped, and the ranking redone."""
     out = {**table, "methods": {}}
     for method, row in table["methods"].items():
         new = {}
         for key, stat in row.items():
-            gm = table["per_group"].get(method, {}).get(key)
+            gm = table.get("per_group", {}).get(method, {}).get(key)
+            if isinstance(stat, dict) and stat.get("ci") is not None and not (gm and len(gm) >= 2):
+                b = metric_bounds(key, [v for v in (stat.get("min"), stat.get("max")) if v is not None])
+                if b is not None:
+                    stat = {**stat, "ci": [max(stat["ci"][0], b[0]), min(stat["ci"][1], b[1])]}
             if not isinstance(stat, dict) or not gm or len(gm) < 2:
                 new[key] = stat
                 continue
