@@ -42,6 +42,7 @@ import argparse
 import gzip
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -555,7 +556,11 @@ def main(argv: list[str] | None = None) -> int:
         for p in collect(args.collect, args.into):
             print(p)
         return 0
-    res = analyse(load_study(args.study))
+    try:
+        res = analyse(load_study(args.study))
+    except (ValueError, FileNotFoundError) as e:  # bad or missing inputs: one line, exit 2
+        print(f"real_study_analysis: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "analysis.json", res)
     with atomic_open(args.out / "analysis.md") as fh:

@@ -501,7 +501,7 @@ def test_verdicts_follow_the_pre_registration():
     assert mod.h2_verdict({"mean": 0.5, "ci": [-1.0, 3.5]}).startswith("undetermined")
 
 
-def test_the_analysis_refuses_inconsistent_inputs(tmp_path):
+def test_the_analysis_refuses_inconsistent_inputs(tmp_path, capsys):
     """Runs scored on other prompts, a run in two outputs, a missing verdict: one-line errors."""
     mod = _analysis()
     plan = _plan(np.random.default_rng(1))
@@ -521,6 +521,12 @@ def test_the_analysis_refuses_inconsistent_inputs(tmp_path):
     v.write_text("".join(v.read_text().splitlines(keepends=True)[1:]))
     with pytest.raises(ValueError, match="judge refusal_rules has no verdict for harmbench item harmbench:0"):
         mod.load_study(tmp_path / "u")
+    # on the command line: one line on stderr, exit 2
+    assert mod.main(["--study", str(tmp_path / "u"), "--out", str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("real_study_analysis: error: ") and len(err.strip().splitlines()) == 1
+    assert mod.main(["--study", str(tmp_path / "nothing"), "--out", str(tmp_path / "res")]) == 2
+    assert "no compare output" in capsys.readouterr().err and not (tmp_path / "res").exists()
 
 
 def test_capability_items_carry_their_gold_and_strict_verdict():

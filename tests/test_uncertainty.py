@@ -313,3 +313,33 @@ def test_crossed_interval_strata_by_hand():
         for k in (0, 2, 4)
     ]
     assert dd["mean"] == pytest.approx(np.mean(per))
+
+
+def test_stratified_crossed_interval_covers_at_the_study_design():
+    """The study's harmful-refusal mean: 3 base builds x 5 seeds on HarmBench (159), StrongREJECT
+    (313) and AdvBench (100) prompts, each benchmark its own mean, the base and seed effects shared
+    by a run's three benchmarks. The stratified interval (equal-weight mean of the benchmark
+    rates) covers the mean of the three marginal rates in >= 93% of simulated studies."""
+    from dualselect.evaluation.uncertainty import crossed_interval
+
+    rng = np.random.default_rng(11)
+    sizes, mus = (159, 313, 100), (2.5, 1.5, 1.0)
+    sd_g, sd_s, sd_p = 0.5, 0.5, 1.5
+    z = rng.normal(0, 1, (400_000, 3)) @ np.array([sd_g, sd_s, sd_p])
+    target = np.mean([_expit(mu + z).mean() for mu in mus])
+    groups = [g for g in range(3) for _ in range(5)]
+    strata = [k for k, n in enumerate(sizes) for _ in range(n)]
+    hit = 0
+    reps = 500
+    for _ in range(reps):
+        u = rng.normal(0, sd_g, 3)
+        w = [rng.normal(0, sd_p, n) for n in sizes]
+        rows = []
+        for g in groups:
+            e = u[g] + rng.normal(0, sd_s)  # one run: its base and seed effect on every benchmark
+            rows.append(
+                np.concatenate([rng.random(n) < _expit(mu + e + wk) for n, mu, wk in zip(sizes, mus, w)])
+            )
+        r = crossed_interval(np.array(rows, float), groups, strata=strata)
+        hit += r["ci"][0] <= target <= r["ci"][1]
+    assert hit / reps >= 0.93, hit / reps
