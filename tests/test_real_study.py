@@ -159,7 +159,7 @@ def test_headline_metrics_keep_xstest_unsafe_out_of_the_harmful_mean():
 # ------------------------------------------------------------------------------ the config path
 
 
-def test_the_study_config_trains_on_the_study_task_and_builds_it_when_missing(shared_data, tmp_path):
+def test_the_study_config_trains_on_the_study_task_and_builds_it_when_missing(shared_data, tmp_path, caplog):
     """configs/real_study.yaml on a base: every run's training data is the study task's attack
     set, which compare writes when missing (ensure_study_data); the config passes validation."""
     from dualselect.experiments.compare_config import (
@@ -190,6 +190,12 @@ def test_the_study_config_trains_on_the_study_task_and_builds_it_when_missing(sh
         base / "data" / "task_train.jsonl"
     )
     assert ensure_study_data(rb) is None
+    # another training set is the user's choice, but never a silent one
+    other = CompareConfig.from_dict(
+        {**_asdict(cfg), "train_dataset": str(base / "data" / "task_train.jsonl")}
+    )
+    other.validate()
+    assert "replaces the study task's attack set" in caplog.text
 
 
 def _asdict(cfg) -> dict:

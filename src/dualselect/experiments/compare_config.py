@@ -351,6 +351,13 @@ class CompareConfig:
             )
         for key in ("train_dataset", "reference_dataset"):
             check_data_path(getattr(self, key), key)
+        if self.suites == "real_study" and self.train_dataset is not None:
+            from dualselect.utils import warn
+
+            warn(
+                f"compare: train_dataset={self.train_dataset!r} replaces the study task's attack set "
+                f"(<base>/{REAL_TRAIN_DATA['real_study']}) that suites: real_study trains on"
+            )
         if self.suites == "benchmarks":
             if self.train_dataset is None:
                 raise ValueError(
