@@ -27,7 +27,7 @@ def test_the_study_configs_pass_compares_validation(path):
     cfg = CompareConfig.from_yaml(str(path))
     assert cfg.validate() == {"skipped_judges": {}}  # every judge runs offline
     assert cfg.suites == "real_study" and cfg.suite_limits == {}  # the full suites
-    assert cfg.max_new_tokens >= 40 and cfg.tune is None
+    assert cfg.max_new_tokens == 64 and cfg.generation_budgets() == 64 and cfg.tune is None  # pre-registered
 
 
 def test_methods_and_seeds_are_the_pre_registered_ones():
