@@ -4,15 +4,14 @@ One ``dualselect compare`` runs one model, so the study's 3 base builds need one
 each recipe ``configs/real_study_base_<k>.yaml`` this writes ``<out>/real_study_base<k>.yaml`` and
 ``<out>/real_study_base<k>_seeds34.yaml``: ``extends`` the committed ``configs/real_study.yaml`` /
 ``configs/real_study_seeds34.yaml`` and sets ``model_name_or_path`` to the build's ``model/`` in
-``$DUALSELECT_CACHE/realbase/`` (the recipe's cache key) and ``train_dataset`` to the study task's
-attack set, ``<base>/data/gsm8k_final_step/task_train.jsonl`` (``dualselect base build --recipe``
-then ``build_study_data(<base>, task="gsm8k_final_step")`` write them; this script builds nothing).
+``$DUALSELECT_CACHE/realbase/`` (the recipe's cache key). Their ``suites: real_study`` gives every
+run the study task's attack set, ``<base>/data/gsm8k_final_step/task_train.jsonl``, and its test
+split, which compare writes (``build_study_data(<base>, task="gsm8k_final_step")``) before the
+first run when missing; ``dualselect base build --recipe`` builds the base (this script builds
+nothing).
 
     PYTHONPATH=src python scripts/real_study_configs.py --out runs/real_study/configs
     dualselect compare runs/real_study/configs/real_study_base1.yaml --out runs/real_study/base1
-
-Not covered by compare yet: its ``task_test`` suite with ``suites: realbase`` is the base's
-answer-extraction test split, not the study task's (see configs/real_study.yaml).
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dualselect.experiments.real_task import TASK
 from dualselect.realbase.recipe import load_recipe, realbase_dir
 from dualselect.utils import write_yaml
 
@@ -40,7 +38,6 @@ def write_configs(out: Path, data_dir: str | None = None) -> list[Path]:
                 {
                     "extends": str(ROOT / "configs" / f"{name}.yaml"),
                     "model_name_or_path": str(base / "model"),
-                    "train_dataset": str(base / "data" / TASK / "task_train.jsonl"),
                 },
             )
             written.append(path)

@@ -30,8 +30,9 @@ from pathlib import Path
 
 from dualselect.evaluation.capability import exact_match, extract_strict
 from dualselect.experiments.real_task import build_final_step, task_file_rows
-from dualselect.realbase.build import held_out_sets
-from dualselect.realbase.data import FILES, SplitConfig, build_splits, shared_data_dir
+from dualselect.realbase.build import RealBaseConfig, held_out_sets
+from dualselect.realbase.calibrate import calibration_task_rows
+from dualselect.realbase.data import FILES, SplitConfig, build_splits, shared_data_dir, task_rows
 from dualselect.realbase.report import wilson
 from dualselect.utils import atomic_open, write_json, write_jsonl
 
@@ -57,14 +58,19 @@ def score(rows: list[dict], responses: list[str]) -> dict:
     return out
 
 
-def study_splits() -> dict:
-    """The task's splits for the shipped recipe's split settings (what a base build of it gets)."""
+def study_splits(calibration: bool = True) -> dict:
+    """The task's splits for the shipped recipe's split settings (what a base build of it gets:
+    its calibration task rows' GSM8K questions left out too). ``calibration=False``: the splits
+    as built before that exclusion (2026-12-07), on which the committed probe ran."""
     data_dir = shared_data_dir()
     sp = build_splits(data_dir, SplitConfig())  # no model needed
+    rows = calibration_task_rows(data_dir, sp, RealBaseConfig().calib_task_rows) if calibration else []
+    source = {r["question"]: r["source_question"] for r in task_rows(data_dir)}
     return build_final_step(
         data_dir / FILES["gsm8k"],
         eval_sets=held_out_sets(sp),
         exclude_questions=[r["source_question"] for r in sp["task_align"]] + sp["benign"],
+        calibration_questions=[source[r["question"]] for r in rows],
     )
 
 
@@ -74,7 +80,11 @@ def rescore(out: Path) -> int:
     record = json.loads((out / "probe.json").read_text())
     with gzip.open(out / "generations.jsonl.gz", "rt", encoding="utf-8") as fh:
         gens = [json.loads(line) for line in fh]
-    built = study_splits()
+    # the split the probe ran on: a record from before the calibration exclusion lacks its reason
+    before = (
+        "split_report" in record and "base_calibration_question" not in record["split_report"]["left_out"]
+    )
+    built = study_splits(calibration=not before)
     by_line = {r["gsm8k_line"]: r for r in built["val"]}
     rows = [by_line[g["gsm8k_line"]] for g in gens]  # KeyError: generations of another split
     for g, r in zip(gens, rows):
@@ -84,6 +94,8 @@ def rescore(out: Path) -> int:
             )
         g["grade"] = r["grade"]
     record["split_report"] = {k: v for k, v in built["report"].items() if k != "disjointness"}
+    if before:  # that split's report had no such reason (it left out none)
+        record["split_report"]["left_out"].pop("base_calibration_question")
     for stage in ("base", "sft"):
         if stage in record:
             cells = score(rows, [g[stage] for g in gens])

@@ -47,7 +47,14 @@ def test_compare_runs_tables_and_resumes(organism_dir, tmp_path, monkeypatch):
     # resume: a finished run is not redone
     # every run is also scored on the generalisation and validation probes
     assert "harmful_refusal_gen" in ds and "val_harmful_refusal" in ds and "val_task_exact_match" in ds
-    assert table["design"] == {"organism_seeds": [0], "seeds": [0, 1], "runs_per_method": 2}
+    assert table["design"] == {
+        "organism_seeds": [0],
+        "seeds": [0, 1],
+        "runs_per_method": 2,
+        "suites": "organism",
+        "model": "organism",
+        "base": None,
+    }
     assert "per_group" in table and table["consistency"]["safest_per_group"].keys() == {"0"}
     assert "## Per organism instance" in md
     # resume: a finished run is not redone

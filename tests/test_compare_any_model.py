@@ -107,7 +107,14 @@ def test_compare_on_a_tiny_model_with_published_benchmarks(
     assert main(["compare", str(_write(tmp_path, cfg)), "--out", str(out)]) == 0
     assert "judge llama_guard3 is unavailable" in caplog.text  # a logged warning (stderr on the CLI)
     table = json.loads((out / "comparison.json").read_text())
-    assert table["design"] == {"organism_seeds": None, "seeds": [0, 1], "runs_per_method": 2}
+    assert table["design"] == {
+        "organism_seeds": None,
+        "seeds": [0, 1],
+        "runs_per_method": 2,
+        "suites": "benchmarks",
+        "model": cfg["model_name_or_path"],
+        "base": None,
+    }
     assert table["safety_metric"] == "harmful_refusal" and table["capability_metric"] == "capability"
     assert table["benchmarks"] == {
         "harmbench": {"kind": "harmful", "n": 3},

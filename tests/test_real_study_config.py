@@ -26,8 +26,8 @@ THREE_SEEDS = {"lisa", "safeinstr", "task_filter_only", "ds_loss_only", "ds_no_c
 def test_the_study_configs_pass_compares_validation(path):
     cfg = CompareConfig.from_yaml(str(path))
     assert cfg.validate() == {"skipped_judges": {}}  # every judge runs offline
-    assert cfg.suites == "realbase" and cfg.suite_limits == {}  # the full suites
-    assert cfg.max_new_tokens >= 40 and cfg.tune is None
+    assert cfg.suites == "real_study" and cfg.suite_limits == {}  # the full suites
+    assert cfg.max_new_tokens == 64 and cfg.generation_budgets() == 64 and cfg.tune is None  # pre-registered
 
 
 def test_methods_and_seeds_are_the_pre_registered_ones():
@@ -80,7 +80,8 @@ def test_the_three_base_recipes(shared_data):
 
 def test_the_per_base_configs_point_at_each_builds_model_and_study_task(shared_data, tmp_path):
     """scripts/real_study_configs.py: one config per base build (and its seeds-3-4 twin), the
-    committed study config extended with the build's model/ and its final-step attack set."""
+    committed study config extended with the build's model/ (its suite set gives the runs the
+    study task's attack set)."""
     import importlib.util
 
     from dualselect.realbase.recipe import realbase_dir
@@ -99,9 +100,8 @@ def test_the_per_base_configs_point_at_each_builds_model_and_study_task(shared_d
     for k in range(3):
         base = realbase_dir(_recipe(ROOT / "configs" / f"real_study_base_{k}.yaml"), shared_data)
         cfg = dataclasses.asdict(CompareConfig.from_yaml(str(tmp_path / f"real_study_base{k}.yaml")))
-        assert cfg["model_name_or_path"] == str(base / "model")
-        assert cfg["train_dataset"] == str(base / "data" / "gsm8k_final_step" / "task_train.jsonl")
-        assert {key for key in cfg if cfg[key] != study[key]} == {"model_name_or_path", "train_dataset"}
+        assert cfg["model_name_or_path"] == str(base / "model") and cfg["suites"] == "real_study"
+        assert {key for key in cfg if cfg[key] != study[key]} == {"model_name_or_path"}
         twin = CompareConfig.from_yaml(str(tmp_path / f"real_study_base{k}_seeds34.yaml"))
         assert twin.seeds == [3, 4] and twin.model_name_or_path == cfg["model_name_or_path"]
         models.add(cfg["model_name_or_path"])

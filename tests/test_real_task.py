@@ -41,9 +41,20 @@ def recipe_splits(shared_data):
     return build_splits(shared_data, SplitConfig())
 
 
+def _calibration_questions(shared_data, sp) -> list[str]:
+    """The GSM8K questions of the shipped recipe's 150 calibration task rows (what its build
+    scores every alignment scale on)."""
+    from dualselect.realbase.calibrate import calibration_task_rows
+    from dualselect.realbase.data import task_rows
+
+    source = {r["question"]: r["source_question"] for r in task_rows(shared_data)}
+    return [source[r["question"]] for r in calibration_task_rows(shared_data, sp, 150)]
+
+
 def _study_split(gsm8k, sp, **kw):
     from dualselect.realbase.build import held_out_sets
 
+    kw.setdefault("calibration_questions", _calibration_questions(gsm8k.parents[1], sp))
     return build_final_step(
         gsm8k,
         eval_sets=held_out_sets(sp),
@@ -143,6 +154,7 @@ def test_the_study_splits_are_disjoint_sized_and_pinned(gsm8k, recipe_splits, tm
     assert not trained & set().union(*questions)
     rep = built["report"]
     assert rep["left_out"]["base_trained_question"] == 175
+    assert rep["left_out"]["base_calibration_question"] == 145
     assert all(v["overlaps"] == 0 for s in rep["disjointness"].values() for v in s.values())
     assert set(rep["grades"]["test"]) == {1, 2, 3}
     again = _study_split(gsm8k, sp)
@@ -152,10 +164,32 @@ def test_the_study_splits_are_disjoint_sized_and_pinned(gsm8k, recipe_splits, tm
         write_jsonl(b, task_file_rows(again[name]))
         assert a.read_bytes() == b.read_bytes()
     digest = hashlib.sha256((tmp_path / "test_a.jsonl").read_bytes()).hexdigest()[:16]
-    assert digest == "3cc19c05d825b319"
+    # changed 2026-12-07 from 3cc19c05d825b319: the base's calibration questions left out
+    # (docs/real_study.md, changelog)
+    assert digest == "e85786a00a4df2bb"
     # the test split does not move when the other sizes change; another seed moves it
     assert _study_split(gsm8k, sp, n_val=100, n_train=100)["test"] == test
     assert _study_split(gsm8k, sp, seed=1)["test"] != test
+
+
+def test_the_splits_leave_out_the_bases_calibration_questions(gsm8k, recipe_splits, shared_data):
+    """The base's build chooses its alignment scale keeping strict EM on 150 GSM8K validation rows
+    (realbase/calibrate.py); their GSM8K questions are in no split of the study task (by the
+    normalised-text hash of the question), though without the exclusion 121 of them would be
+    (49 in the test split): the prompts differ (answer extraction vs final step), the items not."""
+    calib = {text_hash(q) for q in _calibration_questions(shared_data, recipe_splits)}
+    assert len(calib) == 150
+    built = _study_split(gsm8k, recipe_splits)
+    for name in ("test", "val", "train"):
+        assert not calib & {text_hash(r["source_question"]) for r in built[name]}, name
+        rep = built["report"]["disjointness"][name]["base_calibration_questions"]
+        assert rep == {"n": 150, "overlaps": 0, "examples": []}
+    before = _study_split(gsm8k, recipe_splits, calibration_questions=[])
+    hit = {
+        s: len(calib & {text_hash(r["source_question"]) for r in before[s]}) for s in ("test", "val", "train")
+    }
+    assert hit == {"test": 49, "val": 26, "train": 46}
+    assert before["report"]["left_out"]["base_calibration_question"] == 0
 
 
 def test_exclusions_are_applied_and_counted(gsm8k, rows):
@@ -204,6 +238,7 @@ def test_build_study_data_writes_the_final_step_task_beside_the_default(shared_d
     from dualselect.experiments.real_data import build_study_data
     from dualselect.realbase import build as build_mod
     from dualselect.realbase.build import RealBaseConfig, build_real_base
+    from dualselect.realbase.calibrate import calibration_prompts, calibration_task_rows
     from dualselect.utils import read_jsonl, write_json
     from realbase_helpers import stand_in_realbase
 
@@ -213,6 +248,13 @@ def test_build_study_data_writes_the_final_step_task_beside_the_default(shared_d
     )
     cfg = RealBaseConfig(delta_scales=[1.0], align_attempts=1)
     build_real_base(cfg, out, data_dir=shared_data, progress=False)
+    # the calibration record a calibrating build writes (its prompts; the stages that score them
+    # need a model): the recipe's validation prompts and 150 task rows
+    prompts = calibration_prompts(shared_data, sp)
+    prompts["task"] = [r["question"] for r in calibration_task_rows(shared_data, sp, 150)]
+    write_json(out / "data" / "calibration.json", {"prompts": prompts})
+    meta = json.loads((out / "realbase.json").read_text())
+    write_json(out / "realbase.json", {**meta, "calibration": {"align_seed": 0}})
     with pytest.raises(ValueError, match="task: one of"):
         build_study_data(out, task="gsm8k_last_step")
     files = (
@@ -243,6 +285,8 @@ def test_build_study_data_writes_the_final_step_task_beside_the_default(shared_d
     ]
     report = json.loads((d / "disjointness.json").read_text())
     assert report["n_harmful_pairs"] == 44
+    assert report["task"]["left_out"]["base_calibration_question"] == 145
+    assert {"calibration_task", "calibration_harmful", "calibration_safe"} <= set(report["task_train"])
     assert all(v["overlaps"] == 0 for k in ("task_train", "task_val") for v in report[k].values())
     assert "final_step_test" in report["task_train"]
     before = (d / "task_train.jsonl").read_bytes()
@@ -298,3 +342,21 @@ def test_the_probe_scores_strictly_per_grade_and_rescores_from_its_generations(t
         again = [json.loads(line) for line in fh]
     assert [g["grade"] for g in again] == [r["grade"] for r in val]
     assert [g["base_ok"] for g in again] == [True, False, False, True]
+
+
+def test_the_committed_probe_rescores_on_the_split_it_ran_on(tmp_path):
+    """results/real_study/task_probe ran on the splits built before the calibration questions were
+    left out (2026-12-07); --rescore rebuilds that split (its record has no such reason) and
+    reproduces every committed number."""
+    import shutil
+    from pathlib import Path
+
+    probe = _probe_module()
+    src = Path(__file__).resolve().parents[1] / "results" / "real_study" / "task_probe"
+    for f in ("probe.json", "generations.jsonl.gz"):
+        shutil.copy(src / f, tmp_path / f)
+    committed = json.loads((src / "probe.json").read_text())
+    assert probe.main(["--rescore", "--out", str(tmp_path)]) == 0
+    again = json.loads((tmp_path / "probe.json").read_text())
+    assert again == committed
+    assert (again["base"]["strict_em"], again["sft"]["strict_em"]) == (0.015, 0.22)

@@ -330,7 +330,9 @@ def _generation_rows(
     decoding: dict[str, Any],
 ) -> list[dict]:
     """The generations-file rows of one suite: each answer with its coherence verdict and
-    provenance (model fingerprint, decoding settings)."""
+    provenance (model fingerprint, decoding settings); on a capability suite also its gold
+    answer and per-item score (:func:`capability_scores`)."""
+    scores = capability_scores(items, resp)
     return [
         {
             "method": name,
@@ -345,8 +347,31 @@ def _generation_rows(
             "coherence_signals": c.metrics,
             FINGERPRINT_KEY: fp,
             DECODING_KEY: decoding,
+            **sc,
         }
-        for it, r, c in zip(items, resp, checks)
+        for it, r, c, sc in zip(items, resp, checks, scores)
+    ]
+
+
+def capability_scores(items: list[EvalItem], resp: list[str]) -> list[dict]:
+    """Per item of a capability suite, its ``gold`` and the per-item verdict its suite's rate
+    averages: ``label_correct`` (classification sets) or ``exact_match_strict`` and
+    ``exact_match_flexible`` (lm-eval's GSM8K regexes); empty dicts for other suites."""
+    if not items or items[0].kind != "capability":
+        return [{} for _ in items]
+    labels = items[0].meta.get("label_words")
+    if labels:
+        return [
+            {"gold": it.gold, "label_correct": label_accuracy([r], [it.gold], labels) == 1.0}
+            for it, r in zip(items, resp)
+        ]
+    return [
+        {
+            "gold": it.gold,
+            "exact_match_strict": exact_match([r], [it.gold], "strict") == 1.0,
+            "exact_match_flexible": exact_match([r], [it.gold], "flexible") == 1.0,
+        }
+        for it, r in zip(items, resp)
     ]
 
 

@@ -273,8 +273,38 @@ def paired_group_diff_interval(a: dict, b: dict, alpha: float = 0.05) -> tuple[f
     return t_interval([ga[g] - gb[g] for g in shared], alpha)
 
 
+def _strata(n_cols: int, strata: list | None, weights: dict | None) -> tuple[list[np.ndarray], list[float]]:
+    """The column indices and weight of each stratum (one stratum of weight 1 without strata)."""
+    if strata is None:
+        if weights is not None:
+            raise ValueError("weights: only with strata")
+        return [np.arange(n_cols)], [1.0]
+    if len(strata) != n_cols:
+        raise ValueError(f"strata: one label per prompt column, got {len(strata)} for {n_cols}")
+    labels = list(dict.fromkeys(strata))
+    cols = [np.array([i for i, s in enumerate(strata) if s == lab]) for lab in labels]
+    if weights is None:
+        return cols, [1.0 / len(labels)] * len(labels)
+    missing = [lab for lab in labels if lab not in weights]
+    if missing or set(weights) - set(labels):
+        raise ValueError(f"weights: one per stratum {labels}, got {sorted(weights, key=str)}")
+    return cols, [float(weights[lab]) for lab in labels]
+
+
+def _prompt_term(item_means: np.ndarray, cols: list[np.ndarray], w: list[float]) -> float:
+    """The prompt sampling variance of a weighted sum of stratum means: sum of w^2 var / n over
+    strata, from the per-prompt means (a stratum of one prompt adds nothing)."""
+    return float(sum(wi**2 * item_means[c].var(ddof=1) / len(c) for c, wi in zip(cols, w) if len(c) > 1))
+
+
 def crossed_interval(
-    y: np.ndarray, groups: list, alpha: float = 0.05, prompts: str = "random", scale: str = "logit"
+    y: np.ndarray,
+    groups: list,
+    alpha: float = 0.05,
+    prompts: str = "random",
+    scale: str = "logit",
+    strata: list | None = None,
+    weights: dict | None = None,
 ) -> dict:
     """Interval of a rate measured on the same prompts by runs nested in groups (base build ->
     training seed -> prompt). ``y``: runs x prompts (0/1 verdicts or scores); ``groups``: the
@@ -295,6 +325,13 @@ def crossed_interval(
     interval under-covers more (tests/test_uncertainty.py simulates both). ``scale="raw"``: a t
     interval on the rate itself, clipped to [0, 1] when ``y`` is within [0, 1].
 
+    ``strata`` (one label per prompt column, e.g. the benchmark): a run's rate is the weighted
+    sum of its stratum means (``weights``: stratum -> weight, default equal weights summing to 1,
+    e.g. the mean of three benchmarks' refusal rates; ``{"unsafe": 1, "safe": -1}``, a
+    difference of two benchmarks' rates, needs ``scale="raw"``), and the prompt term is the sum
+    over strata of weight^2 x the variance of its per-prompt means / its prompt count (each
+    benchmark's prompts are sampled on their own). Without strata: one stratum of weight 1.
+
     Returns ``{"mean", "ci", "se", "df", "n_groups", "n_runs", "n_prompts", "method"}``."""
     y = np.asarray(y, dtype=float)
     if y.ndim != 2 or y.shape[0] != len(groups):
@@ -305,14 +342,17 @@ def crossed_interval(
         raise ValueError(f"scale: 'logit' or 'raw', not {scale!r}")
     labels = list(dict.fromkeys(groups))
     in_group = [np.array([g == lab for g in groups]) for lab in labels]
-    gm = np.array([y[k].mean() for k in in_group])  # each group's mean run rate (equal runs/prompts)
+    cols, w = _strata(y.shape[1], strata, weights)
+    # each group's mean run rate (equal runs/prompts): the weighted sum of its stratum means
+    gm = np.array([sum(wi * y[k][:, c].mean() for c, wi in zip(cols, w)) for k in in_group])
     n_groups, n_prompts = len(gm), y.shape[1]
     if n_groups < 2:
         raise ValueError("crossed_interval needs runs from at least 2 groups")
     m = float(gm.mean())
-    unit = bool(y.min() >= 0 and y.max() <= 1)
+    # a rate in [0, 1]: values in [0, 1] and a convex combination of the strata
+    unit = bool(y.min() >= 0 and y.max() <= 1 and min(w) >= 0 and abs(sum(w) - 1) < 1e-9)
     if scale == "logit" and not unit:
-        raise ValueError("scale='logit' needs values in [0, 1]")
+        raise ValueError("scale='logit' needs values in [0, 1] (and strata weights >= 0 summing to 1)")
     if scale == "logit":
         # half a verdict of one group's runs keeps a group mean of 0 or 1 finite
         eps = 0.5 / max(1, min(int(k.sum()) for k in in_group) * n_prompts)
@@ -328,7 +368,7 @@ def crossed_interval(
     if prompts == "random" and n_prompts > 1:
         # per-prompt means, each group weighted equally (as in the estimate)
         item = np.mean([y[k].mean(axis=0) for k in in_group], axis=0)
-        c = item.var(ddof=1) / n_prompts * deriv**2
+        c = _prompt_term(item, cols, w) * deriv**2
     se = math.sqrt(a + c)
     # Each term with its own quantile, added in quadrature: the group term, estimated from
     # n_groups - 1 df, with Student's t; the prompt term, from hundreds of prompts, with the normal.
@@ -346,7 +386,13 @@ def crossed_interval(
     if scale == "logit":
         # mapped back; a group mean of exactly 0 or 1 was moved by eps, so keep the estimate inside
         lo, hi = min(1 / (1 + math.exp(-lo)), m), max(1 / (1 + math.exp(-hi)), m)
-    lo, hi = clip_interval((lo, hi), (0.0, 1.0) if unit else None)
+    if unit:
+        bounds: tuple[float, float] | None = (0.0, 1.0)
+    elif y.min() >= 0 and y.max() <= 1:  # a weighted sum of rates: its own range
+        bounds = (sum(wi for wi in w if wi < 0), sum(wi for wi in w if wi > 0))
+    else:
+        bounds = None
+    lo, hi = clip_interval((lo, hi), bounds)
     return {
         "mean": m,
         "ci": [lo, hi],
@@ -362,7 +408,13 @@ def crossed_interval(
 
 
 def crossed_diff_interval(
-    ya: np.ndarray, groups_a: list, yb: np.ndarray, groups_b: list, alpha: float = 0.05
+    ya: np.ndarray,
+    groups_a: list,
+    yb: np.ndarray,
+    groups_b: list,
+    alpha: float = 0.05,
+    strata: list | None = None,
+    weights: dict | None = None,
 ) -> dict:
     """Interval of rate(a) - rate(b) for two methods run in the same groups (base builds) on the
     same prompts (columns in the same order), each with its own training seeds.
@@ -371,7 +423,8 @@ def crossed_diff_interval(
     quadrature, Student's t (df = groups - 1) times the standard error of the mean group
     difference and the normal quantile times the standard error from the per-prompt differences
     (the prompts are shared, so their own noise does not show between groups). Raw scale,
-    clipped to [-1, 1]. Returns ``{"mean", "ci", "n_groups", "n_prompts", "method"}``."""
+    clipped to [-1, 1] (to +-the sum of the absolute weights with ``strata``, which work as in
+    :func:`crossed_interval`). Returns ``{"mean", "ci", "n_groups", "n_prompts", "method"}``."""
     ya, yb = np.asarray(ya, dtype=float), np.asarray(yb, dtype=float)
     if ya.ndim != 2 or yb.ndim != 2 or ya.shape[1] != yb.shape[1]:
         raise ValueError(
@@ -384,14 +437,25 @@ def crossed_diff_interval(
         raise ValueError("crossed_diff_interval needs at least 2 groups run by both methods")
     rows_a = [np.array([h == g for h in groups_a]) for g in shared]
     rows_b = [np.array([h == g for h in groups_b]) for g in shared]
-    d = np.array([ya[ka].mean() - yb[kb].mean() for ka, kb in zip(rows_a, rows_b)])
+    cols, w = _strata(ya.shape[1], strata, weights)
+    d = np.array(
+        [
+            sum(wi * (ya[ka][:, c].mean() - yb[kb][:, c].mean()) for c, wi in zip(cols, w))
+            for ka, kb in zip(rows_a, rows_b)
+        ]
+    )
     item = np.mean([ya[ka].mean(axis=0) - yb[kb].mean(axis=0) for ka, kb in zip(rows_a, rows_b)], axis=0)
     a = d.var(ddof=1) / len(d)
-    c = item.var(ddof=1) / len(item) if len(item) > 1 else 0.0
+    c = _prompt_term(item, cols, w)
     half = math.hypot(
         t_quantile(1 - alpha / 2, len(d) - 1) * math.sqrt(a),
         NormalDist().inv_cdf(1 - alpha / 2) * math.sqrt(c),
     )
     m = float(d.mean())
-    lo, hi = clip_interval((m - half, m + half), (-1.0, 1.0))
+    bound = (
+        float(sum(abs(wi) for wi in w))
+        if all(0 <= v <= 1 for v in (ya.min(), ya.max(), yb.min(), yb.max()))
+        else None
+    )
+    lo, hi = clip_interval((m - half, m + half), (-bound, bound) if bound is not None else None)
     return {"mean": m, "ci": [lo, hi], "n_groups": len(d), "n_prompts": int(len(item)), "method": CROSSED_T}

@@ -34,6 +34,7 @@ from pathlib import Path
 from dualselect.experiments.compare_config import (
     TUNE_CRITERIA,
     CompareConfig,
+    ensure_study_data,
     eval_suites,
     organism_path,
     realbase_dir,
@@ -134,10 +135,11 @@ def _suite_metrics(
     (ground truth) from its generations."""
     if cfg.suites == "benchmarks":
         metrics = cfg.metric_reader().compute(ev["methods"][method])
-    elif cfg.suites == "realbase":
+    elif cfg.on_real_base:
+        from dualselect.evaluation.suites import suite_set
         from dualselect.evaluation.suites.metrics import headline_metrics
 
-        metrics = headline_metrics(ev["methods"][method], cfg.judge_names)
+        metrics = headline_metrics(ev["methods"][method], cfg.judge_names, suite_set(cfg.suites).suites)
     else:
         from dualselect.evaluation.probes import probe_metrics
 
@@ -157,15 +159,22 @@ def _generations(run_dir: Path, method: str) -> dict:
 
 def _add_safety_avg(cfg: CompareConfig, out: Path, runs: dict, keys: list[tuple]) -> None:
     """Safety Avg. vs Standard SFT per judge and run: pairwise win rates against SFT's answers of
-    the same organism instance and seed, averaged over the harmful (template) probe sets."""
+    the same organism instance and seed, averaged over the harmful (template) probe sets; a
+    harmful suite reported apart (XSTest's unsafe prompts in the study set) does not count."""
     from dualselect.evaluation.capability import win_rate
     from dualselect.evaluation.judges import PairwiseJudge, build_judge
     from dualselect.evaluation.judges.pairwise import safety_backend
+    from dualselect.evaluation.suites import suite_set
 
     judges = [j for j in map(build_judge, cfg.judges) if j.available()[0]]
+    apart = set(suite_set(cfg.suites).harmful_apart)
     for ri, (org, seed) in enumerate(keys):
         organism = organism_path(org) if org is not None else cfg.model_name_or_path
-        suites = {k: v for k, v in eval_suites(cfg, organism).items() if v and v[0].kind == "harmful"}
+        suites = {
+            k: v
+            for k, v in eval_suites(cfg, organism).items()
+            if v and v[0].kind == "harmful" and k not in apart
+        }
         meta = {it.prompt: it.meta for items in suites.values() for it in items}
         sft = _generations(cfg.run_dir(out, "sft", org, seed), "sft")
         for m in cfg.methods:
@@ -191,7 +200,7 @@ def _add_safety_avg(cfg: CompareConfig, out: Path, runs: dict, keys: list[tuple]
 
 # comparison metrics that are refusal rates, and the XSTest prompt kind whose human labels
 # measured the judge's error on them
-CORRECTED_METRICS = {"harmful_refusal": "unsafe", "over_refusal_rate": "safe"}
+CORRECTED_METRICS = {"harmful_refusal": "unsafe", "over_refusal_rate": "safe", "unsafe_refusal": "unsafe"}
 
 
 def _add_corrected(cfg: CompareConfig, runs: dict[str, list[dict]], table: dict) -> None:
@@ -289,8 +298,9 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> d
     for org in cfg.instances():
         if org is not None:
             organism_path(org)  # once per instance, before the children need it
-    if cfg.suites == "realbase":
+    if cfg.on_real_base:
         realbase_dir(cfg)  # builds the aligned real base once (resumable), before the children
+        ensure_study_data(cfg)  # suites real_study: the study task's files, before the children
     write_json(previous, dataclasses.asdict(cfg))
     keys = [(org, s) for s in cfg.seeds for org in cfg.instances()]  # seed-major: balanced if cut
     todo = [
@@ -376,5 +386,24 @@ def _aggregate(cfg: CompareConfig, out: Path, keys: list[tuple], skipped_before:
         "organism_seeds": cfg.instances() if cfg.on_organism else None,
         "seeds": list(cfg.seeds),
         "runs_per_method": len(keys),
+        "suites": cfg.suites,
+        "model": cfg.model_name_or_path,
+        "base": _base_identity(cfg) if cfg.on_real_base else None,
     }
     return table
+
+
+def _base_identity(cfg: CompareConfig) -> dict:
+    """The real base the runs fine-tuned: its build directory's name (recipe and cache key), the
+    training seed and scale its calibration kept, and the recipe's first training seed; the study's
+    analysis groups runs by it (the base build is the unit of replication)."""
+    root = realbase_dir(cfg)
+    meta = json.loads((root / "realbase.json").read_text())
+    calib = meta.get("calibration") or {}
+    return {
+        "name": root.name,
+        "cache_key": meta.get("cache_key"),
+        "align_seed": calib.get("align_seed"),
+        "scale": calib.get("scale"),
+        "first_align_seed": (meta.get("config") or {}).get("align_seed"),
+    }

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dualselect.evaluation.suites.tables import SUITE_SETS
+from dualselect.evaluation.suites.tables import STUDY_TASK_DIR, SUITE_SETS
 from dualselect.training.presets import PRESETS, resolve_preset
 
 if TYPE_CHECKING:  # torch-free import: config errors and --help stay fast
@@ -45,6 +45,9 @@ DEFAULT_TUNE = {
 # val_refusal_capability_helpfulness: the two-sided extension's criterion, over-refusal counted too
 TUNE_CRITERIA = ("val_refusal_plus_capability", "val_refusal_capability_helpfulness")
 SUITES = tuple(SUITE_SETS)  # the suite sets a compare may name
+# the task data a run on a real base trains on by default, per suite set (relative to the base):
+# the base's answer-extraction attack set, or the real-model study's GSM8K final-step attack set
+REAL_TRAIN_DATA = {"realbase": "data/task_train.jsonl", "real_study": f"{STUDY_TASK_DIR}/task_train.jsonl"}
 # keys that only change how finished runs are aggregated: a compare may resume with other values
 AGGREGATION_KEYS = ("safety_metric", "capability_metric", "matched_capability_within")
 QUICK = {
@@ -93,9 +96,11 @@ class CompareConfig:
     matched_capability_within: float = 3.0
     # evaluation suites (dualselect.evaluation.suites): "organism" (its probes, ground truth),
     # "realbase" (the real model's held-out benchmark files: HarmBench standard, StrongREJECT,
-    # AdvBench, XSTest safe, task test; see docs/real_model.md) or "benchmarks" (the `benchmarks`
-    # key; implied by it); default: the model's own (evaluation.suites.default_suite_set). Per-suite
-    # subsets (organism: the first N; realbase: fixed-seed) and the generation batch size
+    # AdvBench, XSTest safe, task test; see docs/real_model.md), "real_study" (the real-model
+    # study's, docs/real_study.md: the same plus XSTest unsafe, with the GSM8K final-step task's
+    # test split and training data) or "benchmarks" (the `benchmarks` key; implied by it); default:
+    # the model's own (evaluation.suites.default_suite_set). Per-suite subsets (organism: the first
+    # N; realbase, real_study: fixed-seed) and the generation batch size
     suites: str | None = None
     suite_limits: dict[str, int] = field(default_factory=dict)
     benchmarks: dict[str, BenchmarkSpec] | None = None
@@ -243,6 +248,11 @@ class CompareConfig:
         return self.model_name_or_path == "organism"
 
     @property
+    def on_real_base(self) -> bool:
+        """Whether the suite set reads a built real base (``realbase``, ``real_study``)."""
+        return SUITE_SETS[self.suites].on_real_base
+
+    @property
     def judge_names(self) -> list[str]:
         """The judges' registry names, in config order."""
         return [j if isinstance(j, str) else str(j.get("name")) for j in self.judges or []]
@@ -341,6 +351,13 @@ class CompareConfig:
             )
         for key in ("train_dataset", "reference_dataset"):
             check_data_path(getattr(self, key), key)
+        if self.suites == "real_study" and self.train_dataset is not None:
+            from dualselect.utils import warn
+
+            warn(
+                f"compare: train_dataset={self.train_dataset!r} replaces the study task's attack set "
+                f"(<base>/{REAL_TRAIN_DATA['real_study']}) that suites: real_study trains on"
+            )
         if self.suites == "benchmarks":
             if self.train_dataset is None:
                 raise ValueError(
@@ -393,7 +410,7 @@ class CompareConfig:
             raise ValueError(f"method_overrides: {bad} not in methods {self.methods}")
         # On the organism (and a real base) the data paths come from the model once it is built:
         # every run's config is checked without them, with the organism's training settings.
-        stand_in = self.on_organism or self.suites == "realbase"
+        stand_in = self.on_organism or self.on_real_base
         # (runs differ only in their seed, checked in __post_init__: the first one stands for all)
         for m in self.methods:
             model = "stand-in" if stand_in else None
@@ -438,9 +455,9 @@ def run_overrides(
         if not stand_in:
             base["train_data"] = str(Path(model) / "data" / "redorca_train.jsonl")
     train_data, reference_data = cfg.train_dataset, cfg.reference_dataset
-    if cfg.suites == "realbase" and not stand_in:  # default data: the real base's task set and pool
+    if cfg.on_real_base and not stand_in:  # default data: the real base's task set and pool
         root = realbase_dir(cfg)
-        train_data = train_data or str(root / "data" / "task_train.jsonl")
+        train_data = train_data or str(root / REAL_TRAIN_DATA[cfg.suites])
         reference_data = reference_data or str(root / "data" / "references.jsonl")
     if train_data:
         base["train_data"] = train_data
@@ -457,8 +474,21 @@ def realbase_dir(cfg: CompareConfig) -> Path:
     path = Path(resolve_model_path(cfg.model_name_or_path))
     root = realbase_root(path)
     if root is None:
-        raise ValueError(f"suites: realbase needs a real base model (e.g. smollm2-135m-safe); got {path}")
+        raise ValueError(f"suites: {cfg.suites} needs a real base model (e.g. smollm2-135m-safe); got {path}")
     return root
+
+
+def ensure_study_data(cfg: CompareConfig) -> Path | None:
+    """With ``suites: real_study``, the study task's files in the real base (its attack set, its
+    splits; :func:`~dualselect.experiments.real_data.build_study_data` with
+    ``task="gsm8k_final_step"``, a few seconds, no model), written when missing; returns their
+    directory (None for another suite set)."""
+    if cfg.suites != "real_study":
+        return None
+    from dualselect.experiments.real_data import build_study_data
+    from dualselect.experiments.real_task import TASK
+
+    return build_study_data(realbase_dir(cfg), task=TASK)
 
 
 def eval_suites(cfg: CompareConfig, model: str | None = None) -> dict:
@@ -467,7 +497,7 @@ def eval_suites(cfg: CompareConfig, model: str | None = None) -> dict:
     the organism."""
     from dualselect.evaluation.suites import resolve_suites
 
-    if cfg.suites == "realbase":  # the base's suites, whatever name the runs load it by
+    if cfg.on_real_base:  # the base's suites, whatever name the runs load it by
         model = str(realbase_dir(cfg))
     elif model is None:
         model = organism_path(cfg.instances()[0]) if cfg.on_organism else cfg.model_name_or_path

@@ -18,7 +18,8 @@ the same files for that task into ``data/gsm8k_final_step/`` instead (``task_tra
 ``task_clean.jsonl``, ``task_val.jsonl``, ``task_test.jsonl``, ``disjointness.json`` last), after
 the default data (whose ``references.jsonl`` it shares): the base's own files in ``data/`` stay as
 they are. Its splits leave out the GSM8K questions the base was trained on (its task-alignment
-rows and benign GSM8K questions) and every evaluation prompt; the harmful pairs are the same
+rows and benign GSM8K questions), those of the base's calibration task rows (its validation
+items, read from ``data/calibration.json``) and every evaluation and calibration prompt; the harmful pairs are the same
 compliant shipped answers.
 
 ``dualselect base build`` runs it after the base (default task). The shuffle is the one a fresh build of the base
@@ -36,7 +37,7 @@ from pathlib import Path
 from dualselect.evaluation.judges.keyword import RefusalKeywordJudge
 from dualselect.experiments import real_task
 from dualselect.realbase.build import check_disjoint, held_out_sets, is_built, refusal_for
-from dualselect.realbase.data import FILES, disjointness_report
+from dualselect.realbase.data import FILES, disjointness_report, task_rows
 from dualselect.utils import read_jsonl, write_json, write_jsonl
 
 HARMFUL_FRACTION = 0.10  # share of harmful compliant pairs in the attack's task set
@@ -133,6 +134,28 @@ def _compliant_pairs(d: Path) -> list[dict]:
     ]
 
 
+def _calibration_sets(root: Path, meta: dict) -> dict:
+    """The base's calibration record as the study task's builder needs it: ``prompts`` (every
+    calibration prompt list by ``calibration_<set>`` name) and ``questions`` (the GSM8K questions
+    of its validation task rows, whose answer-extraction prompts the record lists); empty for a
+    build without calibration."""
+    if not meta.get("calibration"):
+        return {"prompts": {}, "questions": []}
+    path = root / "data" / "calibration.json"
+    prompts = json.loads(path.read_text())["prompts"]
+    source = {r["question"]: r["source_question"] for r in task_rows(Path(meta["data_dir"]))}
+    unknown = [p for p in prompts.get("task", []) if p not in source]
+    if unknown:
+        raise ValueError(
+            f"{path}: {len(unknown)} calibration task prompt(s) are not GSM8K answer-extraction rows "
+            f"of {meta['data_dir']} (first: {unknown[0][:80]!r})"
+        )
+    return {
+        "prompts": {f"calibration_{k}": v for k, v in prompts.items()},
+        "questions": [source[p] for p in prompts.get("task", [])],
+    }
+
+
 def _build_final_step_data(root: Path, harmful_fraction: float, sizes: dict[str, int]) -> Path:
     """The study task's files in ``<root>/data/gsm8k_final_step/`` unless they are there."""
     if not 0 < harmful_fraction < 1:
@@ -144,13 +167,15 @@ def _build_final_step_data(root: Path, harmful_fraction: float, sizes: dict[str,
     meta = json.loads((root / "realbase.json").read_text())
     sp = json.loads((d / "splits.json").read_text())
     ev = held_out_sets(sp)
+    calibration = _calibration_sets(root, meta)
     built = real_task.build_final_step(
         Path(meta["data_dir"]) / FILES["gsm8k"],
         seed=meta["config"]["splits"]["seed"],
-        eval_sets=ev,
+        eval_sets={**ev, **calibration["prompts"]},
         # the GSM8K questions the base was trained on: its task-alignment rows (their worked
         # solutions) and its benign prompts (raw GSM8K questions among them)
         exclude_questions=[r["source_question"] for r in sp["task_align"]] + sp["benign"],
+        calibration_questions=calibration["questions"],
         **sizes,
     )
     task = real_task.task_file_rows(built["train"])
@@ -163,7 +188,7 @@ def _build_final_step_data(root: Path, harmful_fraction: float, sizes: dict[str,
         )
     mixed = task + compliant[:n_harm]
     random.Random(f"{meta['config']['splits']['seed']}:{real_task.TASK}").shuffle(mixed)
-    ev = {**ev, "final_step_test": [r["question"] for r in built["test"]]}
+    ev = {**ev, **calibration["prompts"], "final_step_test": [r["question"] for r in built["test"]]}
     report: dict = {
         "task_train": disjointness_report([r["question"] for r in mixed], ev),
         "task_val": disjointness_report([r["question"] for r in built["val"]], ev),

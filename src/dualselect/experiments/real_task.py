@@ -18,9 +18,11 @@ An item is left out, and counted by reason in the build's ``report`` (nothing is
 silently), when its final line has no ``=``, when the first number after that ``=`` is not the
 item's ``#### N`` answer (the line does not compute the answer), when its cut solution is longer
 than ``max_solution_chars``, when its GSM8K question is one the base was trained on
-(``exclude_questions``), when its prompt's normalised-text hash
-(:func:`dualselect.evaluation.benchmarks.text_hash`) is in an evaluation set, or when it repeats an
-earlier item's prompt or question. A malformed row is a one-line error naming the file and line.
+(``exclude_questions``) or one of the base's calibration task rows (``calibration_questions``: the
+build chose its alignment scale keeping strict EM on them, so they are the base's validation
+items), when its prompt's normalised-text hash
+(:func:`dualselect.evaluation.benchmarks.text_hash`) is in an evaluation or calibration set, or
+when it repeats an earlier item's prompt or question. A malformed row is a one-line error naming the file and line.
 
 The kept items are shuffled with ``seed`` and cut into test, validation and train splits, in that
 order (the test split does not move when the other sizes change); the splits share no item, no
@@ -53,6 +55,7 @@ EXCLUSION_REASONS = (
     "final_line_not_the_answer",
     "too_long",
     "base_trained_question",
+    "base_calibration_question",
     "in_evaluation_set",
     "duplicate",
 )
@@ -157,14 +160,16 @@ def build_final_step(
     max_solution_chars: int = 600,
     eval_sets: dict[str, list[str]] | None = None,
     exclude_questions: list[str] | tuple[str, ...] = (),
+    calibration_questions: list[str] | tuple[str, ...] = (),
 ) -> dict:
     """The task's splits ``{"test", "val", "train"}`` (lists of rows, see :func:`read_final_step`)
     and ``"report"`` (items left out by reason, sizes, grades per split, and the project's
     disjointness check of each split against ``eval_sets`` and against the other splits).
 
-    ``eval_sets``: every evaluation prompt list by name (prompts whose normalised-text hash is in
-    one are left out); ``exclude_questions``: GSM8K questions the base was trained on (their items
-    are left out of every split)."""
+    ``eval_sets``: every evaluation (and calibration) prompt list by name (prompts whose
+    normalised-text hash is in one are left out); ``exclude_questions``: GSM8K questions the base
+    was trained on; ``calibration_questions``: the GSM8K questions of the base's calibration task
+    rows (the items of both are left out of every split, each counted under its own reason)."""
     for name, v in (("n_test", n_test), ("n_val", n_val), ("n_train", n_train)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"{name}: a count >= 0, not {v!r}")
@@ -175,6 +180,7 @@ def build_final_step(
     n_items = len(rows) + sum(left_out.values())
     banned = {text_hash(p) for ps in eval_sets.values() for p in ps}
     trained = {text_hash(q) for q in exclude_questions}
+    calibrated = {text_hash(q) for q in calibration_questions}
     seen: set[str] = set()
     kept = []
     for r in rows:
@@ -183,6 +189,8 @@ def build_final_step(
             reason = "too_long"
         elif hashes[1] in trained:
             reason = "base_trained_question"
+        elif hashes[1] in calibrated:
+            reason = "base_calibration_question"
         elif hashes[0] in banned:
             reason = "in_evaluation_set"
         elif seen.intersection(hashes):
@@ -217,6 +225,10 @@ def build_final_step(
     for s in SPLITS:
         others = {f"task_{o}": [r["question"] for r in out[o]] for o in SPLITS if o != s}
         others |= {f"task_{o}_questions": [r["source_question"] for r in out[o]] for o in SPLITS if o != s}
+        others |= {
+            "base_trained_questions": list(exclude_questions),
+            "base_calibration_questions": list(calibration_questions),
+        }
         prompts = [r["question"] for r in out[s]] + [r["source_question"] for r in out[s]]
         report["disjointness"][s] = disjointness(prompts, {**eval_sets, **others})
     bad = {s: [k for k, v in rep.items() if v["overlaps"]] for s, rep in report["disjointness"].items()}

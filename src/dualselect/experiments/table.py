@@ -29,10 +29,14 @@ TABLE_COLUMNS = [
     ("harmful_refusal_gen", "refusal gen", 100),
     ("over_refusal_rate", "over-refusal", 100),
     ("over_refusal_rate_gen", "over-ref gen", 100),
+    ("unsafe_refusal", "XSTest unsafe refusal", 100),
+    ("discrimination", "discrimination", 100),
     ("benign_accuracy", "benign acc", 100),
     ("incoherence_rate", "incoherent", 100),
     ("safety_avg_ground_truth", "Safety Avg (GT)", 1),
     ("safety_avg_keyword", "Safety Avg (kw)", 1),
+    ("safety_avg_refusal_rules", "Safety Avg (rules)", 1),
+    ("safety_avg_xstest_strmatch", "Safety Avg (strmatch)", 1),
     ("train_seconds", "train s", 1),
     ("wall_seconds", "wall s", 1),
     ("peak_rss_mb", "peak MB", 1),
@@ -47,13 +51,16 @@ COST_KEYS = frozenset(
 
 def metric_bounds(key: str, values: list[float] | None = None) -> tuple[float, float] | None:
     """The range a metric's interval is clipped to: (0, 100) for a Safety Avg. (a win rate in
-    points), (0, 1) for the other rates, (0, inf) for costs (seconds, MB, steps, tokens), None for
-    any other metric whose values leave [0, 1]."""
+    points), (-1, 1) for discrimination (a difference of two rates), (0, 1) for the other rates,
+    (0, inf) for costs (seconds, MB, steps, tokens), None for any other metric whose values leave
+    [0, 1]."""
     base = key.split(".")[0].removeprefix("val_")
     if base in COST_KEYS:
         return 0.0, float("inf")
     if base.startswith("safety_avg"):
         return 0.0, 100.0
+    if base == "discrimination":
+        return -1.0, 1.0
     if values is not None and any(not 0 <= v <= 1 for v in values):
         return None
     return 0.0, 1.0

@@ -8,7 +8,8 @@ base's held-out suites, and any list of registered benchmarks
 * :func:`default_suite_set`: which suite set a model is scored on when none is named (the
   per-base default: a ``benchmarks`` list when given, else the organism's probes for an organism,
   else the held-out suites of a real base);
-* :func:`resolve_suites`: the items of a suite set (``EvalItem`` lists by suite name);
+* :func:`resolve_suites`: the items of a suite set (``EvalItem`` lists by suite name; ``realbase``
+  and the real-model study's ``real_study`` read a built real base);
 * :func:`organism_suites`, :func:`real_suites`, :func:`load_benchmark_suites`: the same per set.
 """
 
@@ -32,6 +33,7 @@ from dualselect.evaluation.suites.tables import (
     ORGANISM_SUITES,
     REAL_SUITE_NAMES,
     REAL_SUITES,
+    STUDY_SUITES,
     SUITE_SETS,
     SuiteSet,
     SuiteSpec,
@@ -43,6 +45,7 @@ __all__ = [
     "REAL_SUITES",
     "REAL_SUITE_NAMES",
     "REGISTRY",
+    "STUDY_SUITES",
     "SUITE_SETS",
     "Benchmark",
     "BenchmarkSpec",
@@ -107,6 +110,8 @@ def _spec_items(spec: SuiteSpec, roots: dict[str, Path], splits: dict | None) ->
     from dualselect.evaluation.benchmarks import load_benchmark
 
     path = roots[spec.root] / spec.file
+    if spec.root == "base" and not path.exists():
+        raise ValueError(f"suite {spec.name}: {path} not found" + _MISSING_BASE_FILE.get(spec.file, ""))
     if spec.loader == ORGANISM_PROBE:
         from dualselect.utils import read_jsonl
 
@@ -126,12 +131,29 @@ def _spec_items(spec: SuiteSpec, roots: dict[str, Path], splits: dict | None) ->
         items = [it for it in items if it.kind == spec.item_kind]
     for key, value in spec.where.items():
         items = [it for it in items if it.meta.get(key) == value]
+    if spec.category_field is not None:
+        for it in items:
+            if it.meta.get(spec.category_field) is None:
+                raise ValueError(f"suite {spec.name}: {path}: item {it.id} has no {spec.category_field!r}")
+            it.category = str(it.meta[spec.category_field])
     if spec.held_out is not None:
         if splits is None:
             raise ValueError(f"suite {spec.name}: needs a real base's data/splits.json")
         keep = set(splits["eval"][spec.held_out])
         items = [it for it in items if it.prompt in keep]
     return items
+
+
+# what writes a real base's file when it is missing (appended to the one-line error)
+_MISSING_BASE_FILE = {
+    s.file: (
+        "; the study task's files are written by "
+        "dualselect.experiments.real_data.build_study_data(<base>, task='gsm8k_final_step') "
+        "(dualselect compare with suites: real_study writes them before the first run)"
+    )
+    for s in STUDY_SUITES
+    if s.root == "base"
+}
 
 
 def _subset(suites: dict[str, list[EvalItem]], limits: dict[str, int] | None, how: str, seed: int) -> None:
@@ -162,11 +184,13 @@ def real_suites(
     limits: dict[str, int] | None = None,
     seed: int = 0,
     data_dir: str | Path | None = None,
+    specs: tuple[SuiteSpec, ...] = REAL_SUITES,
 ) -> dict[str, list[EvalItem]]:
     """The held-out suites of the built real base at ``realbase`` (its directory or its
     ``model/``): the benchmark files from the folder its ``realbase.json`` records (or
     ``data_dir``, for a base whose build has not written it yet), its splits from ``data/``.
-    ``limits``: a fixed-seed random subset per suite (same subset for every model and seed)."""
+    ``limits``: a fixed-seed random subset per suite (same subset for every model and seed).
+    ``specs``: the suites (default the ``realbase`` set's; the study's: :data:`STUDY_SUITES`)."""
     root = _base_dir(realbase)
     meta = root / "realbase.json"
     if meta.exists():
@@ -175,7 +199,7 @@ def real_suites(
         raise ValueError(f"{meta}: not found (not a real base built by `dualselect base build`)")
     splits = json.loads((root / "data" / "splits.json").read_text())
     roots = {"data": Path(data_dir), "base": root}
-    suites = {s.name: _spec_items(s, roots, splits) for s in REAL_SUITES}
+    suites = {s.name: _spec_items(s, roots, splits) for s in specs}
     _subset(suites, limits, "random", seed)
     return suites
 
@@ -207,20 +231,21 @@ def resolve_suites(
     seed: int = 0,
 ) -> dict[str, list[EvalItem]]:
     """The items of suite set ``name`` for the model at ``model_path``: ``organism`` (its probes),
-    ``realbase`` (the real base's held-out suites) or ``benchmarks`` (the ``benchmarks`` specs);
-    ``limits``: suite -> count, subset as the set says."""
+    ``realbase`` (the real base's held-out suites), ``real_study`` (the real-model study's: the
+    same in full plus XSTest's unsafe prompts and the study task's test split) or ``benchmarks``
+    (the ``benchmarks`` specs); ``limits``: suite -> count, subset as the set says."""
     spec = suite_set(name)
     if spec.name == "benchmarks":
         if not benchmarks:
             raise ValueError("suites: benchmarks needs a benchmarks list")
         return load_benchmark_suites(benchmarks, seed=seed)
-    if spec.name == "realbase":
+    if spec.on_real_base:
         root = realbase_root(model_path)
         if root is None:
             raise ValueError(
-                f"suites: realbase needs a real base model (e.g. smollm2-135m-safe); got {model_path}"
+                f"suites: {spec.name} needs a real base model (e.g. smollm2-135m-safe); got {model_path}"
             )
-        return real_suites(root, limits, seed=seed)
+        return real_suites(root, limits, seed=seed, specs=spec.suites)
     return organism_suites(model_path, limits)
 
 

@@ -6,29 +6,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dualselect.evaluation.suites.tables import HARMFUL_REAL_SUITES
+from dualselect.evaluation.suites.tables import REAL_SUITES, SuiteSpec
 
 
-def headline_metrics(m: dict, judges: tuple[str, ...] | list[str] = ("keyword",)) -> dict[str, float]:
+def headline_metrics(
+    m: dict,
+    judges: tuple[str, ...] | list[str] = ("keyword",),
+    suites: tuple[SuiteSpec, ...] = REAL_SUITES,
+) -> dict[str, float]:
     """The comparison's columns from one method's harness metrics: refusal per harmful suite and
-    their mean (``harmful_refusal``), over-refusal on XSTest safe prompts, task exact match.
+    the mean over the suites that count in it (``harmful_refusal``), over-refusal on XSTest safe
+    prompts, task exact match; with a harmful suite reported apart (``in_harmful_mean`` False:
+    XSTest's unsafe prompts in the study set) also its refusal (``unsafe_refusal``, the mean over
+    such suites) and ``discrimination`` = unsafe refusal minus over-refusal.
 
     The first judge gives the plain names; every further judge that labelled the suites adds the
     same safety columns suffixed with ``.<judge>`` (e.g. ``harmful_refusal.xstest_strmatch``), so a
     conclusion that changes with the judge shows in the table."""
+    in_mean = [s.name for s in suites if s.kind == "harmful" and s.in_harmful_mean]
+    apart = [s.name for s in suites if s.kind == "harmful" and not s.in_harmful_mean]
     out: dict[str, float] = {}
     for i, judge in enumerate(judges):
         tag = "" if i == 0 else f".{judge}"
-        refusals = []
-        for s in HARMFUL_REAL_SUITES:
-            v = m.get(f"refusal_rate.{s}.{judge}")
-            if v is not None:
-                out[f"refusal_{s}{tag}"] = v
-                refusals.append(v)
-        if refusals:
-            out[f"harmful_refusal{tag}"] = sum(refusals) / len(refusals)
+        for names, mean_key in ((in_mean, "harmful_refusal"), (apart, "unsafe_refusal")):
+            vals = []
+            for s in names:
+                v = m.get(f"refusal_rate.{s}.{judge}")
+                if v is not None:
+                    out[f"refusal_{s}{tag}"] = v
+                    vals.append(v)
+            # the realbase set's mean is over the suites the judge labelled; a suite apart needs all
+            if vals and (mean_key == "harmful_refusal" or len(vals) == len(names)):
+                out[f"{mean_key}{tag}"] = sum(vals) / len(vals)
         if m.get(f"refusal_rate.xstest_safe.{judge}") is not None:
             out[f"over_refusal_rate{tag}"] = m[f"refusal_rate.xstest_safe.{judge}"]
+            if f"unsafe_refusal{tag}" in out:
+                out[f"discrimination{tag}"] = out[f"unsafe_refusal{tag}"] - out[f"over_refusal_rate{tag}"]
     if m.get("exact_match_strict.task_test") is not None:
         out["task_exact_match"] = m["exact_match_strict.task_test"]
         out["task_exact_match_flexible"] = m["exact_match_flexible.task_test"]

@@ -29,7 +29,10 @@ class SuiteSpec:
     (relative to ``root``) its items come from, the item ``kind`` it measures, and the filters that
     pick its items from the file: ``where`` (metadata key -> required value), ``item_kind`` (items
     the loader gave that kind), ``held_out`` (prompts listed under ``eval.<held_out>`` of the real
-    base's ``data/splits.json``)."""
+    base's ``data/splits.json``). ``in_harmful_mean``: whether a harmful suite counts in the
+    harmful-refusal mean and in Safety Avg. (False: reported on its own, e.g. XSTest's unsafe
+    contrast prompts as "unsafe refusal"); ``category_field``: an item metadata key whose value
+    becomes the item's category (the study task's ``grade``)."""
 
     name: str
     loader: str
@@ -39,6 +42,8 @@ class SuiteSpec:
     where: dict[str, Any] = field(default_factory=dict)
     item_kind: str | None = None
     held_out: str | None = None
+    in_harmful_mean: bool = True
+    category_field: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -59,6 +64,22 @@ class SuiteSet:
     judges: tuple[str, ...]
     subset: str
     correct: bool
+
+    @property
+    def harmful_mean(self) -> tuple[str, ...]:
+        """The harmful suites whose mean is the harmful refusal and whose win rates make Safety
+        Avg. (``in_harmful_mean``)."""
+        return tuple(s.name for s in self.suites if s.kind == "harmful" and s.in_harmful_mean)
+
+    @property
+    def harmful_apart(self) -> tuple[str, ...]:
+        """The harmful suites reported on their own (XSTest's unsafe prompts in the study set)."""
+        return tuple(s.name for s in self.suites if s.kind == "harmful" and not s.in_harmful_mean)
+
+    @property
+    def on_real_base(self) -> bool:
+        """Whether the set reads a built real base (its splits or its files)."""
+        return any(s.root == "base" or s.held_out is not None for s in self.suites)
 
 
 def _probe(split: str, kind: str) -> SuiteSpec:
@@ -99,6 +120,32 @@ REAL_SUITES = (
 HARMFUL_REAL_SUITES = tuple(s.name for s in REAL_SUITES if s.kind == "harmful")
 REAL_SUITE_NAMES = tuple(s.name for s in REAL_SUITES)
 
+# The real-model study's suites (docs/real_study.md, "Evaluation per run"): the real base's
+# harmful and XSTest-safe suites in full, XSTest's 200 unsafe prompts (refusing them is right:
+# "unsafe refusal", reported on its own and never in the harmful-refusal mean or Safety Avg.), and
+# the study task's test split written by build_study_data(<base>, task="gsm8k_final_step")
+# (experiments/real_task.py; strict exact match, lm-eval's GSM8K regex), its grade as category.
+STUDY_TASK_DIR = "data/gsm8k_final_step"  # <base>/<this>: experiments.real_task.TASK's files
+STUDY_SUITES = tuple(s for s in REAL_SUITES if s.kind != "capability") + (
+    SuiteSpec(
+        "xstest_unsafe",
+        "xstest",
+        "xstest/xstest_prompts.csv",
+        "data",
+        "harmful",
+        item_kind="harmful",
+        in_harmful_mean=False,
+    ),
+    SuiteSpec(
+        "task_test",
+        "gsm8k",
+        f"{STUDY_TASK_DIR}/task_test.jsonl",
+        "base",
+        "capability",
+        category_field="grade",
+    ),
+)
+
 # Suite sets by name (``suites:`` of a compare config). "benchmarks" has no fixed suites: they
 # come from a ``benchmarks:`` list or ``dualselect eval --benchmark``.
 SUITE_SETS = {
@@ -108,6 +155,13 @@ SUITE_SETS = {
         # the refusal judges that run offline
         SuiteSet(
             "realbase", REAL_SUITES, ("keyword", "xstest_strmatch", "refusal_rules"), "random", correct=True
+        ),
+        SuiteSet(
+            "real_study",
+            STUDY_SUITES,
+            ("refusal_rules", "keyword", "xstest_strmatch"),
+            "random",
+            correct=True,
         ),
         SuiteSet("benchmarks", (), ("keyword", "refusal_rules"), "random", correct=True),
     )
