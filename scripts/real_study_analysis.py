@@ -121,6 +121,10 @@ def collect(outputs: list[Path], into: Path) -> list[Path]:
                     run / "eval" / "generations" / f"{m}.jsonl",
                     run / "eval" / "generations" / f"{m}.verdicts.jsonl",
                 ]
+        base = out / "base"  # evaluate_base: the model before fine-tuning
+        if (base / "metrics.json").exists():
+            files += [base / "metrics.json", base / "eval" / "generations" / "base.jsonl"]
+            files += [base / "eval" / "generations" / "base.verdicts.jsonl"]
         for f in files:
             with _open(f) as fh:
                 data = fh.read().encode()
@@ -368,6 +372,37 @@ def check_against_compare(data: dict, judge: str) -> dict:
     return checked
 
 
+BASE_KEYS = (
+    ("harmful_refusal", "harmful refusal (mean of 3)"),
+    ("over_refusal_rate", "XSTest over-refusal"),
+    ("unsafe_refusal", "XSTest unsafe refusal"),
+    ("discrimination", "discrimination"),
+)
+
+
+def base_rates(data: dict) -> dict:
+    """Per base build, per judge: the rates of the model before fine-tuning, in points, from the
+    ``base`` entry compare writes with ``evaluate_base`` (one greedy evaluation: no interval), and
+    its capability (strict EM)."""
+    out: dict = {}
+    first = data["judges"][0]
+    for _out, base, table in data["comparisons"]:
+        met = (table.get("base") or {}).get("metrics")
+        if not met or base in out:
+            continue
+        out[base] = {
+            j: {
+                k: 100 * met[k if j == first else f"{k}.{j}"]
+                for k, _ in BASE_KEYS
+                if (k if j == first else f"{k}.{j}") in met
+            }
+            for j in data["judges"]
+        }
+        if "task_exact_match" in met:
+            out[base]["capability"] = 100 * met["task_exact_match"]
+    return out
+
+
 def analyse(data: dict) -> dict:
     """Every number of the study's tables, per judge (the first is the headline)."""
     methods = list(dict.fromkeys(r["method"] for r in data["runs"]))
@@ -400,6 +435,7 @@ def analyse(data: dict) -> dict:
             }
         res["checked_against_comparison_json"] = check_against_compare(data, judge)
         result["by_judge"][judge] = res
+    result["base_rates"] = base_rates(data)
     result["frontier"] = [
         {
             "method": r["method"],
@@ -462,6 +498,22 @@ def markdown(res: dict) -> str:
         lines.append("|---|" + "---|" * len(cols))
         for m, n in block["methods"].items():
             lines.append(f"| {m} ({n['n_runs']}) | " + " | ".join(_cell(n.get(k)) for k, _ in cols) + " |")
+        bases = {b: r for b, r in res.get("base_rates", {}).items() if r.get(judge)}
+        if bases:
+            lines += [
+                "",
+                "| base build before fine-tuning; % (one greedy evaluation, no interval) | "
+                + " | ".join(c for _, c in BASE_KEYS)
+                + " | capability (strict EM) |",
+                "|---|" + "---|" * (len(BASE_KEYS) + 1),
+            ]
+            for b, r in bases.items():
+                cap = r.get("capability")
+                lines.append(
+                    f"| {b} | "
+                    + " | ".join(f"{r[judge][k]:.1f}" if k in r[judge] else "-" for k, _ in BASE_KEYS)
+                    + f" | {'-' if cap is None else format(cap, '.1f')} |"
+                )
         grades = sorted({g for n in block["methods"].values() for g in n["capability_by_grade"]})
         if grades:
             lines += [

@@ -242,6 +242,7 @@ def compared(shared_data, tmp_path_factory):
                 "report_to": [],
             },
             "method_overrides": {"dualselect": {"selection_warmup_steps": 1, "k_ref": 2, "ref_pool_cap": 8}},
+            "evaluate_base": k == 0,
         }
         path = tmp / f"c{k}.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -287,6 +288,38 @@ def test_compare_runs_the_study_suites_and_task(compared):
                 assert {v["benchmark"] for v in verdicts} == set(SIZES) - {"task_test"}
         assert "safety_avg_refusal_rules" in table["methods"]["dualselect"]
         assert "Safety Avg (rules)" in (out / "comparison.md").read_text()
+
+
+def test_compare_evaluates_the_base_once_beside_the_methods(compared):
+    """evaluate_base: the model before fine-tuning, on the same suites and judges, once (no
+    training, no seeds), its rates in comparison.json and a line of comparison.md; off: none."""
+    from dualselect.utils import read_jsonl
+
+    (base0, out0), (_, out1) = compared
+    rec = json.loads((out0 / "base" / "metrics.json").read_text())
+    assert rec["method"] == "base" and rec["organism"] == str(base0 / "model")
+    assert "train_seconds" not in rec["metrics"] and not (out0 / "base" / "adapter_config.json").exists()
+    verdicts = read_jsonl(out0 / "base" / "eval" / "generations" / "base.verdicts.jsonl")
+    by_suite = {}
+    for v in verdicts:
+        if v["judge"] == "refusal_rules":
+            by_suite.setdefault(v["benchmark"], []).append(v["refused"])
+    rates = {b: sum(r) / len(r) for b, r in by_suite.items()}
+    met = rec["metrics"]
+    assert met["harmful_refusal"] == pytest.approx(
+        (rates["harmbench"] + rates["strongreject"] + rates["advbench"]) / 3
+    )
+    assert met["over_refusal_rate"] == pytest.approx(rates["xstest_safe"])
+    table = json.loads((out0 / "comparison.json").read_text())
+    assert table["base"]["metrics"]["harmful_refusal"] == met["harmful_refusal"]
+    assert list(table["base"]["per_instance"]) == ["None"] and "base" not in table["methods"]
+    md = (out0 / "comparison.md").read_text()
+    assert (
+        "Before fine-tuning (the base model" in md
+        and f"harmful_refusal {100 * met['harmful_refusal']:.1f}" in md
+    )
+    assert "base" not in json.loads((out1 / "comparison.json").read_text())
+    assert not (out1 / "base").exists()
 
 
 def test_safety_avg_leaves_xstest_unsafe_out(compared, monkeypatch):
@@ -340,10 +373,19 @@ def test_the_analysis_reads_what_compare_wrote(compared, tmp_path):
         assert fh.read() == (compared[0][1] / "compare_config.json").read_bytes()
     assert collected[0].read_bytes()[4:8] == b"\0\0\0\0"
     again = mod.analyse(mod.load_study(tmp_path / "committed"))
-    assert again["by_judge"] == res["by_judge"]
+    assert again["by_judge"] == res["by_judge"] and again["base_rates"] == res["base_rates"]
+    # the first base was evaluated before fine-tuning (evaluate_base), the second not
+    base0 = json.loads((compared[0][1] / "base" / "metrics.json").read_text())["metrics"]
+    assert list(res["base_rates"]) == [compared[0][0].name]
+    rates = res["base_rates"][compared[0][0].name]
+    assert rates["refusal_rules"]["harmful_refusal"] == pytest.approx(100 * base0["harmful_refusal"])
+    assert rates["keyword"]["over_refusal_rate"] == pytest.approx(100 * base0["over_refusal_rate.keyword"])
+    assert rates["capability"] == pytest.approx(100 * base0["task_exact_match"])
+    assert any(p.parts[-2:] == ("base", "metrics.json.gz") for p in collected)
     assert mod.main(["--study", str(tmp_path / "committed"), "--out", str(tmp_path / "res")]) == 0
     md = (tmp_path / "res" / "analysis.md").read_text()
     assert md.count(mod.METHOD_LABEL) >= 3 and (tmp_path / "res" / "frontier.png").stat().st_size > 1000
+    assert md.count("base build before fine-tuning") == 3  # one table per judge
 
 
 # ------------------------------------------------------------------------------ hand-checked numbers

@@ -36,9 +36,11 @@ def test_methods_and_seeds_are_the_pre_registered_ones():
     seeds = {m: set(study.seeds) | (set(extra.seeds) if m in extra.methods else set()) for m in study.methods}
     assert {m for m, s in seeds.items() if s == set(range(5))} == FIVE_SEEDS
     assert {m for m, s in seeds.items() if s == set(range(3))} == THREE_SEEDS
-    # the second file differs in methods, seeds and the overrides of methods it does not run only
+    # the second file differs in methods, seeds and the overrides of methods it does not run only,
+    # and leaves the base's own evaluation to the first
     a, b = dataclasses.asdict(study), dataclasses.asdict(extra)
-    assert {k for k in a if a[k] != b[k]} == {"methods", "seeds", "method_overrides"}
+    assert {k for k in a if a[k] != b[k]} == {"methods", "seeds", "method_overrides", "evaluate_base"}
+    assert study.evaluate_base and not extra.evaluate_base
     assert b["method_overrides"] == {m: v for m, v in a["method_overrides"].items() if m in extra.methods}
 
 

@@ -42,12 +42,11 @@ from dualselect.experiments.compare_config import (
 )
 from dualselect.utils import warn, write_json
 
+BASE_ROW = "base"  # the model before fine-tuning, beside the methods (evaluate_base)
+
 
 def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str, org: int | None = None) -> None:
     """Child process: train, evaluate, write metrics.json (last, atomically)."""
-    import resource
-
-    from dualselect.evaluation.probes import evaluate_on_probes
     from dualselect.experiments.helpful_pool import ensure_helpful_pool
     from dualselect.organism.stats import GEN_SPLITS, VALIDATION_SPLITS
     from dualselect.training.run import load_config, run_training
@@ -63,17 +62,66 @@ def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str, org: int | No
     from dualselect.training.rundir import record_files
 
     record_files(run_dir, ["eval", "metrics.json"])  # compare's files: a later rerun replaces them
-    organism = overrides["model_name_or_path"]
+    # validation probes (organism) where a tuning choice needs them (always with validate_all)
+    val = cfg.validate_all or (cfg.tune is not None and method in cfg.tune["candidates"])
+    _evaluate_and_record(
+        cfg,
+        method,
+        (trainer.model, trainer.processing_class),
+        Path(run_dir),
+        overrides["model_name_or_path"],
+        seed,
+        org,
+        GEN_SPLITS + (VALIDATION_SPLITS if val else ()),
+        {
+            "train_seconds": round(train_s, 2),
+            "optimizer_steps": trainer.state.global_step,
+            "supervised_tokens": trainer.supervised_tokens,
+        },
+        t0,
+    )
+
+
+def _run_base(cfg_dict: dict, run_dir: str, org: int | None = None) -> None:
+    """Child process: the model before fine-tuning, evaluated as every run is (no training; seed
+    0 for the evaluation's subsets, generation is greedy); metrics.json last, atomically."""
+    from dualselect.organism.stats import GEN_SPLITS
+    from dualselect.training.model import load_model_and_tokenizer
+
+    cfg = CompareConfig.from_dict(cfg_dict)
+    t0 = time.time()
+    path = run_overrides(cfg, "sft", 0, Path(run_dir), org)[1]["model_name_or_path"]
+    model, tok = load_model_and_tokenizer(path)
+    _evaluate_and_record(cfg, BASE_ROW, (model.eval(), tok), Path(run_dir), path, 0, org, GEN_SPLITS, {}, t0)
+
+
+def _evaluate_and_record(
+    cfg: CompareConfig,
+    name: str,
+    model_tok: tuple,
+    run_dir: Path,
+    organism: str,
+    seed: int,
+    org: int | None,
+    probe_splits: tuple,
+    extra: dict,
+    t0: float,
+) -> None:
+    """Evaluate one model (a run's, or the base) on the comparison's suites and judges (and the
+    organism's probes), and write its ``metrics.json``."""
+    import resource
+
     from dualselect.evaluation.harness import evaluate
     from dualselect.evaluation.judges import build_judge
+    from dualselect.evaluation.probes import evaluate_on_probes
     from dualselect.evaluation.suites import suite_set
 
     suites = eval_suites(cfg, organism)
     ev = evaluate(
-        {method: (trainer.model, trainer.processing_class)},
+        {name: model_tok},
         suites,
         [build_judge(j) for j in cfg.judges],
-        Path(run_dir) / "eval",
+        run_dir / "eval",
         base=None,
         sft=None,
         max_new_tokens=cfg.generation_budgets(),
@@ -85,42 +133,33 @@ def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str, org: int | No
         token_budget=cfg.eval_token_budget,
         vllm_options=cfg.vllm_options or None,
     )
-    metrics = _suite_metrics(cfg, method, ev, suites, Path(run_dir), organism)
-    if ev["methods"][method].get("incoherence_rate") is not None:  # safety suites only
-        metrics["incoherence_rate"] = ev["methods"][method]["incoherence_rate"]
+    metrics = _suite_metrics(cfg, name, ev, suites, run_dir, organism)
+    if ev["methods"][name].get("incoherence_rate") is not None:  # safety suites only
+        metrics["incoherence_rate"] = ev["methods"][name]["incoherence_rate"]
     if Path(organism, "data", "val_harmful_hh.jsonl").exists():
-        # generalisation probes (held-out wrappers) for every run; validation probes where a
-        # tuning choice needs them (always with validate_all); ground truth
-        val = cfg.validate_all or (cfg.tune is not None and method in cfg.tune["candidates"])
+        # generalisation probes (held-out wrappers) for every run; ground truth
+        model, tok = model_tok
         metrics.update(
-            evaluate_on_probes(
-                trainer.model,
-                trainer.processing_class,
-                organism,
-                max_new_tokens=cfg.max_new_tokens,
-                splits=GEN_SPLITS + (VALIDATION_SPLITS if val else ()),
-            )
+            evaluate_on_probes(model, tok, organism, max_new_tokens=cfg.max_new_tokens, splits=probe_splits)
         )
+    metrics.update(extra)
     metrics.update(
         {
-            "train_seconds": round(train_s, 2),
             "wall_seconds": round(time.time() - t0, 2),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "optimizer_steps": trainer.state.global_step,
-            "supervised_tokens": trainer.supervised_tokens,
         }
     )
     write_json(
-        Path(run_dir) / "metrics.json",
+        run_dir / "metrics.json",
         {
-            "method": method,
+            "method": name,
             "seed": seed,
             "organism_seed": org,
             "organism": organism,
             "metrics": metrics,
             # items a judge could not read, per judge and suite (never turned into a verdict)
             "judge_failures": {
-                j: {s: n[method] for s, n in by.items()} for j, by in ev["judge_failures"].items()
+                j: {s: n[name] for s, n in by.items()} for j, by in ev["judge_failures"].items()
             },
             "skipped_judges": ev["skipped_judges"],
         },
@@ -310,6 +349,19 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> d
         if not (cfg.run_dir(out, m, org, s) / "metrics.json").exists()
     ]
     ctx = mp.get_context("spawn")
+    if cfg.evaluate_base:  # the model before fine-tuning, once per instance
+        for org in cfg.instances():
+            run_dir = base_dir(out, org)
+            if (run_dir / "metrics.json").exists():
+                continue
+            p = ctx.Process(target=_run_base, args=(dataclasses.asdict(cfg), str(run_dir), org))
+            p.start()
+            p.join()
+            if p.exitcode != 0:
+                raise RuntimeError(
+                    f"evaluating the base{f' (organism {org})' if org is not None else ''} failed "
+                    f"(exit code {p.exitcode}); see above. Re-run the same command to resume."
+                )
     for method, org, seed in tqdm(todo, desc="compare: runs", disable=(not progress) or None):
         run_dir = cfg.run_dir(out, method, org, seed)
         p = ctx.Process(target=_run_one, args=(dataclasses.asdict(cfg), method, seed, str(run_dir), org))
@@ -360,6 +412,20 @@ def _aggregate(cfg: CompareConfig, out: Path, keys: list[tuple], skipped_before:
         }
     table["judges"] = cfg.judge_names
     _add_corrected(cfg, runs, table)
+    if cfg.evaluate_base:
+        per = {
+            str(org): json.loads((base_dir(out, org) / "metrics.json").read_text())["metrics"]
+            for org in cfg.instances()
+        }
+        keys_common = sorted(set.intersection(*(set(m) for m in per.values())))
+        table["base"] = {
+            "metrics": {
+                k: sum(m[k] for m in per.values()) / len(per)
+                for k in keys_common
+                if all(isinstance(m[k], (int, float)) and not isinstance(m[k], bool) for m in per.values())
+            },
+            "per_instance": per,
+        }
     skipped = dict(skipped_before)
     failures: dict[str, dict[str, int]] = {}
     for recs in records.values():
@@ -391,6 +457,12 @@ def _aggregate(cfg: CompareConfig, out: Path, keys: list[tuple], skipped_before:
         "base": _base_identity(cfg) if cfg.on_real_base else None,
     }
     return table
+
+
+def base_dir(out: str | Path, org: int | None) -> Path:
+    """Where the base's evaluation lives: ``OUT/base/`` (``OUT/base/org<o>/`` per organism instance)."""
+    d = Path(out) / BASE_ROW
+    return d / f"org{org}" if org is not None else d
 
 
 def _base_identity(cfg: CompareConfig) -> dict:

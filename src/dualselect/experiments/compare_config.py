@@ -48,8 +48,9 @@ SUITES = tuple(SUITE_SETS)  # the suite sets a compare may name
 # the task data a run on a real base trains on by default, per suite set (relative to the base):
 # the base's answer-extraction attack set, or the real-model study's GSM8K final-step attack set
 REAL_TRAIN_DATA = {"realbase": "data/task_train.jsonl", "real_study": f"{STUDY_TASK_DIR}/task_train.jsonl"}
-# keys that only change how finished runs are aggregated: a compare may resume with other values
-AGGREGATION_KEYS = ("safety_metric", "capability_metric", "matched_capability_within")
+# keys that only change how finished runs are aggregated or what is added beside them (the base's
+# own rates): a compare may resume with other values
+AGGREGATION_KEYS = ("safety_metric", "capability_metric", "matched_capability_within", "evaluate_base")
 QUICK = {
     "methods": ["sft", "dualselect", "safeinstr", "static_refs"],
     "seeds": [0, 1],
@@ -85,6 +86,9 @@ class CompareConfig:
     # ("auto": DEFAULT_TUNE when all its candidates are in methods, else no tuning; null: none)
     tune: dict[str, Any] | str | None = "auto"
     validate_all: bool = False  # score every run on the validation probes, not only tune candidates
+    # also evaluate the model before fine-tuning (once per organism instance; no seeds: greedy),
+    # on the same suites and judges: its rates go beside the methods' in the table
+    evaluate_base: bool = False
     training: dict[str, Any] = field(default_factory=dict)  # overrides for every method
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_new_tokens: int = 64

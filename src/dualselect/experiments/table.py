@@ -388,6 +388,24 @@ def judge_validation_lines(table: dict) -> list[str]:
     return lines
 
 
+BASE_COLUMNS = ("over_refusal_rate", "unsafe_refusal", "discrimination", "incoherence_rate")
+
+
+def base_line(metrics: dict, safety: str, capability: str, n_instances: int) -> str:
+    """One sentence: the model before fine-tuning, on the same suites and judges (greedy, so one
+    evaluation per instance and no interval)."""
+    cells = [
+        f"{k} {100 * metrics[k]:.1f}"
+        for k in (safety, capability, *BASE_COLUMNS)
+        if isinstance(metrics.get(k), (int, float))
+    ]
+    over = f"mean of {n_instances} instances; " if n_instances > 1 else ""
+    return (
+        f"Before fine-tuning (the base model, evaluated alike; {over}greedy, no training seed, no "
+        f"interval): {', '.join(cells)}."
+    )
+
+
 def write_tables(table: dict, out: str | Path, safety: str, capability: str) -> None:
     """``comparison.md``, ``comparison.csv``, ``comparison.json`` and ``safety_vs_capability.png``."""
     out = Path(out)
@@ -420,6 +438,11 @@ def write_tables(table: dict, out: str | Path, safety: str, capability: str) -> 
             f"`{mc['reference']}`'s, i.e. >= {100 * mc['capability_floor']:.1f}): **{best}** "
             f"({safety} {format_stat(table['methods'][best][safety], 100)}); tied with it: "
             f"{', '.join(mc['ties']) or 'none'}. Methods at matched capability: {', '.join(mc['methods'])}.",
+            "",
+        ]
+    if "base" in table:
+        md += [
+            base_line(table["base"]["metrics"], safety, capability, len(table["base"]["per_instance"])),
             "",
         ]
     if "per_group" in table:
