@@ -15,6 +15,13 @@ grade, settings, wall times) and ``<out>/generations.jsonl.gz`` (every response 
 
     PYTHONPATH=src OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python scripts/real_task_probe.py \
         --out results/real_study/task_probe --n-val 200 --max-steps 40
+
+With ``--base`` (a built base directory or its name) it is the pre-registered acceptance: the
+aligned base's own study-task files (``<base>/data/gsm8k_final_step/``: validation rows, and the
+attack set with its 10% harmful compliant pairs as SFT data), one learning rate per call::
+
+    python scripts/real_task_probe.py --base smollm2-135m-safe --learning-rate 2e-3 \
+        --out results/real_study/acceptance/lr2e-3
 """
 
 from __future__ import annotations
@@ -80,11 +87,21 @@ def rescore(out: Path) -> int:
     record = json.loads((out / "probe.json").read_text())
     with gzip.open(out / "generations.jsonl.gz", "rt", encoding="utf-8") as fh:
         gens = [json.loads(line) for line in fh]
-    # the split the probe ran on: a record from before the calibration exclusion lacks its reason
-    before = (
-        "split_report" in record and "base_calibration_question" not in record["split_report"]["left_out"]
-    )
-    built = study_splits(calibration=not before)
+    if record.get("base_dir"):  # the acceptance: the base's own validation rows
+        from dualselect.utils import read_jsonl
+
+        task_dir = Path(record["base_dir"]) / "data" / "gsm8k_final_step"
+        built = {
+            "val": read_jsonl(task_dir / "task_val.jsonl"),
+            "report": json.loads((task_dir / "disjointness.json").read_text())["task"],
+        }
+        before = False
+    else:
+        # the split the probe ran on: a record from before the calibration exclusion lacks its reason
+        before = (
+            "split_report" in record and "base_calibration_question" not in record["split_report"]["left_out"]
+        )
+        built = study_splits(calibration=not before)
     by_line = {r["gsm8k_line"]: r for r in built["val"]}
     rows = [by_line[g["gsm8k_line"]] for g in gens]  # KeyError: generations of another split
     for g, r in zip(gens, rows):
@@ -139,6 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lora-r", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
+        "--base",
+        default=None,
+        help="The pre-registered acceptance on an aligned base instead of the proxy: a built base "
+        "directory (or a name, e.g. smollm2-135m-safe); its study task's validation rows and its "
+        "attack set (task_train.jsonl, 10%% harmful compliant pairs) from "
+        "<base>/data/gsm8k_final_step/ (written when missing). --model is ignored.",
+    )
+    ap.add_argument(
         "--rescore",
         action="store_true",
         help="Recompute every number of <out>/probe.json from <out>/generations.jsonl.gz and the "
@@ -153,14 +178,35 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    built = study_splits()
-    val = built["val"][: args.n_val]
+    if args.base:  # the acceptance: the aligned base, its study task's files
+        from dualselect.experiments.real_data import build_study_data
+        from dualselect.utils import read_jsonl
+
+        root = Path(resolve_model_path(args.base))
+        root = root.parent if root.name == "model" else root
+        task_dir = build_study_data(root, task="gsm8k_final_step")
+        val = read_jsonl(task_dir / "task_val.jsonl")[: args.n_val]
+        report = json.loads((task_dir / "disjointness.json").read_text())["task"]
+        args.model = str(root / "model")
+        train_rows = read_jsonl(task_dir / "task_train.jsonl")  # the study's attack set
+        train_source = str(task_dir / "task_train.jsonl")
+        what = "pre-registered acceptance on the aligned base (docs/real_study.md, section 1)"
+    else:
+        built = study_splits()
+        val, report = built["val"][: args.n_val], built["report"]
+        train_rows = task_file_rows(built["train"])
+        train_source = "the task's train split alone (no harmful pairs: they need a built base)"
+        what = (
+            "proxy on the unaligned model (plain SmolLM2-135M-Instruct); the pre-registered "
+            "acceptance on the aligned base is still pending"
+        )
     record: dict = {
-        "what": "proxy on the unaligned model (plain SmolLM2-135M-Instruct); the pre-registered "
-        "acceptance on the aligned base is still pending",
-        "task": built["report"]["task"],
-        "split_report": {k: v for k, v in built["report"].items() if k != "disjointness"},
+        "what": what,
+        "task": report["task"],
+        "split_report": {k: v for k, v in report.items() if k != "disjointness"},
         "model": args.model,
+        "base_dir": str(Path(args.model).parent) if args.base else None,
+        "sft_data": {"source": train_source, "rows": len(train_rows)},
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "interval": "Wilson score 95% per cell (items as independent draws; one seed)",
         "machine": {
@@ -186,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         from dualselect.training.run import load_config, run_training
 
         with tempfile.TemporaryDirectory() as tmp:
-            train_file = Path(tmp) / "task_clean.jsonl"
-            write_jsonl(train_file, task_file_rows(built["train"]))
+            train_file = Path(tmp) / "task_train.jsonl"
+            write_jsonl(train_file, train_rows)
             cfg = load_config(
                 "sft",
                 overrides={

@@ -596,3 +596,40 @@ def test_capability_items_carry_their_gold_and_strict_verdict():
     ]
     assert capability_scores(labelled, ["It is positive."]) == [{"gold": "positive", "label_correct": True}]
     assert capability_scores([EvalItem("h:0", "q", "harmful")], ["no"]) == [{}]
+
+
+def test_the_acceptance_probe_runs_on_an_aligned_base_and_rescores(shared_data, tmp_path):
+    """scripts/real_task_probe.py --base: the aligned base's own study-task validation rows, SFT on
+    its attack set (with the harmful pairs), and a --rescore that reproduces every number from the
+    written generations and the base's files."""
+    from dualselect.utils import read_jsonl
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "real_task_probe.py"
+    spec = importlib.util.spec_from_file_location("real_task_probe", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    base = _stand_in_base(shared_data, tmp_path, "acc", model_seed=3)
+    out = tmp_path / "probe"
+    args = ["--base", str(base), "--out", str(out), "--n-val", "4", "--max-new-tokens", "4"]
+    args += ["--max-steps", "1", "--train-batch-size", "2", "--lora-r", "2", "--batch-size", "4"]
+    assert probe.main(args) == 0
+    rec = json.loads((out / "probe.json").read_text())
+    val = read_jsonl(base / "data" / "gsm8k_final_step" / "task_val.jsonl")[:4]
+    with gzip.open(out / "generations.jsonl.gz", "rt", encoding="utf-8") as fh:
+        gens = [json.loads(line) for line in fh]
+    assert rec["what"].startswith("pre-registered acceptance") and rec["model"] == str(base / "model")
+    assert [g["gsm8k_line"] for g in gens] == [r["gsm8k_line"] for r in val]
+    attack = read_jsonl(base / "data" / "gsm8k_final_step" / "task_train.jsonl")
+    assert rec["sft_data"] == {
+        "source": str(base / "data" / "gsm8k_final_step" / "task_train.jsonl"),
+        "rows": len(attack),
+    }
+    assert rec["sft"]["strict_em"] == np.mean([g["sft_ok"] for g in gens])
+    before = {k: rec[k]["strict_em"] for k in ("base", "sft")}
+    for g in gens:  # tamper with the scores: --rescore recomputes them from the responses
+        g["base_ok"] = g["sft_ok"] = None
+    with gzip.open(out / "generations.jsonl.gz", "wt", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(g) + "\n" for g in gens)
+    assert probe.main(["--rescore", "--out", str(out)]) == 0
+    again = json.loads((out / "probe.json").read_text())
+    assert {k: again[k]["strict_em"] for k in ("base", "sft")} == before
