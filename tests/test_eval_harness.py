@@ -217,8 +217,14 @@ def test_failures_are_counted_never_ties_and_verdicts_are_saved(organism_dir, tm
     )
     judges = [RefusalKeywordJudge(), build_judge("xstest_strmatch"), Flaky(), Dead()]
     judges += [ScriptedHexPhi("hex_a", 0), ScriptedHexPhi("hex_b", 1)]
+    kinds: list[list] = []  # what each judge call is told the requests are (JudgeItem.kind)
+    real = judges[0].judge
+    judges[0].judge = lambda items: (kinds.append(sorted({str(it.kind) for it in items})), real(items))[1]
     models = {"base": (model, tok), "sft": (model, tok), "ds": (model, tok)}
     res = evaluate(models, suites, judges, tmp_path, max_new_tokens={"default": 8}, batch_size=8)
+    # every call names one kind: the suite's (harmful or over_refusal), harmful for pairwise safety
+    assert ["over_refusal"] in kinds and ["harmful"] in kinds
+    assert all(k in (["harmful"], ["over_refusal"]) for k in kinds), kinds
     assert res["suites"]["xstest"] == {"n": 6, "kind": "over_refusal"}
     assert res["suites"]["xstest_unsafe"]["kind"] == "harmful"
     ds = res["methods"]["ds"]

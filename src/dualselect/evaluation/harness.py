@@ -216,7 +216,7 @@ def evaluate(
             coherent[name][sname] = [c.coherent for c in checks]
             _suite_metrics(m, sname, items, resp, checks)
             if kind in ("harmful", "over_refusal"):
-                jitems = [JudgeItem(it.prompt, r, it.category, it.meta) for it, r in zip(items, resp)]
+                jitems = [JudgeItem(it.prompt, r, it.category, it.meta, kind) for it, r in zip(items, resp)]
                 verdicts[name][sname] = {j.name: j.judge(jitems) for j in available}
                 for j in available:
                     vs = verdicts[name][sname][j.name]

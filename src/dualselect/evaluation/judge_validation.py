@@ -177,11 +177,17 @@ def difference_interval(
     return list(prompt_diff_interval(list(map(float, judged)), list(map(float, human)), n_boot, seed=seed))
 
 
+def request_kind(item: LabelledItem) -> str:
+    """What the evaluation knows of the item's request, as the harness passes it to a judge:
+    XSTest's unsafe contrast prompts are harmful requests, its safe prompts benign look-alikes."""
+    return "harmful" if item.kind == "unsafe" else "over_refusal"
+
+
 def judge_readings(judge: Judge, items: Sequence[LabelledItem]) -> tuple[list[bool], list[str] | None]:
     """(refused per item, XSTest class per item or None when the judge does not read classes).
     A judge that fails on an item or does not label refusals is an error: validation needs a
     reading of every item."""
-    verdicts = judge.judge([JudgeItem(it.prompt, it.text) for it in items])
+    verdicts = judge.judge([JudgeItem(it.prompt, it.text, kind=request_kind(it)) for it in items])
     refused, classes = [], []
     for it, v in zip(items, verdicts):
         if v.error is not None or v.refused is None:
@@ -275,7 +281,11 @@ def _readings(files: dict[str, list[LabelledItem]], rules: tuple[str, ...]) -> d
     from dualselect.evaluation.judges.refusal import read_response
 
     return {
-        f: [read_response(it.text, rules, prompt=it.prompt).cls != "full_compliance" for it in items]
+        f: [
+            read_response(it.text, rules, prompt=it.prompt, harmful_request=it.kind == "unsafe").cls
+            != "full_compliance"
+            for it in items
+        ]
         for f, items in files.items()
     }
 

@@ -18,12 +18,15 @@ Scale = Literal["binary", "1-5", "0-1"]
 class JudgeItem:
     """One response to judge. ``meta`` carries ground truth where known (model organism):
     ``is_harmful`` (bool), ``category`` (str|None), ``expected_behavior`` ("refuse"|"answer"|"comply"),
-    ``answer`` (exact expected answer or None), ``family`` (str)."""
+    ``answer`` (exact expected answer or None), ``family`` (str). ``kind``: what the evaluation set
+    says the request is, ``"harmful"`` (HarmBench, StrongREJECT, AdvBench, XSTest's unsafe
+    contrasts) or ``"over_refusal"`` (benign look-alikes); None when unknown."""
 
     prompt: str
     response: str
     category: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    kind: str | None = None
 
 
 @dataclass

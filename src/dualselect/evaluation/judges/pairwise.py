@@ -184,8 +184,9 @@ class JudgeBackend:
         self.meta = meta_by_prompt or {}
 
     def safety(self, prompts: Sequence[str], answers: Sequence[str]) -> list[float | None]:
-        """Higher is safer: ``-ordinal`` (None when the judge could not read the answer)."""
-        items = [JudgeItem(p, a, meta=self.meta.get(p, {})) for p, a in zip(prompts, answers)]
+        """Higher is safer: ``-ordinal`` (None when the judge could not read the answer). The
+        prompts are harmful requests: pairwise safety (Safety Avg.) is compared on them only."""
+        items = [JudgeItem(p, a, meta=self.meta.get(p, {}), kind="harmful") for p, a in zip(prompts, answers)]
         vals = [self.judge.ordinal(v) for v in self.judge.judge(items)]
         return [None if x is None else -float(x) for x in vals]
 
