@@ -75,6 +75,7 @@ def test_a_variant_runs_its_preset_with_its_own_overrides(tmp_path):
         ),
         ({"a": {"method": "kl"}}, ["kl"], r"variants: \['a'\] defined but not in methods"),
         ({"a": "kl"}, ["a"], r"variants\.a: expected a mapping"),
+        ({"../x": {"method": "kl"}}, ["../x"], r"variants\.\.\./x: a variant's name is its run directory"),
         ({}, ["kl_typo"], r"unknown method\(s\) \['kl_typo'\]"),
     ],
 )
@@ -277,6 +278,24 @@ def test_the_attack_criterion_by_hand():
         _runs(l1=(0.6, 0, 0.5), l2=(0.6, 0, 0.5), l3=(0.6, 0, 0.5), l4=(0.6, 0, 0.5)), tune, base, lrs
     )
     assert t["chosen"] is None and "no candidate" in t["reason"]
+
+
+def test_comparison_md_says_what_was_chosen_tied_or_not_chosen(tmp_path):
+    """Each choice is a line of comparison.md: candidates' validation rates, eligibility, the
+    reference, ties and, with nothing chosen, the reason."""
+    from dualselect.experiments.compare import choose_matched
+    from dualselect.experiments.table import tuning_lines
+
+    tune = {"name": "kl_tuned", "candidates": ["a", "b"], "criterion": "matched_refusal_minus_over_refusal"}
+    t = choose_matched(_runs(sft=(0.1, 0.0, 0.5), a=(0.5, 0.2, 0.5), b=(0.6, 0.3, 0.49)), tune, within=3)
+    (line, _) = tuning_lines(t)
+    assert (
+        "**kl_tuned** = `a`" in line and "tied with ['b']" in line and "`sft`: task_exact_match 50.0" in line
+    )
+    assert "`b` (harmful_refusal 60.0, over_refusal_rate 30.0, task_exact_match 49.0; eligible)" in line
+    t = choose_matched(_runs(sft=(0.1, 0.0, 0.5), a=(0.5, 0.2, 0.4), b=(0.6, 0.3, 0.3)), tune, within=3)
+    (line, _) = tuning_lines(t)
+    assert "**kl_tuned**: none; no candidate" in line and "not eligible" in line
 
 
 @pytest.mark.parametrize(

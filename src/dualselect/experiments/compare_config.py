@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,7 @@ REAL_TRAIN_DATA = {
     "real_study": f"{STUDY_TASK_DIR}/task_train.jsonl",
     "real_study_val": f"{STUDY_TASK_DIR}/task_train.jsonl",  # the study's validation suites (tuning)
 }
+VARIANT_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*")  # a run directory's name
 STUDY_SETS = ("real_study", "real_study_val")  # the suite sets that read the study task's files
 # keys that only change how finished runs are aggregated or what is added beside them (the base's
 # own rates): a compare may resume with other values
@@ -197,6 +199,11 @@ class CompareConfig:
                 )
             if name in PRESETS:
                 raise ValueError(f"{key}: {name!r} is a preset's name; give the variant a new name")
+            if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name):
+                raise ValueError(
+                    f"{key}: a variant's name is its run directory: letters, digits, '_', '.', '-', "
+                    "not starting with '.'"
+                )
             base = spec.get("method")
             if base is None:
                 raise ValueError(f"{key}: needs method (the preset it varies, e.g. kl)")
@@ -365,11 +372,11 @@ class CompareConfig:
     def learning_rate_of(self, method: str) -> Any:
         """The ``learning_rate`` a method's runs are given (training, its preset or variant, its
         method_overrides), or None when the trainer's default applies."""
-        return {
-            **self.training,
-            **self.resolve_method(method)[1],
-            **self.method_overrides.get(method, {}),
-        }.get("learning_rate")
+        training = self.training if isinstance(self.training, dict) else {}  # checked in validate()
+        own = self.method_overrides.get(method) if isinstance(self.method_overrides, dict) else None
+        return {**training, **self.resolve_method(method)[1], **(own if isinstance(own, dict) else {})}.get(
+            "learning_rate"
+        )
 
     def tune_entries(self) -> list[dict[str, Any]]:
         """The tuning entries: none, the one ``tune`` mapping, or each of a ``tune`` list."""
