@@ -296,6 +296,12 @@ def test_comparison_md_says_what_was_chosen_tied_or_not_chosen(tmp_path):
     t = choose_matched(_runs(sft=(0.1, 0.0, 0.5), a=(0.5, 0.2, 0.4), b=(0.6, 0.3, 0.3)), tune, within=3)
     (line, _) = tuning_lines(t)
     assert "**kl_tuned**: none; no candidate" in line and "not eligible" in line
+    # the organism's validation-probe choice reads as before
+    organism = {"name": "ds_paper_eta_val", "criterion": "val_refusal_plus_capability", "chosen": "a"}
+    assert tuning_lines({**organism, "validation_scores": {"a": 0.9, "b": 0.8}})[0] == (
+        "Tuned on validation probes only (`val_refusal_plus_capability`): **ds_paper_eta_val** = `a` "
+        "(validation scores: a 90.0, b 80.0); its row reports the test probes."
+    )
 
 
 @pytest.mark.parametrize(
