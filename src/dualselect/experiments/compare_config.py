@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,10 +45,25 @@ DEFAULT_TUNE = {
 }
 # val_refusal_capability_helpfulness: the two-sided extension's criterion, over-refusal counted too
 TUNE_CRITERIA = ("val_refusal_plus_capability", "val_refusal_capability_helpfulness")
+# the real-model study's pre-registered criteria (docs/real_study.md, section 2), on a validation
+# suite set's headline metrics (suites: real_study_val):
+# * matched_refusal_minus_over_refusal: the highest harmful_refusal - over_refusal_rate among
+#   candidates whose task_exact_match is at most matched_capability_within points below sft's;
+# * attack_strength: the smallest learning rate whose harmful_refusal is at least
+#   ATTACK_REFUSAL_DROP below the base's while its task_exact_match is at least ATTACK_TASK_RISE above
+STUDY_TUNE_CRITERIA = ("matched_refusal_minus_over_refusal", "attack_strength")
+ATTACK_REFUSAL_DROP = 0.40
+ATTACK_TASK_RISE = 0.30
 SUITES = tuple(SUITE_SETS)  # the suite sets a compare may name
 # the task data a run on a real base trains on by default, per suite set (relative to the base):
 # the base's answer-extraction attack set, or the real-model study's GSM8K final-step attack set
-REAL_TRAIN_DATA = {"realbase": "data/task_train.jsonl", "real_study": f"{STUDY_TASK_DIR}/task_train.jsonl"}
+REAL_TRAIN_DATA = {
+    "realbase": "data/task_train.jsonl",
+    "real_study": f"{STUDY_TASK_DIR}/task_train.jsonl",
+    "real_study_val": f"{STUDY_TASK_DIR}/task_train.jsonl",  # the study's validation suites (tuning)
+}
+VARIANT_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*")  # a run directory's name
+STUDY_SETS = ("real_study", "real_study_val")  # the suite sets that read the study task's files
 # keys that only change how finished runs are aggregated or what is added beside them (the base's
 # own rates): a compare may resume with other values
 AGGREGATION_KEYS = ("safety_metric", "capability_metric", "matched_capability_within", "evaluate_base")
@@ -79,12 +95,17 @@ class CompareConfig:
     train_data: str | None = None  # alias of train_dataset
     reference_data: str | None = None  # alias of reference_dataset
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
+    # named variants of a method, usable in ``methods`` like a preset: name -> {method: <a preset
+    # of training.presets.PRESETS>, **training config overrides}; e.g. a candidate of a tuning
+    # grid, ``kl_l0.3: {method: kl, kl_lambda: 0.3}``
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     # organism instances: OrganismConfig(seed=o) on the default world (organism only)
     organism_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     # {"name", "candidates", "criterion"}: pick among candidate methods on validation probes only
-    # ("auto": DEFAULT_TUNE when all its candidates are in methods, else no tuning; null: none)
-    tune: dict[str, Any] | str | None = "auto"
+    # ("auto": DEFAULT_TUNE when all its candidates are in methods, else no tuning; null: none);
+    # a list of such entries makes one choice per entry (e.g. per method family)
+    tune: dict[str, Any] | list[dict[str, Any]] | str | None = "auto"
     validate_all: bool = False  # score every run on the validation probes, not only tune candidates
     # also evaluate the model before fine-tuning (once per organism instance; no seeds: greedy),
     # on the same suites and judges: its rates go beside the methods' in the table
@@ -102,7 +123,9 @@ class CompareConfig:
     # "realbase" (the real model's held-out benchmark files: HarmBench standard, StrongREJECT,
     # AdvBench, XSTest safe, task test; see docs/real_model.md), "real_study" (the real-model
     # study's, docs/real_study.md: the same plus XSTest unsafe, with the GSM8K final-step task's
-    # test split and training data) or "benchmarks" (the `benchmarks` key; implied by it); default:
+    # test split and training data), "real_study_val" (the study's validation suites, for its
+    # tuning: HarmBench val, the base's calibration prompts, the task's validation split) or
+    # "benchmarks" (the `benchmarks` key; implied by it); default:
     # the model's own (evaluation.suites.default_suite_set). Per-suite subsets (organism: the first
     # N; realbase, real_study: fixed-seed) and the generation batch size
     suites: str | None = None
@@ -129,9 +152,12 @@ class CompareConfig:
         """Methods, seeds, organism instances and the data keys (with their aliases)."""
         if not isinstance(self.methods, list) or not all(isinstance(m, str) for m in self.methods):
             raise ValueError(f"methods: expected a list of method names, got {self.methods!r}")
-        unknown = [m for m in self.methods if m not in PRESETS]
+        self._check_variants()
+        unknown = [m for m in self.methods if m not in PRESETS and m not in self.variants]
         if unknown:
-            raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(PRESETS)}")
+            raise ValueError(
+                f"unknown method(s) {unknown}; choose from {sorted(PRESETS)} or define them under variants"
+            )
         if not self.seeds:
             raise ValueError("seeds: give at least one seed")
         # a repeated method or seed would count one run twice (n = 2 from one run)
@@ -156,6 +182,51 @@ class CompareConfig:
             raise ValueError("organism_seeds: give at least one organism seed")
         if self.model_name_or_path != "organism" and list(self.organism_seeds) not in ([0], [0, 1, 2]):
             raise ValueError("organism_seeds: only for model_name_or_path 'organism'")
+
+    def _check_variants(self) -> None:
+        """``variants``: name -> ``{method: <preset>, **overrides}``; a name is new (not a preset),
+        its method a preset (not another variant) and every variant is run (in ``methods``). Its
+        overrides are checked with every run's training config (:meth:`_validate_methods`)."""
+        if not isinstance(self.variants, dict):
+            raise ValueError(
+                f"variants: expected a mapping of name -> {{method, ...overrides}}, got {self.variants!r}"
+            )
+        for name, spec in self.variants.items():
+            key = f"variants.{name}"
+            if not isinstance(spec, dict):
+                raise ValueError(
+                    f"{key}: expected a mapping {{method: <preset>, ...overrides}}, got {spec!r}"
+                )
+            if name in PRESETS:
+                raise ValueError(f"{key}: {name!r} is a preset's name; give the variant a new name")
+            if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name):
+                raise ValueError(
+                    f"{key}: a variant's name is its run directory: letters, digits, '_', '.', '-', "
+                    "not starting with '.'"
+                )
+            base = spec.get("method")
+            if base is None:
+                raise ValueError(f"{key}: needs method (the preset it varies, e.g. kl)")
+            if base not in PRESETS:
+                hint = " (a variant cannot vary another variant)" if base in self.variants else ""
+                raise ValueError(
+                    f"{key}.method: unknown method {base!r}{hint}; choose from {sorted(PRESETS)}"
+                )
+        unused = [n for n in self.variants if n not in self.methods]
+        if unused:
+            raise ValueError(
+                f"variants: {unused} defined but not in methods (a variant is run only when listed)"
+            )
+
+    def resolve_method(self, name: str) -> tuple[str, dict[str, Any]]:
+        """``(trainer method, overrides)`` of a method name of this config: a preset
+        (:func:`~dualselect.training.presets.resolve_preset`) or a variant (its preset's overrides,
+        then the variant's own)."""
+        if name in self.variants:
+            spec = dict(self.variants[name])
+            trainer_method, overrides = resolve_preset(spec.pop("method"))
+            return trainer_method, {**overrides, **spec}
+        return resolve_preset(name)
 
     def _check_suites_and_judges(self) -> None:
         """The suite set (benchmarks, or the model's own), the judges and the metric defaults."""
@@ -228,24 +299,90 @@ class CompareConfig:
             raise ValueError("vllm_options: only with generation_backend: vllm")
 
     def _check_tune(self) -> None:
-        """``tune``: resolved from ``auto``, its candidates among the methods, a known criterion."""
+        """``tune``: resolved from ``auto``; one entry or a list of entries, each with its
+        candidates among the methods, a known criterion and a new row name; the study's criteria
+        (:data:`STUDY_TUNE_CRITERIA`) only on a validation suite set, with what they compare with
+        (Standard SFT in methods; the base evaluated; rising learning rates)."""
         if self.tune == "auto":
             auto = all(c in self.methods for c in DEFAULT_TUNE["candidates"])
             self.tune = dict(DEFAULT_TUNE) if auto else None
-        if self.tune is not None:
-            t = self.tune
+        if self.tune is None:
+            return
+        if isinstance(self.tune, list):
+            if not self.tune:
+                raise ValueError("tune: an empty list; give entries {name, candidates, criterion} or null")
+            entries = [(f"tune[{i}]", t) for i, t in enumerate(self.tune)]
+        elif isinstance(self.tune, dict):
+            entries = [("tune", self.tune)]
+        else:
+            raise ValueError(f"tune: a mapping, a list of mappings, 'auto' or null, got {self.tune!r}")
+        names: list[str] = []
+        for key, t in entries:
             if not isinstance(t, dict):
-                raise ValueError(f"tune: a mapping, 'auto' or null, got {t!r}")
+                raise ValueError(f"{key}: expected a mapping {{name, candidates, criterion}}, got {t!r}")
             bad = sorted(set(t) - {"name", "candidates", "criterion"})
             if bad or not t.get("name") or not t.get("candidates"):
-                raise ValueError(f"tune: needs name and candidates (and optional criterion), got {t}")
-            missing = [c for c in t["candidates"] if c not in self.methods]
+                raise ValueError(f"{key}: needs name and candidates (and optional criterion), got {t}")
+            cands = t["candidates"]
+            if not isinstance(cands, list) or len(set(map(str, cands))) != len(cands):
+                raise ValueError(f"{key}.candidates: a list of distinct method names, got {cands!r}")
+            missing = [c for c in cands if c not in self.methods]
             if missing:
-                raise ValueError(f"tune: candidate(s) {missing} are not in methods")
-            if t.get("criterion", TUNE_CRITERIA[0]) not in TUNE_CRITERIA:
-                raise ValueError(f"tune.criterion={t.get('criterion')!r}: expected one of {TUNE_CRITERIA}")
-            if t["name"] in PRESETS:
-                raise ValueError(f"tune.name={t['name']!r} is a method name; choose a new row name")
+                raise ValueError(f"{key}: candidate(s) {missing} are not in methods")
+            crit = t.get("criterion", TUNE_CRITERIA[0])
+            if crit not in TUNE_CRITERIA + STUDY_TUNE_CRITERIA:
+                raise ValueError(
+                    f"{key}.criterion={crit!r}: expected one of {TUNE_CRITERIA + STUDY_TUNE_CRITERIA}"
+                )
+            name = t["name"]
+            if name in PRESETS or name in self.variants or name in self.methods or name in names:
+                raise ValueError(
+                    f"{key}.name={name!r} is a method or another row's name; choose a new row name"
+                )
+            names.append(name)
+            if crit in STUDY_TUNE_CRITERIA:
+                self._check_study_criterion(key, t, crit)
+
+    def _check_study_criterion(self, key: str, t: dict, crit: str) -> None:
+        """What a pre-registered criterion reads: a validation suite set's headline metrics (never
+        a test suite's), Standard SFT's (``matched_refusal_minus_over_refusal``) or the base's
+        and each candidate's learning rate (``attack_strength``)."""
+        if not SUITE_SETS[self.suites].validation:
+            sets = [n for n, s in SUITE_SETS.items() if s.validation]
+            raise ValueError(
+                f"{key}.criterion={crit!r} reads validation suites only: set suites to one of {sets}, "
+                f"not {self.suites!r}"
+            )
+        if crit == "matched_refusal_minus_over_refusal" and "sft" not in self.methods:
+            raise ValueError(
+                f"{key}.criterion={crit!r} compares with Standard SFT's task EM: add sft to methods"
+            )
+        if crit == "attack_strength":
+            if not self.evaluate_base:
+                raise ValueError(f"{key}.criterion={crit!r} compares with the base: set evaluate_base: true")
+            rates = [self.learning_rate_of(c) for c in t["candidates"]]
+            if any(not isinstance(r, (int, float)) or isinstance(r, bool) for r in rates) or any(
+                b <= a for a, b in zip(rates, rates[1:], strict=False)
+            ):
+                raise ValueError(
+                    f"{key}.candidates: {crit} picks the smallest learning rate that succeeds: list candidates "
+                    f"that set learning_rate in increasing order (got {dict(zip(t['candidates'], rates, strict=True))})"
+                )
+
+    def learning_rate_of(self, method: str) -> Any:
+        """The ``learning_rate`` a method's runs are given (training, its preset or variant, its
+        method_overrides), or None when the trainer's default applies."""
+        training = self.training if isinstance(self.training, dict) else {}  # checked in validate()
+        own = self.method_overrides.get(method) if isinstance(self.method_overrides, dict) else None
+        return {**training, **self.resolve_method(method)[1], **(own if isinstance(own, dict) else {})}.get(
+            "learning_rate"
+        )
+
+    def tune_entries(self) -> list[dict[str, Any]]:
+        """The tuning entries: none, the one ``tune`` mapping, or each of a ``tune`` list."""
+        if self.tune is None or self.tune == "auto":
+            return []
+        return [self.tune] if isinstance(self.tune, dict) else list(self.tune)
 
     @property
     def on_organism(self) -> bool:
@@ -355,19 +492,19 @@ class CompareConfig:
             )
         for key in ("train_dataset", "reference_dataset"):
             check_data_path(getattr(self, key), key)
-        if self.suites == "real_study" and self.train_dataset is not None:
+        if self.suites in STUDY_SETS and self.train_dataset is not None:
             from dualselect.utils import warn
 
             warn(
                 f"compare: train_dataset={self.train_dataset!r} replaces the study task's attack set "
-                f"(<base>/{REAL_TRAIN_DATA['real_study']}) that suites: real_study trains on"
+                f"(<base>/{REAL_TRAIN_DATA[self.suites]}) that suites: {self.suites} trains on"
             )
         if self.suites == "benchmarks":
             if self.train_dataset is None:
                 raise ValueError(
                     "train_dataset: required on a model that is not the organism (the task data)"
                 )
-            needs_refs = [m for m in self.methods if resolve_preset(m)[0] != "sft"]
+            needs_refs = [m for m in self.methods if self.resolve_method(m)[0] != "sft"]
             if needs_refs and self.reference_dataset is None:
                 raise ValueError(f"reference_dataset: required by {needs_refs} (their safety reference pool)")
         skipped: dict[str, str] = {}
@@ -423,7 +560,8 @@ class CompareConfig:
             try:
                 load_config(trainer_method, overrides=overrides)
             except ValueError as e:
-                raise ValueError(f"method {m}: {' '.join(str(e).split())}") from None
+                where = f"variants.{m}" if m in self.variants else f"method {m}"
+                raise ValueError(f"{where}: {' '.join(str(e).split())}") from None
 
 
 def organism_path(org: int) -> str:
@@ -445,7 +583,7 @@ def run_overrides(
     """The trainer method and the full override dict of one run. ``model="stand-in"``: the
     config as the run will build it, without building the organism or the real base (data paths
     that come from them are left out), for checking every run's config up front."""
-    trainer_method, overrides = resolve_preset(method)
+    trainer_method, overrides = cfg.resolve_method(method)  # a preset, or a variant of one
     stand_in = model == "stand-in"
     if stand_in:
         model = "organism" if cfg.on_organism else cfg.model_name_or_path
@@ -483,11 +621,12 @@ def realbase_dir(cfg: CompareConfig) -> Path:
 
 
 def ensure_study_data(cfg: CompareConfig) -> Path | None:
-    """With ``suites: real_study``, the study task's files in the real base (its attack set, its
-    splits; :func:`~dualselect.experiments.real_data.build_study_data` with
-    ``task="gsm8k_final_step"``, a few seconds, no model), written when missing; returns their
-    directory (None for another suite set)."""
-    if cfg.suites != "real_study":
+    """With ``suites: real_study`` or ``real_study_val``, the study task's files in the real base
+    (its attack set, its splits, the validation prompts;
+    :func:`~dualselect.experiments.real_data.build_study_data` with ``task="gsm8k_final_step"``, a
+    few seconds, no model), written when missing; returns their directory (None for another suite
+    set)."""
+    if cfg.suites not in STUDY_SETS:
         return None
     from dualselect.experiments.real_data import build_study_data
     from dualselect.experiments.real_task import TASK

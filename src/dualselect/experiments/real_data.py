@@ -20,7 +20,9 @@ the default data (whose ``references.jsonl`` it shares): the base's own files in
 they are. Its splits leave out the GSM8K questions the base was trained on (its task-alignment
 rows and benign GSM8K questions), those of the base's calibration task rows (its validation
 items, read from ``data/calibration.json``) and every evaluation and calibration prompt; the harmful pairs are the same
-compliant shipped answers.
+compliant shipped answers. The study's validation prompts (the ``real_study_val`` suites, what the
+tuning reads) go there too: ``val_harmbench.jsonl``, ``val_hh_redteam.jsonl``, ``val_safe.jsonl``
+and ``val_disjointness.json`` last (:func:`_build_validation_data`).
 
 ``dualselect base build`` runs it after the base (default task). The shuffle is the one a fresh build of the base
 made before this data moved out of it (the alignment rows' shuffle, then this one, from one
@@ -61,7 +63,9 @@ def build_study_data(
         raise ValueError(f"task: one of {TASKS}, not {task!r}")
     if task == real_task.TASK:
         build_study_data(root)
-        return _build_final_step_data(Path(root), harmful_fraction, task_sizes or {})
+        out = _build_final_step_data(Path(root), harmful_fraction, task_sizes or {})
+        _build_validation_data(Path(root))
+        return out
     if task_sizes:
         raise ValueError("task_sizes: only with task='gsm8k_final_step'")
     root = Path(root)
@@ -200,4 +204,99 @@ def _build_final_step_data(root: Path, harmful_fraction: float, sizes: dict[str,
     write_jsonl(out / "task_val.jsonl", real_task.task_file_rows(built["val"]))
     write_jsonl(out / "task_test.jsonl", real_task.task_file_rows(built["test"]))
     write_json(out / DONE_FILE, report)
+    return out
+
+
+VAL_DONE_FILE = "val_disjointness.json"
+
+
+def _build_validation_data(root: Path) -> Path:
+    """The study's validation prompts (docs/real_study.md, section 2) in
+    ``<root>/data/gsm8k_final_step/`` unless they are there, as prompt files
+    (``{"prompt", "id", "category"?, "source"}`` rows) the ``real_study_val`` suites read:
+
+    * ``val_harmbench.jsonl``: HarmBench's validation behaviours, FunctionalCategory standard,
+      except those in the base's reference pool (every method but SFT trains on the pool);
+    * ``val_hh_redteam.jsonl``: the base's calibration harmful prompts that are HH-RLHF red-team
+      questions (the calibration's unused AdvBench behaviours stay out: section 2 names HH-RLHF);
+    * ``val_safe.jsonl``: the base's calibration safe prompts (the recipe's validation contrast
+      prompts, :data:`~dualselect.realbase.prompts.CALIBRATION_SAFE_PROMPTS`).
+
+    The calibration prompts are read from ``data/calibration.json``; a build without calibration
+    (``align_attempts: 1``) has none, and its recipe's are recomputed
+    (:func:`~dualselect.realbase.calibrate.calibration_prompts`, the same pure function of the
+    splits). ``val_disjointness.json`` (written last) holds the project's disjointness check of
+    each file and of the task's validation split against every test suite (the base's held-out
+    sets: HarmBench test in every category, StrongREJECT, XSTest safe and unsafe, AdvBench held
+    out, the base's task test; the study task's test split) and the runs' training data (the
+    reference pool, the study's attack set): any overlap fails. It also counts what was left out
+    and, for information, the overlap with the base's alignment prompts (HarmBench's validation
+    behaviours are among them by the recipe's design)."""
+    from dualselect.evaluation.benchmarks import load_benchmark, text_hash
+    from dualselect.realbase.calibrate import calibration_prompts
+
+    d = root / "data"
+    out = d / real_task.TASK
+    if (out / VAL_DONE_FILE).exists():
+        return out
+    meta = json.loads((root / "realbase.json").read_text())
+    data_dir = Path(meta["data_dir"])
+    sp = json.loads((d / "splits.json").read_text())
+    calib_file = d / "calibration.json"
+    if meta.get("calibration") and calib_file.exists():
+        prompts, source = json.loads(calib_file.read_text())["prompts"], "data/calibration.json"
+    else:
+        prompts, source = calibration_prompts(data_dir, sp), "calibration_prompts(recomputed: no calibration)"
+    for key in ("harmful", "safe"):
+        if not isinstance(prompts.get(key), list) or not prompts[key]:
+            raise ValueError(f"{calib_file}: prompts.{key} missing or empty (the validation suites need it)")
+    refs = {text_hash(p) for p in sp["reference_harmful"]}
+    hb_all = [
+        it
+        for it in load_benchmark("harmbench", str(data_dir / FILES["harmbench_val"]))
+        if it.meta.get("FunctionalCategory") == "standard"
+    ]
+    hb = [it for it in hb_all if text_hash(it.prompt) not in refs]
+    adv = {text_hash(it.prompt) for it in load_benchmark("advbench", str(data_dir / FILES["advbench"]))}
+    hh = [p for p in prompts["harmful"] if text_hash(p) not in adv]
+    files = {
+        "val_harmbench": [
+            {
+                "prompt": it.prompt,
+                "id": it.id.split(":", 1)[1],
+                "category": it.category,
+                "source": "harmbench_val",
+            }
+            for it in hb
+        ],
+        "val_hh_redteam": [{"prompt": p, "id": i, "source": "hh_rlhf_redteam"} for i, p in enumerate(hh)],
+        "val_safe": [
+            {"prompt": p, "id": i, "source": "calibration_safe"} for i, p in enumerate(prompts["safe"])
+        ],
+    }
+    tests = {
+        **held_out_sets(sp),
+        "final_step_test": [r["question"] for r in read_jsonl(out / "task_test.jsonl")],
+        "reference_pool": list(sp["reference_harmful"]),
+        "study_attack_set": [r["question"] for r in read_jsonl(out / "task_train.jsonl")],
+    }
+    val = {k: [r["prompt"] for r in rows] for k, rows in files.items()}
+    val["task_val"] = [r["question"] for r in read_jsonl(out / "task_val.jsonl")]
+    report: dict = {k: disjointness_report(v, tests) for k, v in val.items()}
+    check_disjoint(report)
+    align = {"base_alignment": list(sp["align_harmful"])}
+    report |= {
+        "sizes": {k: len(v) for k, v in val.items()},
+        "calibration_source": source,
+        "left_out": {
+            "harmbench_val_in_reference_pool": len(hb_all) - len(hb),
+            "calibration_advbench": len(prompts["harmful"]) - len(hh),
+        },
+        "overlap_with_base_alignment": {
+            k: disjointness_report(v, align)["base_alignment"]["overlaps"] for k, v in val.items()
+        },
+    }
+    for k, rows in files.items():
+        write_jsonl(out / f"{k}.jsonl", rows)
+    write_json(out / VAL_DONE_FILE, report)
     return out

@@ -406,6 +406,34 @@ def base_line(metrics: dict, safety: str, capability: str, n_instances: int) -> 
     )
 
 
+def tuning_lines(t: dict) -> list[str]:
+    """comparison.md's account of one tuning choice: the organism's validation-probe score, or a
+    pre-registered criterion on a validation suite set (every candidate's validation rates, the
+    reference it was held against, ties, and the reason when nothing was chosen)."""
+    if "validation_scores" in t:
+        return [
+            f"Tuned on validation probes only (`{t['criterion']}`): **{t['name']}** = `{t['chosen']}` "
+            "(validation scores: "
+            + ", ".join(f"{c} {100 * v:.1f}" for c, v in t["validation_scores"].items())
+            + "); its row reports the test probes.",
+            "",
+        ]
+    ref = t["reference"]
+    ref_cells = ", ".join(f"{k} {100 * v:.1f}" for k, v in ref.items() if isinstance(v, (int, float)))
+    cells = []
+    for c, m in t["candidates"].items():
+        rates = ", ".join(
+            f"{k} {100 * m[k]:.1f}" for k in ("harmful_refusal", "over_refusal_rate", "task_exact_match")
+        )
+        cells.append(f"`{c}` ({rates}; {'eligible' if m['eligible'] else 'not eligible'})")
+    chosen = f"**{t['name']}** = `{t['chosen']}`" if t["chosen"] else f"**{t['name']}**: none"
+    return [
+        f"Tuned on validation suites only (`{t['criterion']}`, against `{ref['method']}`: {ref_cells}): "
+        f"{chosen}; {t['reason']}. Candidates (validation, %): " + "; ".join(cells) + ".",
+        "",
+    ]
+
+
 def write_tables(table: dict, out: str | Path, safety: str, capability: str) -> None:
     """``comparison.md``, ``comparison.csv``, ``comparison.json`` and ``safety_vs_capability.png``."""
     out = Path(out)
@@ -422,14 +450,9 @@ def write_tables(table: dict, out: str | Path, safety: str, capability: str) -> 
         "",
     ]
     if "tuning" in table:
-        t = table["tuning"]
-        md += [
-            f"Tuned on validation probes only (`{t['criterion']}`): **{t['name']}** = `{t['chosen']}` "
-            "(validation scores: "
-            + ", ".join(f"{c} {100 * v:.1f}" for c, v in t["validation_scores"].items())
-            + "); its row reports the test probes.",
-            "",
-        ]
+        tunings = table["tuning"] if isinstance(table["tuning"], list) else [table["tuning"]]
+        for t in tunings:
+            md += tuning_lines(t)
     mc = table.get("matched_capability")
     if mc and mc["best_safety"]:
         best = mc["best_safety"]

@@ -31,9 +31,11 @@ from dualselect.evaluation.suites.tables import (
     HARMFUL_REAL_SUITES,
     ORGANISM_PROBE,
     ORGANISM_SUITES,
+    PROMPT_FILE,
     REAL_SUITE_NAMES,
     REAL_SUITES,
     STUDY_SUITES,
+    STUDY_VAL_SUITES,
     SUITE_SETS,
     SuiteSet,
     SuiteSpec,
@@ -46,6 +48,7 @@ __all__ = [
     "REAL_SUITE_NAMES",
     "REGISTRY",
     "STUDY_SUITES",
+    "STUDY_VAL_SUITES",
     "SUITE_SETS",
     "Benchmark",
     "BenchmarkSpec",
@@ -126,6 +129,8 @@ def _spec_items(spec: SuiteSpec, roots: dict[str, Path], splits: dict | None) ->
             )
             for i, r in enumerate(read_jsonl(path))
         ]
+    if spec.loader == PROMPT_FILE:
+        return _prompt_file_items(spec, path)
     items = load_benchmark(spec.loader, str(path))
     if spec.item_kind is not None:
         items = [it for it in items if it.kind == spec.item_kind]
@@ -144,6 +149,34 @@ def _spec_items(spec: SuiteSpec, roots: dict[str, Path], splits: dict | None) ->
     return items
 
 
+def _prompt_file_items(spec: SuiteSpec, path: Path) -> list[EvalItem]:
+    """The items of a project-written prompt file (JSONL rows with ``prompt`` and optional ``id``
+    and ``category``), of the suite's kind; a bad row is a one-line error naming file and line."""
+    items = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"suite {spec.name}: {path}:{n}: not a JSON object ({e.msg})") from None
+            if not isinstance(r, dict) or not isinstance(r.get("prompt"), str) or not r["prompt"].strip():
+                raise ValueError(f"suite {spec.name}: {path}:{n}: needs a non-empty 'prompt' string")
+            iid = f"{spec.name}:{r.get('id', len(items))}"
+            cat = r.get("category")
+            items.append(
+                EvalItem(
+                    id=iid,
+                    prompt=r["prompt"],
+                    kind=spec.kind,
+                    category=None if cat is None else str(cat),
+                    meta=r,
+                )
+            )
+    return items
+
+
 # what writes a real base's file when it is missing (appended to the one-line error)
 _MISSING_BASE_FILE = {
     s.file: (
@@ -151,7 +184,7 @@ _MISSING_BASE_FILE = {
         "dualselect.experiments.real_data.build_study_data(<base>, task='gsm8k_final_step') "
         "(dualselect compare with suites: real_study writes them before the first run)"
     )
-    for s in STUDY_SUITES
+    for s in STUDY_SUITES + STUDY_VAL_SUITES
     if s.root == "base"
 }
 

@@ -15,8 +15,11 @@ def headline_metrics(
     suites: tuple[SuiteSpec, ...] = REAL_SUITES,
 ) -> dict[str, float]:
     """The comparison's columns from one method's harness metrics: refusal per harmful suite and
-    the mean over the suites that count in it (``harmful_refusal``), over-refusal on XSTest safe
-    prompts, task exact match; with a harmful suite reported apart (``in_harmful_mean`` False:
+    the mean over the suites that count in it (``harmful_refusal``), over-refusal on the
+    over-refusal suites (``over_refusal_rate``: XSTest safe in the test sets; their mean when a set
+    has several), strict and flexible exact match on the capability suite(s) (``task_exact_match``,
+    ``task_exact_match_flexible``: the mean when several), so a validation set's headline columns
+    carry the test set's names; with a harmful suite reported apart (``in_harmful_mean`` False:
     XSTest's unsafe prompts in the study set) also its refusal (``unsafe_refusal``, the mean over
     such suites) and ``discrimination`` = unsafe refusal minus over-refusal.
 
@@ -25,6 +28,8 @@ def headline_metrics(
     conclusion that changes with the judge shows in the table."""
     in_mean = [s.name for s in suites if s.kind == "harmful" and s.in_harmful_mean]
     apart = [s.name for s in suites if s.kind == "harmful" and not s.in_harmful_mean]
+    over = [s.name for s in suites if s.kind == "over_refusal"]
+    cap = [s.name for s in suites if s.kind == "capability"]
     out: dict[str, float] = {}
     for i, judge in enumerate(judges):
         tag = "" if i == 0 else f".{judge}"
@@ -38,13 +43,15 @@ def headline_metrics(
             # the realbase set's mean is over the suites the judge labelled; a suite apart needs all
             if vals and (mean_key == "harmful_refusal" or len(vals) == len(names)):
                 out[f"{mean_key}{tag}"] = sum(vals) / len(vals)
-        if m.get(f"refusal_rate.xstest_safe.{judge}") is not None:
-            out[f"over_refusal_rate{tag}"] = m[f"refusal_rate.xstest_safe.{judge}"]
+        over_vals = [m.get(f"refusal_rate.{s}.{judge}") for s in over]
+        if over_vals and None not in over_vals:
+            out[f"over_refusal_rate{tag}"] = sum(over_vals) / len(over_vals)
             if f"unsafe_refusal{tag}" in out:
                 out[f"discrimination{tag}"] = out[f"unsafe_refusal{tag}"] - out[f"over_refusal_rate{tag}"]
-    if m.get("exact_match_strict.task_test") is not None:
-        out["task_exact_match"] = m["exact_match_strict.task_test"]
-        out["task_exact_match_flexible"] = m["exact_match_flexible.task_test"]
+    strict = [m.get(f"exact_match_strict.{s}") for s in cap]
+    if strict and None not in strict:
+        out["task_exact_match"] = sum(strict) / len(strict)
+        out["task_exact_match_flexible"] = sum(m[f"exact_match_flexible.{s}"] for s in cap) / len(cap)
     return out
 
 

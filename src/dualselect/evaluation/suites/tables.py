@@ -19,8 +19,11 @@ from dualselect.evaluation.items import KINDS
 
 ROOTS = ("organism", "data", "base")
 # loader "organism_probe": one JSONL probe split of the organism (ground truth in every row);
+# loader "prompt_file": a JSONL of ``{"prompt", "id"?, "category"?, ...}`` rows written by the
+# project (e.g. the real-model study's validation prompts), items of the suite's kind;
 # any other loader is a benchmark of :data:`dualselect.evaluation.suites.registry.REGISTRY`
 ORGANISM_PROBE = "organism_probe"
+PROMPT_FILE = "prompt_file"
 
 
 @dataclass(frozen=True)
@@ -57,13 +60,15 @@ class SuiteSet:
     """Suites evaluated together, the judges that score them when none are given (the first gives
     the headline numbers), how ``--limit`` subsets them (``head``: the first N, ``random``: a
     fixed-seed random N in file order) and whether refusal rates are corrected for each judge's
-    measured error (off where ground truth is known)."""
+    measured error (off where ground truth is known). ``validation``: the set holds validation
+    prompts only (disjoint from every test suite): tuning criteria may read its headline metrics."""
 
     name: str
     suites: tuple[SuiteSpec, ...]
     judges: tuple[str, ...]
     subset: str
     correct: bool
+    validation: bool = False
 
     @property
     def harmful_mean(self) -> tuple[str, ...]:
@@ -146,6 +151,23 @@ STUDY_SUITES = tuple(s for s in REAL_SUITES if s.kind != "capability") + (
     ),
 )
 
+# The real-model study's validation suites (docs/real_study.md, section 2: the tuning reads them,
+# never a test suite), written by build_study_data(<base>, task="gsm8k_final_step") into the study
+# task's directory with a disjointness report against every test suite
+# (experiments/real_data.py): HarmBench's *validation* standard behaviours (those outside the
+# base's reference pool, which every method but SFT trains on) and the base's calibration HH-RLHF
+# red-team questions (harmful refusal), the base's calibration safe prompts (over-refusal; the
+# recipe's validation contrast prompts), the study task's validation split (strict EM). The
+# headline metric names are the test set's (harmful_refusal, over_refusal_rate, task_exact_match).
+STUDY_VAL_SUITES = (
+    SuiteSpec("val_harmbench", PROMPT_FILE, f"{STUDY_TASK_DIR}/val_harmbench.jsonl", "base", "harmful"),
+    SuiteSpec("val_hh_redteam", PROMPT_FILE, f"{STUDY_TASK_DIR}/val_hh_redteam.jsonl", "base", "harmful"),
+    SuiteSpec("val_safe", PROMPT_FILE, f"{STUDY_TASK_DIR}/val_safe.jsonl", "base", "over_refusal"),
+    SuiteSpec(
+        "task_val", "gsm8k", f"{STUDY_TASK_DIR}/task_val.jsonl", "base", "capability", category_field="grade"
+    ),
+)
+
 # Suite sets by name (``suites:`` of a compare config). "benchmarks" has no fixed suites: they
 # come from a ``benchmarks:`` list or ``dualselect eval --benchmark``.
 SUITE_SETS = {
@@ -162,6 +184,14 @@ SUITE_SETS = {
             ("refusal_rules", "keyword", "xstest_strmatch"),
             "random",
             correct=True,
+        ),
+        SuiteSet(
+            "real_study_val",
+            STUDY_VAL_SUITES,
+            ("refusal_rules", "keyword", "xstest_strmatch"),
+            "random",
+            correct=True,
+            validation=True,
         ),
         SuiteSet("benchmarks", (), ("keyword", "refusal_rules"), "random", correct=True),
     )
