@@ -24,3 +24,16 @@ def stand_in_realbase(shared_data: Path, tmp_path: Path, monkeypatch) -> tuple[d
     write_jsonl(out / "data" / "shipped_answers.jsonl", answers)
     monkeypatch.setattr(model_mod, "resolve_model_path", lambda name: str(tmp_path))
     return sp, out
+
+
+# compare's `training:` for the few-step end-to-end tests on stand-in bases (tiny models)
+TINY_TRAINING = {
+    "max_steps": 2,
+    "per_device_train_batch_size": 2,
+    "max_length": 1024,
+    "learning_rate": 2e-5,
+    "lora_r": 4,
+    "logging_steps": 1,
+    "disable_tqdm": True,
+    "report_to": [],
+}

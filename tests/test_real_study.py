@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
-from realbase_helpers import stand_in_realbase
+from realbase_helpers import TINY_TRAINING, stand_in_realbase
 from tiny_models import one_thread, tiny_causal_lm  # noqa: F401  (one_thread: fixture)
 from tiny_tokenizers import CHATML_GEN, tiny_tokenizer
 
@@ -231,16 +231,7 @@ def compared(shared_data, tmp_path_factory):
             "suite_limits": LIMITS,
             "max_new_tokens": 4,
             "eval_batch_size": 8,
-            "training": {
-                "max_steps": 2,
-                "per_device_train_batch_size": 2,
-                "max_length": 1024,
-                "learning_rate": 2e-5,
-                "lora_r": 4,
-                "logging_steps": 1,
-                "disable_tqdm": True,
-                "report_to": [],
-            },
+            "training": dict(TINY_TRAINING),
             "method_overrides": {"dualselect": {"selection_warmup_steps": 1, "k_ref": 2, "ref_pool_cap": 8}},
             "evaluate_base": k == 0,
         }

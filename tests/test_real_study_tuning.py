@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from realbase_helpers import TINY_TRAINING
 from test_real_study import _stand_in_base
 from tiny_models import one_thread  # noqa: F401  (fixture)
 
@@ -445,16 +446,7 @@ def test_compare_tunes_variants_on_the_validation_suites(shared_data, tmp_path, 
                 "criterion": "matched_refusal_minus_over_refusal",
             }
         ],
-        "training": {
-            "max_steps": 2,
-            "per_device_train_batch_size": 2,
-            "max_length": 1024,
-            "learning_rate": 2e-5,
-            "lora_r": 4,
-            "logging_steps": 1,
-            "disable_tqdm": True,
-            "report_to": [],
-        },
+        "training": dict(TINY_TRAINING),
     }
     path = tmp_path / "tune.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
