@@ -10,7 +10,7 @@ Reads ``run_metrics/<method>__org<o>__seed<s>.json.gz`` (each run's ``metrics.js
 compare` wrote it). Intervals: with >= 2 organism instances, a 95% t interval over the instance
 means (the instance is the unit); with one instance and >= 2 training seeds, a 95% t interval over
 the seeds of that instance (says nothing about other instances); with one run, no interval.
-The design choice is recomputed from VALIDATION metrics only (``compare.choose_on_validation``).
+The design choice is recomputed from VALIDATION metrics only (``tuning.choose_on_validation``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from dualselect.evaluation.uncertainty import t_interval
-from dualselect.experiments.compare import choose_on_validation
+from dualselect.experiments.tuning import choose_on_validation
 from dualselect.utils import atomic_open
 
 HERE = Path(__file__).resolve().parents[1] / "results" / "two_sided_organism"

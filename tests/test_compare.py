@@ -127,8 +127,8 @@ def test_hierarchical_interval_and_per_organism_consistency():
 
 
 def test_tuning_uses_validation_metrics_only():
-    from dualselect.experiments.compare import choose_on_validation
     from dualselect.experiments.compare_config import CompareConfig
+    from dualselect.experiments.tuning import choose_on_validation
 
     runs = {
         # best on TEST probes, worst on validation: must not be chosen

@@ -385,7 +385,7 @@ def test_two_sided_selection_matches_the_slow_path(organism_dir, two_pools, tmp_
 
 
 def test_two_sided_tuning_criterion_counts_validation_over_refusal():
-    from dualselect.experiments.compare import choose_on_validation, validation_score
+    from dualselect.experiments.tuning import choose_on_validation, validation_score
 
     crit = "val_refusal_capability_helpfulness"
     m = {"val_harmful_refusal": 0.9, "val_task_exact_match": 0.6, "val_over_refusal_rate": 0.3}
