@@ -72,7 +72,6 @@ def summarise_continual(cfg, base: dict, runs: dict[str, dict[int, list[dict]]])
         if not done:
             continue
         per_seed[method] = {s: run_metrics(base, st, tasks) for s, st in done.items()}
-        keys = sorted({k for m in per_seed[method].values() for k in m})
         R_mean = [
             [
                 sum(accuracy_matrix(base, st, tasks)[i][j] for st in done.values()) / len(done)
@@ -83,9 +82,7 @@ def summarise_continual(cfg, base: dict, runs: dict[str, dict[int, list[dict]]])
         out["methods"][method] = {
             "seeds": sorted(done),
             "per_seed": {str(s): m for s, m in per_seed[method].items()},
-            "summary": {
-                k: summarise([m[k] for m in per_seed[method].values()], metric_bounds(k)) for k in keys
-            },
+            "summary": _summaries(per_seed[method]),
             "accuracy_matrix_mean": R_mean,
             "accuracy_by_stage": {
                 t: {
@@ -103,52 +100,57 @@ def summarise_continual(cfg, base: dict, runs: dict[str, dict[int, list[dict]]])
                 for j, t in enumerate(tasks)
             },
         }
-    diffs: dict[str, Any] = {}
-    if "replay" in per_seed:
-        for method in per_seed:
-            if not method.startswith("ds_"):
-                continue
-            diffs[f"{method} - replay"] = {
-                k: paired_diff(
-                    {s: m[k] for s, m in per_seed[method].items()},
-                    {s: m[k] for s, m in per_seed["replay"].items()},
-                    k,
-                )
-                for k in (*HEADLINE, f"refusal_stage{T}")
-            }
-    out["paired_differences"] = diffs
+    rows = {  # every DualSelect row (ds_*) against replay, when there is a replay row
+        f"{m} - replay": (m, (*HEADLINE, f"refusal_stage{T}"))
+        for m in per_seed
+        if m.startswith("ds_") and "replay" in per_seed
+    }
+    out["paired_differences"] = _against_replay(per_seed, rows)
     return out
+
+
+def _summaries(per_seed: dict) -> dict[str, dict]:
+    """Each metric's :func:`summarise` over one method's seeds, clipped to its range."""
+    keys = sorted({k for m in per_seed.values() for k in m})
+    return {k: summarise([m[k] for m in per_seed.values()], metric_bounds(k)) for k in keys}
+
+
+def _against_replay(per_seed: dict[str, dict], rows: dict[str, tuple[str, tuple]]) -> dict[str, dict]:
+    """Paired differences against replay: ``rows`` maps a row name to (method, metric keys)."""
+    return {
+        name: {
+            k: paired_diff(
+                {s: m[k] for s, m in per_seed[method].items()},
+                {s: m[k] for s, m in per_seed["replay"].items()},
+                k,
+            )
+            for k in keys
+        }
+        for name, (method, keys) in rows.items()
+    }
 
 
 def reclip(summary: dict) -> dict:
     """A committed ``summary.json`` with every interval recomputed from its per-seed metrics (the
     summaries and the paired differences against replay) or clipped in place (the per-stage
     accuracies), with the current bounds (:func:`metric_bounds`); means are unchanged."""
+    methods = summary["methods"]
     out = {**summary, "methods": {}}
-    per_seed: dict[str, dict[str, dict]] = {}
-    for method, m in summary["methods"].items():
-        per_seed[method] = m["per_seed"]
-        keys = sorted({k for v in m["per_seed"].values() for k in v})
+    for method, m in methods.items():
         out["methods"][method] = {
             **m,
-            "summary": {k: summarise([v[k] for v in m["per_seed"].values()], metric_bounds(k)) for k in keys},
+            "summary": _summaries(m["per_seed"]),
             "accuracy_by_stage": {
                 t: {**a, "ci": [list(clip_interval(tuple(c), (0.0, 1.0))) for c in a["ci"]]}
                 for t, a in m["accuracy_by_stage"].items()
             },
         }
-    diffs = {}
-    for name, row in summary.get("paired_differences", {}).items():
-        method = name.removesuffix(" - replay")
-        diffs[name] = {
-            k: paired_diff(
-                {s: v[k] for s, v in per_seed[method].items()},
-                {s: v[k] for s, v in per_seed["replay"].items()},
-                k,
-            )
-            for k in row
-        }
-    out["paired_differences"] = diffs
+    per_seed = {method: m["per_seed"] for method, m in methods.items()}
+    rows = {
+        name: (name.removesuffix(" - replay"), tuple(row))
+        for name, row in summary.get("paired_differences", {}).items()
+    }
+    out["paired_differences"] = _against_replay(per_seed, rows)
     return out
 
 
