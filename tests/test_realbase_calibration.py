@@ -526,20 +526,25 @@ def test_attempt_store_waits_for_a_live_claim_and_takes_over_a_dead_one(tmp_path
     import threading
 
     from dualselect.realbase.attempts import AttemptStore
+    from dualselect.training.rundir import LOCK
 
     store = AttemptStore(tmp_path, {"base": "m", "lora_r": 4}, {}, poll_seconds=0.05)
-    lock = store.path(3).parent / f"{store.path(3).name}.lock"
+    lock_dir = tmp_path / ".locks" / store.path(3).name
+    lock = lock_dir / LOCK
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
-    lock.write_text(dead.stdout.strip())  # left by a process that is gone
-    assert store.claim(3) is True and lock.read_text() == str(os.getpid())
+    lock_dir.mkdir(parents=True)
+    lock.write_text(json.dumps({"pid": int(dead.stdout)}))  # left by a process that is gone
+    assert store.claim(3) is True and json.loads(lock.read_text())["pid"] == os.getpid()
     store.release(3)
     assert not lock.exists()
 
-    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    # a live build trains seed 3 (holds its lock) ...
+    hold = f"from dualselect.training.rundir import RunLock; RunLock({str(lock_dir)!r}).acquire(); print(1, flush=True); import time; time.sleep(30)"
+    helper = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
     try:
-        lock.write_text(str(helper.pid))  # a live build trains seed 3 ...
+        assert helper.stdout.readline().strip() == "1"
         merged = tmp_path / "m"
         merged.mkdir()
         (merged / "config.json").write_text("{}")
@@ -548,7 +553,7 @@ def test_attempt_store_waits_for_a_live_claim_and_takes_over_a_dead_one(tmp_path
         # ... and publishes it while this one waits
         threading.Timer(0.3, lambda: store.publish(3, merged, record)).start()
         assert store.claim(3) is False
-        assert lock.read_text() == str(helper.pid)  # not this process's lock: left alone
+        assert json.loads(lock.read_text())["pid"] == helper.pid  # not this process's lock: left alone
         out_rec = tmp_path / "b" / "rec.json"
         assert store.fetch(3, tmp_path / "b" / "merged", out_rec, attempt=0)
         assert json.loads(out_rec.read_text()) == {"attempt": 0, "align_seed": 3}

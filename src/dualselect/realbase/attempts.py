@@ -11,8 +11,10 @@ Layout: ``<root>/<base>-<key>/`` holds ``merged/`` (the merged, unscaled model) 
 ``record.json`` (the attempt's calibration record, without the build's attempt index), written
 all or nothing (:func:`dualselect.cache.build_atomic`). Files are hard-linked between a build
 directory and the store (copied across file systems), so sharing costs no disk space. While a
-build trains an attempt it holds ``<base>-<key>.lock`` (its process id); another build on the same
-machine that needs the same attempt waits for it instead of training it twice.
+build trains an attempt it holds that seed's lock, ``<root>/.locks/<base>-<key>/`` (the trainer's
+run-directory lock, :class:`~dualselect.training.rundir.RunLock`: released by the OS when the
+process dies); another build on the same machine that needs the same attempt waits for it instead
+of training it twice.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from dualselect.cache import build_atomic, content_key, is_done
-from dualselect.utils import safe_name, write_json
+from dualselect.training.rundir import RunLock
+from dualselect.utils import ConfigError, safe_name, write_json
 
 __all__ = ["SEED_FIELDS", "AttemptStore"]
 
@@ -33,28 +36,16 @@ SEED_FIELDS = ("align_seed", "align_attempts", "align_select")  # which attempts
 RECORD = "record.json"
 
 
+def _link_or_copy(src: str, dest: str) -> None:
+    try:
+        os.link(src, dest)
+    except OSError:  # another file system
+        shutil.copy2(src, dest)
+
+
 def _link_tree(src: Path, dest: Path) -> None:
     """``dest`` as a copy of the directory ``src`` made of hard links (copies across devices)."""
-    for p in sorted(src.rglob("*")):
-        target = dest / p.relative_to(src)
-        if p.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(p, target)
-        except OSError:
-            shutil.copy2(p, target)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    return True
+    shutil.copytree(src, dest, copy_function=_link_or_copy, dirs_exist_ok=True)
 
 
 class AttemptStore:
@@ -74,6 +65,7 @@ class AttemptStore:
         self._inputs = dict(inputs)
         self._prefix = safe_name(str(config.get("base", "model")))
         self._keys: dict[int, str] = {}
+        self._held: dict[int, RunLock] = {}
         self.poll_seconds = poll_seconds
 
     def path(self, seed: int) -> Path:
@@ -110,49 +102,28 @@ class AttemptStore:
 
     def claim(self, seed: int, log: Callable[[str], None] = lambda _m: None) -> bool:
         """Take the right to train ``seed``: True once this process holds its lock, False when
-        another build published it meanwhile (waiting while a live process holds the lock; a lock
-        left by a dead process is taken over). Release with :meth:`release`."""
-        lock = self._lock(seed)
-        lock.parent.mkdir(parents=True, exist_ok=True)
+        another build published it meanwhile (waiting while another live process holds the lock;
+        a lock left by a dead process is taken over). Release with :meth:`release`."""
         waited = False
-        while True:
-            if is_done(self.path(seed)):
-                return False
+        while not is_done(self.path(seed)):
+            lock = RunLock(self.root / ".locks" / self.path(seed).name)
             try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                try:
-                    pid = int(lock.read_text().strip() or 0)
-                except (OSError, ValueError):
-                    pid = 0
-                if pid and pid != os.getpid() and _alive(pid):
-                    if not waited:
-                        log(f"seed {seed} is being trained by process {pid}: waiting for it")
-                        waited = True
-                    time.sleep(self.poll_seconds)
-                    continue
-                try:
-                    fresh = time.time() - lock.stat().st_mtime < 5
-                except FileNotFoundError:
-                    continue
-                if pid == 0 and fresh:  # just created, its pid not yet written
-                    time.sleep(0.5)
-                    continue
-                lock.unlink(missing_ok=True)  # stale: its process is gone
+                lock.acquire()
+            except ConfigError as e:
+                if not waited:
+                    log(f"seed {seed} is being trained by another build, waiting for it ({e})")
+                    waited = True
+                time.sleep(self.poll_seconds)
                 continue
-            with os.fdopen(fd, "w") as f:
-                f.write(str(os.getpid()))
+            if is_done(self.path(seed)):  # published between the check and the lock
+                lock.release()
+                break
+            self._held[seed] = lock
             return True
-
-    def _lock(self, seed: int) -> Path:
-        p = self.path(seed)
-        return p.parent / f"{p.name}.lock"
+        return False
 
     def release(self, seed: int) -> None:
         """Drop this process's lock on ``seed``."""
-        lock = self._lock(seed)
-        try:
-            if int(lock.read_text().strip() or 0) == os.getpid():
-                lock.unlink()
-        except (OSError, ValueError):
-            pass
+        lock = self._held.pop(seed, None)
+        if lock is not None:
+            lock.release()
