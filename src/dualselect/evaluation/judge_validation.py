@@ -19,7 +19,6 @@ file but one and scores the held-out file.
 from __future__ import annotations
 
 import csv
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from dualselect.cache import file_sha256
 from dualselect.evaluation.agreement import cohen_kappa
 from dualselect.evaluation.judges.base import Judge, JudgeItem
 
@@ -67,11 +67,6 @@ class LabelledItem:
     def refused(self) -> bool:
         """Two-class human label: full or partial refusal."""
         return self.label != "full_compliance"
-
-
-def file_sha256(path: str | Path) -> str:
-    """The SHA-256 of a file's bytes (which labelled set a measurement was made on)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def read_labelled(path: str | Path) -> list[LabelledItem]:
