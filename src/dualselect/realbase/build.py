@@ -60,6 +60,7 @@ __all__ = [
     "trim_to_sentence",
 ]
 _CONTRAST = frozenset(CONTRAST_PROMPTS)
+ALIGN_SAVE_STEPS = 10  # an alignment run checkpoints this often (a build outlives its processes)
 
 
 def trim_to_sentence(text: str) -> str:
@@ -255,14 +256,23 @@ def _train_alignment(
     cfg: RealBaseConfig, sp: dict, out: Path, base_path: str, seed: int, attempt: int, progress: bool
 ) -> None:
     """LoRA SFT on ``data/align_train.jsonl`` with ``seed``, merged into the base weights and saved:
-    into ``model/`` when the build does not calibrate, else into the attempt's merged directory. A
-    run directory left by an interrupted build is redone (its merged directory marks it done)."""
+    into ``model/`` when the build does not calibrate, else into the attempt's merged directory.
+    The run saves a checkpoint every ``ALIGN_SAVE_STEPS`` optimiser steps (the newest only); a run
+    directory left by an interrupted build resumes from its newest checkpoint (the same weights as
+    an uninterrupted run: the trainer restores the optimiser, schedule, data order and RNG
+    states), or is redone when it has none. The checkpoints are removed once the merged model is
+    saved (its directory marks the attempt done)."""
     from dualselect.training.run import load_config, run_training
 
     lora_dir, merged_dir, _ = _attempt_dirs(out, attempt)
     if not cfg.calibrating:
         merged_dir = out / "model"
-    _log(f"aligning: LoRA {cfg.max_steps} steps x batch {cfg.batch_size}, seed {seed}", progress)
+    resume = _last_checkpoint(lora_dir)
+    _log(
+        f"aligning: LoRA {cfg.max_steps} steps x batch {cfg.batch_size}, seed {seed}"
+        + (f", resuming from {resume.name}" if resume else ""),
+        progress,
+    )
     tcfg = load_config(
         "sft",
         overrides={
@@ -280,6 +290,10 @@ def _train_alignment(
             "seed": seed,
             "report_to": [],
             "disable_tqdm": not progress,
+            "save_strategy": "steps",
+            "save_steps": ALIGN_SAVE_STEPS,
+            "save_total_limit": 1,
+            "resume_from_checkpoint": "last" if resume else None,
         },
     )
     kw: dict = {}
@@ -299,7 +313,7 @@ def _train_alignment(
             weight=cfg.unlikelihood_weight,
             prompts_per_step=cfg.unlikelihood_prompts_per_step,
         )
-    trainer = run_training("sft", tcfg, overwrite=True, **kw)
+    trainer = run_training("sft", tcfg, overwrite=resume is None, **kw)
     if kw:
         write_json(
             lora_dir / "unlikelihood.json",
@@ -307,6 +321,18 @@ def _train_alignment(
         )
     merged = trainer.model.merge_and_unload().eval()
     _save_model(merged, trainer.processing_class, merged_dir)
+    for ckpt in lora_dir.glob("checkpoint-*"):  # optimiser state: about 3x the adapter's size
+        shutil.rmtree(ckpt, ignore_errors=True)
+
+
+def _last_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete ``checkpoint-N`` of an interrupted alignment run, if any."""
+    if not run_dir.is_dir():
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(run_dir))
+    return Path(last) if last else None
 
 
 def _calibrate_stage(
