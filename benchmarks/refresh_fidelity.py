@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -84,29 +83,6 @@ def spearman(a: list[float], b: list[float]) -> float | None:
     ra, rb = ra - ra.mean(), rb - rb.mean()
     den = float(ra.norm() * rb.norm())
     return float((ra * rb).sum()) / den if den > 0 else None
-
-
-def tost_paired(diffs: list[float], margin: float, alpha: float = 0.05) -> dict:
-    """Paired TOST equivalence test of mean(diffs) within +-margin: equivalent when the
-    ``1 - 2 alpha`` t interval of the mean lies inside (-margin, margin). All differences equal
-    (no spread): equivalent iff |mean| < margin (the interval is the point)."""
-    from dualselect.evaluation.uncertainty import t_quantile
-
-    n = len(diffs)
-    mean = sum(diffs) / n
-    if n < 2:
-        return {"n": n, "mean": mean, "ci90": None, "equivalent": None, "margin": margin}
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
-    half = t_quantile(1 - alpha, n - 1) * sd / math.sqrt(n)
-    lo, hi = mean - half, mean + half
-    return {
-        "n": n,
-        "mean": mean,
-        "sd": sd,
-        "ci90": [lo, hi],
-        "margin": margin,
-        "equivalent": bool(lo > -margin and hi < margin),
-    }
 
 
 # ----------------------------------------------------------------------------- per-refresh fidelity
@@ -319,6 +295,7 @@ def end_to_end(
     earlier invocation (a seeded run is deterministic), not trained again."""
     import torch
 
+    from dualselect.evaluation.uncertainty import tost_paired
     from dualselect.organism.stats import evaluate_on_probes
 
     runs: dict[str, list[dict]] = {"exact": [], "prefilter": []}

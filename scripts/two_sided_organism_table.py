@@ -1,16 +1,23 @@
 #!/usr/bin/env python
-"""Two-sided DualSelect on the organism: the table of results/two_sided_organism/table.md.
+"""Two-sided DualSelect on the organism: the tables of results/two_sided_organism/table.md and
+results/organism_instances/table.md.
 
     # after `dualselect compare configs/compare_two_sided.yaml --out runs/compare_two_sided`:
     python scripts/two_sided_organism_table.py --collect runs/compare_two_sided   # copy metrics (gzip)
     python scripts/two_sided_organism_table.py            # print the table from the committed runs
     python scripts/two_sided_organism_table.py --write    # and write table.md
+    # 3 instances x 3 seeds (configs/compare_organism_instances.yaml):
+    python scripts/two_sided_organism_table.py --results results/organism_instances --write
 
 Reads ``run_metrics/<method>__org<o>__seed<s>.json.gz`` (each run's ``metrics.json`` as `dualselect
 compare` wrote it). Intervals: with >= 2 organism instances, a 95% t interval over the instance
 means (the instance is the unit); with one instance and >= 2 training seeds, a 95% t interval over
 the seeds of that instance (says nothing about other instances); with one run, no interval.
 The design choice is recomputed from VALIDATION metrics only (``tuning.choose_on_validation``).
+Paired differences against the release (``dualselect``), on the (instance, seed) runs both have:
+per instance the mean of the seeds' differences, a 95% t interval over the instance means, and
+a TOST (90% t interval over the instance means inside +-1 point: equivalent) where a method is a
+cheaper way to the same result (the two-stage refresh, ``ds_prefilter128``).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import json
 import sys
 from pathlib import Path
 
-from dualselect.evaluation.uncertainty import t_interval
+from dualselect.evaluation.uncertainty import t_interval, tost_paired
 from dualselect.experiments.tuning import choose_on_validation
 from dualselect.utils import atomic_open
 
@@ -34,7 +41,11 @@ ORDER = [
     "ds_2s_refpen",
     "ds_2s_pool_no_correction",
     "ds_2s_correction_no_pool",
+    "ds_prefilter128",
 ]
+REFERENCE = "dualselect"  # paired differences are against the release
+EQUIVALENT = ("ds_prefilter128",)  # a cheaper route to the release's result: tested for equivalence
+MARGIN = 1.0  # points (issue 33: within 1 point)
 TUNE = {
     "name": "ds_2s_val",
     "candidates": ["dualselect_2s", "ds_2s_w1", "ds_2s_refpen"],
@@ -53,7 +64,7 @@ COLUMNS = [  # (metric, header): test probes first, then validation
 ]
 
 
-def collect(compare_out: Path) -> int:
+def collect(compare_out: Path, root: Path = HERE) -> int:
     """Copy every finished run's metrics.json of a compare output into run_metrics/ (gzip), labelled by
     its run directory (a run made under an earlier preset name and copied into the compare's
     folder keeps that name in ``method_at_run``)."""
@@ -63,7 +74,7 @@ def collect(compare_out: Path) -> int:
         rec = json.loads(f.read_text())
         if rec["method"] != method:
             rec["method_at_run"], rec["method"] = rec["method"], method
-        dest = HERE / "run_metrics" / f"{method}__{org}__{seed}.json.gz"
+        dest = root / "run_metrics" / f"{method}__{org}__{seed}.json.gz"
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_suffix(".tmp")
         with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
@@ -73,9 +84,9 @@ def collect(compare_out: Path) -> int:
     return n
 
 
-def load() -> dict[str, list[dict]]:
+def load(root: Path = HERE) -> dict[str, list[dict]]:
     runs: dict[str, list[dict]] = {}
-    for f in sorted((HERE / "run_metrics").glob("*.json.gz")):
+    for f in sorted((root / "run_metrics").glob("*.json.gz")):
         with gzip.open(f, "rt") as fh:
             rec = json.load(fh)
         runs.setdefault(rec["method"], []).append(rec)
@@ -95,6 +106,30 @@ def cell(recs: list[dict], key: str) -> str:
         return f"{mean:.1f}"
     lo, hi = t_interval(vals)
     return f"{mean:.1f} [{max(0.0, lo):.1f}, {min(100.0, hi):.1f}]"
+
+
+def paired(runs: dict[str, list[dict]], method: str) -> tuple[list[tuple[int, int]], list[str]]:
+    """(the (instance, seed) pairs, one table row per metric) of ``method`` minus the release."""
+    ref = {(r["organism_seed"], r["seed"]): r["metrics"] for r in runs[REFERENCE]}
+    mine = {(r["organism_seed"], r["seed"]): r["metrics"] for r in runs[method]}
+    common = sorted(set(ref) & set(mine))
+    rows = []
+    for key, header in COLUMNS:
+        by_org: dict[int, list[float]] = {}
+        for o, sd in common:
+            by_org.setdefault(o, []).append(100 * (mine[(o, sd)][key] - ref[(o, sd)][key]))
+        vals = [sum(v) / len(v) for v in by_org.values()]
+        mean = sum(vals) / len(vals)
+        if len(vals) < 2:
+            rows.append(f"| {method} | {header} | {mean:+.1f} | - | - |")
+            continue
+        lo, hi = t_interval(vals)
+        eq = "-"
+        if method in EQUIVALENT:
+            t = tost_paired(vals, MARGIN)
+            eq = f"[{t['ci90'][0]:+.1f}, {t['ci90'][1]:+.1f}] {'equivalent' if t['equivalent'] else 'not shown'}"
+        rows.append(f"| {method} | {header} | {mean:+.1f} | [{lo:+.1f}, {hi:+.1f}] | {eq} |")
+    return common, rows
 
 
 def table(runs: dict[str, list[dict]]) -> str:
@@ -125,6 +160,25 @@ def table(runs: dict[str, list[dict]]) -> str:
     ]
     for m in methods:
         lines.append(f"| {m} | " + " | ".join(cell(runs[m], k) for k, _ in COLUMNS) + " |")
+    others = [m for m in methods if m != REFERENCE and REFERENCE in runs]
+    orgs_both = {m: paired(runs, m) for m in others}
+    if any(len({o for o, _ in common}) >= 2 for common, _ in orgs_both.values()):
+        lines += [
+            "",
+            f"## Paired differences against `{REFERENCE}` (points)",
+            "",
+            "Per organism instance the mean over its seeds of the paired difference (same instance, same "
+            "training seed); mean over instances with a 95% t interval over the instance means "
+            f"(df = instances - 1). Equivalence (TOST, margin +-{MARGIN:g} point): the 90% t interval over "
+            "the instance means lies inside the margin; tested only for a cheaper route to the "
+            f"release's result ({', '.join(EQUIVALENT)}).",
+            "",
+            "| method | metric | difference | 95% t interval | TOST 90% interval |",
+            "|---|---|---|---|---|",
+        ]
+        for common, rows in orgs_both.values():
+            if len({o for o, _ in common}) >= 2:
+                lines += rows
     if all(c in runs for c in TUNE["candidates"]):
         # the choice compares the candidates on the runs they all have (the same instances and seeds)
         common = set.intersection(
@@ -150,18 +204,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--collect", default=None, help="A `dualselect compare` output folder to copy metrics from."
     )
-    ap.add_argument("--write", action="store_true", help="Write table.md next to this script.")
+    ap.add_argument("--write", action="store_true", help="Write table.md into the results folder.")
+    ap.add_argument("--results", default=str(HERE), help=f"The results folder (default {HERE}).")
     args = ap.parse_args(argv)
+    root = Path(args.results)
     if args.collect:
-        print(f"collected {collect(Path(args.collect))} runs", file=sys.stderr)
-    runs = load()
+        print(f"collected {collect(Path(args.collect), root)} runs", file=sys.stderr)
+    runs = load(root)
     if not runs:
-        print(f"no runs in {HERE / 'runs'}", file=sys.stderr)
+        print(f"no runs in {root / 'run_metrics'}", file=sys.stderr)
         return 1
     text = table(runs)
     print(text, end="")
     if args.write:
-        with atomic_open(HERE / "table.md") as fh:
+        with atomic_open(root / "table.md") as fh:
             fh.write(text)
     return 0
 

@@ -343,3 +343,22 @@ def test_stratified_crossed_interval_covers_at_the_study_design():
         r = crossed_interval(np.array(rows, float), groups, strata=strata)
         hit += r["ci"][0] <= target <= r["ci"][1]
     assert hit / reps >= 0.93, hit / reps
+
+
+def test_tost_paired_by_hand_and_its_level_at_the_margin():
+    from dualselect.evaluation.uncertainty import tost_paired
+
+    # diffs 0.1, 0.3, 0.2: mean 0.2, sd 0.1, t_{0.95, 2} = 2.919986: half-width 0.168585
+    r = tost_paired([0.1, 0.3, 0.2], margin=1.0)
+    assert r["mean"] == pytest.approx(0.2) and r["sd"] == pytest.approx(0.1)
+    assert r["ci90"] == pytest.approx([0.2 - 0.168585, 0.2 + 0.168585], abs=1e-5)
+    assert r["equivalent"] is True
+    assert tost_paired([0.1, 0.3, 0.2], margin=0.3)["equivalent"] is False  # 0.369 >= 0.3
+    assert tost_paired([0.5], margin=1.0)["equivalent"] is None
+    # at a true difference equal to the margin, equivalence is declared at most alpha of the time
+    rng = np.random.default_rng(0)
+    hits = sum(tost_paired(list(rng.normal(1.0, 1.0, 3)), margin=1.0)["equivalent"] for _ in range(4000))
+    assert hits / 4000 <= 0.05 + 0.01
+    # and a truly equal pair with small noise is found equivalent most of the time
+    hits = sum(tost_paired(list(rng.normal(0.0, 0.1, 3)), margin=1.0)["equivalent"] for _ in range(1000))
+    assert hits / 1000 > 0.9

@@ -88,6 +88,28 @@ def t_interval(values: list[float], alpha: float = 0.05) -> tuple[float, float]:
     return m - half, m + half
 
 
+def tost_paired(diffs: list[float], margin: float, alpha: float = 0.05) -> dict:
+    """Paired TOST equivalence test of mean(diffs) within +-margin (two one-sided t tests at level
+    ``alpha``): equivalent when the ``1 - 2 alpha`` t interval of the mean lies inside
+    (-margin, margin). All differences equal (no spread): the interval is the point. Fewer than
+    two differences: no test (``equivalent`` None)."""
+    n = len(diffs)
+    mean = sum(diffs) / n
+    if n < 2:
+        return {"n": n, "mean": mean, "ci90": None, "equivalent": None, "margin": margin}
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+    half = t_quantile(1 - alpha, n - 1) * sd / math.sqrt(n)
+    lo, hi = mean - half, mean + half
+    return {
+        "n": n,
+        "mean": mean,
+        "sd": sd,
+        "ci90": [lo, hi],
+        "margin": margin,
+        "equivalent": bool(lo > -margin and hi < margin),
+    }
+
+
 def bootstrap_ci(
     values: list[float], n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
 ) -> tuple[float, float]:
