@@ -229,3 +229,55 @@ def test_retable_of_a_seeds_only_table_clips_its_t_intervals_and_names_them(tmp_
     write_tables(new, tmp_path, "harmful_refusal", "task_exact_match")
     header = (tmp_path / "comparison.md").read_text().splitlines()[2]
     assert "95% Student-t interval" in header and "bootstrap" not in header
+
+
+def _sleep_then_mark(path: str, seconds: float, code: int) -> None:  # a child process's task
+    import os
+    import sys
+    import time
+
+    start = time.time()
+    time.sleep(seconds)
+    with open(path, "w") as fh:
+        fh.write(f"{start} {time.time()} {os.getpid()}")
+    sys.exit(code)
+
+
+def test_run_processes_runs_at_most_jobs_at_once_and_stops_starting_after_a_failure(tmp_path):
+    import multiprocessing as mp
+
+    from dualselect.experiments.compare import run_processes
+
+    ctx = mp.get_context("spawn")
+    done = []
+    tasks = [(f"t{i}", _sleep_then_mark, (str(tmp_path / f"t{i}"), 1.0, 0)) for i in range(4)]
+    assert run_processes(ctx, tasks, jobs=2, on_done=done.append) == []
+    assert sorted(done) == ["t0", "t1", "t2", "t3"]
+    spans = [tuple(map(float, (tmp_path / f"t{i}").read_text().split()[:2])) for i in range(4)]
+    # at most two at once, and two did overlap (the first pair started together)
+    for t, _ in spans:
+        assert sum(a <= t < b for a, b in spans) <= 2
+    assert spans[1][0] < spans[0][1]
+    # a failure: the running task finishes, nothing new starts, every failure is reported
+    tasks = [
+        ("bad", _sleep_then_mark, (str(tmp_path / "bad"), 0.2, 3)),
+        ("slow", _sleep_then_mark, (str(tmp_path / "slow"), 1.5, 0)),
+        ("later", _sleep_then_mark, (str(tmp_path / "later"), 0.0, 0)),
+    ]
+    assert run_processes(ctx, tasks, jobs=2) == [("bad", 3)]
+    assert (tmp_path / "slow").exists() and not (tmp_path / "later").exists()
+    # one at a time: the first failure stops the rest, as compare always did
+    tasks = [("bad", _sleep_then_mark, (str(tmp_path / "b1"), 0.0, 1))] + tasks[1:]
+    assert run_processes(ctx, tasks, jobs=1) == [("bad", 1)]
+    assert not (tmp_path / "later").exists()
+
+
+def test_jobs_is_checked_and_never_part_of_a_compares_identity():
+    from dualselect.experiments.compare_config import CompareConfig
+
+    a = CompareConfig.from_dict({"methods": ["sft"], "seeds": [0], "organism_seeds": [0]})
+    b = CompareConfig.from_dict({"methods": ["sft"], "seeds": [0], "organism_seeds": [0], "jobs": 2})
+    assert a.jobs == 1 and b.jobs == 2 and a.identity() == b.identity()
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="jobs: expected an integer >= 1"):
+            CompareConfig.from_dict({"methods": ["sft"], "seeds": [0], "organism_seeds": [0], "jobs": bad})

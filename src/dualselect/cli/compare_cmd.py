@@ -49,7 +49,7 @@ def register(sub) -> None:
         "realbase, real_study, real_study_val), "
         "eval_batch_size (at most this many prompts per generation batch), generation_backend (hf | "
         "hf-generate | vllm; see docs/evaluation.md), eval_dtype (float32 | bfloat16), eval_token_budget, "
-        "vllm_options. The whole config (benchmark files, judges, metric names, every method's "
+        "vllm_options, jobs (runs at once, each its own process with cpu_count // jobs threads; default 1). The whole config (benchmark files, judges, metric names, every method's "
         "training config) is checked before the first run; errors exit 2 in one line. Default: "
         "the 13 methods of the default comparison on 3 organism instances x 3 training seeds.",
     )
@@ -67,6 +67,13 @@ def register(sub) -> None:
         help="Generation backend of every run's evaluation (overrides the config's generation_backend; "
         "vllm: GPU, the run's LoRA adapter is served through LoRARequest).",
     )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="Runs trained and evaluated at once (overrides the config's jobs; each run its own process "
+        "with cpu_count // jobs torch threads unless OMP_NUM_THREADS is set). A compare resumes with any value.",
+    )
     p.add_argument("--list-methods", action="store_true", help="List the method names and exit.")
     p.set_defaults(func=run)
 
@@ -82,10 +89,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:<18} {desc}")
         return 0
     cfg = CompareConfig.from_yaml(args.config, quick=args.quick)
-    if args.backend is not None:
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs: expected an integer >= 1 (runs at once), got {args.jobs}")
+    flags = {k: v for k, v in (("generation_backend", args.backend), ("jobs", args.jobs)) if v is not None}
+    if flags:
         import dataclasses
 
-        cfg = CompareConfig.from_dict({**dataclasses.asdict(cfg), "generation_backend": args.backend})
+        cfg = CompareConfig.from_dict({**dataclasses.asdict(cfg), **flags})
     table = run_compare(cfg, args.out)
     print(markdown_table(table))
     print(f"\nwritten: {args.out}/comparison.md, .csv, .json, safety_vs_capability.png")

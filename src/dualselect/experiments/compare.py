@@ -28,8 +28,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import multiprocessing as mp
+import os
 import time
 from pathlib import Path
+from typing import Any
 
 from dualselect.experiments.compare_config import (
     CompareConfig,
@@ -44,6 +46,40 @@ from dualselect.utils import warn, write_json
 BASE_ROW = "base"  # the model before fine-tuning, beside the methods (evaluate_base)
 
 
+def run_processes(ctx, tasks: list[tuple[str, Any, tuple]], jobs: int, on_done=None) -> list[tuple[str, int]]:
+    """Run ``tasks`` (``(label, target, args)``), each in its own process of ``ctx``, at most
+    ``jobs`` at once, in order. After the first failure no new task starts; the running ones
+    finish (their results are kept). Returns the failures as ``(label, exit code)``;
+    ``on_done(label)`` is called as each task ends."""
+    from multiprocessing.connection import wait
+
+    queue, running, failed = list(tasks), [], []
+    while running or (queue and not failed):
+        while queue and not failed and len(running) < jobs:
+            label, target, args = queue.pop(0)
+            p = ctx.Process(target=target, args=args)
+            p.start()
+            running.append((label, p))
+        wait([p.sentinel for _, p in running])
+        for label, p in [r for r in running if not r[1].is_alive()]:
+            p.join()
+            running.remove((label, p))
+            if p.exitcode != 0:
+                failed.append((label, p.exitcode))
+            if on_done is not None:
+                on_done(label)
+    return failed
+
+
+def _child_threads(jobs: int) -> None:
+    """With several runs at once, each child takes its share of the cores (OMP_NUM_THREADS, when
+    set, decides instead)."""
+    if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
+
+
 def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str, org: int | None = None) -> None:
     """Child process: train, evaluate, write metrics.json (last, atomically)."""
     from dualselect.experiments.helpful_pool import ensure_helpful_pool
@@ -51,6 +87,7 @@ def _run_one(cfg_dict: dict, method: str, seed: int, run_dir: str, org: int | No
     from dualselect.training.run import load_config, run_training
 
     cfg = CompareConfig.from_dict(cfg_dict)
+    _child_threads(cfg.jobs)
     trainer_method, overrides = run_overrides(cfg, method, seed, Path(run_dir), org)
     t0 = time.time()
     # The run directory is compare's own (a run without metrics.json did not finish): replace it.
@@ -88,6 +125,7 @@ def _run_base(cfg_dict: dict, run_dir: str, org: int | None = None) -> None:
     from dualselect.training.model import load_model_and_tokenizer
 
     cfg = CompareConfig.from_dict(cfg_dict)
+    _child_threads(cfg.jobs)
     t0 = time.time()
     path = run_overrides(cfg, "sft", 0, Path(run_dir), org)[1]["model_name_or_path"]
     model, tok = load_model_and_tokenizer(path)
@@ -315,30 +353,34 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> d
         if not (cfg.run_dir(out, m, org, s) / "metrics.json").exists()
     ]
     ctx = mp.get_context("spawn")
-    if cfg.evaluate_base:  # the model before fine-tuning, once per instance
-        for org in cfg.instances():
-            run_dir = base_dir(out, org)
-            if (run_dir / "metrics.json").exists():
-                continue
-            p = ctx.Process(target=_run_base, args=(dataclasses.asdict(cfg), str(run_dir), org))
-            p.start()
-            p.join()
-            if p.exitcode != 0:
-                raise RuntimeError(
-                    f"evaluating the base{f' (organism {org})' if org is not None else ''} failed "
-                    f"(exit code {p.exitcode}); see above. Re-run the same command to resume."
-                )
-    for method, org, seed in tqdm(todo, desc="compare: runs", disable=(not progress) or None):
-        run_dir = cfg.run_dir(out, method, org, seed)
-        p = ctx.Process(target=_run_one, args=(dataclasses.asdict(cfg), method, seed, str(run_dir), org))
-        p.start()
-        p.join()
-        if p.exitcode != 0:
-            where = f"organism {org} " if org is not None else ""
-            raise RuntimeError(
-                f"run {method} {where}seed {seed} failed (exit code {p.exitcode}); see above. "
-                f"Finished runs are kept: re-run the same command to resume."
-            )
+    tasks = [  # the model before fine-tuning (evaluate_base), once per instance, then the runs
+        (
+            f"evaluating the base{f' (organism {org})' if org is not None else ''}",
+            _run_base,
+            (dataclasses.asdict(cfg), str(base_dir(out, org)), org),
+        )
+        for org in (cfg.instances() if cfg.evaluate_base else [])
+        if not (base_dir(out, org) / "metrics.json").exists()
+    ]
+    tasks += [
+        (
+            f"run {method} {f'organism {org} ' if org is not None else ''}seed {seed}",
+            _run_one,
+            (dataclasses.asdict(cfg), method, seed, str(cfg.run_dir(out, method, org, seed)), org),
+        )
+        for method, org, seed in todo
+    ]
+    with tqdm(total=len(tasks), desc="compare: runs", disable=(not progress) or None) as bar:
+        failed = run_processes(ctx, tasks, cfg.jobs, on_done=lambda _label: bar.update(1))
+    if failed:
+        label, code = failed[0]
+        more = (
+            f" (and {len(failed) - 1} more: {', '.join(f[0] for f in failed[1:])})" if len(failed) > 1 else ""
+        )
+        raise RuntimeError(
+            f"{label} failed (exit code {code}){more}; see above. "
+            f"Finished runs are kept: re-run the same command to resume."
+        )
     table = _aggregate(cfg, out, keys, checked["skipped_judges"])
     write_tables(table, out, safety=cfg.safety_metric, capability=cfg.capability_metric)
     return table

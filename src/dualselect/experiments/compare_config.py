@@ -67,6 +67,7 @@ STUDY_SETS = ("real_study", "real_study_val")  # the suite sets that read the st
 # keys that only change how finished runs are aggregated or what is added beside them (the base's
 # own rates): a compare may resume with other values
 AGGREGATION_KEYS = ("safety_metric", "capability_metric", "matched_capability_within", "evaluate_base")
+RUNTIME_KEYS = ("jobs",)  # how the runs are scheduled, not what they are: a compare may resume with others
 QUICK = {
     "methods": ["sft", "dualselect", "safeinstr", "static_refs"],
     "seeds": [0, 1],
@@ -139,8 +140,13 @@ class CompareConfig:
     eval_dtype: str | None = None
     eval_token_budget: int | None = None
     vllm_options: dict[str, Any] = field(default_factory=dict)
+    # runs trained and evaluated at once, each in its own process with cpu_count // jobs torch
+    # threads (unless OMP_NUM_THREADS is set); results do not depend on it
+    jobs: int = 1
 
     def __post_init__(self) -> None:
+        if not isinstance(self.jobs, int) or isinstance(self.jobs, bool) or self.jobs < 1:
+            raise ValueError(f"jobs: expected an integer >= 1 (runs at once), got {self.jobs!r}")
         self._check_runs()
         self._check_suites_and_judges()
         self._check_generation()
@@ -464,9 +470,10 @@ class CompareConfig:
 
     def identity(self) -> dict[str, Any]:
         """What a resumed compare must share with the runs on disk: the config without the keys
-        that only change the aggregation (:data:`AGGREGATION_KEYS`), as JSON."""
+        that only change the aggregation (:data:`AGGREGATION_KEYS`) or the scheduling
+        (:data:`RUNTIME_KEYS`), as JSON."""
         d = json.loads(json.dumps(dataclasses.asdict(self), default=str))
-        return {k: v for k, v in d.items() if k not in AGGREGATION_KEYS}
+        return {k: v for k, v in d.items() if k not in AGGREGATION_KEYS + RUNTIME_KEYS}
 
     def validate(self) -> dict:
         """Everything that can be checked before the first run trains, as one-line ValueErrors
