@@ -281,3 +281,34 @@ def test_jobs_is_checked_and_never_part_of_a_compares_identity():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="jobs: expected an integer >= 1"):
             CompareConfig.from_dict({"methods": ["sft"], "seeds": [0], "organism_seeds": [0], "jobs": bad})
+
+
+def test_a_resumed_compare_may_grow_its_grid_but_not_change_a_run():
+    from dualselect.experiments.compare_config import CompareConfig
+
+    base = {
+        "methods": ["sft", "kl_a"],
+        "seeds": [0],
+        "organism_seeds": [0],
+        "variants": {"kl_a": {"method": "kl"}},
+    }
+    old = CompareConfig.from_dict(base)
+    grown = {
+        **base,
+        "methods": ["sft", "kl_a", "dualselect", "kl_b"],
+        "seeds": [0, 1, 2],
+        "organism_seeds": [0, 1],
+        "variants": {"kl_a": {"method": "kl"}, "kl_b": {"method": "kl", "kl_lambda": 3.0}},
+        "jobs": 2,
+        "safety_metric": "harmful_refusal_gen",
+    }
+    assert CompareConfig.from_dict(grown).resume_conflict(old) is None
+    assert CompareConfig.from_dict({**base, "methods": ["sft"], "variants": {}}).resume_conflict(old) is None
+    # a method both list, trained otherwise: its variant, or its method_overrides
+    other = {**base, "variants": {"kl_a": {"method": "kl", "kl_lambda": 3.0}}}
+    assert CompareConfig.from_dict(other).resume_conflict(old) == "method kl_a trains with other settings"
+    other = {**base, "method_overrides": {"sft": {"learning_rate": 1e-3}}}
+    assert CompareConfig.from_dict(other).resume_conflict(old) == "method sft trains with other settings"
+    # anything every run shares
+    other = {**base, "training": {"max_steps": 5}, "max_new_tokens": 8}
+    assert CompareConfig.from_dict(other).resume_conflict(old) == "max_new_tokens, training changed"

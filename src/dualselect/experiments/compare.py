@@ -7,7 +7,9 @@ differ, as they do across machines) x 3 training seeds. Every run lives in
 organism); its ``metrics.json`` is written last and atomically, so an interrupted compare resumes
 where it stopped and never redoes a finished run. Runs go seed-major (every method on every
 organism for seed 0 first), so a partial run is balanced. Each run trains and evaluates in a fresh
-spawned process, so its wall time and peak memory (max RSS) are its own.
+spawned process, so its wall time and peak memory (max RSS) are its own; ``jobs`` runs that many at
+once. A resumed compare may add or drop methods, seeds and organism instances (a finished run is
+re-used when its own settings are unchanged); any other change is refused.
 
 Every run is scored on the test probes (template and generalisation) and on the validation
 probes; ``tune`` picks a setting among candidate methods on the validation metrics only and
@@ -327,13 +329,13 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> d
     previous = out / "compare_config.json"
     if previous.exists():
         try:
-            same = CompareConfig.from_dict(json.loads(previous.read_text())).identity() == cfg.identity()
-        except (ValueError, TypeError):
-            same = False
-        if not same:
+            why = cfg.resume_conflict(CompareConfig.from_dict(json.loads(previous.read_text())))
+        except (ValueError, TypeError) as e:
+            why = f"unreadable ({' '.join(str(e).split())})"
+        if why is not None:
             raise FileExistsError(
-                f"{out} holds a comparison with another config ({previous}); resuming would mix the two: "
-                "use another --out, or delete it yourself"
+                f"{out} holds a comparison with another config ({previous}: {why}); resuming would mix "
+                "the two: use another --out, or delete it yourself"
             )
     checked = cfg.validate()  # before anything builds or trains
     for name, why in checked["skipped_judges"].items():

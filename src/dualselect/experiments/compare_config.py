@@ -68,6 +68,9 @@ STUDY_SETS = ("real_study", "real_study_val")  # the suite sets that read the st
 # own rates): a compare may resume with other values
 AGGREGATION_KEYS = ("safety_metric", "capability_metric", "matched_capability_within", "evaluate_base")
 RUNTIME_KEYS = ("jobs",)  # how the runs are scheduled, not what they are: a compare may resume with others
+# the grid of runs: a resumed compare may add (or drop) methods, seeds and instances; a method in
+# both the old and the new config must be defined the same way (:meth:`CompareConfig.resume_conflict`)
+GRID_KEYS = ("methods", "seeds", "organism_seeds", "variants", "method_overrides")
 QUICK = {
     "methods": ["sft", "dualselect", "safeinstr", "static_refs"],
     "seeds": [0, 1],
@@ -469,11 +472,27 @@ class CompareConfig:
         return cls(**data)
 
     def identity(self) -> dict[str, Any]:
-        """What a resumed compare must share with the runs on disk: the config without the keys
-        that only change the aggregation (:data:`AGGREGATION_KEYS`) or the scheduling
-        (:data:`RUNTIME_KEYS`), as JSON."""
+        """What every run of a compare shares, as JSON: the config without the keys that only
+        change the aggregation (:data:`AGGREGATION_KEYS`), the scheduling (:data:`RUNTIME_KEYS`)
+        or which runs there are (:data:`GRID_KEYS`)."""
         d = json.loads(json.dumps(dataclasses.asdict(self), default=str))
-        return {k: v for k, v in d.items() if k not in AGGREGATION_KEYS + RUNTIME_KEYS}
+        return {k: v for k, v in d.items() if k not in AGGREGATION_KEYS + RUNTIME_KEYS + GRID_KEYS}
+
+    def resume_conflict(self, old: CompareConfig) -> str | None:
+        """Why this config cannot resume a compare run with ``old`` (None: it can): another shared
+        setting (:meth:`identity`), or a method both list that trains differently (its preset or
+        variant, its ``method_overrides``). Methods, seeds and instances may be added or dropped:
+        a finished run is re-used only when its own settings are unchanged."""
+        a, b = old.identity(), self.identity()
+        changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        if changed:
+            return f"{', '.join(changed)} changed"
+        for m in (m for m in self.methods if m in old.methods):
+            if self.resolve_method(m) != old.resolve_method(m) or self.method_overrides.get(
+                m, {}
+            ) != old.method_overrides.get(m, {}):
+                return f"method {m} trains with other settings"
+        return None
 
     def validate(self) -> dict:
         """Everything that can be checked before the first run trains, as one-line ValueErrors
