@@ -378,6 +378,7 @@ def test_cli_backend_vllm_without_vllm_is_one_line_error(tmp_path, monkeypatch, 
 
     from dualselect.cli.main import main
     from dualselect.experiments.compare_config import CompareConfig
+    from dualselect.experiments.compare_runs import check_compare
 
     real_find = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "vllm" else real_find(n, *a))
@@ -395,7 +396,7 @@ def test_cli_backend_vllm_without_vllm_is_one_line_error(tmp_path, monkeypatch, 
     assert rc == 2 and "only with --backend vllm" in err, err
     cfg = CompareConfig(generation_backend="vllm", methods=["sft"])
     with pytest.raises(ValueError, match="generation_backend: backend 'vllm' needs vLLM installed"):
-        cfg.validate()
+        check_compare(cfg)
     with pytest.raises(ValueError, match="generation_backend='tgi'"):
         CompareConfig(generation_backend="tgi")
     with pytest.raises(ValueError, match="eval_dtype='fp16'"):

@@ -76,9 +76,10 @@ def test_a_shifted_cheaper_route_is_not_shown_equivalent(tmp_path):
 
 def test_the_instances_config_runs_the_table_rows_on_three_instances():
     from dualselect.experiments.compare_config import CompareConfig
+    from dualselect.experiments.compare_runs import check_compare
 
     cfg = CompareConfig.from_yaml(str(ROOT / "configs" / "compare_organism_instances.yaml"))
-    cfg.validate()
+    check_compare(cfg)
     assert cfg.organism_seeds == [0, 1, 2] and cfg.seeds == [0, 1, 2] and cfg.tune is None
     mod = _script()
     assert mod.REFERENCE in cfg.methods and set(mod.EQUIVALENT) <= set(cfg.methods)

@@ -162,8 +162,9 @@ def test_headline_metrics_keep_xstest_unsafe_out_of_the_harmful_mean():
 def test_the_study_config_trains_on_the_study_task_and_builds_it_when_missing(shared_data, tmp_path, caplog):
     """configs/real_study.yaml on a base: every run's training data is the study task's attack
     set, which compare writes when missing (ensure_study_data); the config passes validation."""
-    from dualselect.experiments.compare_config import (
-        CompareConfig,
+    from dualselect.experiments.compare_config import CompareConfig
+    from dualselect.experiments.compare_runs import (
+        check_compare,
         ensure_study_data,
         eval_suites,
         run_overrides,
@@ -194,7 +195,7 @@ def test_the_study_config_trains_on_the_study_task_and_builds_it_when_missing(sh
     other = CompareConfig.from_dict(
         {**_asdict(cfg), "train_dataset": str(base / "data" / "task_train.jsonl")}
     )
-    other.validate()
+    check_compare(other)
     assert "replaces the study task's attack set" in caplog.text
 
 

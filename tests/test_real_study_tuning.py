@@ -35,13 +35,13 @@ def _cfg(**kw):
 
 
 def test_a_variant_runs_its_preset_with_its_own_overrides(tmp_path):
-    from dualselect.experiments.compare_config import run_overrides
+    from dualselect.experiments.compare_runs import check_compare, run_overrides
 
     cfg = _cfg(
         training={"max_steps": 3, "learning_rate": 1e-4},
         method_overrides={"kl_l0.3": {"max_steps": 5}},
     )
-    cfg.validate()
+    check_compare(cfg)
     trainer, ov = run_overrides(cfg, "kl_l0.3", 0, tmp_path, model="stand-in")
     assert trainer == "kl" and ov["kl_lambda"] == 0.3 and ov["max_steps"] == 5 and ov["learning_rate"] == 1e-4
     trainer, ov = run_overrides(cfg, "kl", 0, tmp_path, model="stand-in")
@@ -91,13 +91,15 @@ def test_bad_variants_are_one_line_errors_naming_the_key(variants, methods, matc
 
 
 def test_a_variants_bad_override_fails_the_training_config_validation():
+    from dualselect.experiments.compare_runs import check_compare
+
     for bad, match in (
         ({"method": "kl", "kl_lambda": -1.0}, r"variants\.v: .*kl_lambda"),
         ({"method": "kl", "kl_lamda": 0.3}, r"variants\.v: .*unknown key.*kl_lamda"),
     ):
         cfg = _cfg(methods=["sft", "v"], variants={"v": bad})
         with pytest.raises(ValueError, match=match) as e:
-            cfg.validate()
+            check_compare(cfg)
         assert "\n" not in str(e.value)
 
 
@@ -359,9 +361,10 @@ def test_bad_tune_entries_are_one_line_errors(change, match):
 @pytest.mark.parametrize("path", [ATTACK, TUNE], ids=lambda p: p.name)
 def test_the_tuning_configs_pass_compares_validation(path):
     from dualselect.experiments.compare_config import CompareConfig
+    from dualselect.experiments.compare_runs import check_compare
 
     cfg = CompareConfig.from_yaml(str(path))
-    assert cfg.validate() == {"skipped_judges": {}}
+    assert check_compare(cfg) == {"skipped_judges": {}}
     assert (
         cfg.suites == "real_study_val" and cfg.seeds == [0] and cfg.evaluate_base and cfg.suite_limits == {}
     )

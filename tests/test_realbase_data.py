@@ -186,7 +186,8 @@ def test_compare_config_for_the_real_base(splits, tmp_path):
     fixed-seed subsets of the held-out real suites."""
     from pathlib import Path
 
-    from dualselect.experiments.compare_config import CompareConfig, eval_suites, run_overrides
+    from dualselect.experiments.compare_config import CompareConfig
+    from dualselect.experiments.compare_runs import eval_suites, run_overrides
 
     cfg = CompareConfig.from_yaml(str(Path(__file__).parents[1] / "configs" / "real_compare.yaml"))
     assert cfg.suites == "realbase" and len(cfg.seeds) >= 3

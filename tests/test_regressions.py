@@ -345,7 +345,7 @@ def test_compare_checks_every_runs_config_before_anything_is_built(
     def boom(*a, **k):
         raise AssertionError("nothing may be built or trained before every run's config is checked")
 
-    monkeypatch.setattr("dualselect.experiments.compare_config.organism_path", boom)
+    monkeypatch.setattr("dualselect.experiments.compare_runs.organism_path", boom)
     monkeypatch.setattr("dualselect.experiments.compare.organism_path", boom)
     p = tmp_path / "c.yaml"
     p.write_text("methods: [sft, dualselect]\nseeds: [0]\norganism_seeds: [0]\n" + body)

@@ -128,7 +128,8 @@ def test_real_base_pool_is_disjoint_from_every_evaluation_set(shared_data, tmp_p
     # the real study's config: the two-sided rows read this pool, next to the refusal pool
     from pathlib import Path
 
-    from dualselect.experiments.compare_config import CompareConfig, run_overrides
+    from dualselect.experiments.compare_config import CompareConfig
+    from dualselect.experiments.compare_runs import run_overrides
     from dualselect.training.data import resolve_helpful_data
 
     cfg = CompareConfig.from_yaml(str(Path(__file__).parents[1] / "configs" / "real_compare_two_sided.yaml"))

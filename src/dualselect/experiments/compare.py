@@ -35,8 +35,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dualselect.experiments.compare_config import (
-    CompareConfig,
+from dualselect.experiments.compare_config import CompareConfig
+from dualselect.experiments.compare_runs import (
+    check_compare,
     ensure_study_data,
     eval_suites,
     organism_path,
@@ -337,7 +338,7 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True) -> d
                 f"{out} holds a comparison with another config ({previous}: {why}); resuming would mix "
                 "the two: use another --out, or delete it yourself"
             )
-    checked = cfg.validate()  # before anything builds or trains
+    checked = check_compare(cfg)  # before anything builds or trains
     for name, why in checked["skipped_judges"].items():
         warn(f"compare: judge {name} is unavailable and is skipped: {why}")
     for org in cfg.instances():
