@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from dualselect.experiments.compare import CompareConfig
+from dualselect.experiments.compare_runs import check_compare
 from dualselect.utils import read_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +26,7 @@ THREE_SEEDS = {"lisa", "safeinstr", "task_filter_only", "ds_loss_only", "ds_no_c
 @pytest.mark.parametrize("path", [STUDY, SEEDS34], ids=lambda p: p.name)
 def test_the_study_configs_pass_compares_validation(path):
     cfg = CompareConfig.from_yaml(str(path))
-    assert cfg.validate() == {"skipped_judges": {}}  # every judge runs offline
+    assert check_compare(cfg) == {"skipped_judges": {}}  # every judge runs offline
     assert cfg.suites == "real_study" and cfg.suite_limits == {}  # the full suites
     assert cfg.max_new_tokens == 64 and cfg.generation_budgets() == 64 and cfg.tune is None  # pre-registered
 
