@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
+
+from repo_scripts import load_script
 
 
 def test_gpu_smoke_runs_on_cpu(organism_dir, tmp_path, capsys):
     torch.set_num_threads(1)
-    path = Path(__file__).parents[1] / "benchmarks" / "gpu_smoke.py"
-    spec = importlib.util.spec_from_file_location("gpu_smoke", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("benchmarks/gpu_smoke.py")
     rows = mod.main(
         [
             "--steps",

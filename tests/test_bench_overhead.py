@@ -3,20 +3,16 @@ script cannot rot. No timed assertions: only that every phase, ratio and target 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
+from repo_scripts import load_script
+
 
 def _load():
-    path = Path(__file__).parents[1] / "benchmarks" / "overhead.py"
-    spec = importlib.util.spec_from_file_location("overhead_bench", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/overhead.py", "overhead_bench")
 
 
 def test_overhead_benchmark_smoke(organism_dir, tmp_path, capsys):

@@ -3,7 +3,6 @@ pattern fails loudly, and (slow) a mutant run end to end is reported killed."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -11,15 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from repo_scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _mutants():
-    spec = importlib.util.spec_from_file_location("mutants", ROOT / "scripts" / "mutants.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["mutants"] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/mutants.py", register=True)  # dataclasses look their module up
 
 
 def test_every_mutant_applies_and_changes_the_source(tmp_path):

@@ -5,9 +5,10 @@ on synthetic per-run metrics files."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 from pathlib import Path
+
+from repo_scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = (
@@ -24,12 +25,7 @@ KEYS = (
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "ts_table", ROOT / "scripts" / "two_sided_organism_table.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/two_sided_organism_table.py")
 
 
 def _write(root: Path, method: str, org: int, seed: int, value: float) -> None:

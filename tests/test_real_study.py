@@ -7,7 +7,6 @@ are hand-picked (numbers checked against hand computations)."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import math
 import os
@@ -19,6 +18,7 @@ import pytest
 import yaml
 
 from realbase_helpers import TINY_TRAINING, stand_in_realbase
+from repo_scripts import load_script
 from tiny_models import one_thread, tiny_causal_lm  # noqa: F401  (one_thread: fixture)
 from tiny_tokenizers import CHATML_GEN, tiny_tokenizer
 
@@ -36,12 +36,7 @@ SIZES = {
 
 def _analysis():
     """scripts/real_study_analysis.py, imported by path (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "real_study_analysis", ROOT / "scripts" / "real_study_analysis.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/real_study_analysis.py")
 
 
 def _stand_in_base(shared_data: Path, tmp: Path, name: str, model_seed: int | None = None) -> Path:
@@ -596,10 +591,7 @@ def test_the_acceptance_probe_runs_on_an_aligned_base_and_rescores(shared_data, 
     written generations and the base's files."""
     from dualselect.utils import read_jsonl
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "real_task_probe.py"
-    spec = importlib.util.spec_from_file_location("real_task_probe", path)
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
+    probe = load_script("scripts/real_task_probe.py")
     base = _stand_in_base(shared_data, tmp_path, "acc", model_seed=3)
     out = tmp_path / "probe"
     args = ["--base", str(base), "--out", str(out), "--n-val", "4", "--max-new-tokens", "4"]

@@ -15,6 +15,7 @@ import pytest
 from dualselect.experiments.compare import CompareConfig
 from dualselect.experiments.compare_runs import check_compare
 from dualselect.utils import read_yaml
+from repo_scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "configs" / "real_study.yaml"
@@ -85,15 +86,10 @@ def test_the_per_base_configs_point_at_each_builds_model_and_study_task(shared_d
     """scripts/real_study_configs.py: one config per base build (and its seeds-3-4 twin), the
     committed study config extended with the build's model/ (its suite set gives the runs the
     study task's attack set)."""
-    import importlib.util
 
     from dualselect.realbase.recipe import realbase_dir
 
-    spec = importlib.util.spec_from_file_location(
-        "real_study_configs", ROOT / "scripts" / "real_study_configs.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("scripts/real_study_configs.py")
     paths = mod.write_configs(tmp_path, str(shared_data))
     assert [p.name for p in paths] == [
         f"real_study_base{k}{s}.yaml" for k in range(3) for s in ("", "_seeds34")

@@ -19,6 +19,7 @@ from dualselect.experiments.real_task import (
     task_file_rows,
 )
 from dualselect.utils import write_jsonl
+from repo_scripts import load_script
 
 HEAD = f"{INSTRUCTION}\n\nSolution: "
 
@@ -297,14 +298,8 @@ def test_build_study_data_writes_the_final_step_task_beside_the_default(shared_d
 
 def _probe_module():
     """scripts/real_task_probe.py, imported by path (scripts/ is not a package)."""
-    import importlib.util
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "real_task_probe.py"
-    spec = importlib.util.spec_from_file_location("real_task_probe", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/real_task_probe.py")
 
 
 def test_the_probe_scores_strictly_per_grade_and_rescores_from_its_generations(tmp_path):
