@@ -49,7 +49,8 @@ def register(sub) -> None:
         "realbase, real_study, real_study_val), "
         "eval_batch_size (at most this many prompts per generation batch), generation_backend (hf | "
         "hf-generate | vllm; see docs/evaluation.md), eval_dtype (float32 | bfloat16), eval_token_budget, "
-        "vllm_options, jobs (runs at once, each its own process with cpu_count // jobs threads; default 1). The whole config (benchmark files, judges, metric names, every method's "
+        "vllm_options, jobs (runs at once, each its own process with cpu_count // jobs threads; "
+        "default 1). The whole config (benchmark files, judges, metric names, every method's "
         "training config) is checked before the first run; errors exit 2 in one line. Default: "
         "the 13 methods of the default comparison on 3 organism instances x 3 training seeds.",
     )
