@@ -36,12 +36,13 @@ import time
 from pathlib import Path
 
 from dualselect.evaluation.capability import exact_match, extract_strict
-from dualselect.experiments.real_task import build_final_step, task_file_rows
+from dualselect.evaluation.suites.tables import STUDY_TASK_DIR
+from dualselect.experiments.real_task import TASK, build_final_step, task_file_rows
 from dualselect.realbase.build import RealBaseConfig, held_out_sets
 from dualselect.realbase.calibrate import calibration_task_rows
 from dualselect.realbase.data import FILES, SplitConfig, build_splits, shared_data_dir, task_rows
 from dualselect.realbase.report import wilson
-from dualselect.utils import atomic_open, write_json, write_jsonl
+from dualselect.utils import atomic_open, read_jsonl, write_json, write_jsonl
 
 
 def score(rows: list[dict], responses: list[str]) -> dict:
@@ -81,6 +82,14 @@ def study_splits(calibration: bool = True) -> dict:
     )
 
 
+def base_task_files(task_dir: Path) -> dict:
+    """An aligned base's study-task files: ``{"val": validation rows, "report": the split report}``."""
+    return {
+        "val": read_jsonl(task_dir / "task_val.jsonl"),
+        "report": json.loads((task_dir / "disjointness.json").read_text())["task"],
+    }
+
+
 def rescore(out: Path) -> int:
     """Every score of ``<out>/probe.json`` recomputed from the committed generations and the
     task's rows (matched by GSM8K line; grades as the task defines them now)."""
@@ -88,13 +97,7 @@ def rescore(out: Path) -> int:
     with gzip.open(out / "generations.jsonl.gz", "rt", encoding="utf-8") as fh:
         gens = [json.loads(line) for line in fh]
     if record.get("base_dir"):  # the acceptance: the base's own validation rows
-        from dualselect.utils import read_jsonl
-
-        task_dir = Path(record["base_dir"]) / "data" / "gsm8k_final_step"
-        built = {
-            "val": read_jsonl(task_dir / "task_val.jsonl"),
-            "report": json.loads((task_dir / "disjointness.json").read_text())["task"],
-        }
+        built = base_task_files(Path(record["base_dir"]) / STUDY_TASK_DIR)
         before = False
     else:
         # the split the probe ran on: a record from before the calibration exclusion lacks its reason
@@ -179,14 +182,15 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     if args.base:  # the acceptance: the aligned base, its study task's files
+        from dualselect.evaluation.suites import realbase_root
         from dualselect.experiments.real_data import build_study_data
-        from dualselect.utils import read_jsonl
 
-        root = Path(resolve_model_path(args.base))
-        root = root.parent if root.name == "model" else root
-        task_dir = build_study_data(root, task="gsm8k_final_step")
-        val = read_jsonl(task_dir / "task_val.jsonl")[: args.n_val]
-        report = json.loads((task_dir / "disjointness.json").read_text())["task"]
+        root = realbase_root(resolve_model_path(args.base))
+        if root is None:
+            ap.error(f"--base {args.base}: not a base built by `dualselect base build`")
+        task_dir = build_study_data(root, task=TASK)
+        files = base_task_files(task_dir)
+        val, report = files["val"][: args.n_val], files["report"]
         args.model = str(root / "model")
         train_rows = read_jsonl(task_dir / "task_train.jsonl")  # the study's attack set
         train_source = str(task_dir / "task_train.jsonl")

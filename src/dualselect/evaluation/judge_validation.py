@@ -277,7 +277,7 @@ def _readings(files: dict[str, list[LabelledItem]], rules: tuple[str, ...]) -> d
 
     return {
         f: [
-            read_response(it.text, rules, prompt=it.prompt, harmful_request=it.kind == "unsafe").cls
+            read_response(it.text, rules, prompt=it.prompt, harmful_request=request_kind(it) == "harmful").cls
             != "full_compliance"
             for it in items
         ]
