@@ -5,12 +5,14 @@ than the processes that run it may live)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 import dualselect.realbase.build as build_mod
 from dualselect.realbase.recipe import RealBaseConfig
+from dualselect.training.sft import last_complete_checkpoint
 from tiny_models import one_thread, tiny_causal_lm  # noqa: F401 - fixture
 from tiny_tokenizers import CHATML_GEN, tiny_tokenizer
 
@@ -73,7 +75,7 @@ def test_interrupted_alignment_resumes_from_its_checkpoint_to_the_same_weights(
     lora = cut / "align_lora"
     assert sorted(p.name for p in lora.glob("checkpoint-*")) == ["checkpoint-2"]
     assert not (cut / "merged_unscaled").exists()
-    assert build_mod._last_checkpoint(lora).name == "checkpoint-2"
+    assert Path(last_complete_checkpoint(lora)).name == "checkpoint-2"  # the one a build resumes from
     resumed = []
 
     def counts(self, *a, **k):

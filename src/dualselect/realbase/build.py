@@ -263,14 +263,15 @@ def _train_alignment(
     states), or is redone when it has none. The checkpoints are removed once the merged model is
     saved (its directory marks the attempt done)."""
     from dualselect.training.run import load_config, run_training
+    from dualselect.training.sft import last_complete_checkpoint
 
     lora_dir, merged_dir, _ = _attempt_dirs(out, attempt)
     if not cfg.calibrating:
         merged_dir = out / "model"
-    resume = _last_checkpoint(lora_dir)
+    resume = last_complete_checkpoint(lora_dir)  # by the trainer's rule; None: nothing to resume
     _log(
         f"aligning: LoRA {cfg.max_steps} steps x batch {cfg.batch_size}, seed {seed}"
-        + (f", resuming from {resume.name}" if resume else ""),
+        + (f", resuming from {Path(resume).name}" if resume else ""),
         progress,
     )
     tcfg = load_config(
@@ -293,7 +294,7 @@ def _train_alignment(
             "save_strategy": "steps",
             "save_steps": ALIGN_SAVE_STEPS,
             "save_total_limit": 1,
-            "resume_from_checkpoint": "last" if resume else None,
+            "resume_from_checkpoint": resume,
         },
     )
     kw: dict = {}
@@ -323,16 +324,6 @@ def _train_alignment(
     _save_model(merged, trainer.processing_class, merged_dir)
     for ckpt in lora_dir.glob("checkpoint-*"):  # optimiser state: about 3x the adapter's size
         shutil.rmtree(ckpt, ignore_errors=True)
-
-
-def _last_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete ``checkpoint-N`` of an interrupted alignment run, if any."""
-    if not run_dir.is_dir():
-        return None
-    from transformers.trainer_utils import get_last_checkpoint
-
-    last = get_last_checkpoint(str(run_dir))
-    return Path(last) if last else None
 
 
 def _calibrate_stage(

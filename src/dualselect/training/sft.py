@@ -345,36 +345,20 @@ class SFTTrainer(Trainer):
         self.accelerator.wait_for_everyone()
 
     def checkpoint_problem(self, checkpoint: str | os.PathLike) -> str | None:
-        """Why ``checkpoint`` cannot be resumed from (None: it can): the Trainer's state or this
-        process's method state is missing (a kill mid-save by an older version, another tool)."""
-        p = Path(checkpoint)
-        if not p.is_dir():
-            return "not a directory"
-        if not (p / "trainer_state.json").is_file():
-            return "no trainer_state.json (the Trainer's save did not finish)"
-        if not (p / self.method_state_file()).is_file():
-            return (
-                f"no {self.method_state_file()} (the method state: counters, selection state); it was not "
-                "written by this trainer (or by as many processes), so the run cannot resume exactly"
-            )
-        return None
+        """Why ``checkpoint`` cannot be resumed from by this process (:func:`checkpoint_problem`)."""
+        return checkpoint_problem(checkpoint, self.method_state_file())
 
     def last_complete_checkpoint(self, output_dir: str | os.PathLike) -> str | None:
-        """The newest ``checkpoint-N`` of ``output_dir`` that can be resumed from; every newer,
-        incomplete one is skipped with a note."""
-        import re
+        """The newest ``checkpoint-N`` of ``output_dir`` this process can resume from; every newer,
+        incomplete one is skipped with a note (:func:`last_complete_checkpoint`)."""
 
-        d = Path(output_dir)
-        found = [p for p in d.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name) and p.is_dir()]
-        for p in sorted(found, key=lambda q: int(q.name.split("-")[1]), reverse=True):
-            why = self.checkpoint_problem(p)
-            if why is None:
-                return str(p)
+        def skipped(p: Path, why: str) -> None:
             if self.args.should_save:
                 from dualselect.utils import note
 
                 note(f"resume: skipped the incomplete checkpoint {p}: {why}")
-        return None
+
+        return last_complete_checkpoint(output_dir, self.method_state_file(), on_skip=skipped)
 
     def load_method_state_file(self, path: str | os.PathLike) -> dict[str, Any]:
         """A method-state file read without unpickling code (``torch.load(weights_only=True)``:
@@ -465,6 +449,41 @@ class SFTTrainer(Trainer):
         ):
             return plain
         return target_logits_inputs(self.accelerator.unwrap_model(model), plain) or plain
+
+
+def checkpoint_problem(checkpoint: str | os.PathLike, state_file: str = METHOD_STATE_FILE) -> str | None:
+    """Why ``checkpoint`` cannot be resumed from (None: it can): the Trainer's state or the
+    method state ``state_file`` is missing (a kill mid-save by an older version, another tool)."""
+    p = Path(checkpoint)
+    if not p.is_dir():
+        return "not a directory"
+    if not (p / "trainer_state.json").is_file():
+        return "no trainer_state.json (the Trainer's save did not finish)"
+    if not (p / state_file).is_file():
+        return (
+            f"no {state_file} (the method state: counters, selection state); it was not "
+            "written by this trainer (or by as many processes), so the run cannot resume exactly"
+        )
+    return None
+
+
+def last_complete_checkpoint(
+    output_dir: str | os.PathLike, state_file: str = METHOD_STATE_FILE, on_skip=None
+) -> str | None:
+    """The newest ``checkpoint-N`` of ``output_dir`` that can be resumed from
+    (:func:`checkpoint_problem`), or None; ``on_skip(path, why)`` is called for every newer,
+    incomplete one."""
+    import re
+
+    d = Path(output_dir)
+    found = [p for p in d.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name) and p.is_dir()]
+    for p in sorted(found, key=lambda q: int(q.name.split("-")[1]), reverse=True):
+        why = checkpoint_problem(p, state_file)
+        if why is None:
+            return str(p)
+        if on_skip is not None:
+            on_skip(p, why)
+    return None
 
 
 def _rotate(trainer: Trainer, run_dir: Path) -> None:
