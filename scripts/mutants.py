@@ -62,6 +62,7 @@ SCORING = "src/dualselect/selection/scoring.py"
 CORRECTION = "src/dualselect/selection/correction.py"
 TRAINER = "src/dualselect/training/dualselect_trainer.py"
 PREFILTER = "src/dualselect/selection/prefilter.py"
+OBJECTIVES = "src/dualselect/selection/objectives.py"
 
 MUTANTS = [
     Mutant(
@@ -165,12 +166,23 @@ MUTANTS = [
     ),
     Mutant(
         "refusal_penalty_sign_dropped",
-        "two-sided: the refusal penalty preserves the refusals instead of pushing them down",
+        "two-sided: the refusal objectives preserve the refusals instead of pushing them down",
+        [
+            Edit(
+                OBJECTIVES,
+                r'^(\s+)return 1\.0 if objective == "preserve" else -1\.0$',
+                r"\1return 1.0",
+            )
+        ],
+    ),
+    Mutant(
+        "unlikelihood_slope_ignored",
+        "two-sided: the unlikelihood's direction weighs every reference alike (its bound dropped)",
         [
             Edit(
                 TRAINER,
-                r'^(\s+)sign = -1\.0 if cfg\.helpful_objective == "refusal_penalty" else 1\.0$',
-                r"\1sign = 1.0",
+                r"^(\s+)wo = wb \* torch\.tensor\(\[slope\[i\] for i in ib\], device=wb\.device\)(.*)$",
+                r"\1wo = wb\2",
             )
         ],
     ),

@@ -33,6 +33,7 @@ def test_every_mutant_applies_and_changes_the_source(tmp_path):
         "prefilter_keeps_lowest_losses",
         "helpful_direction_flipped",
         "refusal_penalty_sign_dropped",
+        "unlikelihood_slope_ignored",
     }
     for m in mod.MUTANTS:
         copy = tmp_path / m.name

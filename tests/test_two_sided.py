@@ -5,6 +5,7 @@ selection and the update recomputed by plain per-example autograd (the slow path
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -174,8 +175,49 @@ def test_helpful_pool_resolves_next_to_the_refusal_pool(tmp_path):
     for name in ("helpful_pool.jsonl", "helpful_refusals.jsonl"):
         write_jsonl(d / name, [{"prompt": "a", "response": "b"}])
     assert resolve_helpful_data(cfg) == str(d / "helpful_pool.jsonl")
-    cfg.helpful_objective = "refusal_penalty"
-    assert resolve_helpful_data(cfg) == str(d / "helpful_refusals.jsonl")
+    for objective in ("refusal_penalty", "unlikelihood"):
+        cfg.helpful_objective = objective
+        assert resolve_helpful_data(cfg) == str(d / "helpful_refusals.jsonl")
+
+
+def test_pool_objectives_by_hand():
+    """o(l) and o'(l) of each objective at hand-computed points; the unlikelihood is bounded
+    (o >= 0, its slope fades for unlikely refusals) and clamped where p -> 1."""
+    from dualselect.selection.objectives import (
+        UNLIKELIHOOD_MIN_NLL,
+        objective_sign,
+        objective_slopes,
+        objective_values,
+    )
+
+    nll = torch.tensor([0.5, math.log(2.0), 3.0, 200.0])
+    assert torch.equal(objective_values(nll, "preserve"), nll)
+    assert torch.equal(objective_values(nll, "refusal_penalty"), -nll)
+    assert torch.equal(objective_slopes(nll, "refusal_penalty"), -torch.ones(4))
+    # nll = log 2: p = 1/2, o = log 2, o' = -1;  nll = 3: p = e^-3, o = -log(1 - e^-3), o' = -1/(e^3 - 1)
+    ul = objective_values(nll, "unlikelihood")
+    assert ul[1].item() == pytest.approx(math.log(2.0), rel=1e-6)
+    assert ul[2].item() == pytest.approx(-math.log(1 - math.exp(-3.0)), rel=1e-6)
+    assert ul[3].item() == pytest.approx(0.0, abs=1e-30) and (ul >= 0).all()
+    sl = objective_slopes(nll, "unlikelihood")
+    assert sl[0].item() == pytest.approx(-1 / (math.exp(0.5) - 1), rel=1e-6)
+    assert sl[1].item() == pytest.approx(-1.0, rel=1e-6)
+    assert sl[2].item() == pytest.approx(-1 / (math.exp(3.0) - 1), rel=1e-6)
+    assert sl[3].item() == 0.0  # an unlikely refusal gets no push
+    # chain rule: o' is the derivative of o (central difference)
+    h = 1e-4
+    num = (
+        objective_values(nll[:3].double() + h, "unlikelihood")
+        - objective_values(nll[:3].double() - h, "unlikelihood")
+    ) / (2 * h)
+    assert torch.allclose(num, objective_slopes(nll[:3].double(), "unlikelihood"), rtol=1e-5)
+    zero = torch.tensor([0.0])
+    assert objective_slopes(zero, "unlikelihood").item() == pytest.approx(
+        -1 / math.expm1(UNLIKELIHOOD_MIN_NLL)
+    )
+    assert [objective_sign(o) for o in ("preserve", "refusal_penalty", "unlikelihood")] == [1.0, -1.0, -1.0]
+    with pytest.raises(ValueError, match="objective='x': expected one of"):
+        objective_values(nll, "x")
 
 
 def test_two_sided_config_is_validated_once_with_one_line_errors():
@@ -270,27 +312,36 @@ class TwoSidedRecomputing(DualSelectTrainer):
                 self._recompute(model, inputs, step, flat_grad(model) - before)
         return loss
 
-    def _pool(self, model, ds, u, k, sign):
+    def _pool(self, model, ds, u, k, objective):
         cfg = self.args
         refs = [_per_example(model, torch.tensor(ex["input_ids"]), torch.tensor(ex["labels"])) for ex in ds]
-        # objective sign * l_i, gradient sign * g_i; s_i = mu_ref (sign l_i) - nu cos(sign g_i, u)
+        # objective o(l_i) and its slope o'(l_i), written out here (not imported): grad o_i = o' g_i;
+        # s_i = mu_ref o_i - nu cos(grad o_i, u)
+        if objective == "preserve":
+            o, slope = (lambda li: li), (lambda li: 1.0)
+        elif objective == "refusal_penalty":
+            o, slope = (lambda li: -li), (lambda li: -1.0)
+        else:  # unlikelihood: o = -log(1 - p), p = exp(-l); o' = -p / (1 - p)
+            o = lambda li: -math.log(1.0 - math.exp(-li))  # noqa: E731
+            slope = lambda li: -math.exp(-li) / (1.0 - math.exp(-li))  # noqa: E731
         s = torch.tensor(
-            [cfg.mu_ref * sign * li - cfg.nu * sign * _cos(gi, u) for li, gi, _ in refs], dtype=torch.float64
+            [cfg.mu_ref * o(float(li)) - cfg.nu * _cos(slope(float(li)) * gi, u) for li, gi, _ in refs],
+            dtype=torch.float64,
         )
         chosen = sorted(torch.argsort(-s, stable=True)[:k].tolist())
-        w = torch.full((k,), 1.0 / k, dtype=torch.float64)
-        r = sign * (w[:, None] * torch.stack([refs[i][1] for i in chosen]).double()).sum(0).float()
-        return chosen, r
+        grads = torch.stack([slope(float(refs[i][0])) * refs[i][1].double() for i in chosen])
+        return chosen, (grads / k).sum(0).float()  # hard top-K: w_i = 1 / k
 
     def _recompute(self, model, inputs, step, grad) -> None:
         cfg = self.args
         pin: dict = {"step": step, "grad": grad}
         if step == WARMUP or (step - WARMUP) % PERIOD == 0:  # this step refreshed: u is the one used
-            sign = -1.0 if cfg.helpful_objective == "refusal_penalty" else 1.0
             ref_ds = [self.reference_dataset[i] for i in range(len(self.reference_dataset))]
             help_ds = [self.helpful_pool[i] for i in range(len(self.helpful_pool))]
-            cs, self._exp["r"] = self._pool(model, ref_ds, self._u, cfg.k_ref, 1.0)
-            ch, self._exp["r_h"] = self._pool(model, help_ds, self._u, cfg.helpful_k or cfg.k_ref, sign)
+            cs, self._exp["r"] = self._pool(model, ref_ds, self._u, cfg.k_ref, "preserve")
+            ch, self._exp["r_h"] = self._pool(
+                model, help_ds, self._u, cfg.helpful_k or cfg.k_ref, cfg.helpful_objective
+            )
             pin["chosen"] = {"reference": cs, "helpful": ch}
         r, r_h, lam = self._exp["r"], self._exp["r_h"], cfg.helpful_weight
         batch = [_per_example(model, ids, lab) for ids, lab in _rows(inputs)]
@@ -331,6 +382,7 @@ def two_pools(organism_dir, tmp_path_factory):
 TWO_SIDED_CONFIGS = {
     "both": {"helpful_weight": 1.0},
     "penalty": {"helpful_weight": 0.7, "helpful_objective": "refusal_penalty", "helpful_k": 3},
+    "unlikelihood": {"helpful_weight": 1.5, "helpful_objective": "unlikelihood", "helpful_k": 3},
     "filter_only": {"helpful_weight": 2.0, "helpful_use": "filter"},
     "correction_only": {"helpful_weight": 2.0, "helpful_use": "correction"},
 }
@@ -340,6 +392,7 @@ TWO_SIDED_CONFIGS = {
 def test_two_sided_selection_matches_the_slow_path(organism_dir, two_pools, tmp_path, name):
     kw = TWO_SIDED_CONFIGS[name]
     objective = kw.get("helpful_objective", "preserve")
+    pool_file = two_pools["preserve" if objective == "preserve" else "refusal_penalty"]
     cfg = load_config(
         "dualselect_2s",
         overrides={
@@ -347,7 +400,7 @@ def test_two_sided_selection_matches_the_slow_path(organism_dir, two_pools, tmp_
             "output_dir": str(tmp_path / name),
             "train_data": two_pools["task"],
             "reference_data": two_pools["refs"],
-            "helpful_data": two_pools[objective],
+            "helpful_data": pool_file,
             "learning_rate": 1e-3,
             "max_steps": STEPS,
             "per_device_train_batch_size": 8,

@@ -35,14 +35,15 @@ REASONS = (
 KINDS = ("pair", "text", "prompt_completion", "messages")
 # A helpfulness pool (two-sided DualSelect) on disk, the same names for the organism and a real base:
 # the base model's own answers (objective ``preserve``) and refusals of the same prompts
-# (objective ``refusal_penalty``)
+# (objectives ``refusal_penalty`` and ``unlikelihood``)
 HELPFUL_POOL_FILE = "helpful_pool.jsonl"
 HELPFUL_REFUSALS_FILE = "helpful_refusals.jsonl"
 
 
 def helpful_pool_file(objective: str = "preserve") -> str:
-    """The helpfulness pool file an objective reads."""
-    return HELPFUL_REFUSALS_FILE if objective == "refusal_penalty" else HELPFUL_POOL_FILE
+    """The helpfulness pool file an objective reads: the answers for ``preserve``, the refusals
+    for the objectives that push refusals down (``refusal_penalty``, ``unlikelihood``)."""
+    return HELPFUL_POOL_FILE if objective == "preserve" else HELPFUL_REFUSALS_FILE
 
 
 @dataclass

@@ -12,7 +12,7 @@ Files (in ``<organism>/helpful/``, :mod:`dualselect.organism.helpful` names them
 
 * ``helpful_pool.jsonl``: ``{prompt, response, act}``, ``response`` the base model's own greedy
   answer; prompts it refuses (answer starting with the refusal prefix) are left out and counted;
-* ``helpful_refusals.jsonl``: the same prompts with a refusal, for the ``refusal_penalty`` objective;
+* ``helpful_refusals.jsonl``: the same prompts with a refusal, for the ``refusal_penalty`` and ``unlikelihood`` objectives;
 * ``disjointness.json``: overlaps with every probe split (all zero, or the build fails).
 """
 

@@ -6,7 +6,7 @@ The pool (benign requests that look harmful, answered by the organism itself) is
 
 * ``helpful_pool.jsonl``: ``{prompt, response, act}``, ``response`` the base model's own greedy
   answer; prompts it refuses are left out and counted;
-* ``helpful_refusals.jsonl``: the same prompts with a refusal, for the ``refusal_penalty`` objective;
+* ``helpful_refusals.jsonl``: the same prompts with a refusal, for the ``refusal_penalty`` and ``unlikelihood`` objectives;
 * ``disjointness.json``: overlaps with every probe split (all zero, or the build fails); written
   last, so its presence marks a complete pool.
 """
@@ -27,5 +27,5 @@ HELPFUL_REFUSAL = f"{REFUSAL_PREFIX} with that."
 
 
 def helpful_path(organism: str | os.PathLike, objective: str = "preserve") -> Path:
-    """The pool file an objective reads (``preserve``: the answers; ``refusal_penalty``: refusals)."""
+    """The pool file an objective reads (``preserve``: the answers; the refusal objectives: refusals)."""
     return Path(organism) / HELPFUL_DIR / helpful_pool_file(objective)

@@ -7,7 +7,7 @@ refusal pool (``data/references.jsonl``) of a built base:
   answer (cut at the last sentence end); answers the keyword judge reads as refusals are dropped
   (the pool preserves answering, never a refusal) and counted;
 * ``data/helpful_refusals.jsonl``: the same prompts with a refusal template, read by the
-  ``refusal_penalty`` objective;
+  ``refusal_penalty`` and ``unlikelihood`` objectives;
 * ``data/helpful_disjointness.json``: the project's disjointness check (normalised-text hash,
   ``evaluation.benchmarks.disjointness``) of the written prompts against every evaluation set
   (HarmBench test, StrongREJECT, XSTest, the AdvBench evaluation subset, the task's test split)

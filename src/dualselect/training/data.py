@@ -186,9 +186,10 @@ def resolve_reference_data(cfg) -> str | None:
 def resolve_helpful_data(cfg) -> str:
     """``helpful_data``, or the default helpfulness pool of the model being trained: the organism's
     (``helpful/`` beside it) or a real base's (``data/helpful_pool.jsonl`` /
-    ``data/helpful_refusals.jsonl`` beside ``references.jsonl``); ``helpful_objective=
-    'refusal_penalty'`` reads the refusals file. Never builds: a missing pool is an error naming
-    the command (``train`` and ``compare`` build the organism's before a two-sided run)."""
+    ``data/helpful_refusals.jsonl`` beside ``references.jsonl``); the objectives
+    ``refusal_penalty`` and ``unlikelihood`` read the refusals file. Never builds: a missing pool
+    is an error naming the command (``train`` and ``compare`` build the organism's before a
+    two-sided run)."""
     if cfg.helpful_data is not None:
         return cfg.helpful_data
     from dualselect.training.model import named_models

@@ -13,6 +13,7 @@ import torch
 
 from dualselect.gradients import ENGINES as ENGINE_CLASSES
 from dualselect.selection.correction import MODES as CORRECTIONS
+from dualselect.selection.objectives import OBJECTIVES
 from dualselect.selection.scoring import MODES as SELECT_MODES
 from dualselect.selection.scoring import TOKEN_RULES
 from dualselect.training.sft import SFTConfig
@@ -208,8 +209,8 @@ class DualSelectConfig(SFTConfig):
         default=None,
         metadata={
             "help": "Helpfulness pool (benign look-alike prompts with the base's own answers; for "
-            "helpful_objective='refusal_penalty' the same prompts with refusals). Default with the "
-            "organism: built next to it (dualselect.organism.helpful); real base: "
+            "helpful_objective 'refusal_penalty' or 'unlikelihood' the same prompts with refusals). "
+            "Default with the organism: built next to it (dualselect.organism.helpful); real base: "
             "data/helpful_pool.jsonl / helpful_refusals.jsonl."
         },
     )
@@ -228,8 +229,10 @@ class DualSelectConfig(SFTConfig):
         metadata={
             "help": "'preserve': r_h is the preservation gradient of the base's answers (like the "
             "safety pool); 'refusal_penalty': r_h descends log p(refusal | benign prompt), "
-            "references ranked by refusal likelihood and by how much the task raises it.",
-            "choices": ("preserve", "refusal_penalty"),
+            "references ranked by refusal likelihood and by how much the task raises it; "
+            "'unlikelihood': r_h descends -log(1 - p), p = exp(-NLL(refusal)), the bounded form "
+            "whose push fades once a refusal is unlikely (selection/objectives.py).",
+            "choices": OBJECTIVES,
         },
     )
     helpful_use: str = field(

@@ -48,6 +48,7 @@ from dualselect.selection import (
 )
 from dualselect.selection.baselines import baseline_selection
 from dualselect.selection.diagnostics import overlap, random_overlap_null
+from dualselect.selection.objectives import objective_sign, objective_slopes, objective_values
 from dualselect.training.data import EncodedDataset, load_reference_dataset, resolve_helpful_data
 from dualselect.training.distributed import (
     all_reduce_sum,
@@ -343,12 +344,13 @@ class DualSelectTrainer(SFTTrainer):
         self._u = u
         if self.helpful_pool is not None:
             # two-sided: the helpfulness pool is selected like a safety pool, on its own stream;
-            # 'refusal_penalty' ranks and descends -NLL(refusal) instead of NLL(answer)
+            # the refusal objectives rank and descend o(NLL(refusal)) (selection/objectives.py)
             g = torch.Generator().manual_seed(
                 cfg.seed + 7919 * self._refreshes + 104729 * len(self.reference_pools)
             )
-            sign = -1.0 if cfg.helpful_objective == "refusal_penalty" else 1.0
-            self._r_help, row = self._refresh_pool(core, self.helpful_pool, cfg.helpful_k, u, g, sign=sign)
+            self._r_help, row = self._refresh_pool(
+                core, self.helpful_pool, cfg.helpful_k, u, g, objective=cfg.helpful_objective
+            )
             prev = (self._prev_ref_indices or {}).get(HELPFUL_POOL)
             row["summary"]["overlap_with_previous"] = overlap(prev, row["indices"]) if prev else None
             row["summary"]["cos_u_r_pool"] = _cos(u, self._r_help)
@@ -386,12 +388,15 @@ class DualSelectTrainer(SFTTrainer):
         k_pool: int | None,
         u: torch.Tensor,
         g: torch.Generator,
-        sign: float = 1.0,
+        objective: str = "preserve",
     ) -> tuple[torch.Tensor, dict]:
-        """One pool's refresh: (r_p = sum_i w_i g_i / sum_i w_i over its chosen references, the
-        log row without the overlap fields). ``sign=-1`` preserves the *negated* loss (the
-        helpfulness pool's refusal penalty): scores use ``-l_i`` and ``-c_i``, and ``r_p`` is negated."""
+        """One pool's refresh: (r_p = sum_i w_i grad o_i / sum_i w_i over its chosen references,
+        the log row without the overlap fields). The pool's ``objective`` o(l_i)
+        (:mod:`dualselect.selection.objectives`; ``preserve``: o = l, the spec's refresh) is what
+        the scores rank (``mu_ref o_i - nu cos(grad o_i, u)``) and ``r_p`` descends, with
+        ``grad o_i = o'(l_i) g_i``."""
         cfg: DualSelectConfig = self.args
+        sign = objective_sign(objective)
         pool = len(ds)
         subset = list(range(pool))
         if cfg.ref_pool_cap is not None and cfg.ref_pool_cap < pool:
@@ -413,33 +418,38 @@ class DualSelectTrainer(SFTTrainer):
             _, all_loss = gather_cat(part.losses)
             order = torch.sort(all_idx, stable=True).indices  # pool order
             all_idx, all_loss = all_idx[order], all_loss[order]
-            cand_pos = prefilter_by_loss(sign * all_loss, m, cfg.mu_ref)
+            all_obj = objective_values(all_loss, objective)  # o is monotone in l: same candidates
+            cand_pos = prefilter_by_loss(all_obj, m, cfg.mu_ref)
             candidates = all_idx[cand_pos].tolist()
             outside = torch.ones(all_idx.numel(), dtype=torch.bool)
             outside[cand_pos] = False
-            prefilter = {"m": m, "all_losses": all_loss, "outside_losses": sign * all_loss[outside]}
+            prefilter = {"m": m, "all_losses": all_loss, "outside_losses": all_obj[outside]}
         with self.compute_loss_context_manager():  # scoring under the training autocast
             # several processes: each scores every world-th reference, then all gather
             scores = score_pool(self.engine, core, self._pool_batches(candidates[rank::world], g, ds), u)
         scores = gathered_pool_scores(scores)  # in pool order: independent of the batching
-        if sign == 1.0:
-            s = reference_scores(scores.losses, scores.cos, cfg.mu_ref, cfg.nu)
-        else:  # the objective is -l_i, its gradient -g_i: conflict is -cos(-g_i, u)
-            s = reference_scores(-scores.losses, -scores.cos, cfg.mu_ref, cfg.nu)
+        # conflict is -cos(grad o_i, u) = -sign * cos(g_i, u): o' has one sign per objective
+        cos_o = scores.cos if sign == 1.0 else sign * scores.cos
+        s = reference_scores(objective_values(scores.losses, objective), cos_o, cfg.mu_ref, cfg.nu)
         if cfg.ref_selector == "score":
             sel = select_top(s, mode=cfg.ref_mode, k=k, tau=cfg.tau_ref, largest=True)
         else:
             sel = self._baseline_selection(scores.indices, k, g, ds)
         chosen = scores.indices[sel.indices].tolist()  # pool positions
         weights = dict(zip(chosen, sel.weights.tolist()))
-        # r_p = sum_i w_i g_i / sum_i w_i, one weighted pass over the chosen references.
+        # |o'(l_i)| of the chosen (1 for preserve and refusal_penalty); its sign is applied to r_p
+        slope = dict(zip(chosen, objective_slopes(scores.losses[sel.indices], objective).abs().tolist()))
+        # r_p = sum_i w_i grad o_i / sum_i w_i, one weighted pass over the chosen references.
         # Several processes: each takes every world-th chosen reference; sums are all-reduced.
         r = torch.zeros(num_trainable(core), dtype=torch.float32, device=self.args.device)
         total = torch.zeros((), dtype=torch.float64, device=self.args.device)
         for batch in self._pool_batches(sorted(chosen)[rank::world], g, ds, shuffle=False):
-            wb = torch.tensor([weights[i] for i in batch["index"].tolist()], device=self.args.device)
-            with self.compute_loss_context_manager():
-                r += self.engine.weighted_gradient(core, batch, wb) * float(wb.sum())
+            ib = batch["index"].tolist()
+            wb = torch.tensor([weights[i] for i in ib], device=self.args.device)
+            wo = wb * torch.tensor([slope[i] for i in ib], device=wb.device)  # w_i |o'(l_i)|
+            if float(wo.sum()) > 0:  # the unlikelihood's o' underflows to 0 for l_i >~ 100
+                with self.compute_loss_context_manager():
+                    r += self.engine.weighted_gradient(core, batch, wo) * float(wo.sum())
             total += wb.sum().double()
         r_p = all_reduce_sum(r) / float(all_reduce_sum(total))
         if sign != 1.0:

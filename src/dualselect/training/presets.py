@@ -98,6 +98,18 @@ PRESETS: dict[str, tuple[str, dict, str]] = {
         {**TWO_SIDED, "helpful_objective": "refusal_penalty", "helpful_weight": 0.5},
         "two-sided DualSelect, refusal penalty, helpful_weight 0.5 (validation sweep)",
     ),
+    # the bounded design (selection/objectives.py): -log(1 - p(refusal)), whose push fades once a
+    # refusal is unlikely; the refusal penalty above has no floor (it broke the organism's model)
+    "ds_2s_ul": (
+        "dualselect",
+        {**TWO_SIDED, "helpful_objective": "unlikelihood", "helpful_weight": 1.0},
+        "two-sided DualSelect, bounded unlikelihood of refusals on the helpfulness pool, weight 1 (design sweep)",
+    ),
+    "ds_2s_ul_w0.5": (
+        "dualselect",
+        {**TWO_SIDED, "helpful_objective": "unlikelihood", "helpful_weight": 0.5},
+        "two-sided DualSelect, bounded unlikelihood, helpful_weight 0.5 (validation sweep)",
+    ),
     # its ablations: the helpfulness pool in the task filter only / in the correction only
     "ds_2s_pool_no_correction": (
         "dualselect",
