@@ -13,7 +13,10 @@ Reads ``run_metrics/<method>__org<o>__seed<s>.json.gz`` (each run's ``metrics.js
 compare` wrote it). Intervals: with >= 2 organism instances, a 95% t interval over the instance
 means (the instance is the unit); with one instance and >= 2 training seeds, a 95% t interval over
 the seeds of that instance (says nothing about other instances); with one run, no interval.
-The design choice is recomputed from VALIDATION metrics only (``tuning.choose_on_validation``).
+The design choice is recomputed from VALIDATION metrics only (``tuning.choose_on_validation``, the
+candidates of configs/compare_two_sided.yaml's ``tune``); the default (``dualselect_2s``) changes only
+when the chosen design beats it on the validation score by a paired 95% t interval over the
+instance means above 0 (the rule fixed before the 3 x 3 runs).
 Paired differences against the release (``dualselect``), on the (instance, seed) runs both have:
 per instance the mean of the seeds' differences, a 95% t interval over the instance means, and
 a TOST (90% t interval over the instance means inside +-1 point: equivalent) where a method is a
@@ -29,7 +32,7 @@ import sys
 from pathlib import Path
 
 from dualselect.evaluation.uncertainty import t_interval, tost_paired
-from dualselect.experiments.tuning import choose_on_validation
+from dualselect.experiments.tuning import choose_on_validation, validation_score
 from dualselect.utils import atomic_open
 
 HERE = Path(__file__).resolve().parents[1] / "results" / "two_sided_organism"
@@ -39,6 +42,9 @@ ORDER = [
     "dualselect_2s",
     "ds_2s_w1",
     "ds_2s_refpen",
+    "ds_2s_refpen_w0.5",
+    "ds_2s_ul",
+    "ds_2s_ul_w0.5",
     "ds_2s_pool_no_correction",
     "ds_2s_correction_no_pool",
     "ds_prefilter128",
@@ -46,11 +52,9 @@ ORDER = [
 REFERENCE = "dualselect"  # paired differences are against the release
 EQUIVALENT = ("ds_prefilter128",)  # a cheaper route to the release's result: tested for equivalence
 MARGIN = 1.0  # points (issue 33: within 1 point)
-TUNE = {
-    "name": "ds_2s_val",
-    "candidates": ["dualselect_2s", "ds_2s_w1", "ds_2s_refpen"],
-    "criterion": "val_refusal_capability_helpfulness",
-}
+# the design choice of configs/compare_two_sided.yaml (its `tune`, read from the config)
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "compare_two_sided.yaml"
+DEFAULT = "dualselect_2s"  # the current default: it changes only on a clear validation win (below)
 COLUMNS = [  # (metric, header): test probes first, then validation
     ("task_exact_match", "task EM"),
     ("harmful_refusal", "refusal (template)"),
@@ -132,7 +136,7 @@ def paired(runs: dict[str, list[dict]], method: str) -> tuple[list[tuple[int, in
     return common, rows
 
 
-def table(runs: dict[str, list[dict]]) -> str:
+def table(runs: dict[str, list[dict]], tune: dict | None = None) -> str:
     methods = [m for m in ORDER if m in runs] + sorted(set(runs) - set(ORDER))
     orgs = sorted({r["organism_seed"] for recs in runs.values() for r in recs})
     seeds = sorted({r["seed"] for recs in runs.values() for r in recs})
@@ -179,16 +183,16 @@ def table(runs: dict[str, list[dict]]) -> str:
         for common, rows in orgs_both.values():
             if len({o for o, _ in common}) >= 2:
                 lines += rows
-    if all(c in runs for c in TUNE["candidates"]):
+    tune = tune or design_tune()
+    if all(c in runs for c in tune["candidates"]):
         # the choice compares the candidates on the runs they all have (the same instances and seeds)
         common = set.intersection(
-            *({(r["organism_seed"], r["seed"]) for r in runs[c]} for c in TUNE["candidates"])
+            *({(r["organism_seed"], r["seed"]) for r in runs[c]} for c in tune["candidates"])
         )
         cand = {
-            c: [r["metrics"] for r in runs[c] if (r["organism_seed"], r["seed"]) in common]
-            for c in TUNE["candidates"]
+            c: [r for r in runs[c] if (r["organism_seed"], r["seed"]) in common] for c in tune["candidates"]
         }
-        choice = choose_on_validation(cand, TUNE)
+        choice = choose_on_validation({c: [r["metrics"] for r in rs] for c, rs in cand.items()}, tune)
         scores = ", ".join(f"{c} {100 * v:.2f}" for c, v in choice["validation_scores"].items())
         lines += [
             "",
@@ -196,7 +200,44 @@ def table(runs: dict[str, list[dict]]) -> str:
             f"harmful refusal, task EM and 1 - over-refusal; runs every candidate has: {sorted(common)} "
             f"as (instance, seed)): **{choice['chosen']}** (validation scores: {scores}).",
         ]
+        if DEFAULT in cand:
+            lines += ["", default_rule(cand, choice["chosen"], tune["criterion"])]
     return "\n".join(lines) + "\n"
+
+
+def design_tune(config: Path = CONFIG) -> dict:
+    """The design choice's ``tune`` entry of the two-sided compare config."""
+    from dualselect.experiments.compare_config import CompareConfig
+
+    tune = CompareConfig.from_yaml(str(config)).tune
+    return tune[0] if isinstance(tune, list) else tune
+
+
+def default_rule(cand: dict[str, list[dict]], chosen: str, criterion: str) -> str:
+    """The rule fixed before the 3 x 3 runs: the default changes to ``chosen`` only when its
+    validation score minus the default's, paired by (instance, seed) and averaged per instance, has
+    a 95% t interval over the instance means above 0."""
+    if chosen == DEFAULT:
+        return f"Default rule: the chosen design is the default `{DEFAULT}`; it stays."
+    mine = {(r["organism_seed"], r["seed"]): validation_score(r["metrics"], criterion) for r in cand[chosen]}
+    ref = {(r["organism_seed"], r["seed"]): validation_score(r["metrics"], criterion) for r in cand[DEFAULT]}
+    by_org: dict[int, list[float]] = {}
+    for (o, sd), v in mine.items():
+        by_org.setdefault(o, []).append(100 * (v - ref[(o, sd)]))
+    vals = [sum(v) / len(v) for v in by_org.values()]
+    mean = sum(vals) / len(vals)
+    if len(vals) < 2:
+        return (
+            f"Default rule: `{chosen}` minus `{DEFAULT}` on validation {mean:+.2f} points from one "
+            "instance: no interval, so the default stays."
+        )
+    lo, hi = t_interval(vals)
+    verdict = f"the default becomes `{chosen}`" if lo > 0 else f"the default stays `{DEFAULT}`"
+    return (
+        f"Default rule (fixed before the runs): `{chosen}` minus `{DEFAULT}` on the validation score, "
+        f"paired per (instance, seed), {mean:+.2f} points, 95% t interval over the {len(vals)} instance "
+        f"means [{lo:+.2f}, {hi:+.2f}]: {verdict}."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

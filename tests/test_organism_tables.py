@@ -84,3 +84,24 @@ def test_the_instances_config_runs_the_table_rows_on_three_instances():
         **cfg.resolve_method("dualselect")[1],
         "refresh_prefilter": 128,
     }
+
+
+def test_the_design_choice_changes_the_default_only_on_a_clear_validation_win(tmp_path):
+    mod = _script()
+    tune = mod.design_tune()  # the config's candidates, with the default among them
+    assert mod.DEFAULT in tune["candidates"] and "ds_2s_ul" in tune["candidates"]
+    tune = {**tune, "candidates": [mod.DEFAULT, "ds_2s_ul"]}
+    for org in (0, 1, 2):
+        for seed in (0, 1):
+            _write(tmp_path, mod.DEFAULT, org, seed, 0.90)
+            _write(tmp_path, "ds_2s_ul", org, seed, 0.92 + 0.001 * org)  # +2 points on every instance
+    text = mod.table(mod.load(tmp_path), tune)
+    assert "**ds_2s_ul**" in text and "the default becomes `ds_2s_ul`" in text
+    # a win on one instance and losses on the others: chosen on the mean, but not clear
+    for seed in (0, 1):
+        _write(tmp_path, "ds_2s_ul", 0, seed, 0.99)
+        _write(tmp_path, "ds_2s_ul", 1, seed, 0.89)
+        _write(tmp_path, "ds_2s_ul", 2, seed, 0.895)
+    text = mod.table(mod.load(tmp_path), tune)
+    assert "**ds_2s_ul**" in text and f"the default stays `{mod.DEFAULT}`" in text
+    assert "+0.83 points" in text  # (+9 - 1 - 0.5) / 3 on the validation score
