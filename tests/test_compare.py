@@ -312,3 +312,9 @@ def test_a_resumed_compare_may_grow_its_grid_but_not_change_a_run():
     # anything every run shares
     other = {**base, "training": {"max_steps": 5}, "max_new_tokens": 8}
     assert CompareConfig.from_dict(other).resume_conflict(old) == "max_new_tokens, training changed"
+    # the tune's candidates: only recomputed when every run is validated, else they decide which are
+    tuned = {**base, "tune": {"name": "t", "candidates": ["sft", "kl_a"]}}
+    assert CompareConfig.from_dict(tuned).resume_conflict(old) == "tune changed"
+    both = CompareConfig.from_dict({**tuned, "validate_all": True})
+    assert both.resume_conflict(CompareConfig.from_dict({**base, "validate_all": True})) is None
+    assert both.resume_conflict(old) == "tune, validate_all changed"

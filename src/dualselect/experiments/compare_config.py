@@ -483,9 +483,13 @@ class CompareConfig:
         """Why this config cannot resume a compare run with ``old`` (None: it can): another shared
         setting (:meth:`identity`), or a method both list that trains differently (its preset or
         variant, its ``method_overrides``). Methods, seeds and instances may be added or dropped:
-        a finished run is re-used only when its own settings are unchanged."""
+        a finished run is re-used only when its own settings are unchanged. ``tune`` may change
+        when both configs set ``validate_all`` (every run then has its validation metrics, so the
+        choice is only recomputed); otherwise it decides which runs are validated, and may not."""
         a, b = old.identity(), self.identity()
         changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        if old.validate_all and self.validate_all and "tune" in changed:
+            changed.remove("tune")
         if changed:
             return f"{', '.join(changed)} changed"
         for m in (m for m in self.methods if m in old.methods):
