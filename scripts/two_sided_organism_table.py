@@ -128,6 +128,7 @@ def paired(runs: dict[str, list[dict]], method: str) -> tuple[list[tuple[int, in
             rows.append(f"| {method} | {header} | {mean:+.1f} | - | - |")
             continue
         lo, hi = t_interval(vals)
+        lo, hi = max(-100.0, lo), min(100.0, hi)  # a difference of two rates lies in [-100, 100]
         eq = "-"
         if method in EQUIVALENT:
             t = tost_paired(vals, MARGIN)
@@ -173,7 +174,7 @@ def table(runs: dict[str, list[dict]], tune: dict | None = None) -> str:
             "",
             "Per organism instance the mean over its seeds of the paired difference (same instance, same "
             "training seed); mean over instances with a 95% t interval over the instance means "
-            f"(df = instances - 1). Equivalence (TOST, margin +-{MARGIN:g} point): the 90% t interval over "
+            f"(df = instances - 1), clipped to [-100, 100]. Equivalence (TOST, margin +-{MARGIN:g} point): the 90% t interval over "
             "the instance means lies inside the margin; tested only for a cheaper route to the "
             f"release's result ({', '.join(EQUIVALENT)}).",
             "",

@@ -105,3 +105,13 @@ def test_the_design_choice_changes_the_default_only_on_a_clear_validation_win(tm
     text = mod.table(mod.load(tmp_path), tune)
     assert "**ds_2s_ul**" in text and f"the default stays `{mod.DEFAULT}`" in text
     assert "+0.83 points" in text  # (+9 - 1 - 0.5) / 3 on the validation score
+
+
+def test_paired_intervals_stay_inside_the_range_of_a_difference_of_rates(tmp_path):
+    mod = _script()
+    for org, v in ((0, 0.0), (1, 0.0), (2, 0.9)):  # -100, -100, -10 points: t interval past -100
+        _write(tmp_path, "dualselect", org, 0, 1.0)
+        _write(tmp_path, "ds_2s_refpen", org, 0, v)
+    _, rows = mod.paired(mod.load(tmp_path), "ds_2s_refpen")
+    lo = float(rows[0].split(" | ")[3].strip("[]").split(", ")[0])
+    assert rows[0].split(" | ")[2] == "-70.0" and lo == -100.0

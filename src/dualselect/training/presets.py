@@ -22,8 +22,9 @@ PAPER = {
 }
 
 # Two-sided selection's defaults (chosen on validation: results/two_sided_organism/README.md).
-# Sweep on organism instance 0, seed 0 (validation score): preserve 1.0 97.8, preserve 0.5 98.8,
-# refusal_penalty 1.0 84.6.
+# Validation score over organism instances 0-2 x seeds 0-2: preserve 0.5 97.65, 1.0 97.36;
+# unlikelihood 0.5 98.06, 1.0 97.72; refusal_penalty 0.5 70.98, 1.0 64.74. Unlikelihood 0.5 minus
+# preserve 0.5 is +0.41 [-0.17, +0.98] (paired, t over instances): not a clear win, preserve stays.
 TWO_SIDED = {**RELEASE, "helpful_weight": 0.5, "helpful_objective": "preserve", "helpful_use": "both"}
 
 # name -> (trainer method in training.METHODS, config overrides, one-line description)
