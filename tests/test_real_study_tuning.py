@@ -399,7 +399,7 @@ def test_the_tuning_candidates_are_the_pre_registered_ones():
         "kl": ("kl_lambda",),
         "dualselect": ("eta", "k_ref"),
         "dualselect_paper": ("eta",),
-        "dualselect_2s": ("helpful_weight",),
+        "dualselect_2s": ("helpful_objective", "helpful_weight"),
         "lisa": ("rho",),
         "safeinstr": ("safety_fraction",),
     }
@@ -415,6 +415,8 @@ def test_the_tuning_candidates_are_the_pre_registered_ones():
         families[family] = values
     assert set(families) == set(knobs)
     assert families["dualselect"] == {(e, k) for e in (0.1, 0.4) for k in (16, 64)}  # 2 x 2 around 0.2 x 32
+    # design x weight around the default (preserve, 0.5): docs/real_study.md changelog, 2026-12-07
+    assert families["dualselect_2s"] == {(o, w) for o in ("preserve", "unlikelihood") for w in (0.5, 2.0)}
     kl = sorted(v for (v,) in families["kl"])
     assert kl[0] < 1.0 < kl[-1] and len({round(b / a, 6) for a, b in zip(kl, kl[1:], strict=False)}) <= 2
     assert sorted(cfg.methods) == sorted(["sft", *cfg.variants])
