@@ -1,10 +1,11 @@
 """Pure selection functions of DualSelect: scores, hard/soft selection, token budgets, gradient
-correction and overlap diagnostics. Tensors in, selections out; no model."""
+correction, pool objectives and overlap diagnostics. Tensors in, selections out; no model."""
 
 from __future__ import annotations
 
 from dualselect.selection.correction import correct, remove_conflict
 from dualselect.selection.diagnostics import overlap, random_overlap_null
+from dualselect.selection.objectives import OBJECTIVES, objective_sign, objective_slopes, objective_values
 from dualselect.selection.prefilter import prefilter_by_loss, prefilter_is_exact
 from dualselect.selection.scoring import (
     Selection,
@@ -17,8 +18,12 @@ from dualselect.selection.scoring import (
 )
 
 __all__ = [
+    "OBJECTIVES",
     "Selection",
     "correct",
+    "objective_sign",
+    "objective_slopes",
+    "objective_values",
     "overlap",
     "prefilter_by_loss",
     "prefilter_is_exact",

@@ -38,6 +38,9 @@ from dualselect.gradients.flat import split_flat
 from dualselect.selection import (
     Selection,
     correct,
+    objective_sign,
+    objective_slopes,
+    objective_values,
     prefilter_by_loss,
     prefilter_is_exact,
     reference_scores,
@@ -48,7 +51,6 @@ from dualselect.selection import (
 )
 from dualselect.selection.baselines import baseline_selection
 from dualselect.selection.diagnostics import overlap, random_overlap_null
-from dualselect.selection.objectives import objective_sign, objective_slopes, objective_values
 from dualselect.training.data import EncodedDataset, load_reference_dataset, resolve_helpful_data
 from dualselect.training.distributed import (
     all_reduce_sum,
