@@ -129,8 +129,9 @@ def _smollm2_data(work: Path) -> tuple[str, str, str, str]:
     )
 
 
-def setup(size: str, work: Path, seed: int = 0) -> dict:
-    """Everything a run of ``size`` needs: a model factory, tokenizer, data and config overrides."""
+def setup(size: str, work: Path, seed: int = 0, epoch_samples: int = SMOLLM2_EPOCH_TASK) -> dict:
+    """Everything a run of ``size`` needs: a model factory, tokenizer, data and config overrides
+    (``epoch_samples``: the task samples of ``smollm2_epoch``'s one epoch, 0 = the whole split)."""
     import torch
 
     from dualselect.training.data import EncodedDataset
@@ -185,8 +186,10 @@ def setup(size: str, work: Path, seed: int = 0) -> dict:
         from dualselect.utils import read_jsonl, write_jsonl
 
         path, task, refs, describe = _smollm2_data(work / "smollm2_data")
-        small = work / "smollm2_data" / f"task_train_{SMOLLM2_EPOCH_TASK}.jsonl"
-        write_jsonl(small, read_jsonl(task)[:SMOLLM2_EPOCH_TASK])
+        rows = read_jsonl(task)
+        rows = rows[:epoch_samples] if epoch_samples else rows
+        small = work / "smollm2_data" / f"task_train_{len(rows)}.jsonl"
+        write_jsonl(small, rows)
         _, tok = load_model_and_tokenizer(path)
         return {
             "model": lambda: load_model_and_tokenizer(path)[0],
@@ -200,8 +203,7 @@ def setup(size: str, work: Path, seed: int = 0) -> dict:
                 "max_length": 256,
                 "truncation": "skip",
             },
-            "describe": describe + f", first {SMOLLM2_EPOCH_TASK} task samples, one epoch "
-            "(W 10, one refresh)",
+            "describe": describe + f", first {len(rows)} task samples, one epoch (W 10, one refresh)",
         }
     if size == "smollm2":
         path, task, refs, describe = _smollm2_data(work / "smollm2_data")
@@ -270,7 +272,14 @@ def _reset_peak() -> bool:
         return False
 
 
-def run_one(size: str, method: str, steps: int | None, work: Path, threads: int) -> dict:
+def run_one(
+    size: str,
+    method: str,
+    steps: int | None,
+    work: Path,
+    threads: int,
+    epoch_samples: int = SMOLLM2_EPOCH_TASK,
+) -> dict:
     """Train ``method`` at ``size`` once; wall time per phase, end to end, peak RSS."""
     import torch
 
@@ -279,7 +288,7 @@ def run_one(size: str, method: str, steps: int | None, work: Path, threads: int)
     from dualselect.training.timing import PhaseTimingCallback
 
     torch.set_num_threads(threads)
-    s = setup(size, work)
+    s = setup(size, work, epoch_samples=epoch_samples)
     trainer_name, over = method_overrides(method, size)
     overrides = {
         **s["overrides"],
@@ -441,7 +450,8 @@ def _child(job: dict, out_file: Path, inline: bool) -> dict:
 def run_job(job: dict) -> dict:
     work = Path(job["work"])
     if job["kind"] == "train":
-        return run_one(job["size"], job["method"], job["steps"], work, job["threads"])
+        samples = job.get("epoch_samples", SMOLLM2_EPOCH_TASK)
+        return run_one(job["size"], job["method"], job["steps"], work, job["threads"], samples)
     return refresh_memory(job["size"], job["pool"], work, job["threads"], job.get("prefilter"))
 
 
@@ -668,6 +678,13 @@ def main(argv: list[str] | None = None) -> dict:
     )
     ap.add_argument("--steps", type=int, default=None, help="max_steps for every size (default: per size).")
     ap.add_argument(
+        "--epoch-samples",
+        type=int,
+        default=SMOLLM2_EPOCH_TASK,
+        help=f"smollm2_epoch: task samples of its one epoch (default {SMOLLM2_EPOCH_TASK}; 0 = the whole "
+        "split). Results of another count need another --out.",
+    )
+    ap.add_argument(
         "--pools",
         default=None,
         help="Pool sizes of the refresh memory probe, e.g. 1000,4000 ('' = none; default per size).",
@@ -722,6 +739,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "steps": args.steps,
                         "work": str(work),
                         "threads": args.threads,
+                        "epoch_samples": args.epoch_samples,
                     }
                     res = _child(job, f, args.inline)
                 runs[method].append(res)
