@@ -431,8 +431,10 @@ class DualSelectTrainer(SFTTrainer):
             scores = score_pool(self.engine, core, self._pool_batches(candidates[rank::world], g, ds), u)
         scores = gathered_pool_scores(scores)  # in pool order: independent of the batching
         # conflict is -cos(grad o_i, u) = -sign * cos(g_i, u): o' has one sign per objective
-        cos_o = scores.cos if sign == 1.0 else sign * scores.cos
-        s = reference_scores(objective_values(scores.losses, objective), cos_o, cfg.mu_ref, cfg.nu)
+        # (sign 1.0 leaves every bit of the spec's scores as they were)
+        s = reference_scores(
+            objective_values(scores.losses, objective), sign * scores.cos, cfg.mu_ref, cfg.nu
+        )
         if cfg.ref_selector == "score":
             sel = select_top(s, mode=cfg.ref_mode, k=k, tau=cfg.tau_ref, largest=True)
         else:
@@ -453,9 +455,7 @@ class DualSelectTrainer(SFTTrainer):
                 with self.compute_loss_context_manager():
                     r += self.engine.weighted_gradient(core, batch, wo) * float(wo.sum())
             total += wb.sum().double()
-        r_p = all_reduce_sum(r) / float(all_reduce_sum(total))
-        if sign != 1.0:
-            r_p = sign * r_p
+        r_p = sign * (all_reduce_sum(r) / float(all_reduce_sum(total)))
         row = {
             "pool_size": pool,
             "scored": len(subset),
