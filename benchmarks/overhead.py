@@ -682,7 +682,7 @@ def main(argv: list[str] | None = None) -> dict:
         type=int,
         default=SMOLLM2_EPOCH_TASK,
         help=f"smollm2_epoch: task samples of its one epoch (default {SMOLLM2_EPOCH_TASK}; 0 = the whole "
-        "split). Results of another count need another --out.",
+        "split); another count keeps its runs apart (runs/smollm2_epoch-n<N>/).",
     )
     ap.add_argument(
         "--pools",
@@ -726,9 +726,13 @@ def main(argv: list[str] | None = None) -> dict:
         pools = SIZE_DEFAULTS[size]["pools"]
         if args.pools is not None:
             pools = [int(p) for p in args.pools.split(",") if p.strip()]
+        # another epoch length is another run: never re-used for the default's (or the reverse)
+        run_dir = size
+        if size == "smollm2_epoch" and args.epoch_samples != SMOLLM2_EPOCH_TASK:
+            run_dir = f"{size}-n{args.epoch_samples}"
         for rep in range(reps):
             for method in methods:  # interleaved: A B C ..., A B C ...
-                f = out / "runs" / size / f"{method}-rep{rep}.json"
+                f = out / "runs" / run_dir / f"{method}-rep{rep}.json"
                 if f.exists() and not args.fresh:
                     res = json.loads(f.read_text())
                 else:
