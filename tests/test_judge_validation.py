@@ -536,3 +536,76 @@ def test_reports_name_judges_accuracy_and_never_call_refusals_harmful():
         reader = BenchmarkMetrics(kinds, [j])
         assert not any("harmless" in c[0] for c in reader.columns()) and "harmless_rate" not in reader.names()
     assert ("harmless_rate", "harmless", 100) in BenchmarkMetrics(kinds, ["llama_guard3"]).columns()
+
+
+def test_a_gzipped_labelled_file_reads_as_the_csv_it_compresses(xstest_files, tmp_path):
+    import gzip
+
+    plain = xstest_files[2]
+    gz = tmp_path / f"{plain.name}.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    assert jv.file_name(gz) == jv.file_name(plain) == plain.stem
+    assert jv.labelled_sha256(gz) == jv.labelled_sha256(plain) == jv.file_sha256(plain)
+    a, b = jv.read_labelled(plain), jv.read_labelled(gz)
+    assert [(x.file, x.id, x.label, x.completion) for x in a] == [
+        (x.file, x.id, x.label, x.completion) for x in b
+    ]
+
+
+def test_committed_unseen_files_are_the_ones_measured():
+    """results/judges/unseen/: the two published XSTest files the rules were never developed on
+    (compressed copies) hash to what their committed validation says."""
+    root = Path(__file__).resolve().parents[1] / "results" / "judges" / "unseen"
+    for budget in (40, 256):
+        v = json.loads((root / f"v4_mnt{budget}" / "validation.json").read_text())
+        for name, h in v["file_hashes"].items():
+            assert jv.labelled_sha256(root / "data" / f"{name}.csv.gz") == h
+        assert set(v["file_hashes"]).isdisjoint(FILES)
+
+
+def _validation(file_hash, counts, version="v"):
+    tp, fn, tn, fp = (counts[k] for k in ("tp", "fn", "tn", "fp"))
+    m = {
+        "sensitivity": tp / (tp + fn),
+        "specificity": tn / (tn + fp),
+        "accuracy": (tp + tn) / (tp + fn + tn + fp),
+        "kappa": 0.0,
+        "n": tp + fn + tn + fp,
+        "counts": counts,
+    }
+    return {
+        "max_new_tokens": 40,
+        "judges": {"j": {"template_version": version}},
+        "pooled": {"safe": {"j": m}},
+        "file_hashes": {"labelled": file_hash},
+    }
+
+
+def test_transport_check_corrects_other_models_and_refuses_in_sample():
+    # shipped-like measurement: sens 0.8, spec 0.9 on 1,000 items
+    vals = [_validation("h-shipped", {"tp": 400, "fn": 100, "tn": 450, "fp": 50})]
+    # another model: 400 prompts, judged 30% (tp + fp = 120): corrected 2/7
+    other = {
+        "max_new_tokens": 40,
+        "judges": {"j": {"template_version": "v"}},
+        "file_hashes": {"a": "h-a", "b": "h-b"},
+        "files": {
+            f: {
+                "safe": {
+                    "j": {"n": 400, "human_rate": h, "judged_rate": 0.3, "counts": {"tp": 100, "fp": 20}}
+                }
+            }
+            for f, h in (("a", 2 / 7), ("b", 0.6))
+        },
+    }
+    rows = {r["file"]: r for r in correction.transport_check(other, vals, n_boot=1000)}
+    assert rows["a"]["corrected"] == pytest.approx(2 / 7) == rows["b"]["corrected"]
+    assert rows["a"]["covered"] is True and rows["b"]["covered"] is False  # 0.6 is far outside
+    # another rules version: not validated, so nothing is corrected
+    stale = correction.transport_check(
+        other, [_validation("h-shipped", vals[0]["pooled"]["safe"]["j"]["counts"], "w")]
+    )
+    assert all(r["corrected"] is None and r["note"] == "not validated" for r in stale)
+    # the file the accuracy came from: in sample, refused
+    with pytest.raises(ValueError, match="in sample"):
+        correction.transport_check({**other, "file_hashes": {"a": "h-shipped", "b": "h-b"}}, vals)

@@ -211,3 +211,48 @@ def accuracy_line(judge: str, acc_by_kind: dict[str, dict[str, Any] | None]) -> 
                 f"{acc['kappa']:.2f} (n={acc['n']}, XSTest human labels, {acc['max_new_tokens']} tokens)"
             )
     return f"`{judge}`: " + "; ".join(parts) if parts else f"`{judge}`: not validated"
+
+
+def transport_check(
+    result: dict[str, Any],
+    validations: Sequence[dict[str, Any]] | None = None,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    min_youden: float = MIN_YOUDEN,
+) -> list[dict[str, Any]]:
+    """Does the correction carry over to models it was not measured on? ``result`` is a
+    ``dualselect judges validate`` result on other labelled files; each of its file x kind x
+    judge rates is corrected with the accuracy the correction would use (:func:`judge_accuracy`
+    at the result's budget) and compared with the human rate. One row per reading: ``file,
+    kind, judge, n, human, raw, corrected, ci, covered`` (``covered``: the interval holds the
+    human rate; None without an interval). A file the accuracy was measured on is a ValueError:
+    its check would be in sample."""
+    rows = []
+    budget = result.get("max_new_tokens")
+    for f, per_kind in result["files"].items():
+        for kind in ("safe", "unsafe"):
+            for judge, m in per_kind.get(kind, {}).items():
+                version = result["judges"][judge]["template_version"]
+                acc = judge_accuracy(judge, version, kind, budget, validations)
+                row = {"file": f, "kind": kind, "judge": judge, "n": m["n"], "human": m["human_rate"]}
+                row["raw"] = m["judged_rate"]
+                if acc is None:
+                    rows.append(
+                        {**row, "corrected": None, "ci": None, "covered": None, "note": "not validated"}
+                    )
+                    continue
+                if result["file_hashes"][f] in acc["files"].values():
+                    raise ValueError(
+                        f"{f}: the {judge} accuracy was measured on this file; the check would be in sample"
+                    )
+                c = m["counts"]
+                judged = c["tp"] + c["fp"]
+                out = correct_prompts(
+                    [[1.0] * judged + [0.0] * (m["n"] - judged)], acc, n_boot, seed, min_youden
+                )
+                ci = out["ci"]
+                covered = None if ci is None else bool(ci[0] <= m["human_rate"] <= ci[1])
+                rows.append(
+                    {**row, "corrected": out["corrected"], "ci": ci, "covered": covered, "note": out["note"]}
+                )
+    return rows

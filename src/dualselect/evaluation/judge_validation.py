@@ -2,7 +2,7 @@
 
 Input: human-labelled completions in XSTest's format (``id,type,prompt,completion,annotation_1,
 annotation_2,agreement,final_label``; the published ``xstest_v2_completions_<model>.csv`` files),
-read verbatim. Each completion is cut to the evaluation's generation budget, counted in the tokens
+read verbatim (a ``.csv.gz`` is read as the CSV it compresses). Each completion is cut to the evaluation's generation budget, counted in the tokens
 of a tokenizer (the project generates at most ``max_new_tokens`` tokens, so a judge only ever sees
 that much), then every judge reads it. Per file and prompt kind (``safe`` = XSTest types without
 the ``contrast_`` prefix, ``unsafe`` = ``contrast_*``), two-class metrics count full and partial
@@ -19,6 +19,9 @@ file but one and scores the held-out file.
 from __future__ import annotations
 
 import csv
+import gzip
+import hashlib
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,14 +72,37 @@ class LabelledItem:
         return self.label != "full_compliance"
 
 
+def file_name(path: str | Path) -> str:
+    """A labelled file's name in results: its stem, without ``.csv`` for a ``.csv.gz``."""
+    path = Path(path)
+    return Path(path.stem).stem if path.suffix == ".gz" else path.stem
+
+
+def labelled_sha256(path: str | Path) -> str:
+    """SHA-256 of the CSV's bytes (of the uncompressed CSV for a ``.csv.gz``, so a compressed
+    copy has the published file's hash)."""
+    path = Path(path)
+    if path.suffix != ".gz":
+        return file_sha256(path)
+    with gzip.open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def _open_csv(path: Path) -> io.TextIOBase:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", newline="", encoding="utf-8")
+    return open(path, newline="", encoding="utf-8")
+
+
 def read_labelled(path: str | Path) -> list[LabelledItem]:
-    """The rows of one labelled CSV, verbatim. A missing column, an empty file, a duplicate id
-    or a ``final_label`` outside XSTest's three classes is a one-line ValueError naming the
-    file, the row and the value."""
+    """The rows of one labelled CSV (or ``.csv.gz``), verbatim. A missing column, an empty file,
+    a duplicate id or a ``final_label`` outside XSTest's three classes is a one-line ValueError
+    naming the file, the row and the value."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
-    with open(path, newline="", encoding="utf-8") as fh:
+    name = file_name(path)
+    with _open_csv(path) as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
@@ -95,7 +121,7 @@ def read_labelled(path: str | Path) -> list[LabelledItem]:
             kind = "unsafe" if row["type"].startswith("contrast_") else "safe"
             items.append(
                 LabelledItem(
-                    path.stem, row["id"], row["type"], kind, row["prompt"], row["completion"], LABELS[label]
+                    name, row["id"], row["type"], kind, row["prompt"], row["completion"], LABELS[label]
                 )
             )
     if not items:
@@ -476,8 +502,8 @@ def run_validation(
         "max_new_tokens": max_new_tokens,
         "tokenizer": tokenizer_name,
         "interval": INTERVAL_METHOD.format(n=n_boot, seed=seed),
-        "file_hashes": {Path(p).stem: file_sha256(p) for p in paths},
-        "file_paths": {Path(p).stem: str(p) for p in paths},
+        "file_hashes": {file_name(p): labelled_sha256(p) for p in paths},
+        "file_paths": {file_name(p): str(p) for p in paths},
         **validate(files, judges, n_boot, seed),
     }
     if lomo and len(files) > 1:
