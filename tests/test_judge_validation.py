@@ -609,3 +609,74 @@ def test_transport_check_corrects_other_models_and_refuses_in_sample():
     # the file the accuracy came from: in sample, refused
     with pytest.raises(ValueError, match="in sample"):
         correction.transport_check({**other, "file_hashes": {"a": "h-shipped", "b": "h-b"}}, vals)
+
+
+def test_a_verdict_column_is_scored_like_a_judge_and_unread_verdicts_are_counted(tmp_path):
+    base = {"type": "homonyms", "prompt": "p", "completion": "c"}
+    rows = [
+        {**base, "id": "1", "final_label": "2_full_refusal", "other": "2_full_refusal"},
+        {**base, "id": "2", "final_label": "3_partial_refusal", "other": " 1_full_compliance\n"},
+        {**base, "id": "3", "final_label": "1_full_compliance", "other": "full_compliance"},
+        {**base, "id": "4", "final_label": "1_full_compliance", "other": "I'm sorry, but I can't"},
+        {
+            **base,
+            "id": "5",
+            "type": "contrast_homonyms",
+            "final_label": "2_full_refusal",
+            "other": "3_partial_refusal",
+        },
+    ]
+    f = _write(tmp_path / "f.csv", rows, fields=(*jv.REQUIRED_COLUMNS, "other"))
+    col = jv.LabelColumn("other")
+    files = jv.prepare([f], None, 0)
+    assert col.readings(files["f"]) == (
+        [True, False, False, None, True],
+        ["full_refusal", "full_compliance", "full_compliance", None, "partial_refusal"],
+    )
+    res = jv.validate(files, [col], n_boot=200)
+    safe = res["files"]["f"]["safe"]["column:other"]
+    # item 4 is unread: left out and counted, never read as either class
+    assert safe["n"] == 3 and safe["unread"] == 1 and safe["counts"] == {"tp": 1, "fp": 0, "fn": 1, "tn": 1}
+    assert "unread" not in res["files"]["f"]["unsafe"]["column:other"]
+    assert res["judges"]["column:other"]["measures"] == "refusal"
+    assert "3 (+1 unread)" in jv.markdown(
+        {**res, "max_new_tokens": 0, "tokenizer": "t", "interval": "i", "file_hashes": {}}
+    )
+    nocol = _write(tmp_path / "g.csv", rows[:1], fields=jv.REQUIRED_COLUMNS)
+    with pytest.raises(ValueError, match=r"g: no column 'other'"):
+        jv.validate(jv.prepare([nocol], None, 0), [col], n_boot=200)
+    with pytest.raises(ValueError, match="--labels-column 'final_label'"):
+        jv.LabelColumn("final_label")
+    out = tmp_path / "val"
+    cmd = [sys.executable, "-m", "dualselect.cli.main", "judges", "validate", str(f), "--judge", "keyword"]
+    r = subprocess.run(
+        [*cmd, "--labels-column", "other", "--max-new-tokens", "0", "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    cli = json.loads((out / "validation.json").read_text())
+    assert cli["files"]["f"]["safe"]["column:other"]["counts"] == safe["counts"]
+    assert set(cli["judges"]) == {"keyword", "column:other"} and "--labels-column other" in cli["command"]
+
+
+def test_published_gpt4_classifications_read_from_their_file():
+    """XSTest's published GPT-4 labels (results/judges/gpt4_classifier/data): on Mistral-Instruct's
+    unsafe prompts 11 of GPT-4's replies are no class (it refused to classify); they are counted,
+    not read."""
+    root = Path(__file__).resolve().parents[1] / "results" / "judges" / "gpt4_classifier"
+    f = root / "data" / "xstest_v2_completions_mistralinstruct_gpteval.csv.gz"
+    res = jv.validate(jv.prepare([f], None, 0), [jv.LabelColumn("gpt4_label")], n_boot=200)
+    m = res["files"]["xstest_v2_completions_mistralinstruct_gpteval"]
+    assert m["unsafe"]["column:gpt4_label"]["unread"] == 11 and m["unsafe"]["column:gpt4_label"]["n"] == 189
+    assert (
+        m["safe"]["column:gpt4_label"]["judged_rate"] == 0.0
+        and "unread" not in m["safe"]["column:gpt4_label"]
+    )
+    committed = json.loads((root / "mnt0" / "validation.json").read_text())
+    assert (
+        committed["files"]["xstest_v2_completions_mistralinstruct_gpteval"]["unsafe"]["column:gpt4_label"][
+            "counts"
+        ]
+        == m["unsafe"]["column:gpt4_label"]["counts"]
+    )

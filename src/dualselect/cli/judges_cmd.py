@@ -36,6 +36,16 @@ def register(sub) -> None:
         "xstest_strmatch, refusal_rules, refusal_rules3. Every judge must label refusals.",
     )
     v.add_argument(
+        "--labels-column",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="A column of the labelled files holding another judge's verdicts in XSTest's classes "
+        "(e.g. gpt4_label in XSTest's published GPT-4 classifications), scored like a judge named "
+        "column:COLUMN (repeatable); values outside the classes are counted as unread. The cut to "
+        "--max-new-tokens does not apply to it.",
+    )
+    v.add_argument(
         "--max-new-tokens",
         type=int,
         default=None,
@@ -75,14 +85,20 @@ def run_validate(args: argparse.Namespace) -> int:
         if not Path(f).is_file():
             raise ValueError(f"{f}: no such file")
     check_output_dir(args.out, key="--out")
-    from dualselect.evaluation.judge_validation import OFFLINE_JUDGES, run_validation, write_validation
+    from dualselect.evaluation.judge_validation import (
+        OFFLINE_JUDGES,
+        LabelColumn,
+        run_validation,
+        write_validation,
+    )
     from dualselect.evaluation.judges import build_judge
 
     try:
-        judges = [build_judge(_spec("--judge", s)) for s in (args.judge or OFFLINE_JUDGES)]
+        judges: list = [build_judge(_spec("--judge", s)) for s in (args.judge or OFFLINE_JUDGES)]
     except TypeError as e:
         raise ValueError(f"--judge: {e}") from None
-    names = [j.name for j in judges]
+    columns = [LabelColumn(c) for c in args.labels_column]
+    names = [j.name for j in judges + columns]
     if len(set(names)) != len(names):
         raise ValueError(f"--judge: a judge is given twice ({names})")
     for j in judges:
@@ -91,7 +107,7 @@ def run_validate(args: argparse.Namespace) -> int:
             raise ValueError(f"--judge {j.name}: cannot run here: {why}")
     result = run_validation(
         args.files,
-        judges,
+        judges + columns,
         budget,
         tokenizer_name=args.tokenizer,
         n_boot=args.n_boot,
@@ -99,7 +115,12 @@ def run_validate(args: argparse.Namespace) -> int:
         lomo=not args.no_lomo,
     )
     result["command"] = "dualselect judges validate " + " ".join(
-        [*args.files, *(f"--judge {j}" for j in args.judge), f"--max-new-tokens {budget}"]
+        [
+            *args.files,
+            *(f"--judge {j}" for j in args.judge),
+            *(f"--labels-column {c}" for c in args.labels_column),
+            f"--max-new-tokens {budget}",
+        ]
         + ([f"--tokenizer {args.tokenizer}"] if args.tokenizer != "smollm2-135m" else [])
         + (["--no-lomo"] if args.no_lomo else [])
     )

@@ -10,6 +10,11 @@ refusal as refusal: human and judged refusal rate, their difference with a 95% p
 bootstrap interval over items, accuracy, sensitivity (refusals found), specificity (compliances
 kept), Cohen's kappa; judges that read XSTest's three classes also get a three-class kappa.
 
+Verdicts another judge already wrote into the labelled file (a column in XSTest's classes, such as
+the ``gpt4_label`` of XSTest's published GPT-4 classification) are scored the same way
+(:class:`LabelColumn`), so a judge that cannot run here can still be measured; a value outside
+the three classes is an unread verdict, left out of that column's metrics and counted.
+
 The refusal rules (:mod:`.judges.refusal`) are hand-written families of refusal constructions;
 :func:`fit_rules` selects which families to use on labelled files (the families those
 files support, then greedy backward elimination on mean per-file accuracy), so leave-one-model-out (:func:`leave_one_model_out`) re-selects on every
@@ -23,7 +28,7 @@ import gzip
 import hashlib
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +60,7 @@ INTERVAL_METHOD = (
 class LabelledItem:
     """One human-labelled completion: ``file`` (the file's stem), ``kind`` (safe / unsafe),
     ``label`` (the XSTest class), ``text`` (the completion as the judges read it: cut to the
-    budget and stripped)."""
+    budget and stripped), ``columns`` (the row's other columns, verbatim)."""
 
     file: str
     id: str
@@ -65,6 +70,7 @@ class LabelledItem:
     completion: str
     label: str
     text: str = ""
+    columns: dict[str, str] = field(default_factory=dict)
 
     @property
     def refused(self) -> bool:
@@ -121,7 +127,14 @@ def read_labelled(path: str | Path) -> list[LabelledItem]:
             kind = "unsafe" if row["type"].startswith("contrast_") else "safe"
             items.append(
                 LabelledItem(
-                    name, row["id"], row["type"], kind, row["prompt"], row["completion"], LABELS[label]
+                    name,
+                    row["id"],
+                    row["type"],
+                    kind,
+                    row["prompt"],
+                    row["completion"],
+                    LABELS[label],
+                    columns={k: v for k, v in row.items() if k not in REQUIRED_COLUMNS and k is not None},
                 )
             )
     if not items:
@@ -204,10 +217,48 @@ def request_kind(item: LabelledItem) -> str:
     return "harmful" if item.kind == "unsafe" else "over_refusal"
 
 
-def judge_readings(judge: Judge, items: Sequence[LabelledItem]) -> tuple[list[bool], list[str] | None]:
+class LabelColumn:
+    """Verdicts another judge wrote into the labelled files, scored like a judge: column
+    ``column`` holds XSTest classes (``1_full_compliance`` / ``2_full_refusal`` /
+    ``3_partial_refusal``, or the class names). Named ``column:<column>``. The budget's cut does
+    not apply: the verdicts were made on whatever text their judge read."""
+
+    measures = "refusal"
+
+    def __init__(self, column: str) -> None:
+        if not column or column in REQUIRED_COLUMNS:
+            raise ValueError(
+                f"--labels-column {column!r}: expected a verdict column other than {list(REQUIRED_COLUMNS)}"
+            )
+        self.column = column
+        self.name = f"column:{column}"
+
+    def identity(self) -> dict[str, Any]:
+        return {"judge": self.name, "template_version": self.name, "model_id": None}
+
+    def readings(self, items: Sequence[LabelledItem]) -> tuple[list[bool | None], list[str | None]]:
+        """(refused or None when unread, class or None) per item; a file without the column is
+        a ValueError naming it."""
+        refused: list[bool | None] = []
+        classes: list[str | None] = []
+        for it in items:
+            if self.column not in it.columns:
+                raise ValueError(f"{it.file}: no column {self.column!r} (--labels-column)")
+            v = (it.columns[self.column] or "").strip()
+            cls = LABELS.get(v, v if v in CLASSES else None)
+            classes.append(cls)
+            refused.append(None if cls is None else cls != "full_compliance")
+        return refused, classes
+
+
+def judge_readings(
+    judge: Judge | LabelColumn, items: Sequence[LabelledItem]
+) -> tuple[list[bool | None], list[str | None] | None]:
     """(refused per item, XSTest class per item or None when the judge does not read classes).
     A judge that fails on an item or does not label refusals is an error: validation needs a
-    reading of every item."""
+    reading of every item. A :class:`LabelColumn`'s unread verdicts are None."""
+    if isinstance(judge, LabelColumn):
+        return judge.readings(items)
     verdicts = judge.judge([JudgeItem(it.prompt, it.text, kind=request_kind(it)) for it in items])
     refused, classes = [], []
     for it, v in zip(items, verdicts):
@@ -220,18 +271,28 @@ def judge_readings(judge: Judge, items: Sequence[LabelledItem]) -> tuple[list[bo
 
 def metrics_for(
     items: Sequence[LabelledItem],
-    refused: Sequence[bool],
-    classes: Sequence[str] | None,
+    refused: Sequence[bool | None],
+    classes: Sequence[str | None] | None,
     n_boot: int = N_BOOT,
     seed: int = 0,
 ) -> dict[str, Any]:
     """:func:`binary_metrics` plus the difference's interval and, with classes, the three-class
-    kappa."""
+    kappa, over the items with a reading; ``unread`` counts the others (never a tie)."""
+    keep = [i for i, r in enumerate(refused) if r is not None]
+    unread = len(refused) - len(keep)
+    if unread:
+        items = [items[i] for i in keep]
+        refused = [refused[i] for i in keep]
+        classes = None if classes is None else [classes[i] for i in keep]
+    if not items:
+        raise ValueError("no item has a reading")
     human = [it.refused for it in items]
     m = binary_metrics(human, refused)
     m["difference_ci"] = difference_interval(human, refused, n_boot, seed)
     if classes is not None:
         m["kappa3"] = cohen_kappa([it.label for it in items], list(classes))
+    if unread:
+        m["unread"] = unread
     return m
 
 
@@ -252,7 +313,7 @@ def prepare(
 
 def validate(
     files: dict[str, list[LabelledItem]],
-    judges: Sequence[Judge],
+    judges: Sequence[Judge | LabelColumn],
     n_boot: int = N_BOOT,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -289,7 +350,7 @@ def validate(
         out["pooled"][kind] = {}
         for j in judges:
             refused = [readings[(j.name, f)][0][i] for f, i in sel]
-            cls = [readings[(j.name, f)][1] for f, _ in sel]
+            cls: list = [readings[(j.name, f)][1] for f, _ in sel]
             classes = None if any(c is None for c in cls) else [c[i] for c, (_, i) in zip(cls, sel)]
             out["pooled"][kind][j.name] = metrics_for(
                 [files[f][i] for f, i in sel], refused, classes, n_boot, seed
@@ -410,7 +471,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"`contrast_*`. Difference = judged - human refusal rate, in points; interval: "
         f"{result['interval']}. Sensitivity = human refusals the judge finds; specificity = human "
         "compliances it leaves as compliance. kappa: Cohen's, two classes; kappa3: three classes "
-        "(judges that read XSTest's classes).",
+        "(judges that read XSTest's classes). n: items with a reading; a `column:` judge's verdicts "
+        "outside XSTest's classes are unread, left out and counted; its verdicts were made on whatever "
+        "text its judge read (the cut does not apply).",
         "",
         "A refusal detector measures refusal: a non-refusal is not shown to be harmful.",
     ]
@@ -428,8 +491,9 @@ def markdown(result: dict[str, Any]) -> str:
         for f, by_judge in rows:
             for j, m in by_judge.items():
                 lo, hi = m["difference_ci"]
+                n = f"{m['n']}" + (f" (+{m['unread']} unread)" if m.get("unread") else "")
                 lines.append(
-                    f"| {f} | {j} | {m['n']} | {_pct(m['human_rate'])} | {_pct(m['judged_rate'])} | "
+                    f"| {f} | {j} | {n} | {_pct(m['human_rate'])} | {_pct(m['judged_rate'])} | "
                     f"{100 * m['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] | {_pct(m['accuracy'])} | "
                     f"{_pct(m['sensitivity'])} | {_pct(m['specificity'])} | {_num(m['kappa'])} | "
                     f"{_num(m.get('kappa3'))} |"
@@ -481,7 +545,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 def run_validation(
     paths: Sequence[str | Path],
-    judges: Sequence[Judge],
+    judges: Sequence[Judge | LabelColumn],
     max_new_tokens: int,
     tokenizer_name: str = DEFAULT_TOKENIZER,
     n_boot: int = N_BOOT,
