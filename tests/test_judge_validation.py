@@ -529,6 +529,7 @@ def test_reports_name_judges_accuracy_and_never_call_refusals_harmful():
     md = "\n".join(judge_validation_md(results))
     assert "safe prompts: not validated" in md and "specificity 96.9%" in md
     assert "not shown to be harmful" in md and "Rogan-Gladen" in md and "49.0 [40.0, 60.0]" in md
+    assert "not differences between models" in md  # the interval's limit, measured on unseen models
     lines = "\n".join(judge_validation_lines({"judge_validation": results["judge_validation"]}))
     assert "not validated" in lines and "not shown to be harmful" in lines
     kinds = {"hb": "harmful", "xs": "over_refusal"}

@@ -33,6 +33,13 @@ import numpy as np
 MIN_YOUDEN = 0.2
 N_BOOT = 2000
 KIND_OF_SUITE = {"over_refusal": "safe", "harmful": "unsafe"}
+# What the interval leaves out, said wherever a corrected rate is printed (measured in
+# results/judges/unseen/: the interval missed a guard-prompted model's unsafe-prompt refusals).
+TRANSPORT_CAVEAT = (
+    "The interval carries the validation set's sampling error, not differences between models: on a "
+    "model whose refusal style the validation models do not share, the correction can be far off "
+    "(results/judges/unseen/ in the dualselect repository)."
+)
 METHOD = (
     "Rogan-Gladen (p + spec - 1) / (sens + spec - 1), clipped to [0, 1]; 95% percentile bootstrap "
     "resampling the prompts jointly with the labelled validation set"

@@ -333,7 +333,7 @@ def _ci_pct(ci) -> str:
 def judge_validation_md(results: dict) -> list[str]:
     """Every judge named with what it measures and its accuracy measured against human labels
     (or "not validated"), then the error-corrected refusal rates beside the raw ones."""
-    from dualselect.evaluation.correction import METHOD, accuracy_line
+    from dualselect.evaluation.correction import METHOD, TRANSPORT_CAVEAT, accuracy_line
 
     info = results.get("judge_validation")
     if not info:
@@ -360,7 +360,7 @@ def judge_validation_md(results: dict) -> list[str]:
         "### Error-corrected refusal rates",
         "",
         f"Raw rate and the rate corrected for the judge's measured error: {METHOD}. "
-        "Refusal: mean over harmful suites; over-refusal: safe prompts only.",
+        f"Refusal: mean over harmful suites; over-refusal: safe prompts only. {TRANSPORT_CAVEAT}",
         "",
         "| method | judge | rate | raw % | corrected % [95% CI] | validated at (tokens) |",
         "|---|---|---|---|---|---|",

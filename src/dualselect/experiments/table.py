@@ -351,7 +351,7 @@ def interval_note(table: dict) -> str:
 def judge_validation_lines(table: dict) -> list[str]:
     """Each judge with what it measures and its accuracy against human labels (or "not
     validated"), then the error-corrected refusal rates beside the raw means."""
-    from dualselect.evaluation.correction import METHOD, accuracy_line
+    from dualselect.evaluation.correction import METHOD, TRANSPORT_CAVEAT, accuracy_line
 
     info = table.get("judge_validation")
     if not info:
@@ -368,7 +368,7 @@ def judge_validation_lines(table: dict) -> list[str]:
     if corrected:
         lines += [
             f"Error-corrected refusal rates (mean over runs; {METHOD}; the seed mean drawn from its "
-            "Student-t distribution):",
+            f"Student-t distribution). {TRANSPORT_CAVEAT}",
             "",
             "| method | metric | judge | raw % | corrected % [95% CI] |",
             "|---|---|---|---|---|",
