@@ -10,7 +10,7 @@ and what follows the cut. Run from the repository root:
 
 import argparse
 
-from dualselect.evaluation.judge_validation import load_tokenizer, prepare
+from dualselect.evaluation.judge_validation import load_tokenizer, prepare, request_kind
 from dualselect.evaluation.judges.refusal import read_response
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -26,11 +26,13 @@ whole = prepare(args.files, tok, 0)
 for f, items in cut.items():
     rows = []
     for it, it256, itall in zip(items, longer[f], whole[f]):
-        r = read_response(it.text, prompt=it.prompt)
+        # as the judge reads it: the premise-rejection family only on harmful requests
+        harmful = request_kind(it) == "harmful"
+        r = read_response(it.text, prompt=it.prompt, harmful_request=harmful)
         if (r.cls != "full_compliance") == it.refused:
             continue
-        r256 = read_response(it256.text, prompt=it.prompt).cls
-        rall = read_response(itall.text, prompt=it.prompt).cls
+        r256 = read_response(it256.text, prompt=it.prompt, harmful_request=harmful).cls
+        rall = read_response(itall.text, prompt=it.prompt, harmful_request=harmful).cls
         rows.append(
             f"### {it.id} ({it.kind}, {it.type})\n"
             f"human {it.label}; rules {r.cls} ({r.evidence}: {r.span!r}); at 256 tokens {r256}; uncut {rall}\n"
