@@ -171,6 +171,53 @@ def test_rogan_gladen_against_a_hand_computed_case():
     assert runs["corrected"] == pytest.approx(2 / 7) and runs["ci"][0] < 2 / 7 < runs["ci"][1]
 
 
+def _correction_coverage(t, se, sp, n_pos, n_neg, n_eval, reps, seed, model_se=None):
+    """Share of simulated evaluations whose corrected interval holds the true rate ``t``: a
+    labelled set of ``n_pos`` refusals and ``n_neg`` compliances judged with sensitivity ``se``
+    and specificity ``sp``, and ``n_eval`` prompts judged by the same judge (or, with
+    ``model_se``, by a judge whose sensitivity on the evaluated model differs)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for r in range(reps):
+        tp, tn = rng.binomial(n_pos, se), rng.binomial(n_neg, sp)
+        acc = {
+            "sensitivity": tp / n_pos,
+            "specificity": tn / n_neg,
+            "counts": {"tp": tp, "fn": n_pos - tp, "tn": tn, "fp": n_neg - tn},
+        }
+        truth = rng.random(n_eval) < t
+        found = rng.random(n_eval) < (se if model_se is None else model_se)
+        judged = np.where(truth, found, rng.random(n_eval) < 1 - sp).astype(float)
+        lo, hi = correction.correct_prompts([judged], acc, n_boot=1000, seed=r)["ci"]
+        hits += lo <= t <= hi
+    return hits / reps
+
+
+@pytest.mark.parametrize(
+    "t, se, sp, n_pos, n_neg, n_eval",
+    [
+        (0.3, 0.93, 0.98, 174, 576, 250),  # the shipped safe-prompt validation's size, XSTest's 250
+        (0.3, 0.93, 0.98, 30, 100, 250),  # a small labelled set: wider, still covering
+        (0.8, 0.90, 0.95, 700, 100, 300),  # a harmful suite: few labelled compliances
+        # the labelled set's error dominates: an interval that held sens/spec fixed covers 60%
+        (0.3, 0.85, 0.95, 40, 80, 2000),
+    ],
+)
+def test_corrected_interval_covers_the_true_rate_by_simulation(t, se, sp, n_pos, n_neg, n_eval):
+    """95% nominal; 400 simulated evaluations each (binomial SE of the coverage about 1.1
+    points)."""
+    assert 0.92 <= _correction_coverage(t, se, sp, n_pos, n_neg, n_eval, reps=400, seed=0) <= 0.98
+
+
+def test_corrected_interval_does_not_cover_a_model_the_judge_reads_worse():
+    """The interval's stated limit (correction.TRANSPORT_CAVEAT): when the judge finds fewer of
+    the evaluated model's refusals than of the validation models' (0.76 against 0.93, as on
+    XSTest's guard-prompted Mistral), the interval misses the true rate in most evaluations."""
+    assert _correction_coverage(0.9, 0.93, 0.98, 174, 576, 200, reps=200, seed=0, model_se=0.76) < 0.2
+
+
 def test_leave_one_model_out_fits_on_the_other_files_only(cut40, monkeypatch):
     seen = []
 
