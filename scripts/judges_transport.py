@@ -17,11 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dualselect.evaluation.correction import METHOD, transport_check
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}"
+from dualselect.evaluation.correction import METHOD, transport_check, transport_md
 
 
 def table(paths: list[str]) -> str:
@@ -34,18 +30,11 @@ def table(paths: list[str]) -> str:
         f"budget. Correction and interval: {METHOD}. Rates in %; covered = the interval holds the human "
         "rate.",
         "",
-        "| budget | file | prompts | judge | n | human | raw | corrected [95% CI] | covered |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for p in paths:
+    for i, p in enumerate(paths):
         result = json.loads(Path(p).read_text(encoding="utf-8"))
-        for r in transport_check(result):
-            ci = "" if r["ci"] is None else f" [{_pct(r['ci'][0])}, {_pct(r['ci'][1])}]"
-            covered = {True: "yes", False: "**no**", None: r["note"] or "-"}[r["covered"]]
-            lines.append(
-                f"| {result['max_new_tokens']} | {r['file']} | {r['kind']} | {r['judge']} | {r['n']} | "
-                f"{_pct(r['human'])} | {_pct(r['raw'])} | {_pct(r['corrected'])}{ci} | {covered} |"
-            )
+        rows = transport_md(transport_check(result), result["max_new_tokens"])
+        lines += rows if i == 0 else rows[2:]
     return "\n".join(lines) + "\n"
 
 

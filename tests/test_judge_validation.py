@@ -728,3 +728,33 @@ def test_published_gpt4_classifications_read_from_their_file():
         ]
         == m["unsafe"]["column:gpt4_label"]["counts"]
     )
+
+
+def test_cli_check_correction_on_a_model_not_shipped_and_refused_in_sample(xstest_files, tmp_path):
+    unseen = Path(__file__).resolve().parents[1] / "results" / "judges" / "unseen" / "data"
+    cmd = [sys.executable, "-m", "dualselect.cli.main", "judges", "validate", "--judge", "refusal_rules"]
+    cmd += ["--max-new-tokens", "0", "--no-lomo", "--check-correction", "--n-boot", "500"]
+    out = tmp_path / "val"
+    r = subprocess.run(
+        [*cmd, str(unseen / "xstest_v2_completions_llama2new.csv.gz"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    res = json.loads((out / "validation.json").read_text())
+    rows = {r["kind"]: r for r in res["correction_check"]}
+    assert set(rows) == {"safe", "unsafe"} and all(isinstance(r["covered"], bool) for r in rows.values())
+    # the rows correct the rates this validation measured, with the shipped accuracy (256 tokens:
+    # the nearest budget to whole completions)
+    m = res["files"]["xstest_v2_completions_llama2new"]["safe"]["refusal_rules"]
+    assert rows["safe"]["raw"] == m["judged_rate"] and rows["safe"]["human"] == m["human_rate"]
+    acc = correction.judge_accuracy("refusal_rules", build_judge("refusal_rules").template_version, "safe", 0)
+    assert acc["max_new_tokens"] == 256
+    assert rows["safe"]["corrected"] == pytest.approx(
+        correction.rogan_gladen(m["judged_rate"], acc["sensitivity"], acc["specificity"])
+    )
+    assert "Does the shipped error correction hold" in (out / "validation.md").read_text()
+    r = subprocess.run(
+        [*cmd, str(xstest_files[0]), "--out", str(tmp_path / "in")], capture_output=True, text=True
+    )
+    assert r.returncode == 2 and "in sample" in r.stderr

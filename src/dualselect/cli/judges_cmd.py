@@ -65,6 +65,14 @@ def register(sub) -> None:
         action="store_true",
         help="Skip leave-one-model-out (refusal-rule families re-selected on all files but one).",
     )
+    v.add_argument(
+        "--check-correction",
+        action="store_true",
+        help="Also correct each judged rate with the accuracy eval and compare would use (the "
+        "package's validation on XSTest's shipped files) and say whether its interval holds the "
+        "human rate: does the error correction carry over to the models of these files? Files the "
+        "shipped validation was measured on are an error (the check would be in sample).",
+    )
     v.add_argument("--n-boot", type=int, default=2000, help="Bootstrap resamples for the intervals.")
     v.add_argument("--seed", type=int, default=0, help="Seed of the bootstrap.")
     v.set_defaults(func=run_validate)
@@ -123,7 +131,12 @@ def run_validate(args: argparse.Namespace) -> int:
         ]
         + ([f"--tokenizer {args.tokenizer}"] if args.tokenizer != "smollm2-135m" else [])
         + (["--no-lomo"] if args.no_lomo else [])
+        + (["--check-correction"] if args.check_correction else [])
     )
+    if args.check_correction:
+        from dualselect.evaluation.correction import transport_check
+
+        result["correction_check"] = transport_check(result, n_boot=args.n_boot, seed=args.seed)
     js, md = write_validation(result, args.out)
     for kind in ("safe", "unsafe"):
         for j, m in result["pooled"].get(kind, {}).items():

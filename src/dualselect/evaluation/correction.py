@@ -263,3 +263,23 @@ def transport_check(
                     {**row, "corrected": out["corrected"], "ci": ci, "covered": covered, "note": out["note"]}
                 )
     return rows
+
+
+def transport_md(rows: Sequence[dict[str, Any]], budget: int | None = None) -> list[str]:
+    """:func:`transport_check`'s rows as a Markdown table (rates in %)."""
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.1f}"
+
+    lines = [
+        "| budget | file | prompts | judge | n | human | raw | corrected [95% CI] | covered |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ci = "" if r["ci"] is None else f" [{pct(r['ci'][0])}, {pct(r['ci'][1])}]"
+        covered = {True: "yes", False: "**no**", None: r["note"] or "-"}[r["covered"]]
+        lines.append(
+            f"| {budget} | {r['file']} | {r['kind']} | {r['judge']} | {r['n']} | {pct(r['human'])} | "
+            f"{pct(r['raw'])} | {pct(r['corrected'])}{ci} | {covered} |"
+        )
+    return lines

@@ -521,6 +521,20 @@ def markdown(result: dict[str, Any]) -> str:
                     f"{100 * m['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] | {_num(m['kappa'])} | "
                     f"{_num(m.get('kappa3'))} |"
                 )
+    check = result.get("correction_check")
+    if check:
+        from dualselect.evaluation.correction import METHOD, TRANSPORT_CAVEAT, transport_md
+
+        lines += [
+            "",
+            "## Does the shipped error correction hold for these models?",
+            "",
+            "Each judged rate corrected with the sensitivity and specificity `eval` and `compare` use (the "
+            f"package's validation on XSTest's shipped files): {METHOD}. Covered: the interval holds the "
+            f"human rate. {TRANSPORT_CAVEAT}",
+            "",
+            *transport_md(check, result["max_new_tokens"]),
+        ]
     lines += [
         "",
         "## Human labels",
