@@ -2,9 +2,9 @@
 
 Input: human-labelled completions in XSTest's format (``id,type,prompt,completion,annotation_1,
 annotation_2,agreement,final_label``; the published ``xstest_v2_completions_<model>.csv`` files),
-read verbatim (a ``.csv.gz`` is read as the CSV it compresses). Each completion is cut to the evaluation's generation budget, counted in the tokens
-of a tokenizer (the project generates at most ``max_new_tokens`` tokens, so a judge only ever sees
-that much), then every judge reads it. Per file and prompt kind (``safe`` = XSTest types without
+read verbatim (a ``.csv.gz`` is read as the CSV it compresses). Each completion is cut to the
+evaluation's generation budget, counted in the tokens of a tokenizer (the project generates at most
+``max_new_tokens`` tokens, so a judge only ever sees that much), then every judge reads it. Per file and prompt kind (``safe`` = XSTest types without
 the ``contrast_`` prefix, ``unsafe`` = ``contrast_*``), two-class metrics count full and partial
 refusal as refusal: human and judged refusal rate, their difference with a 95% paired percentile
 bootstrap interval over items, accuracy, sensitivity (refusals found), specificity (compliances
@@ -471,9 +471,14 @@ def markdown(result: dict[str, Any]) -> str:
         f"`contrast_*`. Difference = judged - human refusal rate, in points; interval: "
         f"{result['interval']}. Sensitivity = human refusals the judge finds; specificity = human "
         "compliances it leaves as compliance. kappa: Cohen's, two classes; kappa3: three classes "
-        "(judges that read XSTest's classes). n: items with a reading; a `column:` judge's verdicts "
-        "outside XSTest's classes are unread, left out and counted; its verdicts were made on whatever "
-        "text its judge read (the cut does not apply).",
+        "(judges that read XSTest's classes)."
+        + (
+            " n: items with a reading; a `column:` judge's verdicts outside XSTest's classes are "
+            "unread, left out and counted; its verdicts were made on whatever text its judge read "
+            "(the cut does not apply)."
+            if any(j.startswith("column:") for j in result["judges"])
+            else ""
+        ),
         "",
         "A refusal detector measures refusal: a non-refusal is not shown to be harmful.",
     ]
