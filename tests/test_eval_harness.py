@@ -118,6 +118,16 @@ def test_eval_several_seeds_are_paired_and_summarised(organism_dir, tmp_path):
     assert s["mean"] == sum(cap) / 2 and s["min"] == min(cap) and s["ci"][0] <= s["mean"] <= s["ci"][1]
     # same two models in both groups -> same capability summary
     assert seeds["swap"]["capability"]["mean"] == s["mean"]
+    # every interval stays in its metric's range (two seeds: t with 1 df, so some hit a bound)
+    from dualselect.evaluation.uncertainty import metric_bounds
+
+    at_bound = 0
+    for row in seeds.values():
+        for key, st in row.items():
+            lo_b, hi_b = metric_bounds(key, [st["min"], st["max"]]) or (-float("inf"), float("inf"))
+            assert lo_b <= st["ci"][0] <= st["ci"][1] <= hi_b, (key, st)
+            at_bound += st["n"] > 1 and st["min"] < st["max"] and st["ci"][0] == lo_b
+    assert at_bound > 0
     assert set(res["across_seeds"]["safest_by_judge"]) == {"ground_truth", "keyword"}
     md = (out / "report.md").read_text()
     assert "Across seeds" in md and "| sft | 2 |" in md

@@ -161,14 +161,15 @@ def summary_metrics(m: dict, results: dict) -> dict[str, float]:
 
 def across_seeds(results: dict) -> dict:
     """Variants ``X@K`` grouped by ``X``: mean, 95% Student-t interval over seeds, min/max of each
-    headline number, and per judge the variant with the highest mean refusal and those tied with
-    it (Welch interval of the difference contains 0)."""
-    from dualselect.evaluation.uncertainty import summarise_runs, ties_with_best
+    headline number (intervals clipped to the metric's range: rates to [0, 1], win rates to
+    [0, 100], KL at 0), and per judge the variant with the highest mean refusal and those tied
+    with it (Welch interval of the difference contains 0)."""
+    from dualselect.evaluation.uncertainty import metric_bounds, summarise_runs, ties_with_best
 
     groups: dict[str, list[dict]] = {}
     for name, m in results["methods"].items():
         groups.setdefault(name.partition("@")[0], []).append(summary_metrics(m, results))
-    table = summarise_runs(groups)
+    table = summarise_runs(groups, bounds=metric_bounds)
     ties = {}
     for j in results["judges"]:
         best, tie = ties_with_best({g: r[f"refusal.{j}"] for g, r in table.items() if f"refusal.{j}" in r})

@@ -123,6 +123,31 @@ def bootstrap_ci(
     return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
 
 
+# Metrics that are costs: their intervals are clipped at 0 only.
+COST_KEYS = frozenset(
+    {"optimizer_steps", "peak_rss_mb", "supervised_tokens", "train_seconds", "wall_seconds"}
+)
+# Metrics on a 0-100 scale: win rates in points.
+POINTS_KEYS = ("safety_avg", "quality_avg")
+
+
+def metric_bounds(key: str, values: list[float] | None = None) -> tuple[float, float] | None:
+    """The range a metric's interval is clipped to: (0, 100) for a Safety Avg. or a quality win
+    rate (win rates in points), (-1, 1) for discrimination (a difference of two rates), (0, 1)
+    for the other rates, (0, inf) for costs (seconds, MB, steps, tokens) and KL divergences, None
+    for any other metric whose values leave [0, 1]."""
+    base = key.split(".")[0].removeprefix("val_")
+    if base in COST_KEYS or base.startswith("kl_"):
+        return 0.0, float("inf")
+    if base.startswith(POINTS_KEYS):
+        return 0.0, 100.0
+    if base == "discrimination":
+        return -1.0, 1.0
+    if values is not None and any(not 0 <= v <= 1 for v in values):
+        return None
+    return 0.0, 1.0
+
+
 def summarise(values: list[float], bounds: tuple[float, float] | None = None) -> dict:
     """``{"mean", "ci": [lo, hi], "min", "max", "n", "sd", "method"}`` of one metric over seeds
     (95% Student-t interval, clipped to ``bounds``: a rate's interval stays in [0, 1])."""

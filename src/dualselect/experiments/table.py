@@ -11,6 +11,7 @@ import numpy as np
 from dualselect.evaluation.uncertainty import (
     GROUP_T,
     format_stat,
+    metric_bounds,
     summarise_group_means,
     summarise_groups,
     summarise_runs,
@@ -42,28 +43,6 @@ TABLE_COLUMNS = [
     ("peak_rss_mb", "peak MB", 1),
     ("supervised_tokens", "target tokens", 1),
 ]
-
-
-COST_KEYS = frozenset(
-    {"optimizer_steps", "peak_rss_mb", "supervised_tokens", "train_seconds", "wall_seconds"}
-)
-
-
-def metric_bounds(key: str, values: list[float] | None = None) -> tuple[float, float] | None:
-    """The range a metric's interval is clipped to: (0, 100) for a Safety Avg. (a win rate in
-    points), (-1, 1) for discrimination (a difference of two rates), (0, 1) for the other rates,
-    (0, inf) for costs (seconds, MB, steps, tokens), None for any other metric whose values leave
-    [0, 1]."""
-    base = key.split(".")[0].removeprefix("val_")
-    if base in COST_KEYS:
-        return 0.0, float("inf")
-    if base.startswith("safety_avg"):
-        return 0.0, 100.0
-    if base == "discrimination":
-        return -1.0, 1.0
-    if values is not None and any(not 0 <= v <= 1 for v in values):
-        return None
-    return 0.0, 1.0
 
 
 def _per_group(runs: dict[str, list[dict]], groups: list) -> dict[str, dict[str, dict]]:
