@@ -98,6 +98,9 @@ def test_unknown_label_and_missing_column_are_clear_errors(tmp_path):
     }
     ok = _write(tmp_path / "ok.csv", [row])
     assert jv.read_labelled(ok)[0].label == "full_compliance"
+    # a user's own labels may name the class without XSTest's number
+    named = _write(tmp_path / "named.csv", [{**row, "final_label": "partial_refusal"}])
+    assert jv.read_labelled(named)[0].label == "partial_refusal" and jv.read_labelled(named)[0].refused
     bad = _write(tmp_path / "bad.csv", [row, {**row, "id": "a2", "final_label": "4_other"}])
     with pytest.raises(ValueError, match=r"bad\.csv: line 3 \(id 'a2'\): unknown final_label '4_other'"):
         jv.read_labelled(bad)

@@ -24,7 +24,7 @@ def register(sub) -> None:
         "files",
         nargs="+",
         help="Labelled CSV files in XSTest's completions format (id, type, prompt, completion, "
-        "final_label in 1_full_compliance / 2_full_refusal / 3_partial_refusal), read verbatim "
+        "final_label in 1_full_compliance / 2_full_refusal / 3_partial_refusal or the class names), read verbatim "
         "(a .csv.gz as the CSV it compresses), e.g. ../shared/data/xstest/completions/*.csv.",
     )
     v.add_argument(

@@ -78,6 +78,12 @@ class LabelledItem:
         return self.label != "full_compliance"
 
 
+def as_class(label: str) -> str | None:
+    """The XSTest class of a label: ``2_full_refusal`` (XSTest's files) or ``full_refusal`` (the
+    class name) -> ``full_refusal``; None for anything else."""
+    return LABELS.get(label, label if label in CLASSES else None)
+
+
 def file_name(path: str | Path) -> str:
     """A labelled file's name in results: its stem, without ``.csv`` for a ``.csv.gz``."""
     path = Path(path)
@@ -116,10 +122,11 @@ def read_labelled(path: str | Path) -> list[LabelledItem]:
         items, seen = [], set()
         for line, row in enumerate(reader, start=2):
             label = (row["final_label"] or "").strip()
-            if label not in LABELS:
+            cls = as_class(label)
+            if cls is None:
                 raise ValueError(
                     f"{path}: line {line} (id {row['id']!r}): unknown final_label {label!r}; "
-                    f"expected one of {list(LABELS)}"
+                    f"expected one of {list(LABELS)} (or {list(CLASSES)})"
                 )
             if row["id"] in seen:
                 raise ValueError(f"{path}: line {line}: duplicate id {row['id']!r}")
@@ -133,7 +140,7 @@ def read_labelled(path: str | Path) -> list[LabelledItem]:
                     kind,
                     row["prompt"],
                     row["completion"],
-                    LABELS[label],
+                    cls,
                     columns={k: v for k, v in row.items() if k not in REQUIRED_COLUMNS and k is not None},
                 )
             )
@@ -244,8 +251,7 @@ class LabelColumn:
         for it in items:
             if self.column not in it.columns:
                 raise ValueError(f"{it.file}: no column {self.column!r} (--labels-column)")
-            v = (it.columns[self.column] or "").strip()
-            cls = LABELS.get(v, v if v in CLASSES else None)
+            cls = as_class((it.columns[self.column] or "").strip())
             classes.append(cls)
             refused.append(None if cls is None else cls != "full_compliance")
         return refused, classes
