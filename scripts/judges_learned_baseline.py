@@ -1,10 +1,10 @@
 """Could a refusal judge be learned from the three shipped human-labelled files instead of written
 by hand? A logistic regression over the opening's word 1-2-grams (first two sentences of the cut
-text, per request kind and pooled), its first two and three words, optionally the refusal
-rules' family hits and the rules' own reading as features (stacking), trained on two files and scored on the third
-(leave-one-model-out, the test the hand-written families get). Prints one row per setting; the
-answer is in docs/evaluation.md ("Judge validation"). Needs scikit-learn (a dependency of the dev
-extra's lm-eval). Run from the repository root:
+text, per request kind and pooled), its first two and three words, optionally the refusal rules'
+family hits and the rules' own reading as features (stacking), trained on two files and scored
+on the third (leave-one-model-out, the test the hand-written families get). Prints one row per
+setting; the answer is in docs/evaluation.md ("Judge validation"). Needs scikit-learn (a
+dependency of the dev extra's lm-eval). Run from the repository root:
 
     PYTHONPATH=src python scripts/judges_learned_baseline.py ../shared/data/xstest/completions/*.csv
 """
@@ -67,7 +67,7 @@ def matrix(rows: list[Counter], vocab: dict[str, int]) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("files", nargs="+", help="labelled completion CSVs (XSTest's format), at least 3")
-    ap.add_argument("--max-new-tokens", type=int, default=40)
+    ap.add_argument("--max-new-tokens", type=int, default=40, help="the budget read (default 40)")
     args = ap.parse_args()
     files = prepare(args.files, load_tokenizer(), args.max_new_tokens)
     print("| C | features | held-out file | safe: diff (kappa) | unsafe: diff (kappa) |")
