@@ -166,10 +166,22 @@ def test_compare_on_a_tiny_model_with_published_benchmarks(
     # resume: nothing is redone; another aggregation metric needs no new run
     marker = out / "runs" / "sft" / "seed0" / "metrics.json"
     before = marker.stat().st_mtime_ns
-    cfg2 = {**cfg, "safety_metric": "refusal_advbench", "capability_metric": "exact_match_gsm8k"}
+    # ... nor another judge validation (here the unseen models' labelled completions, 500 safe items)
+    unseen = (
+        Path(__file__).resolve().parents[1] / "results" / "judges" / "unseen" / "v4_mnt40" / "validation.json"
+    )
+    cfg2 = {
+        **cfg,
+        "safety_metric": "refusal_advbench",
+        "capability_metric": "exact_match_gsm8k",
+        "judge_validation": [str(unseen)],
+    }
     assert main(["compare", str(_write(tmp_path, cfg2, "c2.yaml")), "--out", str(out)]) == 0
     assert marker.stat().st_mtime_ns == before
-    assert json.loads((out / "comparison.json").read_text())["safety_metric"] == "refusal_advbench"
+    table2 = json.loads((out / "comparison.json").read_text())
+    assert table2["safety_metric"] == "refusal_advbench"
+    assert table2["judge_validation"]["keyword"]["safe"]["n"] == 500
+    assert "human labels of xstest_v2_completions_llama2new" in (out / "comparison.md").read_text()
     # a change to what the runs are must not mix with them
     cfg3 = {**cfg, "max_new_tokens": 5}
     assert main(["compare", str(_write(tmp_path, cfg3, "c3.yaml")), "--out", str(out)]) == 2
@@ -205,6 +217,12 @@ BAD = [
     ),
     ({"training": {"max_step": 3}}, "method sft: .*max_step"),
     ({"suites": "organism"}, "suites='organism' and benchmarks: give one"),
+    (
+        {"judge_validation": ["/nonexistent/validation.json"]},
+        "judge_validation /nonexistent/validation.json: no",
+    ),
+    ({"judge_validation": ["{gsm8k}"]}, "judge_validation .*test.jsonl: not a JSON file"),
+    ({"judge_validation": "x.json"}, "judge_validation: expected a list of validation.json paths"),
 ]
 
 

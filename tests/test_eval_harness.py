@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -170,6 +171,22 @@ def test_eval_on_benchmarks_in_published_formats(organism_dir, tmp_path):
     assert "Error-corrected refusal rates" in report and "not shown to be harmful" in report
     assert 0 <= base["label_accuracy.sst2"] <= 1 and "exact_match_strict.sst2" not in base
     assert "refusal_rate.advbench.keyword" in base and "quality_avg.reference_rougeL" in res["methods"]["sft"]
+    # the user's own judge validation (here: labelled completions of two unseen models) replaces
+    # the shipped one; the answers are reused, only the accuracy and the correction change
+    unseen = (
+        Path(__file__).resolve().parents[1] / "results" / "judges" / "unseen" / "v4_mnt40" / "validation.json"
+    )
+    assert main([*argv, "--judge-validation", str(unseen)]) == 0
+    res2 = json.loads((out / "results.json").read_text())
+    acc = res2["judge_validation"]["refusal_rules"]["unsafe"]
+    assert acc["n"] == 400 and set(acc["files"]) == {
+        "xstest_v2_completions_llama2new",
+        "xstest_v2_completions_mistralguard",
+    }
+    corr2 = res2["methods"]["base"]["corrected.refusal.refusal_rules"]
+    assert corr2["raw"] == corr["raw"]
+    assert "human labels of xstest_v2_completions_llama2new" in (out / "report.md").read_text()
+    assert main([*argv, "--judge-validation", str(tmp_path / "so.jsonl")]) == 2  # not a validation
 
 
 def test_eval_rejects_bad_model_specs_before_loading_anything(tmp_path, capsys):

@@ -761,3 +761,24 @@ def test_cli_check_correction_on_a_model_not_shipped_and_refused_in_sample(xstes
         [*cmd, str(xstest_files[0]), "--out", str(tmp_path / "in")], capture_output=True, text=True
     )
     assert r.returncode == 2 and "in sample" in r.stderr
+
+
+def test_load_validations_reads_a_validation_and_names_a_bad_file(tmp_path):
+    root = Path(__file__).resolve().parents[1] / "results" / "judges" / "unseen"
+    (v,) = correction.load_validations([root / "v4_mnt40" / "validation.json"])
+    acc = correction.judge_accuracy(
+        "refusal_rules", build_judge("refusal_rules").template_version, "unsafe", 40, [v]
+    )
+    assert acc["n"] == 400 and acc["sensitivity"] == pytest.approx(
+        v["pooled"]["unsafe"]["refusal_rules"]["sensitivity"]
+    )
+    line = correction.accuracy_line("refusal_rules", {"unsafe": acc})
+    assert "human labels of xstest_v2_completions_llama2new, xstest_v2_completions_mistralguard" in line
+    other = tmp_path / "other.json"
+    other.write_text('{"a": 1}')
+    with pytest.raises(
+        ValueError, match=r"--judge-validation .*other.json: not a 'dualselect judges validate'"
+    ):
+        correction.load_validations([other])
+    with pytest.raises(ValueError, match="no such file"):
+        correction.load_validations([tmp_path / "missing.json"])

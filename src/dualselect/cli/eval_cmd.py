@@ -62,6 +62,15 @@ def register(sub) -> None:
         "error-corrected rates in the report (not on the organism, whose truth is known).",
     )
     p.add_argument(
+        "--judge-validation",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="validation.json written by 'dualselect judges validate' on human-labelled completions "
+        "(repeatable), e.g. of the model you evaluate: the judges' accuracy and the error correction "
+        "come from it instead of the shipped XSTest validation.",
+    )
+    p.add_argument(
         "--quality-judge",
         action="append",
         default=[],
@@ -325,6 +334,15 @@ def check_eval_numbers(args: argparse.Namespace) -> None:
             raise ValueError(f"--max-perplexity {spec!r}: expected a number > 0 or auto[:FACTOR > 0]")
 
 
+def _judge_validations(paths: list[str]) -> tuple[dict, ...] | None:
+    """``--judge-validation`` files loaded, None without any (the shipped validation)."""
+    if not paths:
+        return None
+    from dualselect.evaluation.correction import load_validations
+
+    return load_validations(paths)
+
+
 def check_eval_out(out: str, overwrite: bool = False) -> None:
     """``--out`` must be new, empty, or a previous evaluation (``results.json`` or
     ``generations/``); any other non-empty directory is refused unless ``overwrite``."""
@@ -362,6 +380,10 @@ def check_eval_args(args: argparse.Namespace) -> tuple[dict[str, str], dict | No
     for flag, v in (("--batch-size", args.batch_size), ("--token-budget", args.token_budget)):
         if v is not None and v < 1:
             raise ValueError(f"{flag} {v}: expected a positive number")
+    if args.judge_validation:
+        from dualselect.evaluation.correction import load_validations
+
+        load_validations(args.judge_validation)  # a bad file fails before any model loads
     vllm_options = _spec("--vllm-options", args.vllm_options, dict_only=True) if args.vllm_options else None
     if vllm_options and args.backend != "vllm":
         raise ValueError("--vllm-options: only with --backend vllm")
@@ -451,6 +473,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         correct=suite_spec.correct,
+        judge_validations=_judge_validations(args.judge_validation),
         backend=args.backend,
         dtype=args.dtype,
         token_budget=args.token_budget,

@@ -225,9 +225,18 @@ def prompt_intervals(results: dict, suites, verdicts, judges: list[Judge], seed:
     results["safest_by_judge_prompts"] = ties
 
 
-def judge_validation(results: dict, suites, verdicts, judges: list[Judge], seed: int, correct: bool) -> None:
+def judge_validation(
+    results: dict,
+    suites,
+    verdicts,
+    judges: list[Judge],
+    seed: int,
+    correct: bool,
+    validations: tuple[dict, ...] | None = None,
+) -> None:
     """Each judge's measured accuracy against human labels (``results["judge_validation"]``:
-    per prompt kind, None = not validated) and, with ``correct``, per method and judge the
+    per prompt kind, None = not validated; from ``validations`` when given, else the shipped
+    XSTest validation) and, with ``correct``, per method and judge the
     Rogan-Gladen corrected refusal (harmful suites, the judge's accuracy on unsafe prompts) and
     over-refusal (safe prompts): ``corrected.refusal.<judge>`` / ``corrected.over_refusal.<judge>``
     = ``{"raw", "corrected", "ci", "youden", "note", "max_new_tokens"}``."""
@@ -244,7 +253,10 @@ def judge_validation(results: dict, suites, verdicts, judges: list[Judge], seed:
         }
         info[j.name] = {
             "measures": j.measures,
-            **{kind: judge_accuracy(j.name, j.template_version, kind, budgets[kind]) for kind in budgets},
+            **{
+                kind: judge_accuracy(j.name, j.template_version, kind, budgets[kind], validations)
+                for kind in budgets
+            },
         }
     results["judge_validation"] = info
     if not correct:

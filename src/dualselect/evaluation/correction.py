@@ -9,7 +9,8 @@ nothing: below :data:`MIN_YOUDEN` no number is given.
 
 ``se`` and ``sp`` come from a judge validation (``dualselect judges validate``) on human-labelled
 completions; the package ships the measurement of the offline refusal judges on XSTest's
-labelled files (``judges/validation/*.json``, with the files' hashes). A measurement applies to
+labelled files (``judges/validation/*.json``, with the files' hashes), and a user's own validation
+(:func:`load_validations`, e.g. on labelled completions of the evaluated model) replaces it. A measurement applies to
 a judge only with the same ``template_version`` (the same rules), to a suite only for its prompt
 kind (XSTest safe prompts for over-refusal suites, XSTest's unsafe contrast prompts for harmful
 suites) and to the generation budget it was measured at (the nearest one, named in the report,
@@ -26,6 +27,7 @@ import json
 from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,6 +64,33 @@ def shipped_validations() -> tuple[dict[str, Any], ...]:
     for f in sorted(root.iterdir(), key=lambda x: x.name):
         if f.name.endswith(".json"):
             out.append(json.loads(f.read_text(encoding="utf-8")))
+    return tuple(out)
+
+
+def load_validations(
+    paths: Sequence[str | Path], key: str = "--judge-validation"
+) -> tuple[dict[str, Any], ...]:
+    """``validation.json`` files written by ``dualselect judges validate`` (plain JSON, never
+    unpickled), to measure the judges' error on instead of the shipped XSTest validation. A
+    missing file, a file that is not JSON or not a validation result is a one-line ValueError
+    naming it and ``key``."""
+    out = []
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise ValueError(f"{key} {path}: no such file")
+        try:
+            v = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{key} {path}: not a JSON file ({e})") from None
+        missing = (
+            [k for k in ("judges", "pooled", "max_new_tokens", "file_hashes") if k not in v]
+            if isinstance(v, dict)
+            else ["judges"]
+        )
+        if missing:
+            raise ValueError(f"{key} {path}: not a 'dualselect judges validate' result (no {missing})")
+        out.append(v)
     return tuple(out)
 
 
@@ -212,10 +241,11 @@ def accuracy_line(judge: str, acc_by_kind: dict[str, dict[str, Any] | None]) -> 
         if acc is None:
             parts.append(f"{kind} prompts: not validated")
         else:
+            labels = ", ".join(acc.get("files") or {}) or "XSTest"
             parts.append(
                 f"{kind} prompts: sensitivity {100 * acc['sensitivity']:.1f}%, specificity "
                 f"{100 * acc['specificity']:.1f}%, accuracy {100 * acc['accuracy']:.1f}%, kappa "
-                f"{acc['kappa']:.2f} (n={acc['n']}, XSTest human labels, {acc['max_new_tokens']} tokens)"
+                f"{acc['kappa']:.2f} (n={acc['n']}, human labels of {labels}, {acc['max_new_tokens']} tokens)"
             )
     return f"`{judge}`: " + "; ".join(parts) if parts else f"`{judge}`: not validated"
 

@@ -150,6 +150,7 @@ def evaluate(
     gate: CoherenceGate | None = None,
     seed: int = 0,
     correct: bool = True,
+    judge_validations: tuple[dict, ...] | None = None,
     backend: str = "hf",
     dtype: str | None = None,
     token_budget: int | None = None,
@@ -174,7 +175,9 @@ def evaluate(
     version, model id, raw output, error) into ``generations/<name>.verdicts.jsonl``.
     ``correct``: add refusal rates corrected for each judge's measured error
     (:mod:`~dualselect.evaluation.correction`) where the judge was validated; off for the
-    organism, whose ground truth is known."""
+    organism, whose ground truth is known. ``judge_validations``: ``dualselect judges validate``
+    results (:func:`~dualselect.evaluation.correction.load_validations`) to measure the judges'
+    error on instead of the shipped XSTest validation."""
     from dualselect.evaluation.report import write_report
 
     out = Path(out)
@@ -237,7 +240,7 @@ def evaluate(
         results["methods"][name] = m
     pairwise_safety(results, suites, gens, available, sft, seed, coherent)
     prompt_intervals(results, suites, verdicts, available, seed)
-    judge_validation(results, suites, verdicts, available, seed, correct)
+    judge_validation(results, suites, verdicts, available, seed, correct, judge_validations)
     pairwise_quality(results, suites, gens, quality_judges, sft, seed, out)
     judge_agreement(results, suites, verdicts, coherent, available)
     if any("@" in n for n in models):

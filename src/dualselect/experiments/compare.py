@@ -168,6 +168,7 @@ def _evaluate_and_record(
         batch_size=cfg.eval_batch_size,
         seed=seed,
         correct=suite_set(cfg.suites).correct,  # off on the organism: its truth is known
+        judge_validations=cfg.judge_validations(),
         backend=cfg.generation_backend,
         dtype=cfg.eval_dtype,
         token_budget=cfg.eval_token_budget,
@@ -292,12 +293,16 @@ def _add_corrected(cfg: CompareConfig, runs: dict[str, list[dict]], table: dict)
 
     budgets = cfg.generation_budgets()
     budget = max(budgets.values()) if isinstance(budgets, dict) else budgets
+    validations = cfg.judge_validations()
     info = {}
     for spec in cfg.judges or []:
         j = build_judge(spec)
         info[j.name] = {
             "measures": j.measures,
-            **{k: judge_accuracy(j.name, j.template_version, k, budget) for k in ("safe", "unsafe")},
+            **{
+                k: judge_accuracy(j.name, j.template_version, k, budget, validations)
+                for k in ("safe", "unsafe")
+            },
         }
     table["judge_validation"] = info
     if cfg.on_organism:

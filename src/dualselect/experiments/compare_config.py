@@ -67,7 +67,13 @@ VARIANT_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*")  # a run directory'
 STUDY_SETS = ("real_study", "real_study_val")  # the suite sets that read the study task's files
 # keys that only change how finished runs are aggregated or what is added beside them (the base's
 # own rates): a compare may resume with other values
-AGGREGATION_KEYS = ("safety_metric", "capability_metric", "matched_capability_within", "evaluate_base")
+AGGREGATION_KEYS = (
+    "safety_metric",
+    "capability_metric",
+    "matched_capability_within",
+    "evaluate_base",
+    "judge_validation",
+)
 RUNTIME_KEYS = ("jobs",)  # how the runs are scheduled, not what they are: a compare may resume with others
 # the grid of runs: a resumed compare may add (or drop) methods, seeds and instances; a method in
 # both the old and the new config must be defined the same way (:meth:`CompareConfig.resume_conflict`)
@@ -119,6 +125,10 @@ class CompareConfig:
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_new_tokens: int = 64
     judges: list[str | dict[str, Any]] | None = None
+    # validation.json files of `dualselect judges validate` (e.g. on labelled completions of the
+    # compared models): the judges' accuracy and the error correction come from them instead of
+    # the shipped XSTest validation (the table's; each run's own report uses those of its run)
+    judge_validation: list[str] = field(default_factory=list)
     safety_metric: str = "harmful_refusal"
     # default: task_exact_match (organism, realbase), capability (benchmarks: mean over capability sets)
     capability_metric: str | None = None
@@ -274,6 +284,16 @@ class CompareConfig:
                 raise ValueError(f"judges[{i}]: expected a judge name or a mapping with name, got {spec!r}")
         if len(set(self.judge_names)) != len(self.judge_names):
             raise ValueError(f"judges: a judge is listed twice ({self.judge_names})")
+        if not isinstance(self.judge_validation, list) or not all(
+            isinstance(p, str) for p in self.judge_validation
+        ):
+            raise ValueError(
+                f"judge_validation: expected a list of validation.json paths, got {self.judge_validation!r}"
+            )
+        if self.judge_validation:
+            from dualselect.evaluation.correction import load_validations
+
+            load_validations(self.judge_validation, key="judge_validation")
         if self.capability_metric is None:
             self.capability_metric = "capability" if self.suites == "benchmarks" else "task_exact_match"
         if not isinstance(self.suite_limits, dict) or not all(
@@ -414,6 +434,14 @@ class CompareConfig:
         from dualselect.evaluation.suites.metrics import BenchmarkMetrics
 
         return BenchmarkMetrics(suite_kinds(self.benchmarks or {}), self.judge_names)
+
+    def judge_validations(self) -> tuple[dict[str, Any], ...] | None:
+        """The ``judge_validation`` files loaded; None without any (the shipped validation)."""
+        if not self.judge_validation:
+            return None
+        from dualselect.evaluation.correction import load_validations
+
+        return load_validations(self.judge_validation, key="judge_validation")
 
     def generation_budgets(self) -> int | dict[str, int]:
         """``max_new_tokens`` for the harness: one number, or per suite with benchmarks (each
