@@ -334,15 +334,6 @@ def check_eval_numbers(args: argparse.Namespace) -> None:
             raise ValueError(f"--max-perplexity {spec!r}: expected a number > 0 or auto[:FACTOR > 0]")
 
 
-def _judge_validations(paths: list[str]) -> tuple[dict, ...] | None:
-    """``--judge-validation`` files loaded, None without any (the shipped validation)."""
-    if not paths:
-        return None
-    from dualselect.evaluation.correction import load_validations
-
-    return load_validations(paths)
-
-
 def check_eval_out(out: str, overwrite: bool = False) -> None:
     """``--out`` must be new, empty, or a previous evaluation (``results.json`` or
     ``generations/``); any other non-empty directory is refused unless ``overwrite``."""
@@ -363,10 +354,11 @@ def check_eval_out(out: str, overwrite: bool = False) -> None:
     check_output_dir(p, key="--out")
 
 
-def check_eval_args(args: argparse.Namespace) -> tuple[dict[str, str], dict | None]:
+def check_eval_args(args: argparse.Namespace) -> tuple[dict[str, str], dict | None, tuple[dict, ...] | None]:
     """Everything that can be wrong with the arguments, checked before a model loads (and before
     torch is even imported): the variants (returned as ``{variant: path}``), ``--out``, the base
-    and benchmark paths, the numbers, the generation backend (``--vllm-options`` returned)."""
+    and benchmark paths, the numbers, the generation backend (``--vllm-options`` returned), the
+    ``--judge-validation`` files (returned loaded; None without any: the shipped validation)."""
     from dualselect.training.validation import check_data_path, check_model_path
 
     check_eval_numbers(args)
@@ -380,10 +372,11 @@ def check_eval_args(args: argparse.Namespace) -> tuple[dict[str, str], dict | No
     for flag, v in (("--batch-size", args.batch_size), ("--token-budget", args.token_budget)):
         if v is not None and v < 1:
             raise ValueError(f"{flag} {v}: expected a positive number")
+    validations = None
     if args.judge_validation:
         from dualselect.evaluation.correction import load_validations
 
-        load_validations(args.judge_validation)  # a bad file fails before any model loads
+        validations = load_validations(args.judge_validation)  # a bad file fails before any model loads
     vllm_options = _spec("--vllm-options", args.vllm_options, dict_only=True) if args.vllm_options else None
     if vllm_options and args.backend != "vllm":
         raise ValueError("--vllm-options: only with --backend vllm")
@@ -393,7 +386,7 @@ def check_eval_args(args: argparse.Namespace) -> tuple[dict[str, str], dict | No
         ok, why = vllm_available()
         if not ok:
             raise ValueError(f"--backend vllm: {why}")
-    return variants, vllm_options
+    return variants, vllm_options, validations
 
 
 def eval_suites(args: argparse.Namespace, set_name: str, base_path: str) -> tuple[dict, dict[str, int]]:
@@ -416,7 +409,7 @@ def eval_suites(args: argparse.Namespace, set_name: str, base_path: str) -> tupl
 
 
 def run(args: argparse.Namespace) -> int:
-    variants, vllm_options = check_eval_args(args)
+    variants, vllm_options, validations = check_eval_args(args)
     from dualselect.evaluation.benchmarks import disjointness
     from dualselect.evaluation.coherence import ApiCoherenceJudge, CoherenceGate
     from dualselect.evaluation.harness import evaluate
@@ -473,7 +466,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         correct=suite_spec.correct,
-        judge_validations=_judge_validations(args.judge_validation),
+        judge_validations=validations,
         backend=args.backend,
         dtype=args.dtype,
         token_budget=args.token_budget,

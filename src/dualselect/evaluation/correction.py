@@ -271,8 +271,14 @@ def transport_check(
             for judge, m in per_kind.get(kind, {}).items():
                 version = result["judges"][judge]["template_version"]
                 acc = judge_accuracy(judge, version, kind, budget, validations)
-                row = {"file": f, "kind": kind, "judge": judge, "n": m["n"], "human": m["human_rate"]}
-                row["raw"] = m["judged_rate"]
+                row = {
+                    "file": f,
+                    "kind": kind,
+                    "judge": judge,
+                    "n": m["n"],
+                    "human": m["human_rate"],
+                    "raw": m["judged_rate"],
+                }
                 if acc is None:
                     rows.append(
                         {**row, "corrected": None, "ci": None, "covered": None, "note": "not validated"}

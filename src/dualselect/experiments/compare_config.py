@@ -290,10 +290,11 @@ class CompareConfig:
             raise ValueError(
                 f"judge_validation: expected a list of validation.json paths, got {self.judge_validation!r}"
             )
+        self._validations = None  # loaded once here: a bad file is an error before any run
         if self.judge_validation:
             from dualselect.evaluation.correction import load_validations
 
-            load_validations(self.judge_validation, key="judge_validation")
+            self._validations = load_validations(self.judge_validation, key="judge_validation")
         if self.capability_metric is None:
             self.capability_metric = "capability" if self.suites == "benchmarks" else "task_exact_match"
         if not isinstance(self.suite_limits, dict) or not all(
@@ -436,12 +437,9 @@ class CompareConfig:
         return BenchmarkMetrics(suite_kinds(self.benchmarks or {}), self.judge_names)
 
     def judge_validations(self) -> tuple[dict[str, Any], ...] | None:
-        """The ``judge_validation`` files loaded; None without any (the shipped validation)."""
-        if not self.judge_validation:
-            return None
-        from dualselect.evaluation.correction import load_validations
-
-        return load_validations(self.judge_validation, key="judge_validation")
+        """The ``judge_validation`` files as loaded by the check; None without any (the shipped
+        validation)."""
+        return self._validations
 
     def generation_budgets(self) -> int | dict[str, int]:
         """``max_new_tokens`` for the harness: one number, or per suite with benchmarks (each
